@@ -1,0 +1,144 @@
+package conf
+
+import (
+	"math"
+	"time"
+)
+
+// Defaults that do not depend on other keys. The decoder calls setDefaults on
+// a section just before decoding the keys written in it, so every key that is
+// not written keeps these values. Defaults that depend on another key (a
+// health path only for type http, a burst derived from the rate) are filled
+// after decoding, in (*decoder).fill.
+
+func (c *Config) setDefaults() {
+	c.Listen = ":8080"
+	c.Timeouts.setDefaults()
+	c.Limits.setDefaults()
+	c.Admin.setDefaults()
+	c.Cache.setDefaults()
+}
+
+func (t *Timeouts) setDefaults() {
+	*t = Timeouts{
+		ClientHeader:  10 * time.Second,
+		ClientBody:    60 * time.Second,
+		ClientIdle:    60 * time.Second,
+		ShutdownGrace: 30 * time.Second,
+	}
+}
+
+func (l *Limits) setDefaults() {
+	*l = Limits{
+		MaxRequestBody: 64 << 20,
+		MaxHeaderBytes: 16 << 10,
+		MaxConns:       10000,
+	}
+}
+
+func (t *TLS) setDefaults() { t.Listen = ":8443" }
+
+func (a *Admin) setDefaults() {
+	*a = Admin{Listen: "127.0.0.1:9090", DrainTimeout: 30 * time.Second}
+}
+
+func (c *Cache) setDefaults() { c.MaxBytes = 256 << 20 }
+
+func (c *Capture) setDefaults() { c.ReplayRate = Rate{Events: 50, Per: time.Second} }
+
+func (p *Pool) setDefaults() {
+	*p = Pool{
+		ConnectTimeout:  2 * time.Second,
+		ResponseTimeout: 30 * time.Second,
+		Retries:         1,
+	}
+	// No health section means no active probing; a health section without a
+	// type means HTTP, the check that catches the most.
+	p.Health.setDefaults()
+	p.Health.Type = HealthNone
+	p.Queue.setDefaults()
+	p.Passive.setDefaults()
+}
+
+func (b *Backend) setDefaults() { b.Weight = 1 }
+
+func (h *Health) setDefaults() {
+	*h = Health{
+		Type:     HealthHTTP,
+		Interval: 2 * time.Second,
+		Timeout:  time.Second,
+		Rise:     2,
+		Fall:     3,
+	}
+}
+
+func (q *Queue) setDefaults() { *q = Queue{Timeout: time.Second} }
+
+func (p *Passive) setDefaults() { *p = Passive{MaxFails: 5, EjectFor: 10 * time.Second} }
+
+func (d *Degrade) setDefaults() {
+	*d = Degrade{Hold: 30 * time.Second, Window: 2 * time.Second, Windows: 2}
+}
+
+func (r *Route) setDefaults() { r.Priority = PriorityNormal }
+
+func (c *RouteCache) setDefaults() { *c = RouteCache{MaxStale: time.Hour, MaxObjectBytes: 8 << 20} }
+
+func (r *RateLimit) setDefaults() { *r = RateLimit{Key: "ip", MaxKeys: 100000} }
+
+// fill sets the defaults that depend on other keys, and normalises values
+// whose spelling does not matter.
+func (d *decoder) fill(c *Config) {
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		f := field("pools", i)
+		h := &p.Health
+		if h.Type == HealthHTTP && !d.has(f+".health.path") {
+			h.Path = "/healthz"
+		}
+		if !d.has(f + ".health.unhealthy_interval") {
+			h.UnhealthyInterval = h.Interval
+		}
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		f := field("routes", i)
+		r.Host = lowerASCII(r.Host)
+		if rl := r.RateLimit; rl != nil && !d.has(f+".rate_limit.burst") {
+			rl.Burst = int(min(math.Ceil(rl.Rate.PerSecond()), maxBurst))
+			rl.Burst = max(rl.Burst, 1)
+		}
+		if od := r.OnDegraded; od != nil {
+			switch od.Action {
+			case ActionShed:
+				if !d.has(f + ".on_degraded.status") {
+					od.Status = 503
+				}
+				if !d.has(f + ".on_degraded.retry_after") {
+					od.RetryAfter = 30 * time.Second
+				}
+			case ActionCapture:
+				if !d.has(f + ".on_degraded.methods") {
+					od.Methods = []string{"POST"}
+				}
+			}
+		}
+	}
+}
+
+// lowerASCII lowercases host names; a non-ASCII host is left for validation
+// to refuse (hosts must be written in their punycode form).
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}

@@ -1,0 +1,680 @@
+package conf
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Bounds. Every list, count and duration has one, so that a typo (an extra
+// zero, "h" for "m") is an error instead of a proxy that holds connections
+// for a week or allocates a billion rate-limit buckets.
+const (
+	maxPools        = 1000
+	maxBackends     = 10000 // per pool
+	maxRoutes       = 10000
+	maxCIDRs        = 10000 // per list
+	maxCertificates = 100
+	maxMethods      = 32
+	maxNameLen      = 64
+	maxPathLen      = 1024
+
+	maxTimeout       = time.Hour
+	maxCacheDuration = 30 * 24 * time.Hour
+
+	maxBodySize   = 64 << 30
+	maxCacheBytes = 64 << 30
+	minHeaderSize = 1 << 10
+	maxHeaderSize = 1 << 20
+
+	maxConns       = 10_000_000
+	maxConnsPerBe  = 1_000_000
+	maxQueue       = 1_000_000
+	maxRetries     = 5
+	maxFails       = 1000
+	maxRisePerFall = 100
+	maxWeight      = 1000
+	maxRatePerSec  = 1_000_000
+	maxBurst       = 10_000_000
+	maxKeys        = 10_000_000
+	maxWindows     = 100
+	minWindow      = 100 * time.Millisecond
+	maxWindow      = time.Minute
+)
+
+func field(list string, i int) string { return list + "[" + strconv.Itoa(i) + "]" }
+
+// validate checks c, which fill has completed, and records every problem.
+func (d *decoder) validate(c *Config) {
+	d.hostPort("listen", c.Listen, false)
+	d.duration("timeouts.client_header", c.Timeouts.ClientHeader, 1, maxTimeout)
+	d.duration("timeouts.client_body", c.Timeouts.ClientBody, 1, maxTimeout)
+	d.duration("timeouts.client_idle", c.Timeouts.ClientIdle, 1, maxTimeout)
+	d.duration("timeouts.shutdown_grace", c.Timeouts.ShutdownGrace, 1, maxTimeout)
+
+	d.size("limits.max_request_body", c.Limits.MaxRequestBody, 1, maxBodySize)
+	d.size("limits.max_header_bytes", int64(c.Limits.MaxHeaderBytes), minHeaderSize, maxHeaderSize)
+	d.intRange("limits.max_conns", c.Limits.MaxConns, 0, maxConns)
+	d.intRange("limits.max_conns_per_ip", c.Limits.MaxConnsPerIP, 0, maxConns)
+	if l := c.Limits; l.MaxConns > 0 && l.MaxConnsPerIP > l.MaxConns {
+		d.errorf("limits.max_conns_per_ip", "must not exceed limits.max_conns (%d), got %d", l.MaxConns, l.MaxConnsPerIP)
+	}
+
+	if t := c.TLS; t != nil {
+		d.hostPort("tls.listen", t.Listen, false)
+		switch {
+		case len(t.Certificates) == 0:
+			d.errorf("tls.certificates", "at least one {cert_file, key_file} pair is required")
+		case len(t.Certificates) > maxCertificates:
+			d.errorf("tls.certificates", "at most %d certificates, got %d", maxCertificates, len(t.Certificates))
+		}
+		for i, cert := range t.Certificates {
+			f := field("tls.certificates", i)
+			d.required(f+".cert_file", cert.CertFile)
+			d.required(f+".key_file", cert.KeyFile)
+		}
+	}
+
+	d.hostPort("admin.listen", c.Admin.Listen, false)
+	if c.Admin.TokenFile == "" && !isLoopback(c.Admin.Listen) {
+		d.errorf("admin.token_file", "required when admin.listen is not loopback")
+	}
+	d.duration("admin.drain_timeout", c.Admin.DrainTimeout, 1, maxTimeout)
+	d.listenerConflicts(c)
+
+	d.cidrs("trusted_proxies", c.TrustedProxies)
+	if c.AccessLog != nil {
+		d.required("access_log.path", c.AccessLog.Path)
+	}
+	d.size("cache.max_bytes", c.Cache.MaxBytes, 0, maxCacheBytes)
+	if cp := c.Capture; cp != nil {
+		d.required("capture.dir", cp.Dir)
+		d.rate("capture.replay_rate", cp.ReplayRate)
+	}
+
+	switch {
+	case len(c.Pools) == 0:
+		d.errorf("pools", "at least one pool is required")
+	case len(c.Pools) > maxPools:
+		d.errorf("pools", "at most %d pools, got %d", maxPools, len(c.Pools))
+	}
+	pools := make(map[string]int, len(c.Pools))
+	names := make([]string, 0, len(c.Pools))
+	for i := range c.Pools {
+		f := field("pools", i)
+		p := &c.Pools[i]
+		if d.name(f+".name", p.Name) {
+			if first, dup := pools[p.Name]; dup {
+				d.errorf(f+".name", "duplicate pool name %s, first at line %d", quote(p.Name), d.lineOf(field("pools", first)))
+			} else {
+				pools[p.Name] = i
+				names = append(names, p.Name)
+			}
+		}
+		d.pool(f, p)
+	}
+
+	switch {
+	case len(c.Routes) == 0:
+		d.errorf("routes", "at least one route is required")
+	case len(c.Routes) > maxRoutes:
+		d.errorf("routes", "at most %d routes, got %d", maxRoutes, len(c.Routes))
+	}
+	routes := make(map[string]int, len(c.Routes))
+	type match struct{ host, prefix string }
+	matches := make(map[match]int, len(c.Routes))
+	captureUsed := -1
+	for i := range c.Routes {
+		f := field("routes", i)
+		r := &c.Routes[i]
+		if d.name(f+".name", r.Name) {
+			if first, dup := routes[r.Name]; dup {
+				d.errorf(f+".name", "duplicate route name %s, first at line %d", quote(r.Name), d.lineOf(field("routes", first)))
+			} else {
+				routes[r.Name] = i
+			}
+		}
+		if r.Pool == "" {
+			d.errorf(f+".pool", "required")
+		} else if _, ok := pools[r.Pool]; !ok {
+			if hint := suggest(r.Pool, names); hint != "" {
+				d.errorf(f+".pool", "unknown pool %s, did you mean %s?", quote(r.Pool), hint)
+			} else {
+				d.errorf(f+".pool", "unknown pool %s", quote(r.Pool))
+			}
+		}
+		if d.pathPrefix(f+".path_prefix", r.PathPrefix) {
+			m := match{r.Host, r.PathPrefix}
+			if first, dup := matches[m]; dup {
+				d.errorf(f+".path_prefix", "routes[%d] (line %d) already matches this host and path_prefix", first, d.lineOf(field("routes", first)))
+			} else {
+				matches[m] = i
+			}
+		}
+		d.route(f, r, c)
+		if od := r.OnDegraded; od != nil && od.Action == ActionCapture && captureUsed < 0 {
+			captureUsed = i
+		}
+	}
+	// With a capture section but no dir, capture.dir: required is already
+	// reported at the section.
+	if captureUsed >= 0 && c.Capture == nil {
+		at := d.lineOf(field("routes", captureUsed) + ".on_degraded.action")
+		d.errAt(at, "capture.dir", "required because %s uses on_degraded action capture", field("routes", captureUsed))
+	}
+}
+
+func (d *decoder) pool(f string, p *Pool) {
+	switch {
+	case len(p.Backends) > maxBackends:
+		d.errorf(f+".backends", "at most %d backends, got %d", maxBackends, len(p.Backends))
+	}
+	addrs := make(map[string]int, len(p.Backends))
+	for i, b := range p.Backends {
+		bf := field(f+".backends", i)
+		if d.hostPort(bf+".address", b.Address, true) {
+			key := strings.ToLower(b.Address)
+			if first, dup := addrs[key]; dup {
+				d.errorf(bf+".address", "duplicate backend %s, first at line %d", quote(b.Address), d.lineOf(field(f+".backends", first)))
+			} else {
+				addrs[key] = i
+			}
+		}
+		d.intRange(bf+".weight", b.Weight, 0, maxWeight)
+	}
+
+	h := p.Health
+	hf := f + ".health"
+	switch h.Type {
+	case HealthHTTP:
+		if !strings.HasPrefix(h.Path, "/") {
+			d.errorf(hf+".path", "must start with /, got %s", quote(h.Path))
+		} else if len(h.Path) > maxPathLen || strings.ContainsAny(h.Path, " #") {
+			d.errorf(hf+".path", "must be a URL path of at most %d characters without spaces or #", maxPathLen)
+		}
+		if h.ExpectStatus != 0 {
+			d.intRange(hf+".expect_status", h.ExpectStatus, 100, 599)
+		}
+	case HealthTCP, HealthNone:
+		if h.Path != "" {
+			d.errorf(hf+".path", "only valid with health type http")
+		}
+		if h.ExpectStatus != 0 {
+			d.errorf(hf+".expect_status", "only valid with health type http")
+		}
+	default:
+		d.enum(hf+".type", string(h.Type), "http", "tcp", "none")
+	}
+	d.duration(hf+".interval", h.Interval, 1, maxTimeout)
+	if d.has(hf + ".unhealthy_interval") {
+		// Otherwise it is a copy of interval, already checked.
+		d.duration(hf+".unhealthy_interval", h.UnhealthyInterval, 1, maxTimeout)
+	}
+	if d.duration(hf+".timeout", h.Timeout, 1, maxTimeout) {
+		switch {
+		case h.Interval > 0 && h.Timeout > h.Interval:
+			d.errorf(hf+".timeout", "must not exceed health.interval (%s), got %s", h.Interval, h.Timeout)
+		case h.UnhealthyInterval > 0 && h.Timeout > h.UnhealthyInterval:
+			d.errorf(hf+".timeout", "must not exceed health.unhealthy_interval (%s), got %s", h.UnhealthyInterval, h.Timeout)
+		}
+	}
+	d.intRange(hf+".rise", h.Rise, 1, maxRisePerFall)
+	d.intRange(hf+".fall", h.Fall, 1, maxRisePerFall)
+
+	d.intRange(f+".max_conns_per_backend", p.MaxConnsPerBackend, 0, maxConnsPerBe)
+	if d.intRange(f+".queue.max", p.Queue.Max, 0, maxQueue) && p.Queue.Max > 0 && p.MaxConnsPerBackend == 0 {
+		d.errorf(f+".queue.max", "needs max_conns_per_backend > 0: requests queue only when every backend is at its limit")
+	}
+	d.duration(f+".queue.timeout", p.Queue.Timeout, 1, maxTimeout)
+	d.duration(f+".slow_start", p.SlowStart, 0, maxTimeout)
+	d.duration(f+".connect_timeout", p.ConnectTimeout, 1, maxTimeout)
+	d.duration(f+".response_timeout", p.ResponseTimeout, 1, maxTimeout)
+	d.intRange(f+".retries", p.Retries, 0, maxRetries)
+	d.intRange(f+".passive.max_fails", p.Passive.MaxFails, 0, maxFails)
+	d.duration(f+".passive.eject_for", p.Passive.EjectFor, 1, maxTimeout)
+
+	if g := p.Degrade; g != nil {
+		d.degrade(f+".degrade", g)
+	}
+}
+
+func (d *decoder) degrade(f string, g *Degrade) {
+	en, ex := f+".enter", f+".exit"
+	d.ratio(en+".inflight_ratio", g.Enter.InflightRatio)
+	d.ratio(ex+".inflight_ratio", g.Exit.InflightRatio)
+	d.ratio(en+".error_rate", g.Enter.ErrorRate)
+	d.ratio(ex+".error_rate", g.Exit.ErrorRate)
+	d.duration(en+".queue_wait", g.Enter.QueueWait, 0, maxTimeout)
+	d.duration(ex+".queue_wait", g.Exit.QueueWait, 0, maxTimeout)
+	d.duration(en+".p95_latency", g.Enter.P95Latency, 0, maxTimeout)
+	d.duration(ex+".p95_latency", g.Exit.P95Latency, 0, maxTimeout)
+	if g.Enter == (Thresholds{}) {
+		d.errorf(en, "set at least one of inflight_ratio, queue_wait, p95_latency, error_rate")
+	}
+	// Exit must mirror Enter signal by signal and sit strictly below it:
+	// without that gap a pool hovering at the threshold would flap.
+	hyst := func(key string, enter, exit float64, show func(float64) string) {
+		switch {
+		case enter == 0 && exit != 0:
+			d.errorf(ex+"."+key, "set, but %s.%s is not", "enter", key)
+		case enter != 0 && exit == 0:
+			d.errorf(ex+"."+key, "required because enter.%s is set (exit thresholds give hysteresis)", key)
+		case enter != 0 && exit >= enter:
+			d.errorf(ex+"."+key, "must be lower than enter.%s (%s), got %s", key, show(enter), show(exit))
+		}
+	}
+	num := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	dur := func(v float64) string { return time.Duration(v).String() }
+	hyst("inflight_ratio", g.Enter.InflightRatio, g.Exit.InflightRatio, num)
+	hyst("queue_wait", float64(g.Enter.QueueWait), float64(g.Exit.QueueWait), dur)
+	hyst("p95_latency", float64(g.Enter.P95Latency), float64(g.Exit.P95Latency), dur)
+	hyst("error_rate", g.Enter.ErrorRate, g.Exit.ErrorRate, num)
+	d.duration(f+".hold", g.Hold, 0, maxTimeout)
+	d.duration(f+".window", g.Window, minWindow, maxWindow)
+	d.intRange(f+".windows", g.Windows, 1, maxWindows)
+}
+
+func (d *decoder) route(f string, r *Route, c *Config) {
+	if r.Host != "" {
+		if msg := checkRouteHost(r.Host); msg != "" {
+			d.errorf(f+".host", "%s", msg)
+		}
+	}
+	d.methods(f+".methods", r.Methods)
+	d.enum(f+".priority", string(r.Priority), "critical", "high", "normal", "low")
+
+	if rc := r.Cache; rc != nil {
+		cf := f + ".cache"
+		d.duration(cf+".max_stale", rc.MaxStale, 0, maxCacheDuration)
+		d.duration(cf+".ttl", rc.TTL, 0, maxCacheDuration)
+		if d.size(cf+".max_object_bytes", rc.MaxObjectBytes, 1, maxCacheBytes) && rc.Enabled {
+			if c.Cache.MaxBytes == 0 {
+				d.errorf(cf+".enabled", "needs cache.max_bytes > 0")
+			} else if rc.MaxObjectBytes > c.Cache.MaxBytes {
+				d.errorf(cf+".max_object_bytes", "must not exceed cache.max_bytes (%d bytes), got %d bytes", c.Cache.MaxBytes, rc.MaxObjectBytes)
+			}
+		}
+	}
+
+	if rl := r.RateLimit; rl != nil {
+		lf := f + ".rate_limit"
+		if rl.Key != "ip" {
+			name, ok := strings.CutPrefix(rl.Key, "header:")
+			if !ok || !isToken(name) {
+				d.errorf(lf+".key", `must be "ip" or "header:NAME", got %s`, quote(rl.Key))
+			}
+		}
+		if rl.Rate == (Rate{}) {
+			d.errorf(lf+".rate", "required, e.g. 20/s")
+		} else {
+			d.rate(lf+".rate", rl.Rate)
+		}
+		d.intRange(lf+".burst", rl.Burst, 1, maxBurst)
+		d.intRange(lf+".max_keys", rl.MaxKeys, 1, maxKeys)
+	}
+
+	d.cidrs(f+".allow_cidrs", r.AllowCIDRs)
+	d.cidrs(f+".deny_cidrs", r.DenyCIDRs)
+
+	if od := r.OnDegraded; od != nil {
+		of := f + ".on_degraded"
+		if od.Action == "" {
+			d.errorf(of+".action", "required: one of stale, static, shed, capture")
+		} else {
+			d.enum(of+".action", string(od.Action), "stale", "static", "shed", "capture")
+		}
+		if od.Action == ActionShed {
+			if od.Status != 503 && od.Status != 429 {
+				d.errorf(of+".status", "must be 503 or 429, got %d", od.Status)
+			}
+			if d.duration(of+".retry_after", od.RetryAfter, 0, maxTimeout) && od.RetryAfter%time.Second != 0 {
+				d.errorf(of+".retry_after", "must be whole seconds (Retry-After has no fractions), got %s", od.RetryAfter)
+			}
+		} else {
+			if od.Status != 0 {
+				d.errorf(of+".status", "only valid with action shed")
+			}
+			if od.RetryAfter != 0 {
+				d.errorf(of+".retry_after", "only valid with action shed")
+			}
+		}
+		if od.Action == ActionStatic {
+			d.required(of+".file", od.File)
+		} else if od.File != "" {
+			d.errorf(of+".file", "only valid with action static")
+		}
+		if od.Action == ActionCapture {
+			if len(od.Methods) == 0 {
+				d.errorf(of+".methods", "list at least one method, e.g. [POST]")
+			}
+			if d.methods(of+".methods", od.Methods) {
+				for i, m := range od.Methods {
+					if m == "GET" || m == "HEAD" {
+						d.errorf(field(of+".methods", i), "%s cannot be captured: only requests that change state are journalled and answered 202", m)
+					}
+				}
+			}
+		} else if od.Methods != nil {
+			d.errorf(of+".methods", "only valid with action capture")
+		}
+		if od.Action == ActionStale {
+			switch {
+			case r.Cache == nil || !r.Cache.Enabled:
+				d.errorf(of+".action", "stale needs cache.enabled on this route")
+			case r.Cache.MaxStale == 0:
+				d.errorf(of+".action", "stale needs cache.max_stale > 0 on this route")
+			}
+		}
+	}
+
+	if rt := r.Timeouts; rt != nil {
+		if rt.ResponseTimeout == 0 {
+			d.errorf(f+".timeouts.response_timeout", "required when the route has a timeouts section")
+		} else {
+			d.duration(f+".timeouts.response_timeout", rt.ResponseTimeout, 1, maxTimeout)
+		}
+	}
+}
+
+// listenerConflicts catches two listeners on one port, which otherwise fails
+// only at bind time, after the config was accepted.
+func (d *decoder) listenerConflicts(c *Config) {
+	type ln struct{ field, addr string }
+	lns := []ln{{"listen", c.Listen}}
+	if c.TLS != nil {
+		lns = append(lns, ln{"tls.listen", c.TLS.Listen})
+	}
+	lns = append(lns, ln{"admin.listen", c.Admin.Listen})
+	for i := 1; i < len(lns); i++ {
+		for j := 0; j < i; j++ {
+			if overlaps(lns[i].addr, lns[j].addr) {
+				d.errorf(lns[i].field, "uses the same port as %s (%s)", lns[j].field, lns[j].addr)
+				break
+			}
+		}
+	}
+}
+
+func overlaps(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	wild := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "" || err == nil && ip.IsUnspecified()
+	}
+	return strings.EqualFold(ha, hb) || wild(ha) || wild(hb)
+}
+
+// Helpers below report a problem with one field and return whether the value
+// was fine, so callers can skip checks that would only repeat it.
+
+func (d *decoder) required(f, v string) bool {
+	if v == "" {
+		d.errorf(f, "required")
+		return false
+	}
+	return true
+}
+
+func (d *decoder) duration(f string, v, lo, hi time.Duration) bool {
+	switch {
+	case v < lo && lo > 0:
+		d.errorf(f, "must be greater than 0, got %s", v)
+	case v < lo:
+		d.errorf(f, "must not be negative, got %s", v)
+	case v > hi:
+		d.errorf(f, "must be at most %s, got %s", fmtDuration(hi), v)
+	default:
+		return true
+	}
+	return false
+}
+
+func fmtDuration(v time.Duration) string {
+	if v >= time.Hour && v%time.Hour == 0 {
+		return strconv.FormatInt(int64(v/time.Hour), 10) + "h"
+	}
+	return v.String()
+}
+
+func (d *decoder) intRange(f string, v, lo, hi int) bool {
+	if v < lo || v > hi {
+		d.errorf(f, "must be between %d and %d, got %d", lo, hi, v)
+		return false
+	}
+	return true
+}
+
+func (d *decoder) size(f string, v, lo, hi int64) bool {
+	if v < lo || v > hi {
+		d.errorf(f, "must be between %s and %s, got %s", fmtSize(lo), fmtSize(hi), fmtSize(v))
+		return false
+	}
+	return true
+}
+
+// fmtSize writes a size the way the file would, exactly.
+func fmtSize(v int64) string {
+	for _, u := range []struct {
+		unit string
+		mult int64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}} {
+		if v != 0 && v%u.mult == 0 {
+			return strconv.FormatInt(v/u.mult, 10) + u.unit
+		}
+	}
+	return strconv.FormatInt(v, 10) + "B"
+}
+
+func (d *decoder) ratio(f string, v float64) {
+	if v < 0 || v > 1 || math.IsNaN(v) {
+		d.errorf(f, "must be between 0 and 1, got %s", strconv.FormatFloat(v, 'g', -1, 64))
+	}
+}
+
+func (d *decoder) rate(f string, r Rate) {
+	if r.PerSecond() > maxRatePerSec {
+		d.errorf(f, "must be at most %d/s, got %s/s", maxRatePerSec, strconv.FormatFloat(r.PerSecond(), 'g', -1, 64))
+	}
+}
+
+func (d *decoder) enum(f, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	msg := fmt.Sprintf("must be one of %s, got %s", strings.Join(allowed, ", "), quote(v))
+	if hint := suggest(v, allowed); hint != "" {
+		msg += ", did you mean " + hint + "?"
+	}
+	d.errorf(f, "%s", msg)
+}
+
+func (d *decoder) cidrs(f string, v []netip.Prefix) {
+	if len(v) > maxCIDRs {
+		d.errorf(f, "at most %d entries, got %d", maxCIDRs, len(v))
+	}
+}
+
+func (d *decoder) name(f, v string) bool {
+	switch {
+	case v == "":
+		d.errorf(f, "required")
+	case len(v) > maxNameLen || strings.IndexFunc(v, func(r rune) bool { return !isNameChar(r) }) >= 0:
+		d.errorf(f, "must be 1 to %d characters from A-Z a-z 0-9 _ . -, got %s", maxNameLen, quote(v))
+	default:
+		return true
+	}
+	return false
+}
+
+func isNameChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-'
+}
+
+func (d *decoder) pathPrefix(f, v string) bool {
+	switch {
+	case v == "":
+		d.errorf(f, "required, e.g. /")
+	case v[0] != '/':
+		d.errorf(f, "must start with /, got %s", quote(v))
+	case len(v) > maxPathLen:
+		d.errorf(f, "must be at most %d characters", maxPathLen)
+	case strings.ContainsAny(v, " ?#"):
+		d.errorf(f, "must be a URL path without spaces, ? or #, got %s", quote(v))
+	default:
+		return true
+	}
+	return false
+}
+
+// methods checks a list of HTTP methods: upper-case tokens, each once.
+func (d *decoder) methods(f string, ms []string) bool {
+	ok := true
+	if len(ms) > maxMethods {
+		d.errorf(f, "at most %d methods, got %d", maxMethods, len(ms))
+		return false
+	}
+	for i, m := range ms {
+		mf := field(f, i)
+		switch {
+		case !isToken(m):
+			d.errorf(mf, "invalid method %s", quote(m))
+			ok = false
+		case strings.ToUpper(m) != m:
+			d.errorf(mf, "methods are case-sensitive and upper-case, did you mean %s?", strings.ToUpper(m))
+			ok = false
+		case indexOf(ms[:i], m) >= 0:
+			d.errorf(mf, "duplicate method %s", m)
+			ok = false
+		}
+	}
+	return ok
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// isToken reports whether s is an RFC 9110 token, the syntax of methods and
+// header names.
+func isToken(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// hostPort checks "host:port". needHost is for addresses we dial, where an
+// empty host means nothing.
+func (d *decoder) hostPort(f, v string, needHost bool) bool {
+	if v == "" {
+		d.errorf(f, "required, e.g. 10.0.0.1:8080")
+		return false
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		d.errorf(f, "must be host:port, e.g. 10.0.0.1:8080 or :8080, got %s", quote(v))
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '+' {
+		d.errorf(f, "port must be a number between 1 and 65535, got %s", quote(port))
+		return false
+	}
+	switch {
+	case host == "" && needHost:
+		d.errorf(f, "needs a host, e.g. 10.0.0.1:8080, got %s", quote(v))
+		return false
+	case host == "":
+		return true
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if !isHostname(host) {
+		d.errorf(f, "invalid host %s", quote(host))
+		return false
+	}
+	return true
+}
+
+// isHostname accepts DNS names, letters in either case, underscores allowed
+// (service names use them).
+func isHostname(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// checkRouteHost checks an already lower-cased route host: a name, a
+// "*.name" wildcard, an IPv4 address or a bracketed IPv6 address, no port.
+func checkRouteHost(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if ip, err := netip.ParseAddr(strings.TrimSuffix(h[1:], "]")); err == nil && ip.Is6() && strings.HasSuffix(h, "]") && ip.Zone() == "" {
+			return ""
+		}
+		return fmt.Sprintf("invalid IPv6 host %s, want e.g. [2001:db8::1] without a port", quote(h))
+	}
+	if ip, err := netip.ParseAddr(h); err == nil {
+		if ip.Is4() {
+			return ""
+		}
+		return "IPv6 hosts are written in brackets, e.g. [2001:db8::1]"
+	}
+	if strings.Contains(h, ":") {
+		return fmt.Sprintf("must not include a port, got %s", quote(h))
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if strings.Contains(name, "*") {
+		return fmt.Sprintf("a wildcard is only allowed as a leading *. label, e.g. *.example.com, got %s", quote(h))
+	}
+	if !isHostname(name) || strings.HasSuffix(name, ".") {
+		return fmt.Sprintf("invalid host %s", quote(h))
+	}
+	return ""
+}
