@@ -1,0 +1,440 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// Slow start ramps a backend's effective weight from rampFloor/rampOne (~10%) to
+// 100% of its weight, in fixed point so the admission test is integer-only.
+const (
+	rampOne   = 1024
+	rampFloor = 102
+)
+
+// minScan is the fewest ring positions a pick examines before falling back to a
+// linear pass over the backends; see Pool.scan.
+const minScan = 64
+
+// BackendSpec describes one backend of a pool generation.
+type BackendSpec struct {
+	// Address is the backend's dial address. It must be non-empty and unique in
+	// the pool.
+	Address string
+	// Weight is the backend's share of traffic, 0 to MaxWeight. Weight 0 means
+	// draining: never picked, while requests already holding a slot finish.
+	Weight int
+	// State is the backend's live state, shared with earlier and later
+	// generations of the pool. nil gets a fresh NewBackendState(Address), which is
+	// only right for a pool that is never rebuilt (tests, one-shot tools).
+	State *BackendState
+}
+
+// PoolOptions configures NewPool. The zero value is a valid, empty pool with no
+// connection limits, queue, slow start or passive health.
+type PoolOptions struct {
+	// Name identifies the pool in errors.
+	Name string
+	// State holds what must outlive a generation: the wait queue and its
+	// statistics. Pass the same PoolState to every generation of a pool so that a
+	// slot released in one serves a request queued in another. nil gets a private
+	// PoolState.
+	State *PoolState
+	// Backends in the order Pool.Backends returns them. At most MaxBackends.
+	Backends []BackendSpec
+	// MaxConnsPerBackend caps the slots Acquire hands out per backend; 0 means
+	// unlimited. The count lives in BackendState, so it spans generations.
+	MaxConnsPerBackend int64
+	// QueueMax is how many Acquire calls may wait when every eligible backend is
+	// at its limit; 0 means none: Acquire fails with ErrQueueFull at once.
+	QueueMax int
+	// QueueTimeout is how long a queued Acquire waits before ErrQueueTimeout. It
+	// must be positive when QueueMax is. Measured with real timers, not Now.
+	QueueTimeout time.Duration
+	// SlowStart is how long a backend that came up (new, or probe-up again) takes
+	// to ramp from ~10% to 100% of its weight; 0 disables slow start.
+	SlowStart time.Duration
+	// MaxFails consecutive failures reported to BackendState.Report eject a
+	// backend for EjectFor (doubling on repeated ejections, up to 8x); 0 disables
+	// passive health. EjectFor must be positive when MaxFails is.
+	MaxFails int
+	EjectFor time.Duration
+	// Now is the clock for slow start and ejection; nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+// Backend is one backend as seen by one pool generation. Index is its position in
+// Pool.Backends, so the proxy can keep a parallel slice of upstream clients.
+// Backends are built by NewPool and must not be modified; they are safe for
+// concurrent use.
+type Backend struct {
+	Index   int
+	Address string
+	Weight  int
+	State   *BackendState
+
+	pool *Pool
+}
+
+// Pool is one immutable generation of a backend pool: its members, weights and
+// limits, and the smooth weighted round-robin ring built from them. Membership or
+// weight changes build a new Pool over the same BackendStates and PoolState;
+// health changes need no rebuild, because Pick reads the shared state.
+//
+// A Pool is safe for concurrent use and must not be copied. The zero value is not
+// usable; build one with NewPool.
+type Pool struct {
+	name     string
+	state    *PoolState
+	backends []*Backend
+	// active lists the backends with a non-zero weight, for the linear fallback
+	// pass of scan.
+	active []uint16
+	// ring is one cycle of the smooth WRR schedule, as indices into backends; see
+	// buildRing.
+	ring []uint16
+	// scanLimit is how many ring positions scan examines before falling back to a
+	// linear pass over active.
+	scanLimit int
+	byState   map[*BackendState]*Backend
+
+	maxConns     int64
+	queueMax     int
+	queueTimeout time.Duration
+	slowStart    int64 // nanoseconds
+	now          func() time.Time
+
+	errNoHealthy, errQueueFull, errQueueTimeout error
+
+	// next is the ring cursor, written by every pick: on its own cache line so it
+	// does not slow down reads of the fields above.
+	_    [64]byte
+	next atomic.Uint64
+	_    [56]byte
+}
+
+// NewPool validates opts and builds a pool generation. It returns every problem
+// found, joined: weights outside [0, MaxWeight], empty or duplicate addresses, a
+// BackendState used twice, more than MaxBackends backends, negative limits or
+// durations, a queue without a timeout, passive health without an ejection period.
+//
+// On success it records the pool's passive-health settings, clock and PoolState in
+// each BackendState, so Report and SetProbeUp follow the newest generation.
+// NewPool is safe for concurrent use, but two pools built over the same
+// BackendStates at once race for which settings win.
+func NewPool(opts PoolOptions) (*Pool, error) {
+	var errs []error
+	if len(opts.Backends) > MaxBackends {
+		errs = append(errs, fmt.Errorf("%d backends: at most %d allowed", len(opts.Backends), MaxBackends))
+	}
+	if opts.MaxConnsPerBackend < 0 {
+		errs = append(errs, fmt.Errorf("max conns per backend %d: must be >= 0", opts.MaxConnsPerBackend))
+	}
+	if opts.QueueMax < 0 {
+		errs = append(errs, fmt.Errorf("queue max %d: must be >= 0", opts.QueueMax))
+	}
+	if opts.QueueTimeout < 0 || (opts.QueueMax > 0 && opts.QueueTimeout == 0) {
+		errs = append(errs, fmt.Errorf("queue timeout %v: must be > 0 with a queue", opts.QueueTimeout))
+	}
+	if opts.SlowStart < 0 {
+		errs = append(errs, fmt.Errorf("slow start %v: must be >= 0", opts.SlowStart))
+	}
+	if opts.MaxFails < 0 {
+		errs = append(errs, fmt.Errorf("max fails %d: must be >= 0", opts.MaxFails))
+	}
+	if opts.EjectFor < 0 || (opts.MaxFails > 0 && opts.EjectFor == 0) {
+		errs = append(errs, fmt.Errorf("eject for %v: must be > 0 with max fails", opts.EjectFor))
+	}
+	addrs := make(map[string]int, len(opts.Backends))
+	states := make(map[*BackendState]int, len(opts.Backends))
+	for i, spec := range opts.Backends {
+		if spec.Address == "" {
+			errs = append(errs, fmt.Errorf("backends[%d]: empty address", i))
+		} else if j, dup := addrs[spec.Address]; dup {
+			errs = append(errs, fmt.Errorf("backends[%d]: address %q duplicates backends[%d]", i, spec.Address, j))
+		} else {
+			addrs[spec.Address] = i
+		}
+		if spec.Weight < 0 || spec.Weight > MaxWeight {
+			errs = append(errs, fmt.Errorf("backends[%d] (%s): weight %d: must be in [0, %d]", i, spec.Address, spec.Weight, MaxWeight))
+		}
+		if spec.State != nil {
+			if j, dup := states[spec.State]; dup {
+				errs = append(errs, fmt.Errorf("backends[%d] (%s): state %q already used by backends[%d]", i, spec.Address, spec.State.ID(), j))
+			} else {
+				states[spec.State] = i
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("balancer: pool %q: %w", opts.Name, err)
+	}
+
+	p := &Pool{
+		name:            opts.Name,
+		state:           opts.State,
+		backends:        make([]*Backend, len(opts.Backends)),
+		byState:         make(map[*BackendState]*Backend, len(opts.Backends)),
+		maxConns:        opts.MaxConnsPerBackend,
+		queueMax:        opts.QueueMax,
+		queueTimeout:    opts.QueueTimeout,
+		slowStart:       int64(opts.SlowStart),
+		now:             opts.Now,
+		errNoHealthy:    newPoolError(opts.Name, ErrNoHealthyBackend, ""),
+		errQueueFull:    newPoolError(opts.Name, ErrQueueFull, fmt.Sprintf("max %d", opts.QueueMax)),
+		errQueueTimeout: newPoolError(opts.Name, ErrQueueTimeout, fmt.Sprintf("after %v", opts.QueueTimeout)),
+	}
+	if p.state == nil {
+		p.state = NewPoolState(opts.Name)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	weights := make([]int, len(opts.Backends))
+	for i, spec := range opts.Backends {
+		st := spec.State
+		if st == nil {
+			st = NewBackendState(spec.Address)
+		}
+		b := &Backend{Index: i, Address: spec.Address, Weight: spec.Weight, State: st, pool: p}
+		p.backends[i] = b
+		p.byState[st] = b
+		weights[i] = spec.Weight
+		if spec.Weight > 0 {
+			p.active = append(p.active, uint16(i))
+		}
+	}
+	p.ring = buildRing(weights)
+	p.scanLimit = min(len(p.ring), max(minScan, 4*len(p.active)))
+
+	pol := &statePolicy{maxFails: int64(opts.MaxFails), ejectFor: int64(opts.EjectFor), now: p.now}
+	for _, b := range p.backends {
+		b.State.policy.Store(pol)
+		b.State.owner.Store(p.state)
+	}
+	return p, nil
+}
+
+// Name returns the pool's name.
+func (p *Pool) Name() string { return p.name }
+
+// State returns the PoolState the pool queues on.
+func (p *Pool) State() *PoolState { return p.state }
+
+// Backends returns the pool's backends in spec order, draining ones included. The
+// slice is shared: do not modify it.
+func (p *Pool) Backends() []*Backend { return p.backends }
+
+// Pick returns the next healthy backend in smooth weighted round-robin order,
+// without taking a connection slot (no Release needed). Unhealthy backends are
+// skipped and their ring positions consumed, so the others keep their relative
+// weights; slow-starting backends get their ramped share. It returns
+// ErrNoHealthyBackend, wrapped, when no backend is up. Safe for concurrent use;
+// lock-free and allocation-free.
+func (p *Pool) Pick() (*Backend, error) {
+	if b, v := p.scan(nil, false); v == found {
+		return b, nil
+	}
+	return nil, p.errNoHealthy
+}
+
+// Acquire is Pick plus a connection slot: it returns the next healthy backend
+// other than skip with fewer than MaxConnsPerBackend slots held, and takes one.
+// The caller must call Release on the result exactly once.
+//
+// skip (nil for none) is excluded outright, to retry on another backend; if no
+// other backend is healthy Acquire returns ErrNoHealthyBackend. When every
+// eligible backend is at its limit the call waits in the pool's FIFO queue for a
+// Release or Kick: it fails with ErrQueueFull if QueueMax calls already wait and
+// with ErrQueueTimeout after QueueTimeout. To keep the queue fair, Acquire also
+// queues whenever others are already waiting. All errors are wrapped with the
+// pool's name.
+//
+// Safe for concurrent use. Without waiters it is lock-free and allocation-free;
+// queueing takes the PoolState's lock.
+func (p *Pool) Acquire(skip *Backend) (*Backend, error) {
+	var ss *BackendState
+	if skip != nil {
+		ss = skip.State
+	}
+	if p.state.waiting.Load() == 0 {
+		switch b, v := p.scan(ss, true); v {
+		case found:
+			return b, nil
+		case noneUp:
+			return nil, p.errNoHealthy
+		}
+	}
+	return p.state.wait(p, ss)
+}
+
+// Release gives back the slot taken by Acquire. If requests are queued on the
+// pool, the slot goes straight to the oldest one that can use it (FIFO, one
+// waiter woken per slot: no thundering herd). It works whichever generation is
+// current: the slot belongs to the BackendState and the queue to the PoolState.
+// Release panics if called more often than Acquire returned b. Safe for
+// concurrent use; allocation-free.
+func (b *Backend) Release() {
+	if b.State.inflight.Add(-1) < 0 {
+		panic("balancer: Release without a matching Acquire")
+	}
+	// The decrement comes first and waiters announce themselves before their
+	// last attempt (see PoolState.wait), so either they see this slot or we see
+	// them.
+	if ps := b.pool.state; ps.waiting.Load() != 0 {
+		ps.handoff(b)
+	}
+}
+
+type verdict uint8
+
+const (
+	found   verdict = iota
+	noneUp          // no eligible backend at all
+	allFull         // eligible backends exist, none with a free slot
+)
+
+type outcome uint8
+
+const (
+	tryOK outcome = iota
+	tryDown
+	tryRamp
+	tryFull
+)
+
+// scan walks the ring from the shared cursor to the first eligible backend,
+// taking a slot on it if take is set.
+//
+// Positions of skipped backends are consumed (the cursor advances past them), so
+// with one backend down the rest keep their relative weights exactly: 3/2/1 with
+// the 2 down gives 3:1, which skipping without consuming would turn into 5:1.
+// The cursor moves with one atomic add, plus one more if anything was skipped.
+//
+// The ring can hold up to maxRing slots, so after scanLimit positions (a few per
+// backend) scan switches to one linear pass over the weighted backends: a pick
+// then costs O(backends), not O(ring), when most of the pool is down or full. The
+// same pass, ignoring slow start, runs when slow-starting backends were passed
+// over by their ramp: slow start shapes shares, it must never refuse traffic.
+func (p *Pool) scan(skip *BackendState, take bool) (*Backend, verdict) {
+	n := uint64(len(p.ring))
+	if n == 0 {
+		return nil, noneUp
+	}
+	start := p.next.Add(1) - 1
+	pos := start % n
+	clk := clock{now: p.now}
+	full, ramped := false, false
+	for i := 0; i < p.scanLimit; i++ {
+		b := p.backends[p.ring[pos]]
+		switch p.try(b, skip, take, &clk, false) {
+		case tryOK:
+			if i > 0 {
+				p.next.Add(uint64(i))
+			}
+			return b, found
+		case tryFull:
+			full = true
+		case tryRamp:
+			ramped = true
+		}
+		if pos++; pos == n {
+			pos = 0
+		}
+	}
+	if ramped || p.scanLimit < len(p.ring) {
+		m := uint64(len(p.active))
+		j := start % m
+		for range m {
+			b := p.backends[p.active[j]]
+			switch p.try(b, skip, take, &clk, true) {
+			case tryOK:
+				return b, found
+			case tryFull:
+				full = true
+			}
+			if j++; j == m {
+				j = 0
+			}
+		}
+	}
+	if full {
+		return nil, allFull
+	}
+	return nil, noneUp
+}
+
+// try tells whether b can serve now, and takes its slot if take is set.
+func (p *Pool) try(b *Backend, skip *BackendState, take bool, clk *clock, ignoreRamp bool) outcome {
+	s := b.State
+	if s == skip || !s.upAt(clk) {
+		return tryDown
+	}
+	if !ignoreRamp && !p.rampAccept(s, clk) {
+		return tryRamp
+	}
+	if take && !s.take(p.maxConns) {
+		return tryFull
+	}
+	return tryOK
+}
+
+// rampAccept implements slow start without touching the ring: a backend that
+// came up less than SlowStart ago accepts each of its ring slots with probability
+// ramp = 10% + 90% * elapsed/SlowStart (Envoy's slow start and nginx Plus's
+// slow_start ramp weight linearly the same way). "Probability" is a per-backend
+// counter, Bresenham style: slot number t is accepted when floor(t*ramp) moves,
+// so exactly a ramp fraction of slots is accepted, with no random source and no
+// allocation. Declined slots pass to the next backend in the ring.
+//
+// A warm backend costs one atomic load (rampFrom == 0), and only in pools with
+// slow start; the clock is read only while a ramp is running.
+func (p *Pool) rampAccept(s *BackendState, clk *clock) bool {
+	if p.slowStart == 0 {
+		return true
+	}
+	from := s.rampFrom.Load()
+	if from == 0 {
+		return true
+	}
+	elapsed := clk.nanos() - from
+	if elapsed >= p.slowStart {
+		s.rampFrom.CompareAndSwap(from, 0)
+		return true
+	}
+	r := uint64(rampFloor)
+	if elapsed > 0 {
+		r += uint64(math.Round(float64(rampOne-rampFloor) * float64(elapsed) / float64(p.slowStart)))
+	}
+	t := s.rampTick.Add(1)
+	return (t*r)/rampOne != ((t-1)*r)/rampOne
+}
+
+// takeFor claims a slot for a queued request: on hint (the backend whose slot
+// was just released) if this pool has it and it suits the request, else on the
+// next backend in ring order.
+func (p *Pool) takeFor(skip *BackendState, hint *Backend) (*Backend, verdict) {
+	if hint != nil && hint.State != skip {
+		if b := p.byState[hint.State]; b != nil && b.Weight > 0 {
+			clk := clock{now: p.now}
+			if p.try(b, skip, true, &clk, false) == tryOK {
+				return b, found
+			}
+		}
+	}
+	return p.scan(skip, true)
+}
+
+// eligible reports whether any weighted backend other than skip is up.
+func (p *Pool) eligible(skip *BackendState) bool {
+	clk := clock{now: p.now}
+	for _, i := range p.active {
+		if s := p.backends[i].State; s != skip && s.upAt(&clk) {
+			return true
+		}
+	}
+	return false
+}
