@@ -1,0 +1,403 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/balancer"
+)
+
+// Options are the listener-wide settings of the data plane. Zero values take the
+// defaults documented on each field.
+type Options struct {
+	Logger            *slog.Logger  // nil discards
+	ReadHeaderTimeout time.Duration // request line and headers (slowloris); 0 = 10s
+	BodyIdleTimeout   time.Duration // between reads of a request body; 0 = 60s
+	WriteIdleTimeout  time.Duration // between writes of a response; 0 = 60s
+	IdleTimeout       time.Duration // keep-alive wait for the next request; 0 = 60s
+	MaxRequestBody    int64         // 0 = 64 MiB; larger bodies get 413
+	MaxHeaderBytes    int           // request line plus headers; 0 = 16 KiB
+	MaxConns          int           // concurrent client connections; 0 = 10000
+	MaxConnsPerIP     int           // 0 = unlimited
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.ReadHeaderTimeout, 10*time.Second)
+	def(&o.BodyIdleTimeout, 60*time.Second)
+	def(&o.WriteIdleTimeout, 60*time.Second)
+	def(&o.IdleTimeout, 60*time.Second)
+	if o.MaxRequestBody <= 0 {
+		o.MaxRequestBody = 64 << 20
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 16 << 10
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 10000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server is the public listener. Its routing state is the current *Snapshot, swapped
+// atomically by the control plane. Safe for concurrent use.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	srv   *fasthttp.Server
+	clock *clock
+	snap  atomic.Pointer[Snapshot]
+
+	upMu      sync.Mutex
+	upstreams map[string]*upstream // by backend ID; control plane only
+
+	relays  sync.Pool // *bodyRelay
+	scratch sync.Pool // *[]byte
+}
+
+// New returns a Server that answers 503 until the first Swap.
+func New(opts Options) *Server {
+	opts.setDefaults()
+	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream)}
+	s.relays.New = func() any { return new(bodyRelay) }
+	s.scratch.New = func() any { b := make([]byte, 0, 256); return &b }
+	s.srv = &fasthttp.Server{
+		Handler:                       s.serve,
+		ErrorHandler:                  s.parseError,
+		ReadTimeout:                   opts.ReadHeaderTimeout,
+		IdleTimeout:                   opts.IdleTimeout,
+		MaxRequestBodySize:            int(min(opts.MaxRequestBody, int64(^uint(0)>>1))),
+		ReadBufferSize:                opts.MaxHeaderBytes,
+		WriteBufferSize:               8192,
+		Concurrency:                   opts.MaxConns,
+		MaxConnsPerIP:                 opts.MaxConnsPerIP,
+		StreamRequestBody:             true,
+		DisablePreParseMultipartForm:  true,
+		DisableHeaderNamesNormalizing: true,
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 true,
+		NoDefaultContentType:          true,
+		CloseOnShutdown:               true,
+		SecureErrorLogMessage:         true,
+		Logger:                        fasthttpLogger{opts.Logger},
+	}
+	return s
+}
+
+// Swap installs snap as the current generation and returns the previous one (nil at
+// first). Requests already running keep the snapshot they loaded.
+func (s *Server) Swap(snap *Snapshot) *Snapshot {
+	old := s.snap.Swap(snap)
+	s.retireUpstreams(snap)
+	return old
+}
+
+// Current returns the snapshot in service, or nil before the first Swap.
+func (s *Server) Current() *Snapshot { return s.snap.Load() }
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(&listener{Listener: ln, clock: s.clock, writeIdle: s.opts.WriteIdleTimeout, bodyIdle: s.opts.BodyIdleTimeout})
+}
+
+// Shutdown stops accepting, waits for in-flight requests until ctx ends, then closes
+// what is left. It returns ctx's error if requests were cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	s.clock.Close()
+	s.upMu.Lock()
+	for _, u := range s.upstreams {
+		u.hc.CloseIdleConnections()
+	}
+	s.upMu.Unlock()
+	return err
+}
+
+// fasthttpLogger sends fasthttp's own messages to slog at debug level: they are
+// about single connections (a client that went away), not about the service.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	if f.l.Enabled(context.Background(), slog.LevelDebug) {
+		f.l.Debug("fasthttp", "msg", format, "args", args)
+	}
+}
+
+// parseError answers requests that fasthttp itself could not parse: 400 (or 413 for
+// an oversized body, 431 for oversized headers) and the connection is closed, since
+// the stream can no longer be trusted.
+func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadRequest
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status = fasthttp.StatusRequestEntityTooLarge
+	case errors.As(err, &small):
+		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+	case isTimeout(err):
+		status = fasthttp.StatusRequestTimeout
+	}
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(fasthttp.StatusMessage(status) + "\n")
+	ctx.SetConnectionClose()
+}
+
+// badRequest answers a request that failed validation and closes the connection.
+func badRequest(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(fasthttp.StatusBadRequest)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.SetBodyString("400 Bad Request\n")
+	ctx.SetConnectionClose()
+}
+
+// serve is the request path.
+func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	snap := s.snap.Load()
+	req := &ctx.Request
+	h := &req.Header
+	if err := validateRequestLine(h.Method(), h.RequestURI(), h.Protocol()); err != nil {
+		badRequest(ctx)
+		return
+	}
+	fr, err := validateHeaders(h.RawHeaders(), h.IsHTTP11())
+	if err != nil {
+		badRequest(ctx)
+		return
+	}
+	if snap == nil {
+		writeError(ctx, "", balancer.ErrNoHealthyBackend)
+		return
+	}
+	rt := snap.match(hostOnly(h.Host()), req.URI().Path())
+	if rt == nil {
+		writeError(ctx, "", ErrNoRoute)
+		return
+	}
+	if !rt.allows(h.Method()) {
+		writeError(ctx, rt.name, ErrMethodNotAllowed)
+		return
+	}
+	if fr.upgrade {
+		s.tunnel(ctx, rt)
+		return
+	}
+	if int64(h.ContentLength()) > s.opts.MaxRequestBody {
+		// fasthttp does not enforce its limit on streamed bodies; we do, before
+		// anything reaches a backend. The client may be sending the body: close.
+		ctx.SetConnectionClose()
+		writeError(ctx, rt.name, ErrBodyTooLarge)
+		return
+	}
+	if len(h.Host()) == 0 {
+		// HTTP/1.0 without Host: the next hop speaks HTTP/1.1, which needs one.
+		h.SetHost(rt.pool.upstreams[0].addr)
+	}
+	s.forward(ctx, rt, fr)
+}
+
+// hostOnly strips the port from a Host value. The result aliases h and must not be
+// modified: it is what the backend will see.
+func hostOnly(h []byte) []byte {
+	if n := len(h); n > 0 && h[n-1] != ']' {
+		for i := n - 1; i >= 0; i-- {
+			if h[i] == ':' {
+				return h[:i]
+			}
+			if h[i] < '0' || h[i] > '9' {
+				break
+			}
+		}
+	}
+	return h
+}
+
+// isIdempotent reports whether a request with this method may be sent twice
+// (RFC 9110 §9.2.2). POST and PATCH never are.
+func isIdempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		return true
+	}
+	return false
+}
+
+// forward sends the request to a backend of the route's pool and relays the answer.
+func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
+	req := &ctx.Request
+	var scan headerScan
+	req.Header.VisitAll(scan.visit)
+	stripRequestHop(&req.Header, &scan)
+	bp := s.scratch.Get().(*[]byte)
+	*bp = setForwarded(&req.Header, &scan, ctx.RemoteAddr(), ctx.IsTLS(), *bp)
+	s.scratch.Put(bp)
+
+	c, _ := ctx.Conn().(*conn)
+	if (fr.chunked || fr.contentLength) && c != nil {
+		c.startBody(s.opts.MaxRequestBody)
+		defer c.endBody()
+	}
+
+	p := rt.pool
+	retryable := isIdempotent(req.Header.Method())
+	var skip *balancer.Backend
+	for attempt := 0; ; attempt++ {
+		b, err := p.bal.Acquire(skip)
+		if err != nil {
+			writeError(ctx, rt.name, err)
+			return
+		}
+		resp := fasthttp.AcquireResponse()
+		resp.Header.DisableNormalizing()
+		resp.Header.SetNoDefaultContentType(true)
+		err = p.upstreams[b.Index].hc.Do(req, resp)
+		if err == nil {
+			b.State.Report(resp.StatusCode() < 500)
+			s.relay(ctx, resp, b)
+			return
+		}
+		fasthttp.ReleaseResponse(resp)
+		b.Release()
+		if cerr := clientError(err, ctx.RemoteAddr(), fr.chunked); cerr != nil {
+			// The client, not the backend, failed: a broken chunk, a body over
+			// the limit, a stalled upload. The stream cannot be trusted further.
+			ctx.SetConnectionClose()
+			writeError(ctx, rt.name, cerr)
+			return
+		}
+		b.State.Report(false)
+		// Retry only what cannot have reached the backend's application twice:
+		// idempotent methods whose body, if any, was not consumed, or anything
+		// that never got a connection. Never POST (RFC 9110 §9.2.2).
+		canRetry := retryable && attempt < p.retries &&
+			(isDialError(err) || (!req.IsBodyStream() && isClosedBeforeResponse(err)))
+		if !canRetry {
+			s.log.Debug("forward failed", "route", rt.name, "backend", b.Address, "err", err)
+			writeError(ctx, rt.name, err)
+			return
+		}
+		if len(p.upstreams) > 1 {
+			skip = b
+		}
+	}
+}
+
+// isClosedBeforeResponse reports whether the backend closed the connection before
+// sending any byte of a response: the request was not processed, as far as HTTP can
+// tell (RFC 9112 §9.3.1), and an idempotent one may be retried.
+func isClosedBeforeResponse(err error) bool {
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, net.ErrClosed) || isReset(err)
+}
+
+// clientError returns the client-side error that err stands for, or nil when the
+// failure was the backend's. Reads from the client's connection fail with a
+// *net.OpError that carries the client's address: the same net.Addr value that the
+// connection reports, so the comparison costs nothing.
+func clientError(err error, client net.Addr, chunked bool) error {
+	var bc fasthttp.ErrBrokenChunk
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge), errors.Is(err, errBodyLimit):
+		return ErrBodyTooLarge
+	case errors.As(err, &bc):
+		return ErrClientBody
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		if oe.Op == "read" && oe.Addr != nil && client != nil &&
+			(oe.Addr == client || oe.Addr.String() == client.String()) {
+			if oe.Timeout() {
+				return ErrClientTimeout
+			}
+			return ErrClientBody
+		}
+		return nil
+	}
+	// fasthttp reports a malformed chunk size or chunk terminator in the client's
+	// body with plain errors; anything else that is not about the backend's
+	// connection or response, while a chunked body was being relayed, is one.
+	if chunked && !isDialError(err) && !isTimeout(err) && !isClosedBeforeResponse(err) &&
+		!strings.Contains(err.Error(), "response") {
+		return ErrClientBody
+	}
+	return nil
+}
+
+// isReset reports a connection reset or broken pipe.
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// relay hands the backend's response to the client. The body is streamed: the
+// backend connection and the in-flight slot are released when fasthttp has written
+// the last byte, or failed to.
+func (s *Server) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, b *balancer.Backend) {
+	out := &ctx.Response
+	resp.Header.CopyTo(&out.Header)
+	stripResponseHop(&out.Header, false)
+	if !resp.IsBodyStream() {
+		out.SetBodyRaw(nil)
+		if len(resp.Body()) > 0 {
+			out.SetBody(resp.Body())
+		}
+		fasthttp.ReleaseResponse(resp)
+		b.Release()
+		return
+	}
+	r := s.relays.Get().(*bodyRelay)
+	r.s, r.resp, r.b, r.stream, r.failed = s, resp, b, resp.BodyStream(), false
+	cl := resp.Header.ContentLength()
+	if cl < 0 {
+		cl = -1 // chunked or read-to-close from the backend: chunked to the client
+	}
+	out.SetBodyStream(r, cl)
+}
+
+// bodyRelay is the response body stream handed to fasthttp. Close returns the
+// backend connection, the in-flight slot and the relay itself to their pools.
+type bodyRelay struct {
+	s      *Server
+	resp   *fasthttp.Response
+	b      *balancer.Backend
+	stream io.Reader
+	failed bool
+}
+
+func (r *bodyRelay) Read(p []byte) (int, error) {
+	n, err := r.stream.Read(p)
+	if err != nil && err != io.EOF {
+		r.failed = true
+	}
+	return n, err
+}
+
+func (r *bodyRelay) Close() error {
+	err := r.resp.CloseBodyStream()
+	if r.failed {
+		r.b.State.Report(false)
+	}
+	fasthttp.ReleaseResponse(r.resp)
+	r.b.Release()
+	s := r.s
+	*r = bodyRelay{}
+	s.relays.Put(r)
+	return err
+}

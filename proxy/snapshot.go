@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/floodgate/floodgate/balancer"
+)
+
+// Spec describes one configuration generation of the data plane. cmd/floodgate
+// builds it from the config file; Server.Build turns it into a Snapshot.
+type Spec struct {
+	Gen    uint64
+	Pools  []PoolSpec
+	Routes []RouteSpec
+}
+
+// PoolSpec binds a balancer pool to the transport settings of its backends.
+type PoolSpec struct {
+	Pool               *balancer.Pool
+	ConnectTimeout     time.Duration // dialing a backend; 0 means 2s
+	ResponseTimeout    time.Duration // the whole backend response; 0 means 30s
+	Retries            int           // idempotent requests retried on another backend
+	MaxConnsPerBackend int           // 0 = unlimited (fasthttp still caps the pool of idle connections)
+}
+
+// RouteSpec is one route: requests whose host and longest path prefix match go to
+// Pool.
+type RouteSpec struct {
+	Name       string
+	Host       string   // "" any host; "example.com" exact; "*.example.com" any subdomain
+	PathPrefix string   // starts with "/"
+	Methods    []string // empty = any method
+	Pool       string
+}
+
+// Snapshot is one immutable generation of routes and pools. The request path loads
+// it once per request; nothing in it is modified after Build returns.
+type Snapshot struct {
+	Gen    uint64
+	exact  []*route // routes with an exact host, longest prefix first
+	wild   []*route // routes with a wildcard host, longest suffix then prefix first
+	any    []*route // routes for any host, longest prefix first
+	pools  map[string]*pool
+	routes []*route
+}
+
+type route struct {
+	name    string
+	host    string // lower case; for wildcards the suffix including the dot (".example.com")
+	prefix  string
+	methods []string
+	pool    *pool
+}
+
+type pool struct {
+	name      string
+	bal       *balancer.Pool
+	upstreams []*upstream // parallel to bal.Backends()
+	retries   int
+}
+
+// Pool returns the balancer pool of the named pool, or nil.
+func (s *Snapshot) Pool(name string) *balancer.Pool {
+	if p := s.pools[name]; p != nil {
+		return p.bal
+	}
+	return nil
+}
+
+// match finds the route for a host (without port, any case) and a
+// normalised path: exact hosts first, then wildcards, then host-less routes, the
+// longest matching prefix within each.
+func (s *Snapshot) match(host, path []byte) *route {
+	if len(host) > 0 {
+		for _, r := range s.exact {
+			if equalFold(host, r.host) && hasPrefix(path, r.prefix) {
+				return r
+			}
+		}
+		for _, r := range s.wild {
+			if len(host) > len(r.host) && equalFold(host[len(host)-len(r.host):], r.host) && hasPrefix(path, r.prefix) {
+				return r
+			}
+		}
+	}
+	for _, r := range s.any {
+		if hasPrefix(path, r.prefix) {
+			return r
+		}
+	}
+	return nil
+}
+
+func hasPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
+}
+
+func (r *route) allows(method []byte) bool {
+	if len(r.methods) == 0 {
+		return true
+	}
+	for _, m := range r.methods {
+		if string(method) == m {
+			return true
+		}
+	}
+	return false
+}
+
+// Build makes a Snapshot from spec. Backend clients are reused across generations
+// by backend ID, so pooled connections of unchanged backends survive a reload. It
+// validates what the config layer cannot know (pools referenced by routes).
+func (s *Server) Build(spec Spec) (*Snapshot, error) {
+	snap := &Snapshot{Gen: spec.Gen, pools: make(map[string]*pool, len(spec.Pools))}
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	for _, ps := range spec.Pools {
+		if ps.Pool == nil {
+			return nil, fmt.Errorf("proxy: pool spec without a pool")
+		}
+		name := ps.Pool.Name()
+		if snap.pools[name] != nil {
+			return nil, fmt.Errorf("proxy: pool %q defined twice", name)
+		}
+		p := &pool{name: name, bal: ps.Pool, retries: ps.Retries}
+		for _, b := range ps.Pool.Backends() {
+			p.upstreams = append(p.upstreams, s.upstreamLocked(b.State.ID(), b.Address, ps))
+		}
+		snap.pools[name] = p
+	}
+	for _, rs := range spec.Routes {
+		p := snap.pools[rs.Pool]
+		if p == nil {
+			return nil, fmt.Errorf("proxy: route %q: unknown pool %q", rs.Name, rs.Pool)
+		}
+		r := &route{name: rs.Name, prefix: rs.PathPrefix, methods: rs.Methods, pool: p}
+		host := strings.ToLower(rs.Host)
+		switch {
+		case host == "":
+			snap.any = append(snap.any, r)
+		case strings.HasPrefix(host, "*."):
+			r.host = host[1:]
+			snap.wild = append(snap.wild, r)
+		default:
+			r.host = host
+			snap.exact = append(snap.exact, r)
+		}
+		snap.routes = append(snap.routes, r)
+	}
+	byPrefix := func(rs []*route) {
+		sort.SliceStable(rs, func(i, j int) bool {
+			if len(rs[i].host) != len(rs[j].host) {
+				return len(rs[i].host) > len(rs[j].host)
+			}
+			return len(rs[i].prefix) > len(rs[j].prefix)
+		})
+	}
+	byPrefix(snap.exact)
+	byPrefix(snap.wild)
+	byPrefix(snap.any)
+	return snap, nil
+}

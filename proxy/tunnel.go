@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// tunnel proxies a protocol upgrade (WebSocket): the handshake goes to a backend
+// over a connection of its own, and when the backend answers 101 Switching
+// Protocols both connections are spliced until either side closes. fasthttp has no
+// upgrade support, so the client connection is hijacked. Upgrades are rare; this
+// path may allocate.
+func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route) {
+	req := &ctx.Request
+	upgrade := append([]byte(nil), req.Header.Peek("Upgrade")...)
+	var scan headerScan
+	req.Header.VisitAll(scan.visit)
+	stripRequestHop(&req.Header, &scan)
+	setForwarded(&req.Header, &scan, ctx.RemoteAddr(), ctx.IsTLS(), nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.SetBytesV("Upgrade", upgrade)
+
+	b, err := rt.pool.bal.Acquire(nil)
+	if err != nil {
+		writeError(ctx, rt.name, err)
+		return
+	}
+	up := rt.pool.upstreams[b.Index]
+	bc, err := net.DialTimeout("tcp", up.addr, up.connect)
+	if err != nil {
+		b.Release()
+		b.State.Report(false)
+		writeError(ctx, rt.name, &dialError{err})
+		return
+	}
+	_ = bc.SetDeadline(time.Now().Add(up.response))
+	if _, err = bc.Write(req.Header.Header()); err != nil {
+		bc.Close()
+		b.Release()
+		writeError(ctx, rt.name, err)
+		return
+	}
+	br := bufio.NewReader(bc)
+	var resp fasthttp.Response
+	resp.Header.DisableNormalizing()
+	if err = resp.Header.Read(br); err != nil {
+		bc.Close()
+		b.Release()
+		b.State.Report(false)
+		writeError(ctx, rt.name, err)
+		return
+	}
+	if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
+		// The backend declined the upgrade: relay its answer as a normal response.
+		err = resp.ReadBody(br, 1<<20)
+		bc.Close()
+		b.Release()
+		if err != nil {
+			writeError(ctx, rt.name, err)
+			return
+		}
+		b.State.Report(resp.StatusCode() < 500)
+		resp.Header.CopyTo(&ctx.Response.Header)
+		stripResponseHop(&ctx.Response.Header, false)
+		ctx.Response.SetBody(resp.Body())
+		return
+	}
+	b.State.Report(true)
+	_ = bc.SetDeadline(time.Time{})
+	stripResponseHop(&resp.Header, true)
+	head := resp.Header.Header()
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(cc net.Conn) {
+		defer b.Release()
+		defer bc.Close()
+		_ = cc.SetReadDeadline(time.Time{})
+		if _, err := cc.Write(head); err != nil {
+			return
+		}
+		splice(cc, bc, br)
+	})
+}
+
+// splice copies both ways until one side ends, then closes both so the other copy
+// ends too. br holds what the backend sent after its 101 header.
+func splice(client, backend net.Conn, br *bufio.Reader) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(backend, client)
+		closeWrite(backend)
+	}()
+	_, _ = io.Copy(client, br)
+	closeWrite(client)
+	wg.Wait()
+}
+
+// closeWrite half-closes a TCP connection so the peer sees EOF, or closes it.
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+		return
+	}
+	_ = c.Close()
+}
