@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,11 +104,18 @@ func (s *PoolState) QueueStats() QueueStats {
 }
 
 // Kick hands every free slot to queued requests, oldest first, and fails those
-// whose pool has no healthy backend left with ErrNoHealthyBackend. Releases
-// already do this one slot at a time; call Kick when slots appear another way:
-// after swapping in a generation that adds backends or raises limits.
-// BackendState.SetProbeUp calls it on every transition. It costs one atomic load
+// whose pool generation has no healthy backend left with ErrNoHealthyBackend.
+// Releases already do this one slot at a time; Kick is for slots that appear
+// another way. BackendState.SetProbeUp calls it on every transition; the control
+// plane should call it after swapping in a generation. It costs one atomic load
 // when nothing is queued.
+//
+// A queued request only ever receives a Backend of the Pool it called Acquire
+// on, so that Backend.Index matches the generation the caller is serving with.
+// Requests queued on an old generation are therefore served by its backends
+// (whichever generation releases them), not by backends only a newer generation
+// has; requests made on the newer generation take those at once, without
+// queueing behind the old ones.
 func (s *PoolState) Kick() {
 	if s.waiting.Load() == 0 {
 		return
@@ -125,14 +133,21 @@ func (s *PoolState) handoff(b *Backend) {
 }
 
 // serveLocked gives up to max slots (-1: no limit) to queued requests in FIFO
-// order, trying hint first for each. It stops at the first request without a
-// skip that finds nothing free: the requests behind it, mostly from the same
-// generation, would scan the same full ring. Requests with a skip are passed
-// over, so one that may not use the freed backend does not block those that
-// can. s.mu must be held.
+// order, offering hint first to each. Once a generation has no free slot for a
+// request, the rest of its requests are passed over without scanning its ring
+// again, while requests of other generations (which may have other backends or
+// limits) still get their turn. s.mu must be held.
 func (s *PoolState) serveLocked(hint *Backend, max int) {
-	for w := s.head; w != nil && max != 0; {
-		next := w.next
+	// Generations that had nothing free. Almost always one or two are queued at
+	// once; past four, stop rather than scan more rings.
+	var exhausted [4]*Pool
+	full := 0
+	var next *waiter
+	for w := s.head; w != nil && max != 0; w = next {
+		next = w.next
+		if slices.Contains(exhausted[:full], w.pool) {
+			continue
+		}
 		switch b, v := w.pool.takeFor(w.skip, hint); v {
 		case found:
 			s.served.Add(1)
@@ -142,11 +157,16 @@ func (s *PoolState) serveLocked(hint *Backend, max int) {
 		case noneUp:
 			s.complete(w, nil, w.pool.errNoHealthy)
 		default:
+			// A request with a skip may fail where one without would not, so
+			// only a plain request proves the generation full.
 			if w.skip == nil {
-				return
+				if full == len(exhausted) {
+					return
+				}
+				exhausted[full] = w.pool
+				full++
 			}
 		}
-		w = next
 	}
 }
 
