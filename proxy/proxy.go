@@ -65,7 +65,8 @@ type Server struct {
 	snap  atomic.Pointer[Snapshot]
 
 	upMu      sync.Mutex
-	upstreams map[string]*upstream // by backend ID; control plane only
+	upstreams map[string]*upstream // by backend ID, for reuse across generations
+	live      map[*upstream]bool   // every upstream not yet closed
 
 	relays  sync.Pool // *bodyRelay
 	scratch sync.Pool // *[]byte
@@ -74,7 +75,7 @@ type Server struct {
 // New returns a Server that answers 503 until the first Swap.
 func New(opts Options) *Server {
 	opts.setDefaults()
-	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream)}
+	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool)}
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.scratch.New = func() any { b := make([]byte, 0, 256); return &b }
 	s.srv = &fasthttp.Server{
@@ -122,8 +123,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
 	s.clock.Close()
 	s.upMu.Lock()
-	for _, u := range s.upstreams {
-		u.hc.CloseIdleConnections()
+	for u := range s.live {
+		u.close()
 	}
 	s.upMu.Unlock()
 	return err
@@ -256,6 +257,11 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 		defer c.endBody()
 	}
 
+	// Keep the target and Host byte for byte: fasthttp would otherwise rebuild
+	// them from the parsed URI, normalised and lower-cased.
+	req.URI().DisablePathNormalizing = true
+	req.UseHostHeader = true
+	head := req.Header.IsHead()
 	p := rt.pool
 	retryable := isIdempotent(req.Header.Method())
 	var skip *balancer.Backend
@@ -268,10 +274,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 		resp := fasthttp.AcquireResponse()
 		resp.Header.DisableNormalizing()
 		resp.Header.SetNoDefaultContentType(true)
-		err = p.upstreams[b.Index].hc.Do(req, resp)
+		bc, err := p.upstreams[b.Index].roundTrip(req, resp, head)
 		if err == nil {
 			b.State.Report(resp.StatusCode() < 500)
-			s.relay(ctx, resp, b)
+			s.relay(ctx, resp, b, bc)
 			return
 		}
 		fasthttp.ReleaseResponse(resp)
@@ -301,11 +307,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 }
 
 // isClosedBeforeResponse reports whether the backend closed the connection before
-// sending any byte of a response: the request was not processed, as far as HTTP can
-// tell (RFC 9112 §9.3.1), and an idempotent one may be retried.
+// sending any byte of a response.
 func isClosedBeforeResponse(err error) bool {
-	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
-		errors.Is(err, net.ErrClosed) || isReset(err)
+	return errors.Is(err, errClosedBeforeResponse)
 }
 
 // clientError returns the client-side error that err stands for, or nil when the
@@ -346,24 +350,21 @@ func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// relay hands the backend's response to the client. The body is streamed: the
-// backend connection and the in-flight slot are released when fasthttp has written
-// the last byte, or failed to.
-func (s *Server) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, b *balancer.Backend) {
+// relay hands the backend's response to the client. A streamed body keeps the
+// backend connection and the in-flight slot until fasthttp has written the last
+// byte, or failed to; a small body was read whole and both are released now.
+func (s *Server) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, b *balancer.Backend, bc *bconn) {
 	out := &ctx.Response
 	resp.Header.CopyTo(&out.Header)
 	stripResponseHop(&out.Header, false)
-	if !resp.IsBodyStream() {
-		out.SetBodyRaw(nil)
-		if len(resp.Body()) > 0 {
-			out.SetBody(resp.Body())
-		}
+	if bc == nil {
+		out.SetBody(resp.Body())
 		fasthttp.ReleaseResponse(resp)
 		b.Release()
 		return
 	}
 	r := s.relays.Get().(*bodyRelay)
-	r.s, r.resp, r.b, r.stream, r.failed = s, resp, b, resp.BodyStream(), false
+	r.s, r.resp, r.b, r.bc, r.stream = s, resp, b, bc, resp.BodyStream()
 	cl := resp.Header.ContentLength()
 	if cl < 0 {
 		cl = -1 // chunked or read-to-close from the backend: chunked to the client
@@ -377,13 +378,18 @@ type bodyRelay struct {
 	s      *Server
 	resp   *fasthttp.Response
 	b      *balancer.Backend
+	bc     *bconn
 	stream io.Reader
+	eof    bool
 	failed bool
 }
 
 func (r *bodyRelay) Read(p []byte) (int, error) {
 	n, err := r.stream.Read(p)
-	if err != nil && err != io.EOF {
+	switch {
+	case err == io.EOF:
+		r.eof = true
+	case err != nil:
 		r.failed = true
 	}
 	return n, err
@@ -394,6 +400,10 @@ func (r *bodyRelay) Close() error {
 	if r.failed {
 		r.b.State.Report(false)
 	}
+	// The connection is reusable only if the body was read to its end and the
+	// backend did not ask to close; a body ended by the backend closing the
+	// connection (no length, no chunking) never is.
+	r.bc.done(r.eof && !r.failed && !r.resp.Header.ConnectionClose() && r.resp.Header.ContentLength() != -2)
 	fasthttp.ReleaseResponse(r.resp)
 	r.b.Release()
 	s := r.s

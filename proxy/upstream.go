@@ -1,23 +1,46 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
+	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 )
 
-// upstream is the long-lived client of one backend: its fasthttp.HostClient keeps the
-// pool of connections, and survives reloads for as long as the backend and its
-// transport settings stay the same.
+// upstream is the long-lived client of one backend: a LIFO stack of idle keep-alive
+// connections, each with its own buffers. It survives reloads for as long as the
+// backend and its transport settings stay the same.
+//
+// floodgate does not use fasthttp.HostClient here: its streamed responses allocate a
+// wrapper and closures per request, its deadlines cost two timer updates per
+// request, and a proxy needs to know exactly when a failure allows a retry. The
+// request and response are still written and parsed by fasthttp.
 type upstream struct {
 	id       string
 	addr     string
 	connect  time.Duration
 	response time.Duration
-	maxConns int
-	hc       *fasthttp.HostClient
+	maxIdle  int
+	clock    *clock
+	dialer   net.Dialer
+
+	mu     sync.Mutex
+	idle   []*bconn
+	closed bool
+}
+
+// bconn is one connection to a backend.
+type bconn struct {
+	c        net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	u        *upstream
+	deadline int64 // clock tick of the deadline last set
+	idleAt   int64 // clock tick when it went idle
 }
 
 // dialError marks a failure to connect: nothing was sent, so any request may be
@@ -27,46 +50,30 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "dial: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
+// errClosedBeforeResponse: the backend closed a connection before sending any byte
+// of a response. As far as HTTP can tell the request was not processed (RFC 9112
+// §9.3.1); an idempotent request may be retried.
+var errClosedBeforeResponse = errors.New("proxy: backend closed the connection before responding")
+
 // idleConnTimeout is how long an unused backend connection is kept. It is shorter
-// than common backend keep-alive timeouts (nginx 75s, Node.js 5s is the outlier) so
-// that we rarely send a request on a connection the backend is closing.
+// than common backend keep-alive timeouts (nginx 75s, Node.js 5s) so that we rarely
+// send a request on a connection the backend is closing.
 const idleConnTimeout = 4 * time.Second
 
-func newUpstream(id, addr string, ps PoolSpec) *upstream {
-	u := &upstream{id: id, addr: addr, connect: ps.ConnectTimeout, response: ps.ResponseTimeout, maxConns: ps.MaxConnsPerBackend}
+// bufferedBodyMax is the largest response body read whole with its headers; larger
+// or unknown-length bodies are streamed. A whole small body lets the connection go
+// back to the pool before the client has read anything.
+const bufferedBodyMax = 64 << 10
+
+func newUpstream(id, addr string, ps PoolSpec, clk *clock) *upstream {
+	u := &upstream{id: id, addr: addr, connect: ps.ConnectTimeout, response: ps.ResponseTimeout, clock: clk, maxIdle: 1024}
 	if u.connect <= 0 {
 		u.connect = 2 * time.Second
 	}
 	if u.response <= 0 {
 		u.response = 30 * time.Second
 	}
-	maxConns := ps.MaxConnsPerBackend
-	if maxConns <= 0 {
-		maxConns = 1 << 20 // the balancer enforces limits; fasthttp must never refuse on its own
-	}
-	dialer := &net.Dialer{Timeout: u.connect}
-	u.hc = &fasthttp.HostClient{
-		Addr: addr,
-		Dial: func(a string) (net.Conn, error) {
-			c, err := dialer.Dial("tcp", a)
-			if err != nil {
-				return nil, &dialError{err}
-			}
-			return c, nil
-		},
-		MaxConns:                      maxConns,
-		MaxIdleConnDuration:           idleConnTimeout,
-		ReadTimeout:                   u.response,
-		WriteTimeout:                  u.response,
-		MaxIdemponentCallAttempts:     1, // retries are ours: on another backend, and only when safe
-		RetryIfErr:                    func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		NoDefaultUserAgentHeader:      true,
-		StreamResponseBody:            true,
-		ReadBufferSize:                8192,
-		WriteBufferSize:               8192,
-	}
+	u.dialer.Timeout = u.connect
 	return u
 }
 
@@ -78,7 +85,141 @@ func (u *upstream) sameSettings(addr string, ps PoolSpec) bool {
 	if r <= 0 {
 		r = 30 * time.Second
 	}
-	return u.addr == addr && u.connect == c && u.response == r && u.maxConns == ps.MaxConnsPerBackend
+	return u.addr == addr && u.connect == c && u.response == r
+}
+
+// get returns an idle connection (reused=true) or dials a new one.
+func (u *upstream) get() (bc *bconn, reused bool, err error) {
+	now := u.clock.ticks.Load()
+	u.mu.Lock()
+	for n := len(u.idle); n > 0; n = len(u.idle) {
+		bc = u.idle[n-1]
+		u.idle[n-1] = nil
+		u.idle = u.idle[:n-1]
+		if now-bc.idleAt < int64(idleConnTimeout/clockTick) {
+			u.mu.Unlock()
+			return bc, true, nil
+		}
+		u.mu.Unlock()
+		bc.c.Close()
+		u.mu.Lock()
+	}
+	u.mu.Unlock()
+	c, err := u.dialer.Dial("tcp", u.addr)
+	if err != nil {
+		return nil, false, &dialError{err}
+	}
+	return &bconn{c: c, br: bufio.NewReaderSize(c, 8192), bw: bufio.NewWriterSize(c, 8192), u: u}, false, nil
+}
+
+// put returns a connection whose last response was read completely.
+func (u *upstream) put(bc *bconn) {
+	bc.idleAt = u.clock.ticks.Load()
+	u.mu.Lock()
+	if u.closed || len(u.idle) >= u.maxIdle {
+		u.mu.Unlock()
+		bc.c.Close()
+		return
+	}
+	u.idle = append(u.idle, bc)
+	u.mu.Unlock()
+}
+
+// close closes the idle connections; connections in use are closed when their
+// request ends.
+func (u *upstream) close() {
+	u.mu.Lock()
+	idle := u.idle
+	u.idle, u.closed = nil, true
+	u.mu.Unlock()
+	for _, bc := range idle {
+		bc.c.Close()
+	}
+}
+
+// roundTrip sends req on a backend connection and reads the response header into
+// resp. A small body of known length is read too and the connection is returned to
+// the pool (bc == nil). Otherwise resp holds a body stream and the caller owns bc
+// until the stream is done: it must call bc.finish.
+func (u *upstream) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, head bool) (*bconn, error) {
+	bc, reused, err := u.get()
+	if err != nil {
+		return nil, err
+	}
+	bc.arm()
+	if err := req.Write(bc.bw); err == nil {
+		err = bc.bw.Flush()
+		if err != nil {
+			return nil, bc.fail(err, reused)
+		}
+	} else {
+		return nil, bc.fail(err, reused)
+	}
+	resp.SkipBody = head
+	for {
+		if err := resp.Header.Read(bc.br); err != nil {
+			return nil, bc.fail(err, reused)
+		}
+		// Interim responses (100 Continue, 103 Early Hints) are not relayed:
+		// fasthttp's server has no way to send them to the client.
+		if c := resp.Header.StatusCode(); c < 100 || c > 199 || c == fasthttp.StatusSwitchingProtocols {
+			break
+		}
+		reused = false
+	}
+	if resp.SkipBody || resp.StatusCode() == fasthttp.StatusNoContent || resp.StatusCode() == fasthttp.StatusNotModified {
+		bc.done(!resp.Header.ConnectionClose())
+		return nil, nil
+	}
+	cl := resp.Header.ContentLength()
+	if cl >= 0 && cl <= bufferedBodyMax {
+		if err := resp.ReadBody(bc.br, 0); err != nil {
+			bc.c.Close()
+			return nil, err
+		}
+		bc.done(!resp.Header.ConnectionClose())
+		return nil, nil
+	}
+	resp.StreamBody = true
+	if err := resp.ReadBody(bc.br, 0); err != nil {
+		bc.c.Close()
+		return nil, err
+	}
+	return bc, nil
+}
+
+// arm sets the deadline of the exchange about to start, at most once per clock
+// tick per connection: the deadline lands between response and response+tick.
+func (bc *bconn) arm() {
+	now := bc.u.clock.ticks.Load()
+	if bc.deadline == now {
+		return
+	}
+	bc.deadline = now
+	_ = bc.c.SetDeadline(time.Unix(0, now*int64(clockTick)).Add(bc.u.response + clockTick))
+}
+
+// fail closes a connection after an error and says whether the backend closed a
+// reused connection before answering, the keep-alive race that a retry fixes.
+func (bc *bconn) fail(err error, reused bool) error {
+	bc.c.Close()
+	if reused && (errors.Is(err, io.EOF) || isReset(err) || errors.Is(err, fasthttp.ErrConnectionClosed)) {
+		return errClosedBeforeResponse
+	}
+	var nr fasthttp.ErrNothingRead
+	if errors.As(err, &nr) || errors.Is(err, io.EOF) {
+		return errClosedBeforeResponse
+	}
+	return err
+}
+
+// done ends an exchange: the connection goes back to the pool if reusable.
+func (bc *bconn) done(reusable bool) {
+	if reusable {
+		bc.u.put(bc)
+		return
+	}
+	bc.c.Close()
 }
 
 // upstreamLocked returns the upstream for a backend ID, reusing the existing one when
@@ -87,8 +228,9 @@ func (s *Server) upstreamLocked(id, addr string, ps PoolSpec) *upstream {
 	if u := s.upstreams[id]; u != nil && u.sameSettings(addr, ps) {
 		return u
 	}
-	u := newUpstream(id, addr, ps)
+	u := newUpstream(id, addr, ps, s.clock)
 	s.upstreams[id] = u
+	s.live[u] = true
 	return u
 }
 
@@ -103,15 +245,18 @@ func (s *Server) retireUpstreams(cur *Snapshot) {
 	}
 	s.upMu.Lock()
 	var gone []*upstream
-	for id, u := range s.upstreams {
+	for u := range s.live {
 		if !used[u] {
-			delete(s.upstreams, id)
+			delete(s.live, u)
+			if s.upstreams[u.id] == u {
+				delete(s.upstreams, u.id)
+			}
 			gone = append(gone, u)
 		}
 	}
 	s.upMu.Unlock()
 	for _, u := range gone {
-		u.hc.CloseIdleConnections()
+		u.close()
 	}
 }
 
