@@ -183,7 +183,7 @@ func TestParseErrors(t *testing.T) {
 		{"degrade ratio above 1", "pools:\n  - name: shop\n    degrade:\n      enter: {inflight_ratio: 1.5}\n      exit: {inflight_ratio: 0.5}\n" + routes1, `4: pools[0].degrade.enter.inflight_ratio: must be between 0 and 1, got 1.5`, 0},
 		{"degrade ratio nan", "pools:\n  - name: shop\n    degrade:\n      enter: {error_rate: .nan}\n" + routes1, `4: pools[0].degrade.enter.error_rate: must be a finite number, got ".nan"`, 2},
 		{"degrade ratio string", "pools:\n  - name: shop\n    degrade:\n      enter: {error_rate: \"0.5\"}\n" + routes1, `4: pools[0].degrade.enter.error_rate: must be a number, got string "0.5"`, 2},
-		{"degrade window too short", "pools:\n  - name: shop\n    degrade:\n      enter: {error_rate: 0.5}\n      exit: {error_rate: 0.1}\n      window: 10ms\n" + routes1, `6: pools[0].degrade.window: must be greater than 0, got 10ms`, 0},
+		{"degrade window too short", "pools:\n  - name: shop\n    degrade:\n      enter: {error_rate: 0.5}\n      exit: {error_rate: 0.1}\n      window: 10ms\n" + routes1, `6: pools[0].degrade.window: must be at least 100ms, got 10ms`, 0},
 		{"degrade windows zero", "pools:\n  - name: shop\n    degrade:\n      enter: {error_rate: 0.5}\n      exit: {error_rate: 0.1}\n      windows: 0\n" + routes1, `6: pools[0].degrade.windows: must be between 1 and 100, got 0`, 0},
 
 		// routes.
@@ -365,10 +365,10 @@ routes:
 `)
 	s := time.Second
 	want := &Config{
-		Listen:   ":8080",
-		Timeouts: Timeouts{ClientHeader: 10 * s, ClientBody: 60 * s, ClientIdle: 60 * s, ShutdownGrace: 30 * s},
-		Limits:   Limits{MaxRequestBody: 64 << 20, MaxHeaderBytes: 16 << 10, MaxConns: 10000, MaxConnsPerIP: 0},
-		TLS: &TLS{Listen: ":8443", Certificates: []Certificate{{CertFile: "a.crt", KeyFile: "a.key"}}},
+		Listen:    ":8080",
+		Timeouts:  Timeouts{ClientHeader: 10 * s, ClientBody: 60 * s, ClientIdle: 60 * s, ShutdownGrace: 30 * s},
+		Limits:    Limits{MaxRequestBody: 64 << 20, MaxHeaderBytes: 16 << 10, MaxConns: 10000, MaxConnsPerIP: 0},
+		TLS:       &TLS{Listen: ":8443", Certificates: []Certificate{{CertFile: "a.crt", KeyFile: "a.key"}}},
 		Admin:     Admin{Listen: "127.0.0.1:9090", DrainTimeout: 30 * s},
 		AccessLog: &AccessLog{Path: "stderr"},
 		Cache:     Cache{MaxBytes: 256 << 20},

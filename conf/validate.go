@@ -425,7 +425,9 @@ func (d *decoder) required(f, v string) bool {
 
 func (d *decoder) duration(f string, v, lo, hi time.Duration) bool {
 	switch {
-	case v < lo && lo > 0:
+	case v < lo && lo > 1:
+		d.errorf(f, "must be at least %s, got %s", lo, v)
+	case v < lo && lo == 1:
 		d.errorf(f, "must be greater than 0, got %s", v)
 	case v < lo:
 		d.errorf(f, "must not be negative, got %s", v)
