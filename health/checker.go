@@ -302,9 +302,11 @@ func (c *Checker) start(p *prober) {
 	c.wg.Add(1)
 	c.running.Add(1)
 	go func() {
+		// Deferred in reverse: the count drops before done and wg announce
+		// the exit, so whoever waited on them sees it.
 		defer c.wg.Done()
-		defer c.running.Add(-1)
 		defer close(p.done)
+		defer c.running.Add(-1)
 		c.run(p)
 	}()
 }

@@ -1,10 +1,15 @@
 package health
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,34 +42,85 @@ func (f *fakeTarget) state() (up bool, calls int) {
 	return f.up, f.calls
 }
 
-// recorder collects transitions on a buffered channel; OnTransition must not
-// block, and no test produces anywhere near this many.
-type recorder struct{ ch chan Transition }
+// recorder collects transitions in an unbounded queue: OnTransition must never
+// block, or a flapping backend in a slow test would stall its prober and Close.
+type recorder struct {
+	mu     sync.Mutex
+	q      []Transition
+	signal chan struct{} // one pending wake-up for next
+}
 
-func newRecorder() *recorder { return &recorder{ch: make(chan Transition, 4096)} }
+func newRecorder() *recorder { return &recorder{signal: make(chan struct{}, 1)} }
 
-func (r *recorder) on(tr Transition) { r.ch <- tr }
+func (r *recorder) on(tr Transition) {
+	r.mu.Lock()
+	r.q = append(r.q, tr)
+	r.mu.Unlock()
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+// pop returns the oldest queued transition, if any.
+func (r *recorder) pop() (Transition, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.q) == 0 {
+		return Transition{}, false
+	}
+	tr := r.q[0]
+	r.q = r.q[1:]
+	return tr, true
+}
 
 // next waits for the next transition, failing the test after waitFor.
 func (r *recorder) next(t *testing.T) Transition {
 	t.Helper()
-	select {
-	case tr := <-r.ch:
-		return tr
-	case <-time.After(waitFor):
-		t.Fatalf("no transition within %s", waitFor)
-		return Transition{}
+	deadline := time.After(waitFor)
+	for {
+		if tr, ok := r.pop(); ok {
+			return tr
+		}
+		select {
+		case <-r.signal:
+		case <-deadline:
+			t.Fatalf("no transition within %s", waitFor)
+			return Transition{}
+		}
 	}
 }
 
-// none asserts that no transition is pending.
+// none asserts that no transition is queued.
 func (r *recorder) none(t *testing.T) {
 	t.Helper()
-	select {
-	case tr := <-r.ch:
+	if tr, ok := r.pop(); ok {
 		t.Fatalf("unexpected transition %+v", tr)
-	default:
 	}
+}
+
+// noDeadline wraps a probe so that it ignores the check's timeout but still
+// stops when its prober is cancelled. Tests whose subject is not timeouts use
+// it so that a CPU-starved CI machine cannot fail a probe meant to pass and
+// shift a scripted sequence; timeouts have tests of their own.
+func noDeadline(probe probeFunc) probeFunc {
+	return func(ctx context.Context, addr string, chk Check) (bool, string) {
+		detached, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		stop := context.AfterFunc(ctx, func() {
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				cancel() // the prober was stopped, not timed out
+			}
+		})
+		defer stop()
+		return probe(detached, addr, chk)
+	}
+}
+
+// patient makes c's HTTP and TCP probes ignore timeouts (see noDeadline).
+func patient(c *Checker) {
+	c.probes[TypeHTTP] = noDeadline(probeHTTP)
+	c.probes[TypeTCP] = noDeadline(probeTCP)
 }
 
 // newChecker returns a Checker reporting to a fresh recorder, closed at the end
@@ -130,10 +186,18 @@ func (s *scriptServer) waitReached(t *testing.T) {
 	}
 }
 
-// closedAddr returns a loopback address nothing listens on: a port the kernel
-// just handed out and took back, so connecting is refused.
+// closedAddr returns a loopback address nothing listens on. Port 1 (tcpmux)
+// is below the ephemeral range, so no test server running in parallel, in this
+// process or another, can be handed it; should something listen there, fall
+// back to a port the kernel just handed out and took back.
 func closedAddr(t *testing.T) string {
 	t.Helper()
+	const reserved = "127.0.0.1:1"
+	if conn, err := net.DialTimeout("tcp", reserved, time.Second); err == nil {
+		_ = conn.Close()
+	} else if errors.Is(err, syscall.ECONNREFUSED) {
+		return reserved
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -158,4 +222,70 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		<-tick.C
 	}
+}
+
+// hit is one request seen by a probeServer.
+type hit struct {
+	path, host string
+	at         time.Time
+}
+
+// probeServer answers with a settable status, or hangs until the client goes
+// away, and reports every request on hits (dropped if nobody reads).
+type probeServer struct {
+	*httptest.Server
+	code atomic.Int32
+	hang atomic.Bool
+	hits chan hit
+}
+
+func newProbeServer(t *testing.T, code int) *probeServer {
+	t.Helper()
+	s := &probeServer{hits: make(chan hit, 1<<14)}
+	s.code.Store(int32(code))
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case s.hits <- hit{r.URL.Path, r.Host, time.Now()}:
+		default:
+		}
+		if s.hang.Load() {
+			<-r.Context().Done()
+			return
+		}
+		w.WriteHeader(int(s.code.Load()))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *probeServer) addr() string { return s.Listener.Addr().String() }
+
+// next waits for the next request.
+func (s *probeServer) next(t *testing.T) hit {
+	t.Helper()
+	select {
+	case h := <-s.hits:
+		return h
+	case <-time.After(waitFor):
+		t.Fatalf("no probe reached %s within %s", s.addr(), waitFor)
+		return hit{}
+	}
+}
+
+// lockedBuffer is an io.Writer for a slog handler written from many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

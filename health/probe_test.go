@@ -17,7 +17,7 @@ func TestProbeHTTP(t *testing.T) {
 	tests := []struct {
 		name       string
 		handler    http.HandlerFunc // nil: nothing listens
-		check      Check
+		check      Check            // Timeout 0 means 5s: only the timeout case should time out, even on a starved CI machine
 		wantOK     bool
 		wantReason string
 	}{
@@ -38,7 +38,7 @@ func TestProbeHTTP(t *testing.T) {
 				}
 			}, wantOK: true, wantReason: "status 200"},
 		{name: "timeout", handler: func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
-			wantReason: "timeout after 100ms"},
+			check: Check{Timeout: 100 * time.Millisecond}, wantReason: "timeout after 100ms"},
 		{name: "body read is bounded", wantOK: true, wantReason: "status 200",
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				// Twice the bound, flushed, then a body that never ends: reading
@@ -59,7 +59,10 @@ func TestProbeHTTP(t *testing.T) {
 				addr = srv.Listener.Addr().String()
 			}
 			chk := tt.check
-			chk.Type, chk.Interval, chk.Timeout = TypeHTTP, 100*time.Millisecond, 100*time.Millisecond
+			chk.Type, chk.Interval = TypeHTTP, 5*time.Second
+			if chk.Timeout == 0 {
+				chk.Timeout = 5 * time.Second
+			}
 			chk = chk.normalized()
 			ctx, cancel := context.WithTimeout(t.Context(), chk.Timeout)
 			defer cancel()
