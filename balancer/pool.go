@@ -415,12 +415,13 @@ func (p *Pool) rampAccept(s *BackendState, clk *clock) bool {
 
 // takeFor claims a slot for a queued request: on hint (the backend whose slot
 // was just released) if this pool has it and it suits the request, else on the
-// next backend in ring order.
+// next backend in ring order. The hint ignores slow start: the slot is being
+// handed over, not added, so the backend's load does not grow.
 func (p *Pool) takeFor(skip *BackendState, hint *Backend) (*Backend, verdict) {
 	if hint != nil && hint.State != skip {
 		if b := p.byState[hint.State]; b != nil && b.Weight > 0 {
 			clk := clock{now: p.now}
-			if p.try(b, skip, true, &clk, false) == tryOK {
+			if p.try(b, skip, true, &clk, true) == tryOK {
 				return b, found
 			}
 		}

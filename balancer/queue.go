@@ -70,7 +70,8 @@ func (s *PoolState) QueueDepth() int { return int(s.depth.Load()) }
 // QueueStats is a snapshot of a pool's queue for the degraded-mode monitor and
 // metrics. The counters only grow (wrapping at 2^64), so a monitor computes rates
 // and the mean wait over a window by differencing two snapshots with unsigned
-// arithmetic: (b.WaitNanos-a.WaitNanos)/(b.Waits-a.Waits).
+// arithmetic: (b.WaitNanos-a.WaitNanos)/(b.Waits-a.Waits). Waits are measured
+// with the real monotonic clock, like QueueTimeout, not PoolOptions.Now.
 type QueueStats struct {
 	// Depth is the number of Acquire calls waiting now.
 	Depth int

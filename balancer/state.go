@@ -154,6 +154,8 @@ func (s *BackendState) Inflight() int64 { return s.inflight.Load() }
 // period doubles it, up to 8x EjectFor; one that comes later starts again at 1x.
 // Failures reported while the backend is ejected are not counted: they come from
 // requests sent before the ejection. Ejection is independent of the probe state.
+// Re-admission is lazy (the next Up or pick after EjectFor sees it), so requests
+// already queued notice it at the next Release or PoolState.Kick.
 //
 // Report counts totals even when passive health is off (MaxFails 0) or the state
 // belongs to no pool. Safe for concurrent use; allocation-free.
