@@ -58,9 +58,11 @@ type PoolOptions struct {
 	// to ramp from ~10% to 100% of its weight; 0 disables slow start.
 	SlowStart time.Duration
 	// MaxFails consecutive failures reported to BackendState.Report eject a
-	// backend for EjectFor (doubling on repeated ejections, up to 8x); 0 disables
-	// passive health. EjectFor must be positive when MaxFails is.
+	// backend for EjectFor; 0 disables passive health.
 	MaxFails int
+	// EjectFor is how long an ejection lasts, doubling when a backend is ejected
+	// again soon after re-admission, up to 8x. It must be positive when MaxFails
+	// is.
 	EjectFor time.Duration
 	// Now is the clock for slow start and ejection; nil means time.Now. For tests.
 	Now func() time.Time
