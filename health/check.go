@@ -26,9 +26,10 @@ const userAgent = "floodgate-health"
 // Check describes one active health check. It is a plain value: copy it freely.
 //
 // Zero values: Type "" means TypeNone (no active checking), Path "" means "/",
-// ExpectStatus 0 accepts any 2xx or 3xx, UnhealthyInterval 0 and Timeout 0 mean
-// Interval, and Rise or Fall 0 mean 1. Interval has no default: it must be > 0
-// for http and tcp checks, so a forgotten interval is an error, not a hot loop.
+// ExpectStatus 0 accepts any 2xx or 3xx, UnhealthyInterval 0 means Interval,
+// Timeout 0 means the shorter of the two intervals, and Rise or Fall 0 mean 1.
+// Interval has no default: it must be > 0 for http and tcp checks, so a
+// forgotten interval is an error, not a hot loop.
 type Check struct {
 	Type              string        // "http", "tcp" or "none"
 	Path              string        // http: request path (may carry a query), e.g. /healthz
@@ -36,7 +37,7 @@ type Check struct {
 	ExpectStatus      int           // http: 0 = any 2xx or 3xx is up; else exactly this status
 	Interval          time.Duration // time between probes while the backend is up
 	UnhealthyInterval time.Duration // time between probes while the backend is down; 0 = Interval
-	Timeout           time.Duration // bound on dial plus the whole exchange; <= Interval
+	Timeout           time.Duration // bound on dial plus the whole exchange; <= both intervals
 	Rise, Fall        int           // consecutive successes to go up / failures to go down
 }
 
@@ -62,10 +63,15 @@ func (c Check) Validate() error {
 	}
 	if c.Timeout < 0 {
 		bad("timeout: must be >= 0, got %s", c.Timeout)
-	} else if c.Interval > 0 && c.Timeout > c.Interval {
-		// A timeout longer than the interval would let probes of one backend
-		// pile up behind each other and make the interval meaningless.
-		bad("timeout: %s must be <= interval %s", c.Timeout, c.Interval)
+	} else {
+		// A timeout longer than the interval would make probes of one backend
+		// run back to back, and the interval meaningless.
+		if c.Interval > 0 && c.Timeout > c.Interval {
+			bad("timeout: %s must be <= interval %s", c.Timeout, c.Interval)
+		}
+		if c.UnhealthyInterval > 0 && c.Timeout > c.UnhealthyInterval {
+			bad("timeout: %s must be <= unhealthy_interval %s", c.Timeout, c.UnhealthyInterval)
+		}
 	}
 	if c.Rise < 0 {
 		bad("rise: must be >= 0, got %d", c.Rise)
@@ -106,7 +112,7 @@ func (c Check) normalized() Check {
 		c.UnhealthyInterval = c.Interval
 	}
 	if c.Timeout == 0 {
-		c.Timeout = c.Interval
+		c.Timeout = min(c.Interval, c.UnhealthyInterval)
 	}
 	c.Rise = max(c.Rise, 1)
 	c.Fall = max(c.Fall, 1)

@@ -19,10 +19,13 @@ func TestCheckValidate(t *testing.T) {
 		{"none ignores timings", Check{Type: TypeNone, Interval: -1}, nil},
 		{"tcp ignores path", Check{Type: TypeTCP, Interval: time.Second, Path: "nope"}, nil},
 		{"defaults spelled as zero", Check{Type: TypeHTTP, Interval: time.Second}, nil},
+		{"zero timeout under a short unhealthy interval", Check{Type: TypeHTTP, Interval: time.Second, UnhealthyInterval: time.Millisecond}, nil},
 		{"query in path", with(func(c *Check) { c.Path = "/healthz?deep=1" }), nil},
 		{"unknown type", Check{Type: "icmp"}, []string{`type: "icmp"`}},
 		{"zero interval", with(func(c *Check) { c.Interval = 0 }), []string{"interval: must be > 0"}},
 		{"timeout above interval", with(func(c *Check) { c.Timeout = 2 * time.Second }), []string{"timeout: 2s must be <= interval 1s"}},
+		{"timeout above unhealthy interval", with(func(c *Check) { c.UnhealthyInterval = 100 * time.Millisecond }),
+			[]string{"timeout: 500ms must be <= unhealthy_interval 100ms"}},
 		{"negative durations", with(func(c *Check) { c.Timeout, c.UnhealthyInterval = -1, -1 }),
 			[]string{"timeout: must be >= 0", "unhealthy_interval: must be >= 0"}},
 		{"negative thresholds", with(func(c *Check) { c.Rise, c.Fall = -1, -2 }), []string{"rise:", "fall:"}},
@@ -61,6 +64,9 @@ func TestCheckNormalizedAndEvidence(t *testing.T) {
 		Timeout: time.Second, Rise: 1, Fall: 1}
 	if n != want {
 		t.Fatalf("normalized() = %+v, want %+v", n, want)
+	}
+	if got := (Check{Type: TypeTCP, Interval: time.Second, UnhealthyInterval: 100 * time.Millisecond}).normalized().Timeout; got != 100*time.Millisecond {
+		t.Errorf("zero Timeout normalized to %s, want the shorter interval", got)
 	}
 	if (Check{}).normalized() != (Check{Type: TypeNone}) {
 		t.Errorf("zero Check does not normalize to none")

@@ -14,9 +14,11 @@ import (
 // implemented by balancer.BackendState.
 //
 // SetProbeUp records the active-check verdict and reports whether it changed
-// the target's state. The Checker calls it from prober goroutines and from
-// Sync, never concurrently for one (pool, address), and only when the verdict
-// flips or a prober starts, never on every probe. It must not block.
+// the target's state. The Checker calls it synchronously, from prober
+// goroutines and from Sync, so that routing follows a verdict at once; never
+// concurrently for one (pool, address); and only when the verdict flips or a
+// prober starts, never on every probe. It must not block and must not call
+// back into the Checker: Sync and Close wait for the probers that call it.
 type Target interface {
 	SetProbeUp(up bool) (changed bool)
 }
@@ -38,11 +40,14 @@ type Options struct {
 	// Logger receives one record per transition, plus recovered panics and
 	// probes rejected by Sync. nil discards.
 	Logger *slog.Logger
-	// OnTransition, if non-nil, is called after the Target has been told, once
-	// per transition. It runs on the prober's goroutine (or on Sync's, for the
-	// state a new prober starts in), so it must not block long: the next probe
-	// of that backend waits for it. It must not call Sync or Close, which wait
-	// for prober goroutines.
+	// OnTransition, if non-nil, is called once per transition, after the
+	// Target has been told. Calls are made one at a time, in the order the
+	// transitions happened, from one goroutine the Checker owns: never from a
+	// prober (a slow callback delays later notifications, never a probe) and
+	// never from the goroutine calling Sync. So it may take a lock that Sync's
+	// caller holds, and it may call Sync and Status; it must not call Close,
+	// which waits for it. A transition that happened before Sync removed its
+	// key may be delivered after Sync returns: look the key up.
 	OnTransition func(Transition)
 }
 
@@ -74,17 +79,16 @@ var errNilTarget = errors.New("target: must not be nil")
 // key identifies a prober.
 type key struct{ pool, address string }
 
-// Checker runs one prober goroutine per (pool, address). It is safe for
-// concurrent use. Build it with NewChecker; the zero Checker is not usable and
-// a Checker must not be copied. Close it to stop every prober.
+// Checker runs one prober goroutine per (pool, address), plus one goroutine
+// delivering OnTransition calls when that is set. It is safe for concurrent
+// use. Build it with NewChecker; the zero Checker is not usable and a Checker
+// must not be copied. Close it to stop every goroutine it started.
 type Checker struct {
-	log          *slog.Logger
-	onTransition func(Transition)
-	probes       map[string]probeFunc // by Check.Type; tests substitute their own
+	log    *slog.Logger
+	probes map[string]probeFunc // by Check.Type; tests substitute their own
 
 	// syncMu serializes Sync and Close, which stop probers and wait for them
-	// without holding mu, so that Status stays available meanwhile and an
-	// OnTransition that reads Status cannot deadlock against them.
+	// without holding mu, so that Status stays available meanwhile.
 	syncMu sync.Mutex
 	closed bool // guarded by syncMu
 
@@ -93,6 +97,8 @@ type Checker struct {
 
 	wg      sync.WaitGroup // one per prober goroutine; Close waits on it
 	running atomic.Int64   // live prober goroutines, for tests and leak checks
+
+	notes notifier // delivers OnTransition calls; see notify.go
 }
 
 // NewChecker returns a Checker with no probers. Add them with Sync.
@@ -101,18 +107,20 @@ func NewChecker(opts Options) *Checker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Checker{
-		log:          log,
-		onTransition: opts.OnTransition,
-		probes:       map[string]probeFunc{TypeHTTP: probeHTTP, TypeTCP: probeTCP},
-		probers:      make(map[key]*prober),
+	c := &Checker{
+		log:     log,
+		probes:  map[string]probeFunc{TypeHTTP: probeHTTP, TypeTCP: probeTCP},
+		probers: make(map[key]*prober),
 	}
+	c.notes.start(log, opts.OnTransition)
+	return c
 }
 
 // Sync makes the set of probers match want, so a config reload or an admin API
 // change keeps health state where it can:
 //   - a new (Pool, Address) gets a prober starting in state StartUp, which is
-//     pushed to its Target at once (and reported if the Target changed);
+//     set on its Target before Sync returns (and reported to OnTransition,
+//     later and from another goroutine, if the Target changed);
 //   - a key absent from want is stopped;
 //   - a key whose Check and Target are unchanged is left running untouched;
 //   - a key whose Check changed only in timings or thresholds (Interval,
@@ -226,10 +234,12 @@ func (c *Checker) Sync(want []Probe) {
 	}
 }
 
-// Close stops every prober, interrupting probes in flight, and returns once all
-// their goroutines have exited. Later calls to Sync do nothing; Status keeps
+// Close stops every prober, interrupting probes in flight, delivers the
+// transitions still queued for OnTransition, and returns once every goroutine
+// of the Checker has exited. Later calls to Sync do nothing; Status keeps
 // answering with the last known state. Close is idempotent and safe for
-// concurrent use.
+// concurrent use, but must not be called from OnTransition, nor while holding
+// a lock OnTransition takes.
 func (c *Checker) Close() {
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
@@ -243,6 +253,8 @@ func (c *Checker) Close() {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
+	// Probers are gone and Sync is locked out: nothing more can be queued.
+	c.notes.stop()
 }
 
 // Status returns a copy of the state of the prober for (pool, address), and
@@ -287,8 +299,8 @@ func sameTarget(a, b Target) (same bool) {
 	return a == b
 }
 
-// start pushes a new prober's starting state to its Target when needed and
-// launches its goroutine (none for TypeNone).
+// start sets a new prober's starting state on its Target when needed and
+// launches its goroutine (none for TypeNone, which has nothing to do).
 func (c *Checker) start(p *prober) {
 	if p.initialReason != "" {
 		c.push(p, p.st.Up, p.initialReason, time.Now(), true)
@@ -311,14 +323,15 @@ func (c *Checker) start(p *prober) {
 	}()
 }
 
-// push tells p's Target the verdict up and, when report is set and (for a
-// starting prober) the Target actually changed, logs and reports a Transition.
-// A panic in the Target or in OnTransition is logged, not propagated: it would
-// otherwise take the whole proxy down from a background goroutine.
+// push tells p's Target the verdict up and, when reason is set and (with
+// onlyIfChanged, for a starting prober) the Target actually changed, logs the
+// Transition and queues it for OnTransition. A panic in the Target is logged,
+// not propagated: it would otherwise take the whole proxy down from a
+// background goroutine.
 func (c *Checker) push(p *prober, up bool, reason string, at time.Time, onlyIfChanged bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("health: panic while reporting a transition",
+			c.log.Error("health: Target.SetProbeUp panicked",
 				"pool", p.key.pool, "backend", p.key.address, "panic", r)
 		}
 	}()
@@ -333,7 +346,5 @@ func (c *Checker) push(p *prober, up bool, reason string, at time.Time, onlyIfCh
 	c.log.LogAttrs(context.Background(), level, "health: backend "+state,
 		slog.String("pool", p.key.pool), slog.String("backend", p.key.address),
 		slog.String("state", state), slog.String("reason", reason))
-	if c.onTransition != nil {
-		c.onTransition(Transition{Pool: p.key.pool, Address: p.key.address, Up: up, Reason: reason, At: at})
-	}
+	c.notes.queue(Transition{Pool: p.key.pool, Address: p.key.address, Up: up, Reason: reason, At: at})
 }

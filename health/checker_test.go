@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -112,10 +113,6 @@ func TestCheckerTCPListenerClosed(t *testing.T) {
 // TestRiseFall runs scripted status sequences and checks the exact probe at
 // which each flip happens, and that nothing else is reported.
 func TestRiseFall(t *testing.T) {
-	type flip struct {
-		probe int // 1-based index of the probe that caused it
-		up    bool
-	}
 	tests := []struct {
 		name       string
 		rise, fall int
@@ -140,42 +137,70 @@ func TestRiseFall(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newScriptServer(t, tt.run, tt.script...)
-			flips := make(chan flip, 100)
-			// The prober is sequential: the next probe starts only after
-			// OnTransition returns, so the server's count here is the index of
-			// the probe that caused the flip.
+			// The Target is told synchronously, before the next probe starts,
+			// so the server's count when it is told is the index of the probe
+			// that caused the flip.
+			target := &countingTarget{fakeTarget: newTarget(tt.startUp), count: srv.count}
+			var reasons []string // written by the notifier goroutine; read after Close
 			c := NewChecker(Options{OnTransition: func(tr Transition) {
-				flips <- flip{srv.count(), tr.Up}
 				want := "status 503"
 				if tr.Up {
 					want = "status 200"
 				}
 				if tr.Reason != want {
-					t.Errorf("transition reason %q, want %q", tr.Reason, want)
+					reasons = append(reasons, tr.Reason)
 				}
 			}})
 			// A spurious timeout on a starved CI machine would shift the script
 			// and fail the test for the wrong reason.
 			patient(c)
-			target := newTarget(tt.startUp)
 			c.Sync([]Probe{{Pool: "p", Address: srv.addr(), Check: httpCheck(20*time.Millisecond, tt.rise, tt.fall),
 				Target: target, StartUp: tt.startUp}})
 			srv.waitReached(t)
 			c.Close()
-			close(flips)
-			var got []flip
-			for f := range flips {
-				got = append(got, f)
-			}
-			if !slices.Equal(got, tt.want) {
+			if got := target.flipsSeen(); !slices.Equal(got, tt.want) {
 				t.Errorf("flips = %v, want %v", got, tt.want)
 			}
-			// One call to push the starting state, then one per flip.
+			if len(reasons) > 0 {
+				t.Errorf("unexpected transition reasons %q", reasons)
+			}
+			// One call to set the starting state, then one per flip.
 			if _, calls := target.state(); calls != len(tt.want)+1 {
 				t.Errorf("SetProbeUp calls = %d, want %d", calls, len(tt.want)+1)
 			}
 		})
 	}
+}
+
+// flip is a change of a target's state, and the probe that caused it.
+type flip struct {
+	probe int // 1-based index of the probe
+	up    bool
+}
+
+// countingTarget records, at each change, how many probes a server had
+// answered.
+type countingTarget struct {
+	*fakeTarget
+	count func() int
+	mu    sync.Mutex
+	flips []flip
+}
+
+func (c *countingTarget) SetProbeUp(up bool) bool {
+	changed := c.fakeTarget.SetProbeUp(up)
+	if changed {
+		c.mu.Lock()
+		c.flips = append(c.flips, flip{c.count(), up})
+		c.mu.Unlock()
+	}
+	return changed
+}
+
+func (c *countingTarget) flipsSeen() []flip {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.flips)
 }
 
 // TestStartUpFalseGatesTraffic is the health-gated addition of a backend
@@ -497,5 +522,85 @@ func TestTransitionLogged(t *testing.T) {
 	want := fmt.Sprintf(`level=WARN msg="health: backend down" pool=shop backend=%s state=down reason="status 503"`, srv.addr())
 	if !strings.Contains(out, want) || strings.Count(out, "\n") != 1 {
 		t.Errorf("logs = %q, want exactly one line containing %q", out, want)
+	}
+}
+
+// signalTarget is a fakeTarget that announces each change.
+type signalTarget struct {
+	*fakeTarget
+	changes chan bool
+}
+
+func (s *signalTarget) SetProbeUp(up bool) bool {
+	changed := s.fakeTarget.SetProbeUp(up)
+	if changed {
+		s.changes <- up
+	}
+	return changed
+}
+
+// TestSyncUnderCallersLock mirrors a reload that holds its own mutex while
+// calling Sync, with an OnTransition that takes the same mutex. Neither
+// reporting a new prober's initial state nor removing a prober whose
+// notification is waiting for the mutex may deadlock.
+func TestSyncUnderCallersLock(t *testing.T) {
+	t.Parallel()
+	srv := newProbeServer(t, 503)
+	var (
+		mu  sync.Mutex // the caller's lock
+		got []Transition
+	)
+	delivered := make(chan struct{}, 16)
+	c := NewChecker(Options{OnTransition: func(tr Transition) {
+		mu.Lock()
+		got = append(got, tr)
+		mu.Unlock()
+		delivered <- struct{}{}
+	}})
+	t.Cleanup(c.Close)
+	patient(c)
+	target := &signalTarget{newTarget(false), make(chan bool, 16)}
+	probe := Probe{Pool: "p", Address: srv.addr(), Check: httpCheck(20*time.Millisecond, 1, 1), Target: target, StartUp: true}
+
+	syncLocked := func(want []Probe) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { c.Sync(want); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(waitFor):
+			mu.Unlock()
+			t.Fatal("Sync deadlocked against OnTransition")
+		}
+	}
+
+	mu.Lock()
+	syncLocked([]Probe{probe}) // the target goes up: "initial state" is queued
+	if up := <-target.changes; !up {
+		t.Fatal("target not set up by Sync")
+	}
+	select { // the prober goes down; its notification waits for mu
+	case up := <-target.changes:
+		if up {
+			t.Fatal("target went up on a 503")
+		}
+	case <-time.After(waitFor):
+		mu.Unlock()
+		t.Fatal("backend never went down")
+	}
+	syncLocked(nil) // removal waits for the prober, not for its notification
+	mu.Unlock()
+
+	for range 2 {
+		select {
+		case <-delivered:
+		case <-time.After(waitFor):
+			t.Fatal("queued transitions not delivered")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || !got[0].Up || got[0].Reason != "initial state" || got[1].Up || got[1].Reason != "status 503" {
+		t.Errorf("delivered %+v, want up (initial state) then down (status 503)", got)
 	}
 }
