@@ -27,7 +27,7 @@ type Target interface {
 // Options.OnTransition. Reason is the outcome of the probe that caused it
 // ("status 503", "connect: connection refused", "timeout after 500ms"), or why
 // a starting prober set the target ("initial state", "check changed",
-// "no health check").
+// "no health check"). It is a plain value, safe to retain and share.
 type Transition struct {
 	Pool, Address string
 	Up            bool
@@ -35,7 +35,8 @@ type Transition struct {
 	At            time.Time
 }
 
-// Options configures a Checker. The zero value is valid.
+// Options configures a Checker. The zero value is valid: no logs, no
+// notifications. NewChecker copies what it needs; later changes have no effect.
 type Options struct {
 	// Logger receives one record per transition, plus recovered panics and
 	// probes rejected by Sync. nil discards.
@@ -52,7 +53,8 @@ type Options struct {
 }
 
 // Probe asks Sync for one prober. Pool and Address identify it: a reload that
-// keeps the same pair keeps the prober and its state.
+// keeps the same pair keeps the prober and its state. Sync copies it; the
+// caller may reuse the slice afterwards.
 type Probe struct {
 	Pool, Address string // Address is host:port
 	Check         Check
@@ -64,7 +66,9 @@ type Probe struct {
 	StartUp bool
 }
 
-// Status is a copy of one prober's state, as returned by Checker.Status.
+// Status is a copy of one prober's state, as returned by Checker.Status: a
+// plain value that does not change after it is returned. Its zero value means
+// down, never probed.
 type Status struct {
 	Up              bool
 	LastErr         string    // reason of the most recent probe if it failed; "" if it passed or none ran
@@ -89,8 +93,9 @@ type Checker struct {
 
 	// syncMu serializes Sync and Close, which stop probers and wait for them
 	// without holding mu, so that Status stays available meanwhile.
-	syncMu sync.Mutex
-	closed bool // guarded by syncMu
+	syncMu    sync.Mutex
+	closed    bool          // guarded by syncMu
+	closeDone chan struct{} // closed when the first Close has finished waiting
 
 	mu      sync.Mutex
 	probers map[key]*prober // guarded by mu; replaced entries are stopped first
@@ -108,9 +113,10 @@ func NewChecker(opts Options) *Checker {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Checker{
-		log:     log,
-		probes:  map[string]probeFunc{TypeHTTP: probeHTTP, TypeTCP: probeTCP},
-		probers: make(map[key]*prober),
+		log:       log,
+		probes:    map[string]probeFunc{TypeHTTP: probeHTTP, TypeTCP: probeTCP},
+		probers:   make(map[key]*prober),
+		closeDone: make(chan struct{}),
 	}
 	c.notes.start(log, opts.OnTransition)
 	return c
@@ -242,19 +248,25 @@ func (c *Checker) Sync(want []Probe) {
 // a lock OnTransition takes.
 func (c *Checker) Close() {
 	c.syncMu.Lock()
-	defer c.syncMu.Unlock()
-	if c.closed {
-		return
+	first := !c.closed
+	if first {
+		c.closed = true
+		c.mu.Lock()
+		for _, p := range c.probers {
+			p.cancel()
+		}
+		c.mu.Unlock()
 	}
-	c.closed = true
-	c.mu.Lock()
-	for _, p := range c.probers {
-		p.cancel()
+	// Wait without syncMu: an OnTransition calling Sync meanwhile must find
+	// the Checker closed, not block the notifier that Close waits for. No Sync
+	// can start a prober any more, so wg only counts down.
+	c.syncMu.Unlock()
+	if first {
+		c.wg.Wait()
+		c.notes.stop() // probers are gone: nothing more can be queued
+		close(c.closeDone)
 	}
-	c.mu.Unlock()
-	c.wg.Wait()
-	// Probers are gone and Sync is locked out: nothing more can be queued.
-	c.notes.stop()
+	<-c.closeDone // a concurrent Close returns only when the first is done
 }
 
 // Status returns a copy of the state of the prober for (pool, address), and

@@ -604,3 +604,40 @@ func TestSyncUnderCallersLock(t *testing.T) {
 		t.Errorf("delivered %+v, want up (initial state) then down (status 503)", got)
 	}
 }
+
+// TestOnTransitionMayCallSync checks that OnTransition may call Status and
+// Sync, even while Close is waiting for it.
+func TestOnTransitionMayCallSync(t *testing.T) {
+	t.Parallel()
+	srv := newProbeServer(t, 503)
+	var c *Checker // set before the first Sync, so before any callback
+	entered, gate := make(chan struct{}), make(chan struct{})
+	statusOK := make(chan bool, 1)
+	c = NewChecker(Options{OnTransition: func(tr Transition) {
+		_, ok := c.Status(tr.Pool, tr.Address)
+		statusOK <- ok
+		close(entered)
+		<-gate
+		c.Sync(nil) // Close is under way: must return at once
+	}})
+	patient(c)
+	c.Sync([]Probe{{Pool: "p", Address: srv.addr(), Check: httpCheck(20*time.Millisecond, 1, 1), Target: newTarget(true), StartUp: true}})
+	select {
+	case <-entered:
+	case <-time.After(waitFor):
+		t.Fatal("no transition")
+	}
+	if !<-statusOK {
+		t.Error("Status from OnTransition did not find the prober")
+	}
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	// Once the prober has exited, Close is waiting for the notifier.
+	eventually(t, "prober stopped by Close", func() bool { return c.running.Load() == 0 })
+	close(gate)
+	select {
+	case <-closed:
+	case <-time.After(waitFor):
+		t.Fatal("Close deadlocked with an OnTransition calling Sync")
+	}
+}
