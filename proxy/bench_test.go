@@ -54,8 +54,6 @@ func (h *handlerRun) do(tb testing.TB) {
 	h.br.Reset(h.src)
 	h.ctx.Request.Reset()
 	h.ctx.Response.Reset()
-	h.ctx.Request.Header.DisableNormalizing()
-	h.ctx.Response.Header.DisableNormalizing()
 	if err := h.ctx.Request.Read(h.br); err != nil {
 		tb.Fatal(err)
 	}

@@ -17,6 +17,9 @@ func TestForwardIsByteFaithful(t *testing.T) {
 	raw := "GET /a/../b/%2e%2E/c//d?x=1&y=%20&&z=%zz HTTP/1.1\r\n" +
 		"Host: Example.COM:8080\r\n" +
 		"x-lower: 1\r\n" +
+		"x-forwarded-proto: https\r\n" +
+		"CONNECTION: X-Case\r\n" +
+		"x-case: 1\r\n" +
 		"X-Dup: first\r\n" +
 		"X-Other: o\r\n" +
 		"X-Dup: second\r\n" +
@@ -48,17 +51,20 @@ func TestForwardIsByteFaithful(t *testing.T) {
 	if !strings.Contains(strings.ToLower(got), "\r\nhost: example.com:8080\r\n") {
 		t.Errorf("Host not forwarded:\n%s", got)
 	}
-	for _, want := range []string{"\r\nx-lower: 1\r\n", "\r\nX-Forwarded-Proto: http\r\n", "\r\nX-Forwarded-Host: Example.COM:8080\r\n", "\r\nX-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n"} {
+	for _, want := range []string{"\r\nx-lower: 1\r\n", "\r\nHost: Example.COM:8080\r\n", "\r\nX-Forwarded-Proto: http\r\n", "\r\nX-Forwarded-Host: Example.COM:8080\r\n", "\r\nX-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("backend request lacks %q:\n%s", want, got)
 		}
+	}
+	if n := strings.Count(strings.ToLower(got), "x-forwarded-proto:"); n != 1 {
+		t.Errorf("%d X-Forwarded-Proto fields, want exactly ours:\n%s", n, got)
 	}
 	// Same-name fields keep their order, and the others theirs.
 	if i, j, k := strings.Index(got, "X-Dup: first"), strings.Index(got, "X-Other: o"), strings.Index(got, "X-Dup: second"); !(i >= 0 && i < j && j < k) {
 		t.Errorf("header order changed:\n%s", got)
 	}
 	lower := strings.ToLower(got)
-	for _, hop := range []string{"\r\nconnection:", "\r\nx-hop:", "\r\nkeep-alive:", "\r\nte:", "\r\ntrailer:", "\r\nupgrade:", "\r\nproxy-connection:", "\r\nproxy-authorization:"} {
+	for _, hop := range []string{"\r\nconnection:", "\r\nx-hop:", "\r\nkeep-alive:", "\r\nte:", "\r\ntrailer:", "\r\nupgrade:", "\r\nproxy-connection:", "\r\nproxy-authorization:", "\r\nx-case:"} {
 		if strings.Contains(lower, hop) {
 			t.Errorf("hop-by-hop header %q was forwarded:\n%s", hop, got)
 		}
@@ -297,7 +303,7 @@ func TestWebSocketTunnel(t *testing.T) {
 		t.Fatalf("101 headers not relayed: %s", resp.Header.Header())
 	}
 	head := <-gotHead
-	if !strings.Contains(head, "Upgrade: websocket") || !strings.Contains(head, "Connection: Upgrade") || !strings.Contains(head, "Sec-WebSocket-Key: k") {
+	if !strings.Contains(head, "Upgrade: websocket") || !strings.Contains(head, "Connection: Upgrade") || !strings.Contains(strings.ToLower(head), "sec-websocket-key: k") {
 		t.Fatalf("backend handshake lacks upgrade headers:\n%s", head)
 	}
 	for _, msg := range []string{"hello", "floodgate"} {

@@ -12,12 +12,10 @@ import (
 // Transfer-Encoding and Content-Length are re-framed by fasthttp for the next hop.
 // TE is dropped whole: fasthttp's client does not forward trailers, so there is no
 // "TE: trailers" to keep.
-var hopHeaders = [...]string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization",
-	"Proxy-Authenticate", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
-}
+// The list: Connection, Keep-Alive, Proxy-Connection, Proxy-Authorization,
+// Proxy-Authenticate, TE, Trailer, Transfer-Encoding, Upgrade.
 
-// isHopHeader reports whether name is one of hopHeaders, ignoring case.
+// isHopHeader reports whether name is a hop-by-hop header, ignoring case.
 func isHopHeader(name []byte) bool {
 	if len(name) < 2 {
 		return false
@@ -38,83 +36,41 @@ func isHopHeader(name []byte) bool {
 	return false
 }
 
-// headerScan is what one pass over a header list finds. It is a value on the
-// caller's stack so that the scan allocates nothing.
-type headerScan struct {
-	hop        bool // some hop-by-hop header is present
-	connection bool // Connection has tokens other than keep-alive/close
-	xff        int  // number of X-Forwarded-For lines
+// copyResponseHeader copies the backend's status and end-to-end header fields to the
+// client's response, in order: fasthttp's CopyTo followed by deletions would
+// reorder fields (it deletes by swapping with the last one), and the order of
+// same-name fields such as Set-Cookie must be kept (RFC 9110 §5.3).
+func copyResponseHeader(dst, src *fasthttp.ResponseHeader) {
+	var connBuf [8][]byte
+	connection := connBuf[:0]
+	for _, v := range src.PeekAll("Connection") {
+		connection, _ = appendTokens(connection, v)
+	}
+	dst.SetStatusCode(src.StatusCode())
+	dst.SetNoDefaultContentType(true)
+	src.VisitAll(func(k, v []byte) {
+		if isHopHeader(k) || namedIn(connection, k) {
+			return
+		}
+		dst.AddBytesKV(k, v)
+	})
 }
 
-func (s *headerScan) visit(k, v []byte) {
-	if isHopHeader(k) {
-		s.hop = true
-		if equalFold(k, "connection") {
-			s.connection = true
+// appendSwitchingHead appends a 101 response head for the client: the backend's
+// fields minus hop-by-hop ones, but with Connection and Upgrade, which are the
+// point of a 101.
+func appendSwitchingHead(dst []byte, src *fasthttp.ResponseHeader) []byte {
+	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\n"...)
+	src.VisitAll(func(k, v []byte) {
+		if isHopHeader(k) && !equalFold(k, "connection") && !equalFold(k, "upgrade") {
+			return
 		}
-		return
-	}
-	if len(k) == len("x-forwarded-for") && equalFold(k, "x-forwarded-for") {
-		s.xff++
-	}
-}
-
-// stripRequestHop removes hop-by-hop headers from a request about to be forwarded.
-// fasthttp keeps "Connection: close" as a flag rather than a header, so it is
-// cleared too: the client's wish to close its connection does not apply to our
-// pooled backend connection (the server has already recorded it for the client side).
-func stripRequestHop(h *fasthttp.RequestHeader, s *headerScan) {
-	h.ResetConnectionClose()
-	if !s.hop {
-		return
-	}
-	if s.connection {
-		for _, v := range h.PeekAll("Connection") {
-			delConnectionTokens(v, h.DelBytes)
-		}
-	}
-	for _, name := range hopHeaders {
-		h.Del(name)
-	}
-}
-
-// stripResponseHop is stripRequestHop for responses. keepUpgrade is set for a 101
-// Switching Protocols answer, which must keep Connection and Upgrade.
-func stripResponseHop(h *fasthttp.ResponseHeader, keepUpgrade bool) {
-	h.ResetConnectionClose()
-	var s headerScan
-	h.VisitAll(s.visit)
-	if !s.hop {
-		return
-	}
-	if s.connection && !keepUpgrade {
-		for _, v := range h.PeekAll("Connection") {
-			delConnectionTokens(v, h.DelBytes)
-		}
-	}
-	for _, name := range hopHeaders {
-		if keepUpgrade && (name == "Connection" || name == "Upgrade") {
-			continue
-		}
-		h.Del(name)
-	}
-}
-
-// delConnectionTokens calls del for each field name listed in a Connection value.
-func delConnectionTokens(v []byte, del func([]byte)) {
-	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if tok := trimOWS(v[:i]); len(tok) > 0 && !equalFold(tok, "close") && !equalFold(tok, "keep-alive") {
-			del(tok)
-		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
-	}
+		dst = append(dst, k...)
+		dst = append(dst, ": "...)
+		dst = append(dst, v...)
+		dst = append(dst, "\r\n"...)
+	})
+	return append(dst, "\r\n"...)
 }
 
 // appendAddr appends the IP of a TCP address (without port) to dst.
@@ -125,48 +81,4 @@ func appendAddr(dst []byte, a net.Addr) []byte {
 		}
 	}
 	return append(dst, "unknown"...)
-}
-
-// peerAddr returns the IP of a connection's remote address.
-func peerAddr(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
-			return ip.Unmap()
-		}
-	}
-	return netip.Addr{}
-}
-
-// setForwarded sets X-Forwarded-For (appending the peer to what the client sent, as
-// nginx's $proxy_add_x_forwarded_for and httputil do: the backend trusts only the
-// last hop, which is ours), X-Forwarded-Proto and X-Forwarded-Host. scratch is a
-// reusable buffer; the grown buffer is returned.
-func setForwarded(h *fasthttp.RequestHeader, s *headerScan, peer net.Addr, tls bool, scratch []byte) []byte {
-	b := scratch[:0]
-	switch s.xff {
-	case 0:
-	case 1:
-		b = append(b, h.Peek("X-Forwarded-For")...)
-	default:
-		// Several lines are one list (RFC 9110 §5.3); join them in order.
-		for i, v := range h.PeekAll("X-Forwarded-For") {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = append(b, v...)
-		}
-		h.Del("X-Forwarded-For")
-	}
-	if len(b) > 0 {
-		b = append(b, ", "...)
-	}
-	b = appendAddr(b, peer)
-	h.SetBytesV("X-Forwarded-For", b)
-	if tls {
-		h.Set("X-Forwarded-Proto", "https")
-	} else {
-		h.Set("X-Forwarded-Proto", "http")
-	}
-	h.SetBytesV("X-Forwarded-Host", h.Host())
-	return b
 }

@@ -68,8 +68,8 @@ type Server struct {
 	upstreams map[string]*upstream // by backend ID, for reuse across generations
 	live      map[*upstream]bool   // every upstream not yet closed
 
-	relays  sync.Pool // *bodyRelay
-	scratch sync.Pool // *[]byte
+	relays   sync.Pool // *bodyRelay
+	copyBufs sync.Pool // *[]byte, request body copy buffers
 }
 
 // New returns a Server that answers 503 until the first Swap.
@@ -77,26 +77,25 @@ func New(opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool)}
 	s.relays.New = func() any { return new(bodyRelay) }
-	s.scratch.New = func() any { b := make([]byte, 0, 256); return &b }
+	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.srv = &fasthttp.Server{
-		Handler:                       s.serve,
-		ErrorHandler:                  s.parseError,
-		ReadTimeout:                   opts.ReadHeaderTimeout,
-		IdleTimeout:                   opts.IdleTimeout,
-		MaxRequestBodySize:            int(min(opts.MaxRequestBody, int64(^uint(0)>>1))),
-		ReadBufferSize:                opts.MaxHeaderBytes,
-		WriteBufferSize:               8192,
-		Concurrency:                   opts.MaxConns,
-		MaxConnsPerIP:                 opts.MaxConnsPerIP,
-		StreamRequestBody:             true,
-		DisablePreParseMultipartForm:  true,
-		DisableHeaderNamesNormalizing: true,
-		NoDefaultServerHeader:         true,
-		NoDefaultDate:                 true,
-		NoDefaultContentType:          true,
-		CloseOnShutdown:               true,
-		SecureErrorLogMessage:         true,
-		Logger:                        fasthttpLogger{opts.Logger},
+		Handler:                      s.serve,
+		ErrorHandler:                 s.parseError,
+		ReadTimeout:                  opts.ReadHeaderTimeout,
+		IdleTimeout:                  opts.IdleTimeout,
+		MaxRequestBodySize:           int(min(opts.MaxRequestBody, int64(^uint(0)>>1))),
+		ReadBufferSize:               opts.MaxHeaderBytes,
+		WriteBufferSize:              8192,
+		Concurrency:                  opts.MaxConns,
+		MaxConnsPerIP:                opts.MaxConnsPerIP,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		SecureErrorLogMessage:        true,
+		Logger:                       fasthttpLogger{opts.Logger},
 	}
 	return s
 }
@@ -208,10 +207,6 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, rt.name, ErrBodyTooLarge)
 		return
 	}
-	if len(h.Host()) == 0 {
-		// HTTP/1.0 without Host: the next hop speaks HTTP/1.1, which needs one.
-		h.SetHost(rt.pool.upstreams[0].addr)
-	}
 	s.forward(ctx, rt, fr)
 }
 
@@ -244,23 +239,19 @@ func isIdempotent(m []byte) bool {
 // forward sends the request to a backend of the route's pool and relays the answer.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 	req := &ctx.Request
-	var scan headerScan
-	req.Header.VisitAll(scan.visit)
-	stripRequestHop(&req.Header, &scan)
-	bp := s.scratch.Get().(*[]byte)
-	*bp = setForwarded(&req.Header, &scan, ctx.RemoteAddr(), ctx.IsTLS(), *bp)
-	s.scratch.Put(bp)
-
-	c, _ := ctx.Conn().(*conn)
-	if (fr.chunked || fr.contentLength) && c != nil {
-		c.startBody(s.opts.MaxRequestBody)
-		defer c.endBody()
+	o := outbound{fr: fr, peer: ctx.RemoteAddr(), tls: ctx.IsTLS()}
+	if len(req.Header.Host()) == 0 {
+		o.host = []byte(rt.pool.upstreams[0].addr)
 	}
-
-	// Keep the target and Host byte for byte: fasthttp would otherwise rebuild
-	// them from the parsed URI, normalised and lower-cased.
-	req.URI().DisablePathNormalizing = true
-	req.UseHostHeader = true
+	if fr.chunked || fr.contentLength {
+		bp := s.copyBufs.Get().(*[]byte)
+		defer s.copyBufs.Put(bp)
+		o.copyBuf = *bp
+		if c, _ := ctx.Conn().(*conn); c != nil {
+			c.startBody(s.opts.MaxRequestBody)
+			defer c.endBody()
+		}
+	}
 	head := req.Header.IsHead()
 	p := rt.pool
 	retryable := isIdempotent(req.Header.Method())
@@ -272,9 +263,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 			return
 		}
 		resp := fasthttp.AcquireResponse()
-		resp.Header.DisableNormalizing()
 		resp.Header.SetNoDefaultContentType(true)
-		bc, err := p.upstreams[b.Index].roundTrip(req, resp, head)
+		resp.Header.DisableNormalizing()
+		bc, err := p.upstreams[b.Index].roundTrip(req, resp, head, &o)
 		if err == nil {
 			b.State.Report(resp.StatusCode() < 500)
 			s.relay(ctx, resp, b, bc)
@@ -355,8 +346,7 @@ func isReset(err error) bool {
 // byte, or failed to; a small body was read whole and both are released now.
 func (s *Server) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, b *balancer.Backend, bc *bconn) {
 	out := &ctx.Response
-	resp.Header.CopyTo(&out.Header)
-	stripResponseHop(&out.Header, false)
+	copyResponseHeader(&out.Header, &resp.Header)
 	if bc == nil {
 		out.SetBody(resp.Body())
 		fasthttp.ReleaseResponse(resp)

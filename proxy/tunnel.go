@@ -17,13 +17,7 @@ import (
 // path may allocate.
 func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route) {
 	req := &ctx.Request
-	upgrade := append([]byte(nil), req.Header.Peek("Upgrade")...)
-	var scan headerScan
-	req.Header.VisitAll(scan.visit)
-	stripRequestHop(&req.Header, &scan)
-	setForwarded(&req.Header, &scan, ctx.RemoteAddr(), ctx.IsTLS(), nil)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.SetBytesV("Upgrade", upgrade)
+	o := outbound{peer: ctx.RemoteAddr(), tls: ctx.IsTLS(), upgrade: append([]byte(nil), req.Header.Peek("Upgrade")...)}
 
 	b, err := rt.pool.bal.Acquire(nil)
 	if err != nil {
@@ -39,7 +33,14 @@ func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route) {
 		return
 	}
 	_ = bc.SetDeadline(time.Now().Add(up.response))
-	if _, err = bc.Write(req.Header.Header()); err != nil {
+	if o.host == nil {
+		o.host = []byte(up.addr)
+	}
+	bw := bufio.NewWriter(bc)
+	if err = writeRequest(bw, req, &o); err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
 		bc.Close()
 		b.Release()
 		writeError(ctx, rt.name, err)
@@ -65,15 +66,13 @@ func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route) {
 			return
 		}
 		b.State.Report(resp.StatusCode() < 500)
-		resp.Header.CopyTo(&ctx.Response.Header)
-		stripResponseHop(&ctx.Response.Header, false)
+		copyResponseHeader(&ctx.Response.Header, &resp.Header)
 		ctx.Response.SetBody(resp.Body())
 		return
 	}
 	b.State.Report(true)
 	_ = bc.SetDeadline(time.Time{})
-	stripResponseHop(&resp.Header, true)
-	head := resp.Header.Header()
+	head := appendSwitchingHead(nil, &resp.Header)
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(cc net.Conn) {
 		defer b.Release()

@@ -141,13 +141,13 @@ func (u *upstream) close() {
 // resp. A small body of known length is read too and the connection is returned to
 // the pool (bc == nil). Otherwise resp holds a body stream and the caller owns bc
 // until the stream is done: it must call bc.finish.
-func (u *upstream) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, head bool) (*bconn, error) {
+func (u *upstream) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, head bool, o *outbound) (*bconn, error) {
 	bc, reused, err := u.get()
 	if err != nil {
 		return nil, err
 	}
 	bc.arm()
-	if err := req.Write(bc.bw); err == nil {
+	if err := writeRequest(bc.bw, req, o); err == nil {
 		err = bc.bw.Flush()
 		if err != nil {
 			return nil, bc.fail(err, reused)

@@ -1,0 +1,339 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The request to the backend is written here, from the header lines exactly as the
+// client sent them (RequestHeader.RawHeaders, already validated), rather than by
+// fasthttp's serialiser: fasthttp deletes headers by swapping with the last one,
+// which reorders fields, and rebuilds names and the Host. Copying validated lines
+// keeps names, case, order and duplicates byte for byte, as HAProxy does, and costs
+// less than a parse-modify-serialise round trip.
+
+// outbound is what writeRequest needs besides the request itself.
+type outbound struct {
+	fr      framing
+	peer    net.Addr
+	tls     bool
+	host    []byte // Host to add when the client sent none (HTTP/1.0)
+	upgrade []byte // Upgrade value to keep for a protocol switch (WebSocket)
+	copyBuf []byte // body copy buffer
+}
+
+// writeRequest writes the request line, the client's end-to-end header lines, the
+// X-Forwarded-* fields, the framing header and the body to bw. It does not flush.
+func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
+	h := &req.Header
+	bw.Write(h.Method())
+	bw.WriteByte(' ')
+	bw.Write(h.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\n")
+
+	raw := h.RawHeaders()
+	// First pass: what Connection names, and the X-Forwarded-For chain. Fixed
+	// arrays keep this on the stack; more than eight tokens is abuse, and the
+	// extra ones are still removed by the slow check below.
+	var connBuf [8][]byte
+	connection, overflow := connBuf[:0], false
+	xffCount := 0
+	for it := (lineIter{raw}); ; {
+		name, value, ok := it.next()
+		if !ok {
+			break
+		}
+		switch {
+		case equalFold(name, "connection"):
+			connection, overflow = appendTokens(connection, value)
+		case equalFold(name, "x-forwarded-for"):
+			xffCount++
+		}
+	}
+	// Second pass: copy what goes through.
+	for it := (lineIter{raw}); ; {
+		name, value, ok := it.next()
+		if !ok {
+			break
+		}
+		if isHopHeader(name) || isFramingOrForwarded(name) || namedIn(connection, name) ||
+			(overflow && namedInRaw(raw, name)) {
+			continue
+		}
+		bw.Write(name)
+		bw.WriteString(": ")
+		bw.Write(value)
+		bw.WriteString("\r\n")
+	}
+	if len(h.Host()) == 0 {
+		bw.WriteString("Host: ")
+		bw.Write(o.host)
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("X-Forwarded-For: ")
+	if xffCount > 0 {
+		// Several lines are one list (RFC 9110 §5.3): join them in order.
+		for it := (lineIter{raw}); ; {
+			name, value, ok := it.next()
+			if !ok {
+				break
+			}
+			if equalFold(name, "x-forwarded-for") {
+				bw.Write(value)
+				bw.WriteString(", ")
+			}
+		}
+	}
+	bw.Write(appendAddr(bw.AvailableBuffer(), o.peer))
+	if o.tls {
+		bw.WriteString("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ")
+	} else {
+		bw.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+	}
+	bw.Write(h.Host())
+	bw.WriteString("\r\n")
+	if o.upgrade != nil {
+		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		bw.Write(o.upgrade)
+		bw.WriteString("\r\n")
+	}
+
+	switch {
+	case o.fr.chunked:
+		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+		return writeChunked(bw, req, o.copyBuf)
+	case o.fr.contentLength:
+		bw.WriteString("Content-Length: ")
+		n := h.ContentLength()
+		bw.Write(fasthttp.AppendUint(bw.AvailableBuffer(), n))
+		bw.WriteString("\r\n\r\n")
+		return writeFixed(bw, req, int64(n), o.copyBuf)
+	default:
+		_, err := bw.WriteString("\r\n")
+		return err
+	}
+}
+
+// lineIter walks the lines of a validated raw header block.
+type lineIter struct{ raw []byte }
+
+// next returns the name and value (without surrounding whitespace) of the next line.
+func (it *lineIter) next() (name, value []byte, ok bool) {
+	for len(it.raw) > 0 {
+		i := 0
+		for i < len(it.raw) && it.raw[i] != '\n' {
+			i++
+		}
+		line := it.raw[:i]
+		if i < len(it.raw) {
+			it.raw = it.raw[i+1:]
+		} else {
+			it.raw = nil
+		}
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) == 0 {
+			it.raw = nil
+			return nil, nil, false
+		}
+		c := 0
+		for c < len(line) && line[c] != ':' {
+			c++
+		}
+		if c == len(line) {
+			continue
+		}
+		return line[:c], trimOWS(line[c+1:]), true
+	}
+	return nil, nil, false
+}
+
+// forEachLine calls f with the name and value of each line (tests and cold paths).
+func forEachLine(raw []byte, f func(name, value []byte)) {
+	for it := (lineIter{raw}); ; {
+		name, value, ok := it.next()
+		if !ok {
+			return
+		}
+		f(name, value)
+	}
+}
+
+// appendTokens appends the comma-separated tokens of v to dst without growing it
+// beyond its capacity; overflow reports tokens that did not fit.
+func appendTokens(dst [][]byte, v []byte) ([][]byte, bool) {
+	overflow := false
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		if tok := trimOWS(v[:i]); len(tok) > 0 {
+			if len(dst) < cap(dst) {
+				dst = append(dst, tok)
+			} else {
+				overflow = true
+			}
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return dst, overflow
+}
+
+// namedInRaw reports whether any Connection line of raw names name.
+func namedInRaw(raw, name []byte) bool {
+	for it := (lineIter{raw}); ; {
+		k, v, ok := it.next()
+		if !ok {
+			return false
+		}
+		if equalFold(k, "connection") {
+			for len(v) > 0 {
+				i := 0
+				for i < len(v) && v[i] != ',' {
+					i++
+				}
+				if equalFoldBytes(trimOWS(v[:i]), name) {
+					return true
+				}
+				if i == len(v) {
+					break
+				}
+				v = v[i+1:]
+			}
+		}
+	}
+}
+
+func namedIn(tokens [][]byte, name []byte) bool {
+	for _, t := range tokens {
+		if len(t) == len(name) && equalFoldBytes(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if x >= 'A' && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if y >= 'A' && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// isFramingOrForwarded: fields the proxy writes itself.
+func isFramingOrForwarded(name []byte) bool {
+	switch name[0] | 0x20 {
+	case 'c':
+		return equalFold(name, "content-length")
+	case 'x':
+		return equalFold(name, "x-forwarded-for") || equalFold(name, "x-forwarded-proto") ||
+			equalFold(name, "x-forwarded-host")
+	}
+	return false
+}
+
+// writeFixed copies exactly n body bytes.
+func writeFixed(bw *bufio.Writer, req *fasthttp.Request, n int64, buf []byte) error {
+	if !req.IsBodyStream() {
+		_, err := bw.Write(req.Body())
+		return err
+	}
+	r := req.BodyStream()
+	for n > 0 {
+		p := buf
+		if int64(len(p)) > n {
+			p = p[:n]
+		}
+		m, err := r.Read(p)
+		if m > 0 {
+			if _, werr := bw.Write(p[:m]); werr != nil {
+				return werr
+			}
+			n -= int64(m)
+		}
+		if err == io.EOF && n == 0 {
+			break
+		}
+		if err != nil {
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// writeChunked re-chunks the decoded body stream; chunk extensions and trailers
+// are not forwarded.
+func writeChunked(bw *bufio.Writer, req *fasthttp.Request, buf []byte) error {
+	var r io.Reader
+	if req.IsBodyStream() {
+		r = req.BodyStream()
+	} else {
+		body := req.Body()
+		if len(body) > 0 {
+			writeChunk(bw, body)
+		}
+		_, err := bw.WriteString("0\r\n\r\n")
+		return err
+	}
+	for {
+		m, err := r.Read(buf)
+		if m > 0 {
+			if werr := writeChunk(bw, buf[:m]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			_, err = bw.WriteString("0\r\n\r\n")
+			return err
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func writeChunk(bw *bufio.Writer, p []byte) error {
+	bw.Write(appendHex(bw.AvailableBuffer(), uint64(len(p))))
+	bw.WriteString("\r\n")
+	bw.Write(p)
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+func appendHex(dst []byte, n uint64) []byte {
+	const digits = "0123456789abcdef"
+	if n == 0 {
+		return append(dst, '0')
+	}
+	var b [16]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = digits[n&15]
+		n >>= 4
+	}
+	return append(dst, b[i:]...)
+}
