@@ -19,6 +19,11 @@ import (
 // the first lines that matter.
 const maxErrors = 100
 
+// maxKept bounds the problems held in memory before sorting. Past it they are
+// only counted: the ones shown may then not be the first hundred by line, but
+// a file with ten thousand problems is not being read line by line anyway.
+const maxKept = 10000
+
 // decoder walks a yaml.Node tree into the typed structs, driven by their yaml
 // tags, and remembers the line of every key it saw so that validation, which
 // runs later on the typed values, can still cite lines.
@@ -41,6 +46,7 @@ type decoder struct {
 	// under them are dropped, so a value that failed to decode does not also
 	// get complaints about the default it was left with.
 	bad     map[string]bool
+	dropped int // problems past maxKept
 	root    int
 	schemas map[reflect.Type]*schema
 }
@@ -73,6 +79,10 @@ func (d *decoder) errAt(line int, field, format string, args ...any) {
 func (d *decoder) add(line int, field, msg string) {
 	if line < 1 {
 		line = 1
+	}
+	if len(d.errs) >= maxKept {
+		d.dropped++
+		return
 	}
 	d.errs = append(d.errs, &Error{Path: d.file, Line: line, Field: field, Msg: msg})
 }
@@ -108,7 +118,7 @@ func (d *decoder) result() error {
 	}
 	slices.SortStableFunc(d.errs, func(a, b *Error) int { return a.Line - b.Line })
 	if len(d.errs) > maxErrors {
-		rest := len(d.errs) - maxErrors
+		rest := len(d.errs) - maxErrors + d.dropped
 		more := &Error{Path: d.file, Line: d.errs[maxErrors].Line, Msg: fmt.Sprintf("and %d more problems", rest)}
 		d.errs = append(d.errs[:maxErrors:maxErrors], more)
 	}
@@ -593,25 +603,46 @@ func parsePrefix(s string) (netip.Prefix, error) {
 }
 
 // suggest returns the candidate closest to s, if one is close enough to be a
-// likely typo.
+// likely typo: the same key in another case or spelling (pathPrefix,
+// PATH-PREFIX), or within an edit distance of 2 (1 for short keys).
 func suggest(s string, candidates []string) string {
-	if len(s) > 64 {
+	if s == "" || len(s) > 64 {
 		return ""
 	}
-	norm := func(x string) string { return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(x)) }
+	ns := normKey(s)
 	best, bestDist := "", 3
 	if len(s) <= 5 {
 		bestDist = 2
 	}
 	for _, c := range candidates {
-		if norm(c) == norm(s) {
+		if normKey(c) == ns {
 			return c
+		}
+		if diff := len(s) - len(c); diff >= bestDist || -diff >= bestDist {
+			continue // the distance is at least the length difference
 		}
 		if d := levenshtein(s, c); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
 	return best
+}
+
+// normKey drops separators and case, so camelCase and kebab-case spellings
+// of a key compare equal to it.
+func normKey(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '_' || c == '-':
+		case c >= 'A' && c <= 'Z':
+			b = append(b, c+'a'-'A')
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 func levenshtein(a, b string) int {
