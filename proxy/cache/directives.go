@@ -1,0 +1,683 @@
+package cache
+
+import (
+	"time"
+)
+
+// This file holds the allocation-free parsers the request path needs:
+// Cache-Control directives (RFC 9111 §5.2), HTTP-dates (RFC 9110 §5.6.7),
+// delta-seconds (RFC 9111 §1.2.2), entity-tags (RFC 9110 §8.8.3) and single
+// byte ranges (RFC 9110 §14.1.2). Every function works on byte slices that
+// point into fasthttp's header storage and never retains them.
+
+// maxDelta is the value a cache must use for a delta-seconds that overflows
+// (RFC 9111 §1.2.2: "2147483648 (2^31) or the greatest positive integer it
+// can conveniently represent").
+const maxDelta = 1 << 31
+
+// eqFold reports whether b equals the lower-case ASCII string s, ignoring the
+// case of b. Header names and directive names are case-insensitive (RFC 9110
+// §5.1, RFC 9111 §5.2).
+func eqFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// eqFoldBytes compares two byte slices ASCII case-insensitively.
+func eqFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// isTchar reports whether c may appear in a token (RFC 9110 §5.6.2).
+func isTchar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+func isOWS(c byte) bool { return c == ' ' || c == '\t' }
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && isOWS(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isOWS(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// parseDelta parses delta-seconds (RFC 9111 §1.2.2): one or more digits,
+// clamped to 2^31 on overflow. Anything else (sign, decimals, letters,
+// whitespace) is invalid.
+func parseDelta(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if n < maxDelta {
+			n = n*10 + int64(c-'0')
+		}
+	}
+	if n > maxDelta {
+		n = maxDelta
+	}
+	return n, true
+}
+
+// ccIter walks the directives of one Cache-Control field value:
+//
+//	Cache-Control   = #cache-directive
+//	cache-directive = token [ "=" ( token / quoted-string ) ]
+//
+// A malformed directive (for example "max-age =1" or "max-age= 1", which the
+// grammar does not allow) is skipped whole, up to the next comma outside a
+// quoted string, so a phrase such as `ext="max-age=100"` is never mistaken
+// for a directive. The zero value is not usable; set v.
+type ccIter struct {
+	v []byte
+	i int
+}
+
+// next returns the next well-formed directive. arg is the argument with the
+// quotes of a quoted-string removed (backslash escapes are left in place:
+// none of the arguments the cache interprets may contain them).
+func (it *ccIter) next() (name, arg []byte, hasArg, ok bool) {
+	v := it.v
+	for {
+		for it.i < len(v) && (isOWS(v[it.i]) || v[it.i] == ',') {
+			it.i++
+		}
+		if it.i >= len(v) {
+			return nil, nil, false, false
+		}
+		start := it.i
+		for it.i < len(v) && isTchar(v[it.i]) {
+			it.i++
+		}
+		name = v[start:it.i]
+		arg, hasArg = nil, false
+		valid := len(name) > 0
+		if valid && it.i < len(v) && v[it.i] == '=' {
+			it.i++
+			hasArg = true
+			if it.i < len(v) && v[it.i] == '"' {
+				it.i++
+				as := it.i
+				closed := false
+				for it.i < len(v) {
+					c := v[it.i]
+					if c == '\\' {
+						it.i += 2
+						continue
+					}
+					if c == '"' {
+						closed = true
+						break
+					}
+					it.i++
+				}
+				if !closed || it.i > len(v) {
+					it.i = len(v)
+					return nil, nil, false, false
+				}
+				arg = v[as:it.i]
+				it.i++ // closing quote
+			} else {
+				as := it.i
+				for it.i < len(v) && isTchar(v[it.i]) {
+					it.i++
+				}
+				arg = v[as:it.i]
+				if len(arg) == 0 {
+					valid = false
+				}
+			}
+		}
+		for it.i < len(v) && isOWS(v[it.i]) {
+			it.i++
+		}
+		if valid && (it.i >= len(v) || v[it.i] == ',') {
+			return name, arg, hasArg, true
+		}
+		it.skipToComma()
+	}
+}
+
+// skipToComma advances past the current list member, honouring quoted
+// strings so that commas inside them do not end the member.
+func (it *ccIter) skipToComma() {
+	v := it.v
+	inQuote := false
+	for it.i < len(v) {
+		c := v[it.i]
+		switch {
+		case inQuote && c == '\\':
+			it.i++
+		case c == '"':
+			inQuote = !inQuote
+		case !inQuote && c == ',':
+			return
+		}
+		it.i++
+	}
+}
+
+// Response directive flags (RFC 9111 §5.2.2, RFC 5861).
+const (
+	rcPublic uint32 = 1 << iota
+	rcPrivate
+	rcNoCache
+	rcNoStore
+	rcMustRevalidate
+	rcProxyRevalidate
+	rcMustUnderstand
+	rcImmutable
+	rcMaxAge
+	rcSMaxAge
+	rcSWR
+	rcSIE
+	rcPrivateFields
+	rcNoCacheFields
+)
+
+// respDirectives is the parsed Cache-Control of a response. The field lists
+// alias the header value they came from.
+type respDirectives struct {
+	flags         uint32
+	maxAge        int64
+	sMaxAge       int64
+	swr           int64
+	sie           int64
+	noCacheFields [4][]byte // qualified no-cache="a, b" lists, one per directive
+	privateFields [4][]byte // qualified private="a" lists
+	nNoCache      int
+	nPrivate      int
+}
+
+func (d *respDirectives) has(f uint32) bool { return d.flags&f != 0 }
+
+// parse adds the directives of one Cache-Control field line. When a
+// directive with a value occurs more than once, the first occurrence wins
+// (RFC 9111 §4.2.1 allows "either the first occurrence should be used or
+// the response should be considered stale"). An invalid max-age or s-maxage
+// argument makes the response stale: it is the most restrictive reading
+// (RFC 9111 §4.2.1, "the most restrictive directive should be followed").
+func (d *respDirectives) parse(v []byte) {
+	it := ccIter{v: v}
+	for {
+		name, arg, hasArg, ok := it.next()
+		if !ok {
+			return
+		}
+		switch len(name) {
+		case 6:
+			if eqFold(name, "public") {
+				d.flags |= rcPublic
+			}
+		case 7:
+			switch {
+			case eqFold(name, "max-age"):
+				if !d.has(rcMaxAge) {
+					d.flags |= rcMaxAge
+					d.maxAge, _ = parseDelta(arg) // invalid: 0, stale
+				}
+			case eqFold(name, "private"):
+				if hasArg {
+					d.flags |= rcPrivateFields
+					if d.nPrivate < len(d.privateFields) {
+						d.privateFields[d.nPrivate] = arg
+						d.nPrivate++
+					}
+				} else {
+					d.flags |= rcPrivate
+				}
+			}
+		case 8:
+			switch {
+			case eqFold(name, "no-cache"):
+				if hasArg {
+					d.flags |= rcNoCacheFields
+					if d.nNoCache < len(d.noCacheFields) {
+						d.noCacheFields[d.nNoCache] = arg
+						d.nNoCache++
+					}
+				} else {
+					d.flags |= rcNoCache
+				}
+			case eqFold(name, "no-store"):
+				d.flags |= rcNoStore
+			case eqFold(name, "s-maxage"):
+				if !d.has(rcSMaxAge) {
+					d.flags |= rcSMaxAge
+					d.sMaxAge, _ = parseDelta(arg)
+				}
+			}
+		case 9:
+			if eqFold(name, "immutable") {
+				d.flags |= rcImmutable
+			}
+		case 14:
+			if eqFold(name, "stale-if-error") && !d.has(rcSIE) {
+				if n, ok := parseDelta(arg); ok {
+					d.flags |= rcSIE
+					d.sie = n
+				}
+			}
+		case 15:
+			if eqFold(name, "must-revalidate") {
+				d.flags |= rcMustRevalidate
+			} else if eqFold(name, "must-understand") {
+				d.flags |= rcMustUnderstand
+			}
+		case 16:
+			if eqFold(name, "proxy-revalidate") {
+				d.flags |= rcProxyRevalidate
+			}
+		case 22:
+			if eqFold(name, "stale-while-revalidate") && !d.has(rcSWR) {
+				if n, ok := parseDelta(arg); ok {
+					d.flags |= rcSWR
+					d.swr = n
+				}
+			}
+		}
+	}
+}
+
+// listsField reports whether one of the qualified field lists names the
+// header field name (case-insensitively).
+func listsField(lists [][]byte, name []byte) bool {
+	for _, l := range lists {
+		for len(l) > 0 {
+			var f []byte
+			if i := indexByte(l, ','); i >= 0 {
+				f, l = l[:i], l[i+1:]
+			} else {
+				f, l = l, nil
+			}
+			if f = trimOWS(f); len(f) > 0 && eqFoldBytes(f, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// Request directive flags (RFC 9111 §5.2.1, RFC 5861 §4).
+const (
+	qcNoCache uint32 = 1 << iota
+	qcNoStore
+	qcOnlyIfCached
+	qcMaxAge
+	qcMaxStale
+	qcMaxStaleAny
+	qcMinFresh
+	qcSIE
+)
+
+// reqDirectives is the parsed Cache-Control of a request.
+type reqDirectives struct {
+	flags    uint32
+	maxAge   int64
+	maxStale int64
+	minFresh int64
+	sie      int64
+}
+
+func (d *reqDirectives) has(f uint32) bool { return d.flags&f != 0 }
+
+// parse adds the directives of one request Cache-Control line. An invalid
+// max-age is read as max-age=0 (revalidate), the conservative choice; an
+// invalid max-stale, min-fresh or stale-if-error is ignored.
+func (d *reqDirectives) parse(v []byte) {
+	it := ccIter{v: v}
+	for {
+		name, arg, hasArg, ok := it.next()
+		if !ok {
+			return
+		}
+		switch len(name) {
+		case 7:
+			if eqFold(name, "max-age") && !d.has(qcMaxAge) {
+				d.flags |= qcMaxAge
+				d.maxAge, _ = parseDelta(arg)
+			}
+		case 8:
+			if eqFold(name, "no-cache") {
+				d.flags |= qcNoCache
+			} else if eqFold(name, "no-store") {
+				d.flags |= qcNoStore
+			}
+		case 9:
+			if eqFold(name, "max-stale") && !d.has(qcMaxStale|qcMaxStaleAny) {
+				if !hasArg {
+					d.flags |= qcMaxStaleAny
+				} else if n, ok := parseDelta(arg); ok {
+					d.flags |= qcMaxStale
+					d.maxStale = n
+				}
+			} else if eqFold(name, "min-fresh") && !d.has(qcMinFresh) {
+				if n, ok := parseDelta(arg); ok {
+					d.flags |= qcMinFresh
+					d.minFresh = n
+				}
+			}
+		case 14:
+			if eqFold(name, "only-if-cached") {
+				d.flags |= qcOnlyIfCached
+			} else if eqFold(name, "stale-if-error") && !d.has(qcSIE) {
+				if n, ok := parseDelta(arg); ok {
+					d.flags |= qcSIE
+					d.sie = n
+				}
+			}
+		}
+	}
+}
+
+// hasToken reports whether the comma-separated list v contains tok
+// (case-insensitively), e.g. "no-cache" in a Pragma field.
+func hasToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var f []byte
+		if i := indexByte(v, ','); i >= 0 {
+			f, v = v[:i], v[i+1:]
+		} else {
+			f, v = v, nil
+		}
+		if eqFold(trimOWS(f), tok) {
+			return true
+		}
+	}
+	return false
+}
+
+var monthNames = [12]string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
+
+var dayNames = [7]string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+
+var longDayNames = [7]string{"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+
+func parseMonth(b []byte) (time.Month, bool) {
+	if len(b) != 3 {
+		return 0, false
+	}
+	for i, m := range monthNames {
+		if eqFold(b, m) {
+			return time.Month(i + 1), true
+		}
+	}
+	return 0, false
+}
+
+func isDayName(b []byte, names []string) bool {
+	for _, n := range names {
+		if eqFold(b, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func digits(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+// parseClock parses "HH:MM:SS" with two digits each.
+func parseClock(b []byte) (h, m, s int, ok bool) {
+	if len(b) != 8 || b[2] != ':' || b[5] != ':' {
+		return 0, 0, 0, false
+	}
+	h, ok1 := digits(b[0:2])
+	m, ok2 := digits(b[3:5])
+	s, ok3 := digits(b[6:8])
+	if !ok1 || !ok2 || !ok3 || h > 23 || m > 59 || s > 60 {
+		return 0, 0, 0, false
+	}
+	if s == 60 { // leap second
+		s = 59
+	}
+	return h, m, s, true
+}
+
+// parseHTTPDate parses an HTTP-date (RFC 9110 §5.6.7) into Unix seconds. It
+// accepts the three formats a recipient must accept: IMF-fixdate, the
+// obsolete RFC 850 format and asctime. Names are matched case-insensitively
+// as RFC 9111 §4.2 asks of caches; anything else (a "UTC" zone, a two-digit
+// year in IMF-fixdate, missing comma, doubled spaces, one-digit hours) is
+// invalid, which for Expires means "already expired" (RFC 9111 §5.3).
+func parseHTTPDate(b []byte) (int64, bool) {
+	b = trimOWS(b)
+	var (
+		year, day int
+		mon       time.Month
+		clock     []byte
+		ok        bool
+	)
+	switch {
+	case len(b) == 29 && b[3] == ',': // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
+		if !isDayName(b[0:3], dayNames[:]) || b[4] != ' ' || b[7] != ' ' || b[11] != ' ' || b[16] != ' ' || b[25] != ' ' || !eqFold(b[26:29], "gmt") {
+			return 0, false
+		}
+		if day, ok = digits(b[5:7]); !ok {
+			return 0, false
+		}
+		if mon, ok = parseMonth(b[8:11]); !ok {
+			return 0, false
+		}
+		if year, ok = digits(b[12:16]); !ok {
+			return 0, false
+		}
+		clock = b[17:25]
+	case len(b) == 24 && b[3] == ' ': // asctime: Sun Nov  6 08:49:37 1994
+		if !isDayName(b[0:3], dayNames[:]) || b[7] != ' ' || b[10] != ' ' || b[19] != ' ' {
+			return 0, false
+		}
+		if mon, ok = parseMonth(b[4:7]); !ok {
+			return 0, false
+		}
+		d := b[8:10]
+		if d[0] == ' ' {
+			d = d[1:]
+		}
+		if day, ok = digits(d); !ok {
+			return 0, false
+		}
+		if year, ok = digits(b[20:24]); !ok {
+			return 0, false
+		}
+		clock = b[11:19]
+	default: // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
+		c := indexByte(b, ',')
+		if c < 6 || !isDayName(b[:c], longDayNames[:]) {
+			return 0, false
+		}
+		r := b[c:]
+		if len(r) != 24 || r[1] != ' ' || r[4] != '-' || r[8] != '-' || r[11] != ' ' || r[20] != ' ' || !eqFold(r[21:24], "gmt") {
+			return 0, false
+		}
+		if day, ok = digits(r[2:4]); !ok {
+			return 0, false
+		}
+		if mon, ok = parseMonth(r[5:8]); !ok {
+			return 0, false
+		}
+		if year, ok = digits(r[9:11]); !ok {
+			return 0, false
+		}
+		// RFC 9110 §5.6.7 maps a two-digit year more than 50 years in the
+		// future into the past; with no clock at hand, the 1970 pivot that
+		// most implementations use gives the same answer until 2020+50.
+		if year < 70 {
+			year += 2000
+		} else {
+			year += 1900
+		}
+		clock = r[12:20]
+	}
+	if day < 1 || day > 31 {
+		return 0, false
+	}
+	h, m, s, ok := parseClock(clock)
+	if !ok {
+		return 0, false
+	}
+	return time.Date(year, mon, day, h, m, s, 0, time.UTC).Unix(), true
+}
+
+// opaqueTag returns the opaque-tag of an entity-tag without the weakness
+// prefix and the quotes, for weak comparison (RFC 9110 §8.8.3.2). It is
+// lenient: an unquoted tag, or a lower-case "w/", compares by its content.
+func opaqueTag(t []byte) (tag []byte, weak bool) {
+	t = trimOWS(t)
+	if len(t) >= 2 && (t[0] == 'W' || t[0] == 'w') && t[1] == '/' {
+		t, weak = t[2:], true
+	}
+	if len(t) >= 2 && t[0] == '"' && t[len(t)-1] == '"' {
+		t = t[1 : len(t)-1]
+	}
+	return t, weak
+}
+
+// etagListMatch evaluates If-None-Match (RFC 9110 §13.1.2) against the
+// stored ETag with the weak comparison function. "*" matches any stored
+// response.
+func etagListMatch(list, etag []byte) bool {
+	if l := trimOWS(list); len(l) == 1 && l[0] == '*' {
+		return true
+	}
+	if len(etag) == 0 {
+		return false
+	}
+	want, _ := opaqueTag(etag)
+	for len(list) > 0 {
+		var f []byte
+		if i := indexByte(list, ','); i >= 0 {
+			f, list = list[:i], list[i+1:]
+		} else {
+			f, list = list, nil
+		}
+		if got, _ := opaqueTag(f); len(got) > 0 && string(got) == string(want) {
+			return true
+		}
+	}
+	return false
+}
+
+// strongMatch is the strong comparison of two entity-tags (RFC 9110
+// §8.8.3.2), used by If-Range.
+func strongMatch(a, b []byte) bool {
+	ta, wa := opaqueTag(a)
+	tb, wb := opaqueTag(b)
+	return !wa && !wb && len(ta) > 0 && string(ta) == string(tb)
+}
+
+// parseRange parses a Range field holding exactly one byte range against a
+// representation of size n (RFC 9110 §14.1.2) and returns the inclusive
+// byte positions. Multiple ranges, other units and unsatisfiable ranges
+// report false: the cache then ignores Range and sends the whole
+// representation, which RFC 9110 §14.2 permits ("A server MAY ignore the
+// Range header field").
+func parseRange(v []byte, n int) (first, last int, ok bool) {
+	v = trimOWS(v)
+	if len(v) < 7 || !eqFold(v[:6], "bytes=") || n <= 0 {
+		return 0, 0, false
+	}
+	v = trimOWS(v[6:])
+	if indexByte(v, ',') >= 0 {
+		return 0, 0, false
+	}
+	dash := indexByte(v, '-')
+	if dash < 0 {
+		return 0, 0, false
+	}
+	a, b := trimOWS(v[:dash]), trimOWS(v[dash+1:])
+	if len(a) == 0 { // suffix-byte-range-spec: -N
+		s, okS := digits(b)
+		if !okS || s == 0 {
+			return 0, 0, false
+		}
+		if s > n {
+			s = n
+		}
+		return n - s, n - 1, true
+	}
+	f, okF := digits(a)
+	if !okF || f >= n {
+		return 0, 0, false
+	}
+	if len(b) == 0 {
+		return f, n - 1, true
+	}
+	l, okL := digits(b)
+	if !okL || l < f {
+		return 0, 0, false
+	}
+	if l >= n {
+		l = n - 1
+	}
+	return f, l, true
+}

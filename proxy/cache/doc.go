@@ -1,0 +1,23 @@
+// Package cache is floodgate's shared HTTP cache (RFC 9111), used by the
+// proxy for routes with caching enabled.
+//
+// It owns: deciding what may be stored and reused (RFC 9111 §3, §4), the
+// index of stored responses and its byte budget, validation and freshening
+// of stored responses (§4.3), invalidation after unsafe requests (§4.4),
+// request collapsing, stale-while-revalidate and stale-if-error (RFC 5861),
+// degraded-mode stale serving, purging, the Cache-Status field (RFC 9211)
+// and the floodgate_cache_* metrics.
+//
+// It does not own: choosing or dialling a backend (the proxy passes a
+// Fetcher), sanitising requests (hop-by-hop fields, X-Forwarded-*),
+// deciding when a route is degraded, or mapping backend errors to status
+// codes (Options.ErrorHandler). It imports only the standard library,
+// fasthttp and the Prometheus client; it must not import proxy, balancer,
+// degrade, health, conf or cmd.
+//
+// The request path takes no global lock: the index is sharded, a hit takes
+// one shard's read lock for one map lookup and allocates nothing. Stored
+// responses are immutable once published, so concurrent hits share their
+// bytes; updates publish a new entry. docs/cache.md describes the behaviour
+// for operators.
+package cache

@@ -1,0 +1,1261 @@
+package cache
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Fetcher sends req to a backend and fills resp: status, header fields and
+// the whole body, or a body stream (resp.IsBodyStream()) for a body too
+// large to buffer, which the cache passes through unstored. A non-nil error
+// means there is no usable response (refused, reset, timed out); that is
+// when stale-if-error applies. The cache owns neither req nor resp after
+// the call returns and never calls a Fetcher concurrently with itself for
+// the same req/resp pair. Background refreshes call it from another
+// goroutine after Serve has returned, with their own req and resp.
+type Fetcher func(req *fasthttp.Request, resp *fasthttp.Response) error
+
+// fwdReason is the RFC 9211 fwd parameter: why the request went forward.
+type fwdReason uint8
+
+const (
+	fwdNone fwdReason = iota
+	fwdBypass
+	fwdMethod
+	fwdURIMiss
+	fwdVaryMiss
+	fwdMiss
+	fwdRequest
+	fwdStale
+)
+
+var fwdNames = [...]string{"", "bypass", "method", "uri-miss", "vary-miss", "miss", "request", "stale"}
+
+// Request facts gathered in one pass over the request header fields.
+const (
+	rqAuth uint32 = 1 << iota
+	rqINM
+	rqIMS
+	rqIfRange
+	rqRange
+	rqPrecondition // If-Match or If-Unmodified-Since
+	rqHasCC
+	rqPragmaNoCache
+	rqHead
+)
+
+type reqInfo struct {
+	cc      reqDirectives
+	flags   uint32
+	inm     []byte
+	ims     []byte
+	ifRange []byte
+	rng     []byte
+}
+
+// parse reads everything the cache needs from the request in one pass.
+// Field names are compared case-insensitively because the proxy may run
+// fasthttp with header-name normalisation disabled, in which case
+// Peek("Authorization") would miss an "authorization" field.
+func (r *reqInfo) parse(h *fasthttp.RequestHeader) {
+	for k, v := range h.All() {
+		switch len(k) {
+		case 5:
+			if eqFold(k, "range") && r.flags&rqRange == 0 {
+				r.flags |= rqRange
+				r.rng = v
+			}
+		case 6:
+			if eqFold(k, "pragma") && hasToken(v, "no-cache") {
+				r.flags |= rqPragmaNoCache
+			}
+		case 8:
+			switch {
+			case eqFold(k, "if-match"):
+				r.flags |= rqPrecondition
+			case eqFold(k, "if-range"):
+				r.flags |= rqIfRange
+				r.ifRange = v
+			}
+		case 13:
+			switch {
+			case eqFold(k, "cache-control"):
+				r.flags |= rqHasCC
+				r.cc.parse(v)
+			case eqFold(k, "authorization"):
+				r.flags |= rqAuth
+			case eqFold(k, "if-none-match"):
+				if r.flags&rqINM == 0 {
+					r.flags |= rqINM
+					r.inm = v
+				}
+			}
+		case 17:
+			if eqFold(k, "if-modified-since") && r.flags&rqIMS == 0 {
+				r.flags |= rqIMS
+				r.ims = v
+			}
+		case 19:
+			if eqFold(k, "if-unmodified-since") {
+				r.flags |= rqPrecondition
+			}
+		}
+	}
+	// RFC 9111 §5.4: Pragma: no-cache counts only without Cache-Control.
+	if r.flags&rqPragmaNoCache != 0 && r.flags&rqHasCC == 0 {
+		r.cc.flags |= qcNoCache
+	}
+	if h.IsHead() {
+		r.flags |= rqHead
+	}
+}
+
+// notModified evaluates the client's If-None-Match, or failing that its
+// If-Modified-Since, against e (RFC 9110 §13.2.2 order, weak comparison
+// for If-None-Match). It reports whether the answer is 304.
+func (r *reqInfo) notModified(e *entry) bool {
+	if r.flags&rqINM != 0 {
+		return etagListMatch(r.inm, e.etag())
+	}
+	if r.flags&rqIMS != 0 {
+		ims, ok := parseHTTPDate(r.ims)
+		return ok && e.lastModifiedOrDate() <= ims
+	}
+	return false
+}
+
+// rangeOf returns the single byte range to serve from e, if the request
+// asks for one that applies (RFC 9110 §14.2, §13.1.5 for If-Range).
+func (r *reqInfo) rangeOf(e *entry) (first, last int, ok bool) {
+	if r.flags&rqRange == 0 || r.flags&rqHead != 0 || e.status != fasthttp.StatusOK {
+		return 0, 0, false
+	}
+	if r.flags&rqIfRange != 0 {
+		v := trimOWS(r.ifRange)
+		if len(v) > 0 && (v[0] == '"' || v[0] == 'W') {
+			if !strongMatch(v, e.etag()) {
+				return 0, 0, false
+			}
+		} else if t, okT := parseHTTPDate(v); !okT || e.flags&fLastMod == 0 || t != e.lastMod {
+			return 0, 0, false
+		}
+	}
+	return parseRange(r.rng, len(e.body))
+}
+
+// scratch is per-request working memory, pooled so that a hit allocates
+// nothing once the buffers have grown.
+type scratch struct {
+	key   []byte
+	vkey  []byte
+	vkey2 []byte
+	fkey  []byte
+	names []byte
+	num   []byte
+	cs    []byte
+	blk   []byte
+	kvs   []kv
+	kvs2  []kv
+	rd    bytes.Reader
+	br    *bufio.Reader
+	big   *bufio.Reader
+}
+
+// Header blocks up to smallBlock bytes are parsed through the pooled 4 KiB
+// reader, larger ones (up to maxBlock) through a lazily made one. Responses
+// with a larger header section are passed through unstored.
+const (
+	smallBlock = 4096
+	maxBlock   = 64 << 10
+)
+
+var scratchPool = sync.Pool{New: func() any {
+	s := &scratch{}
+	s.br = bufio.NewReaderSize(&s.rd, smallBlock)
+	return s
+}}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func putScratch(s *scratch) {
+	// Drop references to header storage so pooled scratch does not keep
+	// evicted entries or released responses reachable.
+	clear(s.kvs)
+	clear(s.kvs2)
+	s.kvs, s.kvs2 = s.kvs[:0], s.kvs2[:0]
+	s.rd.Reset(nil)
+	scratchPool.Put(s)
+}
+
+// readBlock replaces dst's header with the parsed block. Parsing (rather
+// than CopyTo from a template header) keeps the server's NoDefaultDate
+// setting, so the stored Date reaches the client (RFC 9111 §4 does not let
+// a cache change it); it also keeps fasthttp's header-name normalisation
+// choice. The connection-close flag is the caller's and is restored.
+func readBlock(dst *fasthttp.ResponseHeader, block []byte, sc *scratch) error {
+	br := sc.br
+	if len(block) > smallBlock {
+		if len(block) > maxBlock {
+			return errBlockTooLarge
+		}
+		if sc.big == nil {
+			sc.big = bufio.NewReaderSize(&sc.rd, maxBlock)
+		}
+		br = sc.big
+	}
+	sc.rd.Reset(block)
+	br.Reset(&sc.rd)
+	wasClose := dst.ConnectionClose()
+	err := dst.Read(br)
+	if wasClose {
+		dst.SetConnectionClose()
+	} else {
+		dst.ResetConnectionClose()
+	}
+	return err
+}
+
+var errBlockTooLarge = errors.New("cache: header section too large")
+
+// appendKey appends the primary cache key of the request: scheme, lower-case
+// host (without a default port) and the request target's path and query as
+// received, byte for byte (RFC 9111 §2).
+func appendKey(dst []byte, ctx *fasthttp.RequestCtx) []byte {
+	scheme := "http"
+	if ctx.IsTLS() {
+		scheme = "https"
+	}
+	return appendKeyParts(dst, scheme, ctx.Request.Header.Host(), ctx.Request.Header.RequestURI())
+}
+
+func appendKeyParts(dst []byte, scheme string, host, uri []byte) []byte {
+	// An absolute-form target carries its own authority, which takes
+	// precedence over Host (RFC 9112 §3.2.2).
+	if n := len(uri); n > 8 && uri[0] != '/' {
+		if i := bytes.Index(uri, []byte("://")); i > 0 && i < 6 {
+			rest := uri[i+3:]
+			j := bytes.IndexByte(rest, '/')
+			if j < 0 {
+				host, uri = rest, []byte("/")
+			} else {
+				host, uri = rest[:j], rest[j:]
+			}
+		}
+	}
+	dst = append(dst, scheme...)
+	dst = append(dst, "://"...)
+	switch {
+	case scheme == "http" && bytes.HasSuffix(host, []byte(":80")):
+		host = host[:len(host)-3]
+	case scheme == "https" && bytes.HasSuffix(host, []byte(":443")):
+		host = host[:len(host)-4]
+	}
+	for _, c := range host {
+		dst = append(dst, lowerASCII(c))
+	}
+	if len(uri) == 0 || uri[0] != '/' {
+		dst = append(dst, '/')
+	}
+	return append(dst, uri...)
+}
+
+// lookup finds the newest stored variant of sc.key that the request selects
+// (RFC 9111 §4.1), skipping dead entries. fwd is the reason to forward when
+// nothing matches; marker reports a live hit-for-miss marker. When the URL
+// has variants, sc.vkey holds the request's secondary key for the newest
+// variant's Vary names.
+func (c *Cache) lookup(s *shard, sc *scratch, req *fasthttp.RequestHeader, now int64) (e *entry, fwd fwdReason, marker bool) {
+	s.mu.RLock()
+	head := s.m[string(sc.key)]
+	if head == nil {
+		s.mu.RUnlock()
+		return nil, fwdURIMiss, false
+	}
+	var names []byte
+	computed := false
+	for v := head; v != nil; v = v.alt {
+		if v.isMarker() {
+			marker = marker || v.deadAt > now
+			continue
+		}
+		if v.deadAt <= now {
+			continue
+		}
+		vn := v.vary()
+		if len(vn) == 0 {
+			e = v
+			break
+		}
+		if !computed || !bytes.Equal(vn, names) {
+			sc.vkey = appendVaryKey(sc.vkey[:0], vn, req)
+			names, computed = vn, true
+		}
+		if bytes.Equal(sc.vkey, v.vkey()) {
+			e = v
+			break
+		}
+	}
+	s.mu.RUnlock()
+	if e == nil {
+		if computed {
+			return nil, fwdVaryMiss, marker
+		}
+		return nil, fwdMiss, marker
+	}
+	if e.ref.Load() == 0 {
+		e.ref.Store(1)
+	}
+	return e, fwdNone, marker
+}
+
+// What to do with a stored response for a request.
+type action uint8
+
+const (
+	actFresh    action = iota // serve it
+	actMaxStale               // serve it stale: the client's max-stale allows it
+	actSWR                    // serve it stale and refresh in the background
+	actForward                // validate or replace it
+)
+
+// decide applies RFC 9111 §4.2 (freshness), §4.2.4 (serving stale),
+// §5.2.1 (request directives) and RFC 5861 §3 (stale-while-revalidate).
+// forced reports a fresh response the request itself refused.
+func decide(e *entry, rq *reqInfo, now int64) (act action, forced bool) {
+	if e.flags&fNoCache != 0 {
+		return actForward, false
+	}
+	ageNs := e.ageNs(now)
+	ttl := e.lifetime*1e9 - ageNs
+	if ttl > 0 {
+		ok := !rq.cc.has(qcNoCache)
+		// max-age=0 always revalidates; otherwise the age must not exceed it.
+		if ok && rq.cc.has(qcMaxAge) && (rq.cc.maxAge == 0 || ageNs > rq.cc.maxAge*1e9) {
+			ok = false
+		}
+		if ok && rq.cc.has(qcMinFresh) && ttl < rq.cc.minFresh*1e9 {
+			ok = false
+		}
+		if ok {
+			return actFresh, false
+		}
+		return actForward, true
+	}
+	if rq.cc.has(qcNoCache) || e.forbidsStale() {
+		return actForward, false
+	}
+	stale := -ttl
+	if rq.cc.has(qcMaxStaleAny) || (rq.cc.has(qcMaxStale) && stale <= rq.cc.maxStale*1e9) {
+		if !rq.cc.has(qcMaxAge) || ageNs <= rq.cc.maxAge*1e9 {
+			return actMaxStale, false
+		}
+	}
+	if e.swr > 0 && stale <= int64(e.swr)*1e9 && !rq.cc.has(qcMaxAge|qcMinFresh) {
+		return actSWR, false
+	}
+	return actForward, false
+}
+
+// staleIfError reports whether e may be served after a failed fetch: within
+// the response's or the request's stale-if-error window (RFC 5861 §4), and
+// only if nothing forbids serving it stale.
+func staleIfError(e *entry, rq *reqInfo, now int64) bool {
+	if e.forbidsStale() {
+		return false
+	}
+	stale := -e.ttlNs(now)
+	if stale <= 0 {
+		return true
+	}
+	if e.sie > 0 && stale <= int64(e.sie)*1e9 {
+		return true
+	}
+	return rq.cc.has(qcSIE) && stale <= rq.cc.sie*1e9
+}
+
+// Serve answers ctx for a cache-enabled route; see the package
+// documentation for the rules. ctx.Request must already be what the backend
+// should see. GET and HEAD go through the cache; any other method is
+// forwarded with fetch (using ctx.Request and ctx.Response directly) and,
+// when it succeeds and the method is unsafe, invalidates the stored
+// responses for the target URI and same-origin Location and
+// Content-Location (RFC 9111 §4.4). Serve always writes a complete answer
+// into ctx.Response, with Age and Cache-Status (RFC 9211) when it comes
+// from the store, and returns what it did. p and fetch must not be nil.
+// A hit allocates nothing. Serve does not retain ctx after returning.
+func (c *Cache) Serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher) Result {
+	h := &ctx.Request.Header
+	if !h.IsGet() && !h.IsHead() {
+		return c.serveUnsafe(ctx, p, fetch)
+	}
+	sc := getScratch()
+	r := c.serve(ctx, p, fetch, sc)
+	putScratch(sc)
+	return r
+}
+
+func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *scratch) Result {
+	now := c.nowNano()
+	var rq reqInfo
+	rq.parse(&ctx.Request.Header)
+	sc.key = appendKey(sc.key[:0], ctx)
+	s := c.shardFor(sc.key)
+
+	if rq.flags&rqPrecondition != 0 {
+		// RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the
+		// origin to evaluate; pass the request through untouched.
+		res := c.forward(ctx, p, fetch, sc, s, &rq, nil, fwdBypass, now)
+		if res == Miss {
+			res = Bypass
+		}
+		return res
+	}
+
+	e, fwd, marker := c.lookup(s, sc, &ctx.Request.Header, now)
+	forced := false
+	if e != nil {
+		var act action
+		act, forced = decide(e, &rq, now)
+		switch act {
+		case actFresh:
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "")
+			c.respond(ctx, sc, e, &rq, now)
+			c.count(p, s, Hit)
+			return Hit
+		case actMaxStale:
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "max-stale")
+			c.respond(ctx, sc, e, &rq, now)
+			c.count(p, s, Stale)
+			return Stale
+		case actSWR:
+			c.refreshAsync(ctx, p, fetch, e)
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "stale-while-revalidate")
+			c.respond(ctx, sc, e, &rq, now)
+			c.count(p, s, Stale)
+			return Stale
+		}
+		fwd = fwdStale
+		if forced {
+			fwd = fwdRequest
+		}
+	}
+	if rq.cc.has(qcOnlyIfCached) {
+		// RFC 9111 §5.2.1.7: no usable stored response, 504.
+		c.gatewayTimeout(ctx, sc, fwdNone, 0, "only-if-cached")
+		c.count(p, s, Miss)
+		return Miss
+	}
+
+	collapse := c.coalesce > 0 && !marker && !forced &&
+		rq.flags&(rqHead|rqRange) == 0 && !rq.cc.has(qcNoStore|qcNoCache|qcMaxAge|qcMinFresh) &&
+		(e == nil || (e.lifetime > 0 && e.flags&fNoCache == 0))
+	if !collapse {
+		return c.forward(ctx, p, fetch, sc, s, &rq, e, fwd, now)
+	}
+	sc.fkey = append(sc.fkey[:0], sc.key...)
+	switch {
+	case e != nil:
+		sc.fkey = append(append(sc.fkey, 0), e.vkey()...)
+	case fwd == fwdVaryMiss:
+		sc.fkey = append(append(sc.fkey, 0), sc.vkey...)
+	}
+	f, leader := s.join(sc.fkey)
+	if leader {
+		defer s.finish(f)
+		return c.forward(ctx, p, fetch, sc, s, &rq, e, fwd, now)
+	}
+	if c.onWait != nil {
+		c.onWait()
+	}
+	t := time.NewTimer(c.coalesce)
+	select {
+	case <-f.done:
+		t.Stop()
+		now = c.nowNano()
+		if e2, _, _ := c.lookup(s, sc, &ctx.Request.Header, now); e2 != nil {
+			if act, _ := decide(e2, &rq, now); act == actFresh {
+				// The leader's response was stored and is fresh: reuse it
+				// (RFC 9111 §4, collapsed requests). Counted as a hit since
+				// the backend never saw this request.
+				sc.cs = appendStatus(sc.cs[:0], csCollapsed, fwd, 0, e2.ttlNs(now), "")
+				c.respond(ctx, sc, e2, &rq, now)
+				c.count(p, s, Hit)
+				return Hit
+			}
+		}
+	case <-t.C:
+	}
+	// The leader's answer was not reusable (private, uncacheable, error) or
+	// took too long: go to the backend ourselves. Never hand one client's
+	// unstored response to another.
+	e, fwd, _ = c.lookup(s, sc, &ctx.Request.Header, now)
+	if e != nil {
+		if act, forced := decide(e, &rq, now); act == actFresh {
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "")
+			c.respond(ctx, sc, e, &rq, now)
+			c.count(p, s, Hit)
+			return Hit
+		} else if forced {
+			fwd = fwdRequest
+		} else {
+			fwd = fwdStale
+		}
+	}
+	return c.forward(ctx, p, fetch, sc, s, &rq, e, fwd, now)
+}
+
+// forward fetches from the backend, validating e when it has validators, and
+// writes the answer: the stored (or freshened) response, a stale one when
+// stale-if-error allows it, or the backend's response passed through.
+func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime int64) Result {
+	head := rq.flags&rqHead != 0
+	bypass := fwd == fwdBypass
+	validate := e != nil && !head && !bypass && e.hasValidator()
+	// The client's own validators are answered from the stored response,
+	// so they are not forwarded on a GET (they would turn a storable 200
+	// into a 304 only this client can use).
+	strip := !head && !bypass && rq.flags&(rqINM|rqIMS|rqIfRange) != 0
+	breq := &ctx.Request
+	var own *fasthttp.Request
+	if validate || strip {
+		own = fasthttp.AcquireRequest()
+		ctx.Request.CopyTo(own)
+		delFold(&own.Header, "if-none-match", sc)
+		delFold(&own.Header, "if-modified-since", sc)
+		delFold(&own.Header, "if-range", sc)
+		if validate {
+			// A validation must produce a whole response or a 304;
+			// ranges are served from the stored response.
+			delFold(&own.Header, "range", sc)
+			if et := e.etag(); len(et) > 0 {
+				own.Header.SetBytesV(fasthttp.HeaderIfNoneMatch, et)
+			}
+			if lm := e.lastModRaw(); len(lm) > 0 {
+				own.Header.SetBytesV(fasthttp.HeaderIfModifiedSince, lm)
+			}
+		}
+		breq = own
+	}
+	resp := fasthttp.AcquireResponse()
+	err := fetch(breq, resp)
+	respTime := c.nowNano()
+	if own != nil {
+		fasthttp.ReleaseRequest(own)
+	}
+	res, keep := c.answer(ctx, p, fetch, sc, s, rq, e, fwd, reqTime, respTime, resp, err, validate, bypass)
+	if !keep {
+		fasthttp.ReleaseResponse(resp)
+	}
+	return res
+}
+
+// answer turns the backend's response (or error) into the client's answer.
+// keep reports that resp's body now belongs to ctx.Response and resp must
+// not be released.
+func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime, respTime int64, resp *fasthttp.Response, err error, validated, bypass bool) (Result, bool) {
+	result := Miss
+	if bypass {
+		result = Bypass
+	}
+	if err != nil {
+		if e != nil && staleIfError(e, rq, respTime) {
+			sc.cs = appendStatus(sc.cs[:0], csForward, fwd, 0, e.ttlNs(respTime), "stale-if-error")
+			c.respond(ctx, sc, e, rq, respTime)
+			c.count(p, s, Stale)
+			return Stale, false
+		}
+		if e != nil && e.flags&(fMustRevalidate|fSharedRevalidate) != 0 {
+			// RFC 9111 §5.2.2.2: disconnected, must generate an error; 504.
+			c.gatewayTimeout(ctx, sc, fwd, 0, "must-revalidate")
+			c.count(p, s, result)
+			return result, false
+		}
+		c.onError(ctx, err)
+		sc.cs = appendStatus(sc.cs[:0], csForward, fwd, 0, 0, "error")
+		ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
+		c.count(p, s, result)
+		return result, false
+	}
+	status := resp.StatusCode()
+	if resp.IsBodyStream() {
+		// Too large to buffer: cannot be stored; stream it through.
+		c.transfer(ctx, sc, resp, nil, fwd, status)
+		c.count(p, s, result)
+		return result, true
+	}
+	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
+	var m respMeta
+	m.analyze(sc.kvs)
+
+	if validated && status == fasthttp.StatusNotModified {
+		if e2 := c.freshen(sc, s, e, &m, p, rq, reqTime, respTime, false); e2 != nil {
+			sc.cs = appendStatus(sc.cs[:0], csRevalidated, fwd, status, e2.ttlNs(respTime), "")
+			c.respond(ctx, sc, e2, rq, respTime)
+			c.count(p, s, Revalidated)
+			return Revalidated, false
+		}
+		// The 304 does not describe the stored response (RFC 9111 §4.3.4
+		// finds no response to update): drop it and fetch afresh.
+		c.remove(s, e)
+		fasthttp.ReleaseResponse(resp)
+		return c.forward(ctx, p, fetch, sc, s, rq, nil, fwdMiss, respTime), true
+	}
+	if status >= 500 && e != nil && !bypass {
+		// RFC 9111 §4.3.3: on a 5xx during validation the cache may act as
+		// if the server failed to respond.
+		if staleIfError(e, rq, respTime) {
+			sc.cs = appendStatus(sc.cs[:0], csForward, fwd, status, e.ttlNs(respTime), "stale-if-error")
+			c.respond(ctx, sc, e, rq, respTime)
+			c.count(p, s, Stale)
+			return Stale, false
+		}
+		if e.flags&(fMustRevalidate|fSharedRevalidate) != 0 {
+			c.gatewayTimeout(ctx, sc, fwd, status, "must-revalidate")
+			c.count(p, s, result)
+			return result, false
+		}
+	}
+	if rq.flags&rqHead != 0 {
+		if status == fasthttp.StatusOK && e != nil {
+			c.headUpdate(sc, s, e, &m, p, rq, reqTime, respTime)
+		}
+		c.transfer(ctx, sc, resp, nil, fwd, status)
+		c.count(p, s, result)
+		return result, false
+	}
+	var stored *entry
+	if !bypass {
+		stored = c.storeResponse(sc, s, p, rq, &ctx.Request.Header, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime)
+	}
+	if stored != nil && rq.flags&(rqINM|rqIMS) != 0 && rq.notModified(stored) {
+		sc.cs = appendStatus(sc.cs[:0], csStored, fwd, status, stored.ttlNs(respTime), "")
+		c.respond(ctx, sc, stored, rq, respTime)
+		c.count(p, s, result)
+		return result, false
+	}
+	keep := c.transfer(ctx, sc, resp, stored, fwd, status)
+	c.count(p, s, result)
+	return result, keep
+}
+
+// collectFields lists every header field of h in order.
+func collectFields(dst []kv, h *fasthttp.ResponseHeader) []kv {
+	for k, v := range h.All() {
+		dst = append(dst, kv{k, v})
+	}
+	return dst
+}
+
+// storeResponse stores a full GET response when RFC 9111 §3 and the policy
+// allow it and returns the published entry, or nil. When the response is
+// unstorable for reasons of its own (not of this request), it leaves a
+// hit-for-miss marker so the next requests for the URL do not queue behind
+// one another only to fetch anyway.
+func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, reqHdr *fasthttp.RequestHeader, status int, reason []byte, m *respMeta, body []byte, reqTime, respTime int64) *entry {
+	ok, mark := storable(p, rq, status, m, len(body))
+	var initAge, lifetime int64
+	if ok {
+		initAge, lifetime, _ = m.freshness(status, reqTime, respTime, p)
+		useful := lifetime > initAge || len(m.etag) > 0 || m.has&mLastMod != 0 ||
+			m.cc.has(rcSWR|rcSIE) || p.maxStale > 0
+		if !useful {
+			ok = false
+		}
+	}
+	if ok {
+		var star, tooMany bool
+		sc.names, star, tooMany = appendVaryNames(sc.names[:0], m.vary[:m.nVary])
+		if star || tooMany {
+			ok = false
+		}
+	}
+	if !ok {
+		if mark && rq.flags&rqAuth == 0 {
+			c.storeMarker(s, sc.key, respTime)
+		}
+		return nil
+	}
+	sc.vkey2 = appendVaryKey(sc.vkey2[:0], sc.names, reqHdr)
+	var bi blockInfo
+	sc.blk, bi = appendBlock(sc.blk[:0], status, reason, sc.kvs, (*respMeta).storedField, m, int64(len(body)))
+	if len(sc.blk) > maxBlock {
+		return nil
+	}
+	e := buildEntry(sc.key, sc.names, sc.vkey2, sc.blk, bi, body, false)
+	e.setTiming(m, status, reqTime, respTime, initAge, lifetime, p)
+	if !c.store(s, e) {
+		return nil
+	}
+	return e
+}
+
+// storable applies RFC 9111 §3 for a shared cache, plus the policy. mark
+// reports that the refusal comes from the response itself, so later
+// requests for the URL are likely to get the same answer.
+func storable(p *Policy, rq *reqInfo, status int, m *respMeta, bodyLen int) (ok, mark bool) {
+	if rq.cc.has(qcNoStore) {
+		return false, false
+	}
+	if status < 200 || status == fasthttp.StatusPartialContent || status == fasthttp.StatusNotModified || m.has&mContentRange != 0 {
+		return false, false // partial content is not combined or stored
+	}
+	understood := understoodStatus(status)
+	if m.cc.has(rcMustUnderstand) && !understood {
+		return false, true
+	}
+	// must-understand overrides no-store for understood statuses
+	// (RFC 9111 §5.2.2.3).
+	if m.cc.has(rcNoStore) && !(m.cc.has(rcMustUnderstand) && understood) {
+		return false, true
+	}
+	if m.cc.has(rcPrivate) {
+		return false, true
+	}
+	if rq.flags&rqAuth != 0 && !m.cc.has(rcPublic|rcSMaxAge|rcMustRevalidate) {
+		return false, false // RFC 9111 §3.5
+	}
+	if m.has&mSetCookie != 0 && !p.opts.CacheSetCookie {
+		return false, true
+	}
+	if p.opts.MaxObjectBytes > 0 && bodyLen > p.opts.MaxObjectBytes {
+		return false, true
+	}
+	explicit := m.cc.has(rcMaxAge|rcSMaxAge) || m.has&mExpires != 0
+	if !explicit && !heuristicStatus(status) && !m.cc.has(rcPublic) {
+		return false, true
+	}
+	return true, false
+}
+
+// storeMarker records that key's last response was not storable.
+func (c *Cache) storeMarker(s *shard, key []byte, now int64) {
+	e := buildEntry(key, nil, nil, nil, blockInfo{}, nil, false)
+	e.flags |= fMarker
+	e.deadAt = now + markerTTL
+	c.store(s, e)
+}
+
+// freshen applies a 304 (or, with head, a 200 to HEAD) to the stored
+// response e as RFC 9111 §3.2 and §4.3.4 say: every field of the new
+// response replaces the stored fields of that name, except those a cache
+// must not store and Content-Length; the body is kept. The updated entry is
+// published in place of e and returned; nil means the response does not
+// describe e.
+func (c *Cache) freshen(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy, rq *reqInfo, reqTime, respTime int64, head bool) *entry {
+	if !head {
+		if len(m.etag) > 0 && len(e.etag()) > 0 {
+			a, _ := opaqueTag(m.etag)
+			b, _ := opaqueTag(e.etag())
+			if string(a) != string(b) {
+				return nil
+			}
+		} else if len(m.etag) == 0 && m.has&mLastMod != 0 && e.flags&fLastMod != 0 && m.lastMod != e.lastMod {
+			return nil
+		}
+	}
+	var status int
+	sc.kvs2, status = blockFields(sc.kvs2[:0], e.block())
+	// Keep the stored fields the new response does not replace.
+	merged := sc.kvs2[:0]
+	for _, f := range sc.kvs2 {
+		replaced := false
+		for i := range sc.kvs {
+			if eqFoldBytes(sc.kvs[i].k, f.k) && m.storedField(f.k) {
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
+			merged = append(merged, f)
+		}
+	}
+	for i := range sc.kvs {
+		if m.storedField(sc.kvs[i].k) {
+			merged = append(merged, sc.kvs[i])
+		}
+	}
+	sc.kvs2 = merged
+	var mm respMeta
+	mm.analyze(merged)
+	reason := statusReason(e.block())
+	var bi blockInfo
+	sc.blk, bi = appendBlock(sc.blk[:0], status, reason, merged, (*respMeta).storedField, &mm, int64(len(e.body)))
+	// Small bodies are copied so the old entry's buffer can be freed;
+	// large ones are shared (they are immutable).
+	share := len(e.body) > 4096
+	e2 := buildEntry(e.key(), e.vary(), e.vkey(), sc.blk, bi, e.body, share)
+	initAge, lifetime, _ := mm.freshness(status, reqTime, respTime, p)
+	e2.setTiming(&mm, status, reqTime, respTime, initAge, lifetime, p)
+	if ok, _ := storable(p, rq, status, &mm, len(e.body)); !ok || len(sc.blk) > maxBlock {
+		c.remove(s, e)
+		return e2 // serve this once, unpublished
+	}
+	if !c.store(s, e2) {
+		c.remove(s, e)
+	}
+	return e2
+}
+
+// headUpdate applies a 200 response to HEAD to the stored GET response
+// (RFC 9111 §4.3.5): if its validators or length differ, the stored
+// response is out of date and is dropped; otherwise its fields freshen it.
+func (c *Cache) headUpdate(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy, rq *reqInfo, reqTime, respTime int64) {
+	differ := false
+	if len(m.etag) > 0 && len(e.etag()) > 0 && !bytes.Equal(m.etag, e.etag()) {
+		differ = true
+	}
+	if m.has&mLastMod != 0 && e.flags&fLastMod != 0 && m.lastMod != e.lastMod {
+		differ = true
+	}
+	if m.has&mContentLength != 0 && m.contentLength != int64(len(e.body)) {
+		differ = true
+	}
+	if differ {
+		c.remove(s, e)
+		return
+	}
+	c.freshen(sc, s, e, m, p, rq, reqTime, respTime, true)
+}
+
+func statusReason(block []byte) []byte {
+	i := indexByte(block, '\n')
+	if i < 14 {
+		return nil
+	}
+	return block[13 : i-1]
+}
+
+// delFold deletes every field named name (lower case) from h, whatever the
+// case of the stored name.
+func delFold(h *fasthttp.RequestHeader, name string, sc *scratch) {
+	for range 8 {
+		var found []byte
+		for k := range h.All() {
+			if eqFold(k, name) {
+				found = append(sc.num[:0], k...)
+				sc.num = found
+				break
+			}
+		}
+		if found == nil {
+			return
+		}
+		h.DelBytes(found)
+		// With name normalisation on, DelBytes normalises found; with it
+		// off, it matches found exactly. Either way that field is gone;
+		// loop for differently cased duplicates.
+	}
+}
+
+// respond writes the stored response e into ctx.Response: a 304 when the
+// client's validators match, a single byte range when asked and allowed, the
+// whole response otherwise, plus Age and sc.cs as Cache-Status. The body
+// is shared, not copied.
+func (c *Cache) respond(ctx *fasthttp.RequestCtx, sc *scratch, e *entry, rq *reqInfo, now int64) {
+	r := &ctx.Response
+	if err := readBlock(&r.Header, e.block(), sc); err != nil {
+		c.onError(ctx, err)
+		return
+	}
+	if rq.flags&(rqINM|rqIMS) != 0 && rq.notModified(e) {
+		r.ResetBody()
+		r.SetStatusCode(fasthttp.StatusNotModified)
+	} else if first, last, ok := rq.rangeOf(e); ok {
+		r.SetStatusCode(fasthttp.StatusPartialContent)
+		r.Header.SetContentRange(first, last, len(e.body))
+		r.SetBodyRaw(e.body[first : last+1 : last+1])
+	} else {
+		r.SetBodyRaw(e.body)
+	}
+	age := e.ageNs(now) / 1e9
+	sc.num = strconv.AppendInt(sc.num[:0], age, 10)
+	r.Header.SetCanonical(strAge, sc.num)
+	r.Header.AddBytesKV(strCacheStatus, sc.cs)
+}
+
+var (
+	strAge         = []byte("Age")
+	strCacheStatus = []byte("Cache-Status")
+)
+
+// transfer passes the backend response to the client: its fields minus the
+// connection-specific ones, and its body (the stored entry's bytes when it
+// was stored, which are identical and need no copy). It reports whether
+// ctx.Response now references resp's memory (resp must then not be
+// released).
+func (c *Cache) transfer(ctx *fasthttp.RequestCtx, sc *scratch, resp *fasthttp.Response, stored *entry, fwd fwdReason, status int) bool {
+	r := &ctx.Response
+	head := ctx.Request.Header.IsHead()
+	clear(sc.kvs)
+	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
+	var m respMeta
+	m.analyze(sc.kvs)
+	cl := int64(-1)
+	switch {
+	case resp.IsBodyStream():
+		if n := resp.Header.ContentLength(); n >= 0 {
+			cl = int64(n)
+		}
+	case head:
+		if m.has&mContentLength != 0 {
+			cl = m.contentLength
+		}
+	case stored != nil:
+		cl = int64(len(stored.body))
+	default:
+		cl = int64(len(resp.Body()))
+	}
+	var keep bool
+	sc.blk, _ = appendBlock(sc.blk[:0], status, resp.Header.StatusMessage(), sc.kvs, (*respMeta).forwardedField, &m, cl)
+	if err := readBlock(&r.Header, sc.blk, sc); err != nil {
+		// Header section beyond maxBlock: fall back to a plain copy.
+		resp.Header.CopyTo(&r.Header)
+	}
+	switch {
+	case resp.IsBodyStream():
+		r.SetBodyStream(resp.BodyStream(), int(cl))
+		keep = true
+	case head:
+		r.ResetBody()
+	case stored != nil:
+		r.SetBodyRaw(stored.body)
+	default:
+		b := resp.Body()
+		if len(b) > 64<<10 {
+			// Large and not stored: hand the buffer over instead of
+			// copying it; resp is then left to the garbage collector.
+			r.SetBodyRaw(b)
+			keep = true
+		} else {
+			r.SetBody(b)
+		}
+	}
+	var ttl int64
+	kind := csForward
+	if stored != nil {
+		kind = csStored
+		ttl = stored.ttlNs(stored.respTime)
+	}
+	sc.cs = appendStatus(sc.cs[:0], kind, fwd, status, ttl, "")
+	r.Header.AddBytesKV(strCacheStatus, sc.cs)
+	return keep
+}
+
+// gatewayTimeout writes the 504 a cache generates when it may neither use a
+// stored response nor has one (RFC 9111 §5.2.1.7, §5.2.2.2).
+func (c *Cache) gatewayTimeout(ctx *fasthttp.RequestCtx, sc *scratch, fwd fwdReason, fwdStatus int, detail string) {
+	r := &ctx.Response
+	if err := readBlock(&r.Header, block504, sc); err != nil {
+		r.Header.SetStatusCode(fasthttp.StatusGatewayTimeout)
+	}
+	r.ResetBody()
+	kind := csForward
+	if fwd == fwdNone {
+		kind = csNone
+	}
+	sc.cs = appendStatus(sc.cs[:0], kind, fwd, fwdStatus, 0, detail)
+	r.Header.AddBytesKV(strCacheStatus, sc.cs)
+}
+
+var block504 = []byte("HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n")
+
+// Kinds of Cache-Status member (RFC 9211 §2).
+const (
+	csNone        = iota // neither hit nor fwd (only-if-cached miss)
+	csHit                // hit; ttl
+	csCollapsed          // fwd=...; collapsed; ttl
+	csForward            // fwd=...; fwd-status
+	csStored             // fwd=...; fwd-status; stored; ttl
+	csRevalidated        // fwd=...; fwd-status=304; ttl
+)
+
+// CacheStatusName is this cache's identifier in Cache-Status.
+const CacheStatusName = "floodgate"
+
+// appendStatus appends a Cache-Status member (RFC 9211) for this cache.
+func appendStatus(dst []byte, kind int, fwd fwdReason, fwdStatus int, ttlNs int64, detail string) []byte {
+	dst = append(dst, CacheStatusName...)
+	switch kind {
+	case csHit:
+		dst = append(dst, "; hit"...)
+	case csCollapsed, csForward, csStored, csRevalidated:
+		dst = append(dst, "; fwd="...)
+		dst = append(dst, fwdNames[fwd]...)
+		if fwdStatus > 0 {
+			dst = append(dst, "; fwd-status="...)
+			dst = strconv.AppendInt(dst, int64(fwdStatus), 10)
+		}
+	}
+	switch kind {
+	case csCollapsed:
+		dst = append(dst, "; collapsed"...)
+	case csStored:
+		dst = append(dst, "; stored"...)
+	}
+	if kind == csHit || kind == csCollapsed || kind == csStored || kind == csRevalidated || (kind == csForward && detail == "stale-if-error") {
+		dst = append(dst, "; ttl="...)
+		dst = strconv.AppendInt(dst, floorDiv(ttlNs, 1e9), 10)
+	}
+	if detail != "" {
+		dst = append(dst, "; detail="...)
+		dst = append(dst, detail...)
+	}
+	return dst
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// refreshAsync starts one background refresh of e for
+// stale-while-revalidate (RFC 5861 §3), unless one is already running, the
+// cache is closed, or too many are in flight.
+func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, e *entry) {
+	if !e.refreshing.CompareAndSwap(0, 1) {
+		return
+	}
+	c.bgMu.Lock()
+	if c.closed {
+		c.bgMu.Unlock()
+		e.refreshing.Store(0)
+		return
+	}
+	select {
+	case c.bgSlots <- struct{}{}:
+	default:
+		c.bgMu.Unlock()
+		e.refreshing.Store(0)
+		return
+	}
+	c.bg.Add(1)
+	c.bgMu.Unlock()
+	req := fasthttp.AcquireRequest()
+	ctx.Request.CopyTo(req)
+	tls := ctx.IsTLS()
+	go func() {
+		defer func() {
+			fasthttp.ReleaseRequest(req)
+			<-c.bgSlots
+			c.bg.Done()
+		}()
+		c.refresh(req, tls, p, fetch, e)
+	}()
+}
+
+// refresh revalidates or refetches e in the background and stores the
+// result.
+func (c *Cache) refresh(req *fasthttp.Request, tls bool, p *Policy, fetch Fetcher, e *entry) {
+	defer e.refreshing.Store(0)
+	sc := getScratch()
+	defer putScratch(sc)
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	sc.key = appendKeyParts(sc.key[:0], scheme, req.Header.Host(), req.Header.RequestURI())
+	s := c.shardFor(sc.key)
+	var rq reqInfo
+	rq.parse(&req.Header)
+	delFold(&req.Header, "if-none-match", sc)
+	delFold(&req.Header, "if-modified-since", sc)
+	delFold(&req.Header, "if-range", sc)
+	delFold(&req.Header, "range", sc)
+	if et := e.etag(); len(et) > 0 {
+		req.Header.SetBytesV(fasthttp.HeaderIfNoneMatch, et)
+	}
+	if lm := e.lastModRaw(); len(lm) > 0 {
+		req.Header.SetBytesV(fasthttp.HeaderIfModifiedSince, lm)
+	}
+	rq.flags &^= rqINM | rqIMS | rqIfRange | rqRange
+	resp := fasthttp.AcquireResponse()
+	reqTime := c.nowNano()
+	err := fetch(req, resp)
+	respTime := c.nowNano()
+	if err != nil || resp.IsBodyStream() {
+		if err != nil {
+			c.log.Debug("cache: background revalidation failed", "key", string(sc.key), "error", err)
+		}
+		if !resp.IsBodyStream() {
+			fasthttp.ReleaseResponse(resp)
+		}
+		return
+	}
+	defer fasthttp.ReleaseResponse(resp)
+	status := resp.StatusCode()
+	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
+	var m respMeta
+	m.analyze(sc.kvs)
+	switch {
+	case status == fasthttp.StatusNotModified && e.hasValidator():
+		if c.freshen(sc, s, e, &m, p, &rq, reqTime, respTime, false) == nil {
+			c.remove(s, e)
+		}
+	case status >= 500:
+		c.log.Debug("cache: background revalidation got a server error", "key", string(sc.key), "status", status)
+	default:
+		if c.storeResponse(sc, s, p, &rq, &req.Header, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime) == nil {
+			c.remove(s, e) // the origin no longer allows storing it
+		}
+	}
+}
+
+// serveUnsafe forwards a method the cache does not answer and applies
+// RFC 9111 §4.4 invalidation after a non-error response to an unsafe one.
+func (c *Cache) serveUnsafe(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher) Result {
+	sc := getScratch()
+	defer putScratch(sc)
+	sc.key = appendKey(sc.key[:0], ctx)
+	s := c.shardFor(sc.key)
+	if err := fetch(&ctx.Request, &ctx.Response); err != nil {
+		c.onError(ctx, err)
+		sc.cs = appendStatus(sc.cs[:0], csForward, fwdMethod, 0, 0, "error")
+		ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
+		c.count(p, s, Bypass)
+		return Bypass
+	}
+	status := ctx.Response.StatusCode()
+	if status >= 200 && status < 400 && !safeMethod(ctx.Request.Header.Method()) {
+		c.invalidate(ctx, sc)
+	}
+	sc.cs = appendStatus(sc.cs[:0], csForward, fwdMethod, status, 0, "")
+	ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
+	c.count(p, s, Bypass)
+	return Bypass
+}
+
+// safeMethod reports the methods RFC 9110 §9.2.1 defines as safe; any other
+// method, including unknown ones, invalidates (RFC 9111 §4.4).
+func safeMethod(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
+}
+
+// invalidate removes the stored responses for the request's target URI and
+// for the URIs in Location and Content-Location when they have the same
+// origin (RFC 9111 §4.4).
+func (c *Cache) invalidate(ctx *fasthttp.RequestCtx, sc *scratch) {
+	c.invalidateKey(sc.key)
+	scheme := "http"
+	if ctx.IsTLS() {
+		scheme = "https"
+	}
+	host := ctx.Request.Header.Host()
+	reqURI := ctx.Request.Header.RequestURI()
+	var targets [4][]byte
+	n := 0
+	for k, v := range ctx.Response.Header.All() {
+		if (eqFold(k, "location") || eqFold(k, "content-location")) && n < len(targets) {
+			targets[n] = append([]byte(nil), v...)
+			n++
+		}
+	}
+	for _, t := range targets[:n] {
+		path, ok := sameOriginPath(scheme, host, reqURI, trimOWS(t))
+		if !ok {
+			continue
+		}
+		sc.fkey = appendKeyParts(sc.fkey[:0], scheme, host, path)
+		c.invalidateKey(sc.fkey)
+	}
+}
+
+func (c *Cache) invalidateKey(key []byte) {
+	s := c.shardFor(key)
+	s.mu.Lock()
+	c.removeChainLocked(s, key)
+	s.mu.Unlock()
+}
+
+// sameOriginPath resolves a Location or Content-Location reference against
+// the request and returns its path and query when it has the request's
+// origin.
+func sameOriginPath(scheme string, host, reqURI, ref []byte) ([]byte, bool) {
+	if len(ref) == 0 {
+		return nil, false
+	}
+	if i := bytes.Index(ref, []byte("://")); i > 0 && bytes.IndexByte(ref[:i], '/') < 0 {
+		if !eqFold(ref[:i], scheme) {
+			return nil, false
+		}
+		rest := ref[i+3:]
+		j := bytes.IndexByte(rest, '/')
+		auth, path := rest, []byte("/")
+		if j >= 0 {
+			auth, path = rest[:j], rest[j:]
+		}
+		return path, eqFoldBytes(auth, host)
+	}
+	if bytes.HasPrefix(ref, []byte("//")) {
+		rest := ref[2:]
+		j := bytes.IndexByte(rest, '/')
+		auth, path := rest, []byte("/")
+		if j >= 0 {
+			auth, path = rest[:j], rest[j:]
+		}
+		return path, eqFoldBytes(auth, host)
+	}
+	if ref[0] == '/' {
+		return ref, true
+	}
+	// Relative reference: merge with the directory of the request path
+	// (RFC 3986 §5.2.3); dot segments are left alone.
+	base := reqURI
+	if q := bytes.IndexByte(base, '?'); q >= 0 {
+		base = base[:q]
+	}
+	dir := base[:bytes.LastIndexByte(base, '/')+1]
+	out := make([]byte, 0, len(dir)+len(ref))
+	out = append(out, dir...)
+	return append(out, ref...), true
+}
+
+// ServeStale serves a stored response for ctx in degraded mode: if one
+// exists for the GET or HEAD request (Vary honoured) and is fresh or at
+// most p.MaxStale past its freshness lifetime, it writes it into
+// ctx.Response with Age and "Cache-Status: floodgate; hit; ttl=N;
+// detail=degraded", counts a Stale result and returns true; otherwise it
+// writes nothing and returns false. It never contacts a backend.
+//
+// This deliberately ignores no-cache, must-revalidate, proxy-revalidate and
+// s-maxage, and request directives: RFC 9111 §4.2.4 forbids serving such
+// responses stale, but the operator opted in with max_stale for when the
+// backends are saturated, and serving a page a few minutes old beats
+// failing. Warning is not generated (RFC 9111 obsoleted it).
+func (c *Cache) ServeStale(ctx *fasthttp.RequestCtx, p *Policy) bool {
+	h := &ctx.Request.Header
+	if !h.IsGet() && !h.IsHead() {
+		return false
+	}
+	sc := getScratch()
+	defer putScratch(sc)
+	now := c.nowNano()
+	var rq reqInfo
+	rq.parse(h)
+	sc.key = appendKey(sc.key[:0], ctx)
+	s := c.shardFor(sc.key)
+	e, _, _ := c.lookup(s, sc, h, now)
+	if e == nil {
+		return false
+	}
+	ttl := e.ttlNs(now)
+	if ttl <= 0 && -ttl > p.maxStaleNs {
+		return false
+	}
+	sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, ttl, "degraded")
+	c.respond(ctx, sc, e, &rq, now)
+	c.count(p, s, Stale)
+	return true
+}

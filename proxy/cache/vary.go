@@ -1,0 +1,153 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	"github.com/valyala/fasthttp"
+)
+
+// maxVaryNames bounds how many distinct field names a stored Vary may list.
+// A response varying on more is passed through unstored: that many selecting
+// fields would fragment the cache into variants that are never reused.
+const maxVaryNames = 8
+
+// appendVaryNames appends the canonical form of a response's Vary field
+// lines to dst: the field names lower-cased, de-duplicated, sorted and
+// joined by commas, so that two responses listing the same names in another
+// order or case select variants the same way (RFC 9111 §4.1). star reports
+// a "*" member anywhere, which makes the response unusable for any later
+// request (RFC 9110 §12.5.5) and so not worth storing; tooMany reports more
+// than maxVaryNames names.
+func appendVaryNames(dst []byte, lines [][]byte) (out []byte, star, tooMany bool) {
+	var names [maxVaryNames][]byte
+	n := 0
+	for _, l := range lines {
+		for len(l) > 0 {
+			var f []byte
+			if i := indexByte(l, ','); i >= 0 {
+				f, l = l[:i], l[i+1:]
+			} else {
+				f, l = l, nil
+			}
+			f = trimOWS(f)
+			if len(f) == 0 {
+				continue
+			}
+			if len(f) == 1 && f[0] == '*' {
+				return dst, true, false
+			}
+			dup := false
+			for _, x := range names[:n] {
+				if eqFoldBytes(x, f) {
+					dup = true
+					break
+				}
+			}
+			if dup {
+				continue
+			}
+			if n == maxVaryNames {
+				return dst, false, true
+			}
+			names[n] = f
+			n++
+		}
+	}
+	// Insertion sort on the lower-cased names: n is tiny.
+	for i := 1; i < n; i++ {
+		for j := i; j > 0 && lessFold(names[j], names[j-1]); j-- {
+			names[j], names[j-1] = names[j-1], names[j]
+		}
+	}
+	for i := range names[:n] {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		for _, c := range names[i] {
+			dst = append(dst, lowerASCII(c))
+		}
+	}
+	return dst, false, false
+}
+
+func lessFold(a, b []byte) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		x, y := lowerASCII(a[i]), lowerASCII(b[i])
+		if x != y {
+			return x < y
+		}
+	}
+	return len(a) < len(b)
+}
+
+// caseInsensitiveValue reports whether the values of the request field name
+// (lower case) compare case-insensitively, so a variant selected by
+// "Accept-Encoding: GZIP" also serves "gzip" (RFC 9111 §4.1 allows
+// "case-normalization, where values are defined to be case-insensitive").
+func caseInsensitiveValue(name []byte) bool {
+	switch string(name) {
+	case "accept", "accept-encoding", "accept-language", "accept-charset":
+		return true
+	}
+	return false
+}
+
+// appendVaryKey appends the secondary cache key of req for the canonical
+// Vary names to dst. For each name it records either "absent" or the
+// normalised field value: every line of that field combined, split into
+// list members, each member stripped of surrounding whitespace, empty
+// members dropped, and the members re-joined with a bare comma, which is the
+// normalisation RFC 9111 §4.1 allows ("adding or removing whitespace",
+// "combining multiple header field lines"). An absent field only matches an
+// absent field (RFC 9111 §4.1). Values are length-prefixed so no value can
+// imitate another name's boundary. It does not allocate once dst has grown.
+func appendVaryKey(dst, names []byte, req *fasthttp.RequestHeader) []byte {
+	for len(names) > 0 {
+		var name []byte
+		if i := bytes.IndexByte(names, ','); i >= 0 {
+			name, names = names[:i], names[i+1:]
+		} else {
+			name, names = names, nil
+		}
+		fold := caseInsensitiveValue(name)
+		mark := len(dst)
+		dst = append(dst, 0, 0, 0, 0, 0)
+		start := len(dst)
+		found := false
+		for k, v := range req.All() {
+			if !eqFoldBytes(k, name) {
+				continue
+			}
+			found = true
+			for len(v) > 0 {
+				var m []byte
+				if i := bytes.IndexByte(v, ','); i >= 0 {
+					m, v = v[:i], v[i+1:]
+				} else {
+					m, v = v, nil
+				}
+				if m = trimOWS(m); len(m) == 0 {
+					continue
+				}
+				if len(dst) > start {
+					dst = append(dst, ',')
+				}
+				if fold {
+					for _, c := range m {
+						dst = append(dst, lowerASCII(c))
+					}
+				} else {
+					dst = append(dst, m...)
+				}
+			}
+		}
+		if !found {
+			dst = dst[:mark+1] // single 0 byte: absent
+			continue
+		}
+		dst[mark] = 1
+		binary.BigEndian.PutUint32(dst[mark+1:], uint32(len(dst)-start))
+	}
+	return dst
+}
