@@ -34,21 +34,10 @@ func newRuntime(log *slog.Logger, px *proxy.Server) *runtime {
 		backends: make(map[string]*balancer.BackendState),
 		pools:    make(map[string]*balancer.PoolState),
 	}
-	r.checker = health.NewChecker(health.Options{
-		Logger: log,
-		OnTransition: func(t health.Transition) {
-			if st := r.backendState(t.Pool + "/" + t.Address); st != nil {
-				st.SetProbeUp(t.Up)
-			}
-		},
-	})
+	// The checker sets each backend's state itself (BackendState is its Target)
+	// and logs transitions.
+	r.checker = health.NewChecker(health.Options{Logger: log})
 	return r
-}
-
-func (r *runtime) backendState(id string) *balancer.BackendState {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.backends[id]
 }
 
 // backendID names a backend across generations.
