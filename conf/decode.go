@@ -621,7 +621,7 @@ func suggest(s string, candidates []string) string {
 		if diff := len(s) - len(c); diff >= bestDist || -diff >= bestDist {
 			continue // the distance is at least the length difference
 		}
-		if d := levenshtein(s, c); d < bestDist {
+		if d := editDistance(s, c); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
@@ -645,7 +645,12 @@ func normKey(s string) string {
 	return string(b)
 }
 
-func levenshtein(a, b string) int {
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and swaps of adjacent bytes each cost 1, so the
+// common typo "hihg" is one edit from "high".
+func editDistance(a, b string) int {
+	// Three rows: the one before the previous is needed for swaps.
+	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -659,8 +664,11 @@ func levenshtein(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
 }

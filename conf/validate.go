@@ -81,7 +81,8 @@ func (d *decoder) validate(c *Config) {
 
 	d.hostPort("admin.listen", c.Admin.Listen, false)
 	if c.Admin.TokenFile == "" && !isLoopback(c.Admin.Listen) {
-		d.errorf("admin.token_file", "required when admin.listen is not loopback")
+		// At the listen line: that is the value that makes the token needed.
+		d.errAt(d.lineOf("admin.listen"), "admin.token_file", "required when admin.listen is not loopback")
 	}
 	d.duration("admin.drain_timeout", c.Admin.DrainTimeout, 1, maxTimeout)
 	d.listenerConflicts(c)
