@@ -62,9 +62,10 @@ type Timeouts struct {
 	// ClientHeader is the time allowed to read a request's headers; it is the
 	// slowloris defence. Default 10s.
 	ClientHeader time.Duration `yaml:"client_header"`
-	// ClientBody is the idle read timeout while reading a request body: the
-	// longest gap between two reads, not a cap on the whole upload, so large
-	// bodies still stream. Default 60s.
+	// ClientBody is the idle timeout for bodies in both directions: the
+	// longest gap between two reads of a request body or two writes of a
+	// response. It is not a cap on a whole transfer, so large bodies still
+	// stream. Default 60s.
 	ClientBody time.Duration `yaml:"client_body"`
 	// ClientIdle is how long a keep-alive connection may sit idle between
 	// requests. Default 60s.
@@ -186,8 +187,8 @@ type Pool struct {
 	SlowStart time.Duration `yaml:"slow_start"`
 	// ConnectTimeout bounds dialling a backend. Default 2s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// ResponseTimeout bounds waiting for a backend's response headers.
-	// Default 30s.
+	// ResponseTimeout bounds a backend's answer, from the request being sent
+	// to the end of the response. Default 30s.
 	ResponseTimeout time.Duration `yaml:"response_timeout"`
 	// Retries is how many other backends an idempotent request is tried on
 	// after a connection failure (0..5). Default 1.
