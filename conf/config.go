@@ -107,8 +107,10 @@ type TLS struct {
 // Certificate is one PEM certificate chain and its private key, as file paths
 // (relative paths are relative to the process's working directory).
 type Certificate struct {
+	// CertFile is the PEM certificate chain, leaf first. Required.
 	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	// KeyFile is the PEM private key of the leaf. Required.
+	KeyFile string `yaml:"key_file"`
 }
 
 // Admin configures the admin API.
