@@ -76,7 +76,13 @@ type Cache struct {
 	log      *slog.Logger
 	onError  func(ctx *fasthttp.RequestCtx, err error)
 
-	requests   *prometheus.CounterVec
+	// hot maps a hash of the primary key to a recently hit entry that is
+	// alone in its variant chain, so a hit on a popular URL needs no
+	// lock at all (see hotLookup).
+	hot [hotSlots]atomic.Pointer[entry]
+
+	routesMu   sync.Mutex
+	routes     map[string]*routeStats // never shrinks: counters stay monotonic across reloads
 	collectors []prometheus.Collector
 	reg        prometheus.Registerer
 
@@ -136,12 +142,9 @@ func New(opts Options) (*Cache, error) {
 		c.shards[i].m = make(map[string]*entry)
 		c.shards[i].flights = make(map[string]*flight)
 	}
-	c.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "floodgate_cache_requests_total",
-		Help: "Requests answered by the cache, by route and result (hit, miss, stale, revalidated, bypass).",
-	}, []string{"route", "result"})
+	c.routes = make(map[string]*routeStats)
 	c.collectors = []prometheus.Collector{
-		c.requests,
+		requestsCollector{c},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floodgate_cache_bytes",
 			Help: "Bytes accounted to the cache budget.",
@@ -212,14 +215,16 @@ func (c *Cache) Stats() Stats {
 		Evicted: c.evicted.Load(),
 		Expired: c.expired.Load(),
 	}
-	for i := range c.shards {
-		r := &c.shards[i].results
-		st.Hits += r[Hit].Load()
-		st.Misses += r[Miss].Load()
-		st.Stale += r[Stale].Load()
-		st.Revalidated += r[Revalidated].Load()
-		st.Bypass += r[Bypass].Load()
+	c.routesMu.Lock()
+	for _, rs := range c.routes {
+		n := rs.totals()
+		st.Hits += n[Hit]
+		st.Misses += n[Miss]
+		st.Stale += n[Stale]
+		st.Revalidated += n[Revalidated]
+		st.Bypass += n[Bypass]
 	}
+	c.routesMu.Unlock()
 	return st
 }
 
@@ -282,9 +287,9 @@ func splitKey(k string) (host, path string) {
 	return rest[:j], rest[j:]
 }
 
-func (c *Cache) shardFor(key []byte) *shard {
-	return &c.shards[maphash.Bytes(c.seed, key)%numShards]
-}
+func (c *Cache) hash(key []byte) uint64     { return maphash.Bytes(c.seed, key) }
+func (c *Cache) shardOf(h uint64) *shard    { return &c.shards[h%numShards] }
+func (c *Cache) shardFor(key []byte) *shard { return c.shardOf(c.hash(key)) }
 
 // Result is what the cache did with one request, for the access log and the
 // floodgate_cache_requests_total metric.
@@ -342,20 +347,25 @@ type PolicyOptions struct {
 // generations.
 type Policy struct {
 	opts       PolicyOptions
-	counters   [numResults]prometheus.Counter
+	stats      *routeStats
 	defaultTTL int64 // s, rounded up
 	maxStale   int64 // s, rounded up, clamped
 	maxStaleNs int64
 }
 
-// NewPolicy resolves o against c: the metric children for o.Route are
-// looked up once here so requests only increment counters. Calling it twice
-// with the same route returns policies that share the counters.
+// NewPolicy resolves o against c: the counters for o.Route are looked up
+// once here so requests only increment an atomic. Policies for the same
+// route share their counters, so the metric stays monotonic when a reload
+// replaces a route's policy.
 func (c *Cache) NewPolicy(o PolicyOptions) *Policy {
 	p := &Policy{opts: o}
-	for r := range numResults {
-		p.counters[r] = c.requests.WithLabelValues(o.Route, r.String())
+	c.routesMu.Lock()
+	p.stats = c.routes[o.Route]
+	if p.stats == nil {
+		p.stats = new(routeStats)
+		c.routes[o.Route] = p.stats
 	}
+	c.routesMu.Unlock()
 	p.defaultTTL = ceilSeconds(o.DefaultTTL)
 	p.maxStale = ceilSeconds(o.MaxStale)
 	p.maxStaleNs = p.maxStale * 1e9
@@ -373,9 +383,52 @@ func ceilSeconds(d time.Duration) int64 {
 	return min(s, maxDelta)
 }
 
-func (c *Cache) count(p *Policy, s *shard, r Result) {
-	p.counters[r].Inc()
-	s.results[r].Add(1)
+// count records one result. now's low bits pick the stripe, which spreads
+// concurrent requests for one hot URL over several cache lines.
+func (c *Cache) count(p *Policy, now int64, r Result) {
+	p.stats.stripes[uint64(now)%statStripes].n[r].Add(1)
+}
+
+// statStripes is how many cache-line-sized counter sets a route has.
+const statStripes = 16
+
+// routeStats counts results for one route label.
+type routeStats struct {
+	stripes [statStripes]struct {
+		n [numResults]atomic.Uint64
+		_ [64 - numResults*8%64]byte
+	}
+}
+
+func (rs *routeStats) totals() (n [numResults]uint64) {
+	for i := range rs.stripes {
+		for r := range numResults {
+			n[r] += rs.stripes[i].n[r].Load()
+		}
+	}
+	return n
+}
+
+// requestsCollector exports floodgate_cache_requests_total from the
+// routes' atomic counters at scrape time, so requests never touch a
+// Prometheus counter (a single contended atomic per route and result).
+type requestsCollector struct{ c *Cache }
+
+var requestsDesc = prometheus.NewDesc("floodgate_cache_requests_total",
+	"Requests answered by the cache, by route and result (hit, miss, stale, revalidated, bypass).",
+	[]string{"route", "result"}, nil)
+
+func (rc requestsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- requestsDesc }
+
+func (rc requestsCollector) Collect(ch chan<- prometheus.Metric) {
+	rc.c.routesMu.Lock()
+	defer rc.c.routesMu.Unlock()
+	for route, rs := range rc.c.routes {
+		n := rs.totals()
+		for r := range numResults {
+			ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n[r]), route, r.String())
+		}
+	}
 }
 
 func defaultErrorHandler(ctx *fasthttp.RequestCtx, err error) {

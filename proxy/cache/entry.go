@@ -31,13 +31,14 @@ type entry struct {
 	etagOff, etagLen         uint16 // ETag field value inside the block
 	lmOff, lmLen             uint16 // Last-Modified field value inside the block
 
-	respTime int64 // response_time, Unix ns
-	date     int64 // Date (or response_time), Unix s; If-Modified-Since fallback
-	lastMod  int64 // Last-Modified, Unix s; valid when fLastMod
-	initAge  int64 // corrected_initial_age, s (RFC 9111 §4.2.3)
-	lifetime int64 // freshness_lifetime, s (RFC 9111 §4.2.1)
-	deadAt   int64 // Unix ns after which the entry cannot serve any request
-	size     int64 // accounted bytes
+	respTime int64  // response_time, Unix ns
+	date     int64  // Date (or response_time), Unix s; If-Modified-Since fallback
+	lastMod  int64  // Last-Modified, Unix s; valid when fLastMod
+	initAge  int64  // corrected_initial_age, s (RFC 9111 §4.2.3)
+	lifetime int64  // freshness_lifetime, s (RFC 9111 §4.2.1)
+	deadAt   int64  // Unix ns after which the entry cannot serve any request
+	size     int64  // accounted bytes
+	hash     uint64 // hash of the primary key (shard and hot slot)
 
 	swr    uint32 // stale-while-revalidate window, s
 	sie    uint32 // stale-if-error window, s

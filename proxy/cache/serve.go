@@ -266,53 +266,85 @@ func appendKeyParts(dst []byte, scheme string, host, uri []byte) []byte {
 }
 
 // lookup finds the newest stored variant of sc.key that the request selects
-// (RFC 9111 §4.1), skipping dead entries. fwd is the reason to forward when
-// nothing matches; marker reports a live hit-for-miss marker. When the URL
-// has variants, sc.vkey holds the request's secondary key for the newest
-// variant's Vary names.
-func (c *Cache) lookup(s *shard, sc *scratch, req *fasthttp.RequestHeader, now int64) (e *entry, fwd fwdReason, marker bool) {
-	s.mu.RLock()
-	head := s.m[string(sc.key)]
-	if head == nil {
-		s.mu.RUnlock()
-		return nil, fwdURIMiss, false
-	}
-	var names []byte
+// (RFC 9111 §4.1), skipping dead entries. h is the key's hash. fwd is the
+// reason to forward when nothing matches; marker reports a live hit-for-miss
+// marker. When the URL has variants, sc.vkey holds the request's secondary
+// key for the newest variant's Vary names.
+//
+// A URL with a single stored response that was hit recently is found in
+// c.hot without any lock: one atomic load and a key comparison. Entries are
+// immutable and every removal clears their hot slot, so a hot hit is
+// exactly as current as a locked one that ran a moment earlier.
+func (c *Cache) lookup(s *shard, h uint64, sc *scratch, req *fasthttp.RequestHeader, now int64) (e *entry, fwd fwdReason, marker bool) {
+	slot := &c.hot[hotIndex(h)]
 	computed := false
-	for v := head; v != nil; v = v.alt {
-		if v.isMarker() {
-			marker = marker || v.deadAt > now
-			continue
-		}
-		if v.deadAt <= now {
-			continue
-		}
-		vn := v.vary()
-		if len(vn) == 0 {
-			e = v
-			break
-		}
-		if !computed || !bytes.Equal(vn, names) {
-			sc.vkey = appendVaryKey(sc.vkey[:0], vn, req)
-			names, computed = vn, true
-		}
-		if bytes.Equal(sc.vkey, v.vkey()) {
-			e = v
-			break
+	if e = slot.Load(); e != nil && e.deadAt > now && bytes.Equal(e.key(), sc.key) {
+		if vn := e.vary(); len(vn) == 0 {
+			goto found
+		} else if sc.vkey = appendVaryKey(sc.vkey[:0], vn, req); bytes.Equal(sc.vkey, e.vkey()) {
+			goto found
 		}
 	}
-	s.mu.RUnlock()
+	e = nil
+	{
+		s.mu.RLock()
+		head := s.m[string(sc.key)]
+		if head == nil {
+			s.mu.RUnlock()
+			return nil, fwdURIMiss, false
+		}
+		var names []byte
+		for v := head; v != nil; v = v.alt {
+			if v.isMarker() {
+				marker = marker || v.deadAt > now
+				continue
+			}
+			if v.deadAt <= now {
+				continue
+			}
+			vn := v.vary()
+			if len(vn) == 0 {
+				e = v
+				break
+			}
+			if !computed || !bytes.Equal(vn, names) {
+				sc.vkey = appendVaryKey(sc.vkey[:0], vn, req)
+				names, computed = vn, true
+			}
+			if bytes.Equal(sc.vkey, v.vkey()) {
+				e = v
+				break
+			}
+		}
+		if e != nil && e == head && e.alt == nil && slot.Load() != e {
+			// Promote under the read lock: a removal (write lock) either
+			// ran before, and e would not have been found, or runs after
+			// and clears the slot.
+			slot.Store(e)
+		}
+		s.mu.RUnlock()
+	}
 	if e == nil {
 		if computed {
 			return nil, fwdVaryMiss, marker
 		}
 		return nil, fwdMiss, marker
 	}
+found:
 	if e.ref.Load() == 0 {
 		e.ref.Store(1)
 	}
 	return e, fwdNone, marker
 }
+
+// hotSlots is the size of the lock-free table of hot single-variant URLs.
+const hotSlots = 4096
+
+func hotIndex(h uint64) uint64 { return (h >> 8) % hotSlots }
+
+// unhot clears e's hot slot if it holds e. Every path that unpublishes an
+// entry calls it with the shard's write lock held.
+func (c *Cache) unhot(e *entry) { c.hot[hotIndex(e.hash)].CompareAndSwap(e, nil) }
 
 // What to do with a stored response for a request.
 type action uint8
@@ -405,7 +437,8 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 	var rq reqInfo
 	rq.parse(&ctx.Request.Header)
 	sc.key = appendKey(sc.key[:0], ctx)
-	s := c.shardFor(sc.key)
+	hash := c.hash(sc.key)
+	s := c.shardOf(hash)
 
 	if rq.flags&rqPrecondition != 0 {
 		// RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the
@@ -417,7 +450,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 		return res
 	}
 
-	e, fwd, marker := c.lookup(s, sc, &ctx.Request.Header, now)
+	e, fwd, marker := c.lookup(s, hash, sc, &ctx.Request.Header, now)
 	forced := false
 	if e != nil {
 		var act action
@@ -426,18 +459,18 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 		case actFresh:
 			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "")
 			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, s, Hit)
+			c.count(p, now, Hit)
 			return Hit
 		case actMaxStale:
 			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "max-stale")
 			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, s, Stale)
+			c.count(p, now, Stale)
 			return Stale
 		case actSWR:
 			c.refreshAsync(ctx, p, fetch, e)
 			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "stale-while-revalidate")
 			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, s, Stale)
+			c.count(p, now, Stale)
 			return Stale
 		}
 		fwd = fwdStale
@@ -448,7 +481,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 	if rq.cc.has(qcOnlyIfCached) {
 		// RFC 9111 §5.2.1.7: no usable stored response, 504.
 		c.gatewayTimeout(ctx, sc, fwdNone, 0, "only-if-cached")
-		c.count(p, s, Miss)
+		c.count(p, now, Miss)
 		return Miss
 	}
 
@@ -478,14 +511,14 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 	case <-f.done:
 		t.Stop()
 		now = c.nowNano()
-		if e2, _, _ := c.lookup(s, sc, &ctx.Request.Header, now); e2 != nil {
+		if e2, _, _ := c.lookup(s, hash, sc, &ctx.Request.Header, now); e2 != nil {
 			if act, _ := decide(e2, &rq, now); act == actFresh {
 				// The leader's response was stored and is fresh: reuse it
 				// (RFC 9111 §4, collapsed requests). Counted as a hit since
 				// the backend never saw this request.
 				sc.cs = appendStatus(sc.cs[:0], csCollapsed, fwd, 0, e2.ttlNs(now), "")
 				c.respond(ctx, sc, e2, &rq, now)
-				c.count(p, s, Hit)
+				c.count(p, now, Hit)
 				return Hit
 			}
 		}
@@ -494,12 +527,12 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 	// The leader's answer was not reusable (private, uncacheable, error) or
 	// took too long: go to the backend ourselves. Never hand one client's
 	// unstored response to another.
-	e, fwd, _ = c.lookup(s, sc, &ctx.Request.Header, now)
+	e, fwd, _ = c.lookup(s, hash, sc, &ctx.Request.Header, now)
 	if e != nil {
 		if act, forced := decide(e, &rq, now); act == actFresh {
 			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "")
 			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, s, Hit)
+			c.count(p, now, Hit)
 			return Hit
 		} else if forced {
 			fwd = fwdRequest
@@ -567,26 +600,26 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 		if e != nil && staleIfError(e, rq, respTime) {
 			sc.cs = appendStatus(sc.cs[:0], csForward, fwd, 0, e.ttlNs(respTime), "stale-if-error")
 			c.respond(ctx, sc, e, rq, respTime)
-			c.count(p, s, Stale)
+			c.count(p, respTime, Stale)
 			return Stale, false
 		}
 		if e != nil && e.flags&(fMustRevalidate|fSharedRevalidate) != 0 {
 			// RFC 9111 §5.2.2.2: disconnected, must generate an error; 504.
 			c.gatewayTimeout(ctx, sc, fwd, 0, "must-revalidate")
-			c.count(p, s, result)
+			c.count(p, respTime, result)
 			return result, false
 		}
 		c.onError(ctx, err)
 		sc.cs = appendStatus(sc.cs[:0], csForward, fwd, 0, 0, "error")
 		ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
-		c.count(p, s, result)
+		c.count(p, respTime, result)
 		return result, false
 	}
 	status := resp.StatusCode()
 	if resp.IsBodyStream() {
 		// Too large to buffer: cannot be stored; stream it through.
 		c.transfer(ctx, sc, resp, nil, fwd, status)
-		c.count(p, s, result)
+		c.count(p, respTime, result)
 		return result, true
 	}
 	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
@@ -597,7 +630,7 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 		if e2 := c.freshen(sc, s, e, &m, p, rq, reqTime, respTime, false); e2 != nil {
 			sc.cs = appendStatus(sc.cs[:0], csRevalidated, fwd, status, e2.ttlNs(respTime), "")
 			c.respond(ctx, sc, e2, rq, respTime)
-			c.count(p, s, Revalidated)
+			c.count(p, respTime, Revalidated)
 			return Revalidated, false
 		}
 		// The 304 does not describe the stored response (RFC 9111 §4.3.4
@@ -612,12 +645,12 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 		if staleIfError(e, rq, respTime) {
 			sc.cs = appendStatus(sc.cs[:0], csForward, fwd, status, e.ttlNs(respTime), "stale-if-error")
 			c.respond(ctx, sc, e, rq, respTime)
-			c.count(p, s, Stale)
+			c.count(p, respTime, Stale)
 			return Stale, false
 		}
 		if e.flags&(fMustRevalidate|fSharedRevalidate) != 0 {
 			c.gatewayTimeout(ctx, sc, fwd, status, "must-revalidate")
-			c.count(p, s, result)
+			c.count(p, respTime, result)
 			return result, false
 		}
 	}
@@ -626,7 +659,7 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 			c.headUpdate(sc, s, e, &m, p, rq, reqTime, respTime)
 		}
 		c.transfer(ctx, sc, resp, nil, fwd, status)
-		c.count(p, s, result)
+		c.count(p, respTime, result)
 		return result, false
 	}
 	var stored *entry
@@ -636,11 +669,11 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 	if stored != nil && rq.flags&(rqINM|rqIMS) != 0 && rq.notModified(stored) {
 		sc.cs = appendStatus(sc.cs[:0], csStored, fwd, status, stored.ttlNs(respTime), "")
 		c.respond(ctx, sc, stored, rq, respTime)
-		c.count(p, s, result)
+		c.count(p, respTime, result)
 		return result, false
 	}
 	keep := c.transfer(ctx, sc, resp, stored, fwd, status)
-	c.count(p, s, result)
+	c.count(p, respTime, result)
 	return result, keep
 }
 
@@ -1115,12 +1148,11 @@ func (c *Cache) serveUnsafe(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher) 
 	sc := getScratch()
 	defer putScratch(sc)
 	sc.key = appendKey(sc.key[:0], ctx)
-	s := c.shardFor(sc.key)
 	if err := fetch(&ctx.Request, &ctx.Response); err != nil {
 		c.onError(ctx, err)
 		sc.cs = appendStatus(sc.cs[:0], csForward, fwdMethod, 0, 0, "error")
 		ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
-		c.count(p, s, Bypass)
+		c.count(p, int64(ctx.ID()), Bypass)
 		return Bypass
 	}
 	status := ctx.Response.StatusCode()
@@ -1129,7 +1161,7 @@ func (c *Cache) serveUnsafe(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher) 
 	}
 	sc.cs = appendStatus(sc.cs[:0], csForward, fwdMethod, status, 0, "")
 	ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
-	c.count(p, s, Bypass)
+	c.count(p, int64(ctx.ID()), Bypass)
 	return Bypass
 }
 
@@ -1245,8 +1277,8 @@ func (c *Cache) ServeStale(ctx *fasthttp.RequestCtx, p *Policy) bool {
 	var rq reqInfo
 	rq.parse(h)
 	sc.key = appendKey(sc.key[:0], ctx)
-	s := c.shardFor(sc.key)
-	e, _, _ := c.lookup(s, sc, h, now)
+	hash := c.hash(sc.key)
+	e, _, _ := c.lookup(c.shardOf(hash), hash, sc, h, now)
 	if e == nil {
 		return false
 	}
@@ -1256,6 +1288,6 @@ func (c *Cache) ServeStale(ctx *fasthttp.RequestCtx, p *Policy) bool {
 	}
 	sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, ttl, "degraded")
 	c.respond(ctx, sc, e, &rq, now)
-	c.count(p, s, Stale)
+	c.count(p, now, Stale)
 	return true
 }

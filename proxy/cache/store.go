@@ -74,8 +74,7 @@ type shard struct {
 	flights map[string]*flight
 	lists   [2]lruList
 	bytes   [2]int64 // per segment, guarded by mu
-	results [numResults]atomic.Uint64
-	_       [64]byte // keep neighbouring shards' hot words on separate cache lines
+	_       [64]byte // keep neighbouring shards' locks on separate cache lines
 }
 
 func (s *shard) link(e *entry, seg uint8) {
@@ -116,6 +115,7 @@ func (c *Cache) insert(s *shard, e *entry) {
 	tail, n := e, 1
 	for v := head; v != nil; {
 		next := v.alt
+		c.unhot(v) // it is replaced, or no longer alone in its chain
 		same := !e.isMarker() && !v.isMarker() && bytes.Equal(v.vary(), e.vary()) && bytes.Equal(v.vkey(), e.vkey())
 		if v.isMarker() || same || n >= maxVariants {
 			if same && v.ref.Load() != 0 {
@@ -170,6 +170,7 @@ func (c *Cache) removeLocked(s *shard, e *entry) int64 {
 	}
 	e.alt = nil
 	s.unlink(e)
+	c.unhot(e)
 	c.bytes.Add(-e.size)
 	if !e.isMarker() {
 		c.objects.Add(-1)
@@ -191,6 +192,7 @@ func (c *Cache) removeChainLocked(s *shard, key []byte) int {
 		next := v.alt
 		v.alt = nil
 		s.unlink(v)
+		c.unhot(v)
 		freed += v.size
 		if !v.isMarker() {
 			n++
@@ -291,6 +293,7 @@ func (c *Cache) reserve(size int64, home *shard) bool {
 // store reserves space for e and publishes it; it reports false (and
 // publishes nothing) when e cannot fit in the budget.
 func (c *Cache) store(s *shard, e *entry) bool {
+	e.hash = c.hash(e.key())
 	if !c.reserve(e.size, s) {
 		return false
 	}
