@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,10 +23,17 @@ type conn struct {
 	bodyLeft  int64        // bytes the body may still take, framing included; only the request goroutine touches it
 	lastRead  atomic.Int64 // last read deadline set, in clock ticks
 	lastWrite atomic.Int64 // last write deadline set, in clock ticks
+
+	// holdNext is set by the handler when the response is complete in memory, so
+	// that fasthttp's single write of it can be held until the read of the next
+	// request (hold.go). It is never set for a streamed body: holding a part of
+	// one would delay it until the next part arrives.
+	holdNext bool
+	h        holder
 }
 
 func (c *conn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.h.read(p)
 	if n > 0 && c.inBody.Load() {
 		c.extend(&c.lastRead, c.bodyIdle, c.Conn.SetReadDeadline)
 		// fasthttp does not enforce the body limit on streamed chunked bodies,
@@ -46,7 +54,23 @@ func (c *conn) Write(p []byte) (int, error) {
 	if c.writeIdle > 0 {
 		c.extend(&c.lastWrite, c.writeIdle, c.Conn.SetWriteDeadline)
 	}
+	if err := c.h.flush(); err != nil {
+		return 0, err
+	}
+	if c.holdNext {
+		c.holdNext = false
+		if c.h.hold(p) {
+			return len(p), nil
+		}
+	}
 	return c.Conn.Write(p)
+}
+
+// Close sends what is held before closing: fasthttp closes a connection right
+// after writing a "Connection: close" response.
+func (c *conn) Close() error {
+	_ = c.h.flush()
+	return c.Conn.Close()
 }
 
 // extend moves a deadline to now+idle, but at most once per clock tick, so that the
@@ -112,6 +136,7 @@ type listener struct {
 	clock     *clock
 	writeIdle time.Duration
 	bodyIdle  time.Duration
+	holdBufs  *sync.Pool
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -119,7 +144,9 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle}, nil
+	pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle}
+	pc.h.init(c, l.holdBufs)
+	return pc, nil
 }
 
 // CloseWrite half-closes the connection when the underlying one supports it, so a

@@ -68,8 +68,9 @@ type Server struct {
 	upstreams map[string]*upstream // by backend ID, for reuse across generations
 	live      map[*upstream]bool   // every upstream not yet closed
 
-	relays   sync.Pool // *bodyRelay
-	copyBufs sync.Pool // *[]byte, request body copy buffers
+	relays   sync.Pool  // *bodyRelay
+	holdBufs *sync.Pool // held writes, see hold.go
+	copyBufs sync.Pool  // *[]byte, request body copy buffers
 }
 
 // New returns a Server that answers 503 until the first Swap.
@@ -78,6 +79,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool)}
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	s.holdBufs = newHolderPool()
 	s.srv = &fasthttp.Server{
 		Handler:                      s.serve,
 		ErrorHandler:                 s.parseError,
@@ -113,7 +115,7 @@ func (s *Server) Current() *Snapshot { return s.snap.Load() }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after a Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(&listener{Listener: ln, clock: s.clock, writeIdle: s.opts.WriteIdleTimeout, bodyIdle: s.opts.BodyIdleTimeout})
+	return s.srv.Serve(&listener{Listener: ln, clock: s.clock, writeIdle: s.opts.WriteIdleTimeout, bodyIdle: s.opts.BodyIdleTimeout, holdBufs: s.holdBufs})
 }
 
 // Shutdown stops accepting, waits for in-flight requests until ctx ends, then closes
@@ -351,6 +353,11 @@ func (s *Server) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, b *bal
 		out.SetBody(resp.Body())
 		fasthttp.ReleaseResponse(resp)
 		b.Release()
+		// The whole response is in hand, so fasthttp will write it in one go and
+		// then read the next request: that write may be held (hold.go).
+		if c, ok := ctx.Conn().(*conn); ok {
+			c.holdNext = true
+		}
 		return
 	}
 	r := s.relays.Get().(*bodyRelay)

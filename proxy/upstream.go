@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -27,6 +26,7 @@ type upstream struct {
 	response time.Duration
 	maxIdle  int
 	clock    *clock
+	holdBufs *sync.Pool
 	dialer   net.Dialer
 
 	mu     sync.Mutex
@@ -34,125 +34,31 @@ type upstream struct {
 	closed bool
 }
 
-// bconn is one connection to a backend.
-//
-// It saves a system call per request. A plain write-then-read costs a read that
-// fails with EAGAIN (the backend has not answered yet), because Go's poller clears
-// readiness before every read and so must try the read first. bconn instead holds
-// the last write of a request back until the response is read, and performs it
-// inside syscall.RawConn.Read: readiness is reset before the write, so the poller
-// is told of the response, and the read is attempted only when it has arrived. On
-// this class of machine system calls dominate a proxy's CPU time.
+// bconn is one connection to a backend. Its writes and reads go through a holder,
+// so the end of each request is sent by the read of its response.
 type bconn struct {
 	c        net.Conn
-	raw      syscall.RawConn // nil when the connection is not a TCP socket
+	h        holder
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	u        *upstream
 	deadline int64 // clock tick of the deadline last set
 	idleAt   int64 // clock tick when it went idle
-
-	held    []byte // the held-back tail of the request, sent by the next Read
-	holdBuf [8192]byte
-	readFn  func(uintptr) bool // bc.readHeld, bound once: a method value passed to an interface allocates
-	rp      []byte             // Read's arguments and results, for readHeld's callback
-	rn      int
-	rerr    error
-	wdone   bool
 }
 
-// maxHeld is the largest write held back; bigger writes (request bodies) go out at
-// once.
-const maxHeld = 8192
-
-// Write implements io.Writer for bw.
+// Write implements io.Writer for bw: the last write of a request is held.
 func (bc *bconn) Write(p []byte) (int, error) {
-	if bc.raw == nil || len(p) > maxHeld {
-		if err := bc.flushHeld(); err != nil {
-			return 0, err
-		}
-		return bc.c.Write(p)
-	}
-	if err := bc.flushHeld(); err != nil {
+	if err := bc.h.flush(); err != nil {
 		return 0, err
 	}
-	bc.held = append(bc.holdBuf[:0], p...)
-	return len(p), nil
-}
-
-func (bc *bconn) flushHeld() error {
-	if len(bc.held) == 0 {
-		return nil
+	if bc.h.hold(p) {
+		return len(p), nil
 	}
-	_, err := bc.c.Write(bc.held)
-	bc.held = bc.held[:0]
-	return err
+	return bc.c.Write(p)
 }
 
 // Read implements io.Reader for br.
-func (bc *bconn) Read(p []byte) (int, error) {
-	if len(bc.held) == 0 {
-		return bc.c.Read(p)
-	}
-	bc.rp, bc.rn, bc.rerr, bc.wdone = p, 0, nil, false
-	if err := bc.raw.Read(bc.readFn); err != nil {
-		bc.held = bc.held[:0]
-		bc.rp = nil
-		return 0, err
-	}
-	bc.rp = nil
-	if len(bc.held) > 0 { // the socket buffer was full: finish the normal way
-		if err := bc.flushHeld(); err != nil {
-			return 0, err
-		}
-		return bc.c.Read(p)
-	}
-	return bc.rn, bc.rerr
-}
-
-// readHeld is the RawConn.Read callback: first call writes the held bytes and asks
-// to wait for readability; later calls read.
-func (bc *bconn) readHeld(fd uintptr) bool {
-	if !bc.wdone {
-		bc.wdone = true
-		for len(bc.held) > 0 {
-			n, err := syscall.Write(int(fd), bc.held)
-			if err == syscall.EINTR {
-				continue
-			}
-			if err != nil || n <= 0 {
-				if err != syscall.EAGAIN {
-					bc.held = bc.held[:0]
-					bc.rerr = &net.OpError{Op: "write", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: err}
-					return true
-				}
-				bc.held = bc.held[copy(bc.held, bc.held[max(n, 0):]):]
-				return true // let flushHeld finish with the poller's help
-			}
-			bc.held = bc.held[n:]
-		}
-		bc.held = bc.held[:0]
-		return false // wait until the response is readable
-	}
-	for {
-		n, err := syscall.Read(int(fd), bc.rp)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			return false
-		}
-		switch {
-		case err != nil:
-			bc.rerr = &net.OpError{Op: "read", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: err}
-		case n == 0:
-			bc.rerr = io.EOF
-		default:
-			bc.rn = n
-		}
-		return true
-	}
-}
+func (bc *bconn) Read(p []byte) (int, error) { return bc.h.read(p) }
 
 // dialError marks a failure to connect: nothing was sent, so any request may be
 // retried on another backend.
@@ -176,8 +82,8 @@ const idleConnTimeout = 4 * time.Second
 // back to the pool before the client has read anything.
 const bufferedBodyMax = 64 << 10
 
-func newUpstream(id, addr string, ps PoolSpec, clk *clock) *upstream {
-	u := &upstream{id: id, addr: addr, connect: ps.ConnectTimeout, response: ps.ResponseTimeout, clock: clk, maxIdle: 1024}
+func newUpstream(id, addr string, ps PoolSpec, clk *clock, holdBufs *sync.Pool) *upstream {
+	u := &upstream{id: id, addr: addr, connect: ps.ConnectTimeout, response: ps.ResponseTimeout, clock: clk, maxIdle: 1024, holdBufs: holdBufs}
 	if u.connect <= 0 {
 		u.connect = 2 * time.Second
 	}
@@ -221,10 +127,7 @@ func (u *upstream) get() (bc *bconn, reused bool, err error) {
 		return nil, false, &dialError{err}
 	}
 	bc = &bconn{c: c, u: u}
-	if tc, ok := c.(*net.TCPConn); ok {
-		bc.raw, _ = tc.SyscallConn()
-		bc.readFn = bc.readHeld
-	}
+	bc.h.init(c, u.holdBufs)
 	bc.br = bufio.NewReaderSize(bc, 8192)
 	bc.bw = bufio.NewWriterSize(bc, 8192)
 	return bc, false, nil
@@ -346,7 +249,7 @@ func (s *Server) upstreamLocked(id, addr string, ps PoolSpec) *upstream {
 	if u := s.upstreams[id]; u != nil && u.sameSettings(addr, ps) {
 		return u
 	}
-	u := newUpstream(id, addr, ps, s.clock)
+	u := newUpstream(id, addr, ps, s.clock, s.holdBufs)
 	s.upstreams[id] = u
 	s.live[u] = true
 	return u

@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// holder saves a system call per request on a connection where a write is always
+// followed by a read: request then response to a backend, response then next request
+// from a client.
+//
+// A plain write-then-read costs a read that fails with EAGAIN when the peer has not
+// answered yet, because Go's poller clears a socket's readiness before every read
+// and so must try the read first. A holder instead keeps the last write back until
+// the next read and performs it inside syscall.RawConn.Read: readiness is reset
+// before the write, so the poller records the answer, and the read is attempted
+// only once it has arrived. On this class of machine system calls dominate a
+// proxy's CPU time (see bench/RESULTS.md).
+//
+// A holder is used by one goroutine at a time, like the connection it serves, except
+// that flush may race with read (see pending).
+type holder struct {
+	c      net.Conn
+	raw    syscall.RawConn    // nil: holding is off
+	readFn func(uintptr) bool // h.readHeld, bound once: a method value passed to an interface allocates
+	bufs   *sync.Pool         // of *[]byte with cap maxHeld
+	buf    *[]byte            // from bufs while something is held
+	held   []byte
+	// pending says that held has bytes to send. Whoever takes it (read, flush)
+	// owns held: it lets Close on another goroutine (fasthttp's Shutdown closing
+	// idle connections) flush safely.
+	pending atomic.Bool
+
+	rp    []byte // Read's arguments and results, for readHeld
+	rn    int
+	rerr  error
+	wdone bool
+}
+
+// maxHeld is the largest write held back; bigger writes (bodies) go out at once.
+const maxHeld = 8192
+
+func newHolderPool() *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]byte, 0, maxHeld); return &b }}
+}
+
+// init enables holding when c is a TCP connection.
+func (h *holder) init(c net.Conn, bufs *sync.Pool) {
+	h.c, h.bufs = c, bufs
+	if tc, ok := c.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			h.raw = raw
+			h.readFn = h.readHeld
+		}
+	}
+}
+
+// hold keeps a copy of p to be written by the next read. It reports false, holding
+// nothing, when p is too large or holding is off; the caller then writes p itself,
+// after flush.
+func (h *holder) hold(p []byte) bool {
+	if h.raw == nil || len(p) > maxHeld || h.pending.Load() {
+		return false
+	}
+	h.buf = h.bufs.Get().(*[]byte)
+	h.held = append((*h.buf)[:0], p...)
+	h.pending.Store(true)
+	return true
+}
+
+// flush writes what is held, the ordinary way.
+func (h *holder) flush() error {
+	if !h.pending.CompareAndSwap(true, false) {
+		return nil
+	}
+	_, err := h.c.Write(h.held)
+	h.release()
+	return err
+}
+
+func (h *holder) release() {
+	h.held = nil
+	if h.buf != nil {
+		h.bufs.Put(h.buf)
+		h.buf = nil
+	}
+}
+
+// read is Read for the owner: with something held, write it and wait for the answer
+// inside one RawConn.Read.
+func (h *holder) read(p []byte) (int, error) {
+	if !h.pending.CompareAndSwap(true, false) {
+		return h.c.Read(p)
+	}
+	h.rp, h.rn, h.rerr, h.wdone = p, 0, nil, false
+	err := h.raw.Read(h.readFn)
+	h.rp = nil
+	if err != nil {
+		h.release()
+		return 0, err
+	}
+	if len(h.held) > 0 { // the socket buffer was full: finish the ordinary way
+		_, err := h.c.Write(h.held)
+		h.release()
+		if err != nil {
+			return 0, err
+		}
+		return h.c.Read(p)
+	}
+	h.release()
+	return h.rn, h.rerr
+}
+
+// readHeld is the RawConn.Read callback: the first call writes what is held and asks
+// to wait for readability; later calls read.
+func (h *holder) readHeld(fd uintptr) bool {
+	if !h.wdone {
+		h.wdone = true
+		for len(h.held) > 0 {
+			n, err := syscall.Write(int(fd), h.held)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err == syscall.EAGAIN {
+				return true // flush finishes with the poller's help
+			}
+			if err != nil {
+				h.held = h.held[:0]
+				h.rerr = &net.OpError{Op: "write", Net: "tcp", Addr: h.c.RemoteAddr(), Err: err}
+				return true
+			}
+			h.held = h.held[n:]
+		}
+		return false // wait until the answer is readable
+	}
+	for {
+		n, err := syscall.Read(int(fd), h.rp)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			h.rerr = &net.OpError{Op: "read", Net: "tcp", Addr: h.c.RemoteAddr(), Err: err}
+		case n == 0:
+			h.rerr = io.EOF
+		default:
+			h.rn = n
+		}
+		return true
+	}
+}
