@@ -713,3 +713,34 @@ func TestErrorHandler(t *testing.T) {
 		t.Errorf("default handler on a timeout: %d, want 504", ctx.Response.StatusCode())
 	}
 }
+
+// TestRefreshOnce checks that stale-while-revalidate starts one background
+// refresh however many requests see the stale response meanwhile.
+func TestRefreshOnce(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.setScript(func(int, seenReq) originResp {
+		return originResp{headers: []string{"Cache-Control: max-age=1, stale-while-revalidate=600"}, body: "v1"}
+	})
+	h.get("/once")
+	h.clock.Advance(5 * time.Second)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	h.setScript(func(int, seenReq) originResp {
+		close(entered) // a second refresh would panic here
+		return originResp{headers: []string{"Cache-Control: max-age=600"}, body: "v2", hold: release}
+	})
+	for range 20 {
+		if a := h.get("/once"); a.result != "stale" || a.body != "v1" {
+			t.Fatalf("got %s %q, want stale v1", a.result, a.body)
+		}
+	}
+	<-entered
+	close(release)
+	h.cache.bg.Wait()
+	if got := h.hits.Load(); got != 2 {
+		t.Fatalf("origin requests = %d, want 2 (the first fetch and one refresh)", got)
+	}
+	if a := h.get("/once"); a.result != "hit" || a.body != "v2" {
+		t.Fatalf("after the refresh: %s %q", a.result, a.body)
+	}
+}
