@@ -48,6 +48,7 @@ const (
 	rqHasCC
 	rqPragmaNoCache
 	rqHead
+	rqMarked // a live hit-for-miss marker exists for the URL
 )
 
 type reqInfo struct {
@@ -451,6 +452,9 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 	}
 
 	e, fwd, marker := c.lookup(s, hash, sc, &ctx.Request.Header, now)
+	if marker {
+		rq.flags |= rqMarked
+	}
 	forced := false
 	if e != nil {
 		var act action
@@ -709,7 +713,7 @@ func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, req
 		}
 	}
 	if !ok {
-		if mark && rq.flags&rqAuth == 0 {
+		if mark && rq.flags&(rqAuth|rqMarked) == 0 {
 			c.storeMarker(s, sc.key, respTime)
 		}
 		return nil
