@@ -96,6 +96,7 @@ func New(opts Options) *Server {
 		NoDefaultDate:                true,
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
+		LazyRequestTime:              true, // a clock read per request that nothing here uses
 		SecureErrorLogMessage:        true,
 		Logger:                       fasthttpLogger{opts.Logger},
 	}
