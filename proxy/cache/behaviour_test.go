@@ -346,6 +346,7 @@ func TestBudget(t *testing.T) {
 		}
 	}
 	// The accounting matches what the index holds.
+	st = c.Stats()
 	var bytes, objects int64
 	for i := range c.shards {
 		s := &c.shards[i]

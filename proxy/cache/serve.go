@@ -511,39 +511,39 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 		c.onWait()
 	}
 	t := time.NewTimer(c.coalesce)
+	woke := false
 	select {
 	case <-f.done:
-		t.Stop()
-		now = c.nowNano()
-		if e2, _, _ := c.lookup(s, hash, sc, &ctx.Request.Header, now); e2 != nil {
-			if act, _ := decide(e2, &rq, now); act == actFresh {
-				// The leader's response was stored and is fresh: reuse it
-				// (RFC 9111 §4, collapsed requests). Counted as a hit since
-				// the backend never saw this request.
-				sc.cs = appendStatus(sc.cs[:0], csCollapsed, fwd, 0, e2.ttlNs(now), "")
-				c.respond(ctx, sc, e2, &rq, now)
-				c.count(p, now, Hit)
-				return Hit
-			}
-		}
+		woke = true
 	case <-t.C:
 	}
-	// The leader's answer was not reusable (private, uncacheable, error) or
-	// took too long: go to the backend ourselves. Never hand one client's
-	// unstored response to another.
+	t.Stop()
+	// Waiting took time: read the clock again for this decision.
+	now = c.nowNano()
 	e, fwd, _ = c.lookup(s, hash, sc, &ctx.Request.Header, now)
 	if e != nil {
-		if act, forced := decide(e, &rq, now); act == actFresh {
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "")
+		act, forced := decide(e, &rq, now)
+		if act == actFresh {
+			// The leader's response was stored and is fresh: reuse it
+			// (RFC 9111 §4, collapsed requests). Counted as a hit since
+			// the backend never saw this request.
+			kind := csHit
+			if woke {
+				kind = csCollapsed
+			}
+			sc.cs = appendStatus(sc.cs[:0], kind, fwdURIMiss, 0, e.ttlNs(now), "")
 			c.respond(ctx, sc, e, &rq, now)
 			c.count(p, now, Hit)
 			return Hit
-		} else if forced {
+		}
+		fwd = fwdStale
+		if forced {
 			fwd = fwdRequest
-		} else {
-			fwd = fwdStale
 		}
 	}
+	// The leader's answer was not reusable (private, uncacheable, an
+	// error) or took too long: go to the backend ourselves. One client's
+	// unstored response is never handed to another.
 	return c.forward(ctx, p, fetch, sc, s, &rq, e, fwd, now)
 }
 

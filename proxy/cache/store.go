@@ -74,6 +74,7 @@ type shard struct {
 	flights map[string]*flight
 	lists   [2]lruList
 	bytes   [2]int64 // per segment, guarded by mu
+	n       [2]int   // entries per segment, guarded by mu
 	_       [64]byte // keep neighbouring shards' locks on separate cache lines
 }
 
@@ -81,11 +82,13 @@ func (s *shard) link(e *entry, seg uint8) {
 	e.seg = seg
 	s.lists[seg].pushFront(e)
 	s.bytes[seg] += e.size
+	s.n[seg]++
 }
 
 func (s *shard) unlink(e *entry) {
 	s.lists[e.seg].remove(e)
 	s.bytes[e.seg] -= e.size
+	s.n[e.seg]--
 }
 
 // rebalance demotes protected entries to probation while the protected
@@ -217,11 +220,17 @@ func (c *Cache) remove(s *shard, e *entry) {
 }
 
 // evictOne evicts one entry from s following the segmented LRU and returns
-// the bytes freed, 0 when s is empty.
-func (c *Cache) evictOne(s *shard) int64 {
+// the bytes freed. Like a CLOCK hand it looks at no more entries than the
+// shard holds (at most 16): a recently used entry it meets is promoted or
+// moved to the front with its mark cleared instead of being evicted, and
+// when every entry looked at was recently used it evicts nothing and
+// returns 0, so that reserve moves on to another shard. With force it then
+// evicts the coldest entry anyway.
+func (c *Cache) evictOne(s *shard, force bool) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for range 16 {
+	look := min(s.n[segProbation]+s.n[segProtected], 16)
+	for range look {
 		if p := s.lists[segProbation].tail; p != nil {
 			if p.ref.Load() != 0 {
 				p.ref.Store(0)
@@ -234,9 +243,6 @@ func (c *Cache) evictOne(s *shard) int64 {
 			return c.removeLocked(s, p)
 		}
 		q := s.lists[segProtected].tail
-		if q == nil {
-			return 0
-		}
 		if q.ref.Load() != 0 {
 			q.ref.Store(0)
 			s.unlink(q)
@@ -246,7 +252,9 @@ func (c *Cache) evictOne(s *shard) int64 {
 		c.evicted.Add(1)
 		return c.removeLocked(s, q)
 	}
-	// Everything examined was recently used: evict the coldest anyway.
+	if !force {
+		return 0
+	}
 	v := s.lists[segProbation].tail
 	if v == nil {
 		v = s.lists[segProtected].tail
@@ -259,9 +267,11 @@ func (c *Cache) evictOne(s *shard) int64 {
 }
 
 // reserve accounts size bytes against MaxBytes, evicting until they fit.
-// It fails only when size alone exceeds the budget or nothing is left to
-// evict.
-func (c *Cache) reserve(size int64, home *shard) bool {
+// The eviction hand moves round-robin over the shards, so the pressure of
+// inserts spreads over the whole cache whatever shard they land in, and
+// the budget behaves like one global (approximate) LRU. It fails only when
+// size alone exceeds the budget or nothing is left to evict.
+func (c *Cache) reserve(size int64) bool {
 	if size > c.max {
 		return false
 	}
@@ -273,28 +283,33 @@ func (c *Cache) reserve(size int64, home *shard) bool {
 			}
 			continue
 		}
-		if c.evictOne(home) > 0 {
-			continue
-		}
-		freed := false
-		start := int(c.evictNext.Add(1))
-		for i := range numShards {
-			if c.evictOne(&c.shards[(start+i)%numShards]) > 0 {
-				freed = true
-				break
-			}
-		}
-		if !freed {
+		if !c.evictSome(false) && !c.evictSome(true) {
 			return false
 		}
 	}
+}
+
+// evictSome evicts one entry from the next shard that has one to give, and
+// leaves the hand there: the shards it passed over just had their marks
+// cleared and must not be visited again before the others.
+func (c *Cache) evictSome(force bool) bool {
+	start := c.evictNext.Add(1)
+	for i := range uint32(numShards) {
+		if c.evictOne(&c.shards[(start+i)%numShards], force) > 0 {
+			if i > 0 {
+				c.evictNext.Store(start + i)
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // store reserves space for e and publishes it; it reports false (and
 // publishes nothing) when e cannot fit in the budget.
 func (c *Cache) store(s *shard, e *entry) bool {
 	e.hash = c.hash(e.key())
-	if !c.reserve(e.size, s) {
+	if !c.reserve(e.size) {
 		return false
 	}
 	c.insert(s, e) // e.size is already accounted by reserve
