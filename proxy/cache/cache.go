@@ -110,7 +110,9 @@ var ErrInvalidOptions = errors.New("cache: invalid options")
 
 // New builds a Cache and starts its expiry sweeper. It fails when MaxBytes
 // is not positive or when the metrics cannot be registered (for example
-// because another Cache registered them on the same Registerer).
+// because another Cache registered them on the same Registerer and was not
+// closed: Close unregisters them, so close the old Cache before building
+// its replacement).
 func New(opts Options) (*Cache, error) {
 	if opts.MaxBytes <= 0 {
 		return nil, fmt.Errorf("%w: MaxBytes must be > 0, got %d", ErrInvalidOptions, opts.MaxBytes)

@@ -8,12 +8,11 @@ import (
 
 // The index is split into numShards shards, each a map from primary key to
 // the newest variant (older variants hang off entry.alt) plus a segmented
-// LRU. Hits take one shard's read lock for a map lookup and set the entry's
-// ref bit atomically; only inserts, evictions and removals take the write
-// lock. The byte budget is global: an insert first reserves its size with a
-// CAS on Cache.bytes, evicting (from its own shard first, then round-robin
-// from the others) until the reservation fits, so the accounted total never
-// exceeds MaxBytes.
+// LRU. Hits take one shard's read lock for a map lookup (or none, see
+// Cache.hot) and set the entry's ref bit atomically; only inserts,
+// evictions and removals take the write lock. The byte budget is global: an
+// insert first reserves its size with a CAS on Cache.bytes, evicting until
+// the reservation fits, so the accounted total never exceeds MaxBytes.
 //
 // Eviction is a segmented LRU (Karedla, Love and Wherry, "Caching
 // strategies to improve disk system performance", 1994) with lazy
@@ -22,7 +21,10 @@ import (
 // promotes it to the protected segment instead (CLOCK-style second chance),
 // and the protected segment is capped at 80% of the shard's bytes, its
 // overflow demoted back to probation. A scan of one-hit URLs therefore only
-// churns the probation segment and the hot set survives it.
+// churns the probation segment and the hot set survives it. The eviction
+// hand moves round-robin over the shards (Cache.evictNext), so the pressure
+// of inserts is spread over the whole cache and the shards together behave
+// like one approximate LRU whatever shard an insert lands in.
 
 const (
 	numShards      = 256
