@@ -634,6 +634,7 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 		if e2 := c.freshen(sc, s, e, &m, p, rq, reqTime, respTime, false); e2 != nil {
 			sc.cs = appendStatus(sc.cs[:0], csRevalidated, fwd, status, e2.ttlNs(respTime), "")
 			c.respond(ctx, sc, e2, rq, respTime)
+			c.passUnstored(ctx, sc, &m)
 			c.count(p, respTime, Revalidated)
 			return Revalidated, false
 		}
@@ -660,7 +661,15 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 	}
 	if rq.flags&rqHead != 0 {
 		if status == fasthttp.StatusOK && e != nil {
-			c.headUpdate(sc, s, e, &m, p, rq, reqTime, respTime)
+			if e2 := c.headUpdate(sc, s, e, &m, p, rq, reqTime, respTime); e2 != nil {
+				// The HEAD response confirmed the stored one: answer with
+				// the updated stored fields, which it may not all repeat.
+				sc.cs = appendStatus(sc.cs[:0], csRevalidated, fwd, status, e2.ttlNs(respTime), "")
+				c.respond(ctx, sc, e2, rq, respTime)
+				c.passUnstored(ctx, sc, &m)
+				c.count(p, respTime, Revalidated)
+				return Revalidated, false
+			}
 		}
 		c.transfer(ctx, sc, resp, nil, fwd, status)
 		c.count(p, respTime, result)
@@ -842,7 +851,7 @@ func (c *Cache) freshen(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy,
 // headUpdate applies a 200 response to HEAD to the stored GET response
 // (RFC 9111 §4.3.5): if its validators or length differ, the stored
 // response is out of date and is dropped; otherwise its fields freshen it.
-func (c *Cache) headUpdate(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy, rq *reqInfo, reqTime, respTime int64) {
+func (c *Cache) headUpdate(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy, rq *reqInfo, reqTime, respTime int64) *entry {
 	differ := false
 	if len(m.etag) > 0 && len(e.etag()) > 0 && !bytes.Equal(m.etag, e.etag()) {
 		differ = true
@@ -855,9 +864,23 @@ func (c *Cache) headUpdate(sc *scratch, s *shard, e *entry, m *respMeta, p *Poli
 	}
 	if differ {
 		c.remove(s, e)
-		return
+		return nil
 	}
-	c.freshen(sc, s, e, m, p, rq, reqTime, respTime, true)
+	return c.freshen(sc, s, e, m, p, rq, reqTime, respTime, true)
+}
+
+// passUnstored adds to the client's answer the end-to-end fields of the
+// validation response (in sc.kvs) that the stored response leaves out,
+// such as Set-Cookie: they were sent in reply to this client's request, so
+// this client gets them, and nobody else does.
+func (c *Cache) passUnstored(ctx *fasthttp.RequestCtx, sc *scratch, m *respMeta) {
+	for i := range sc.kvs {
+		k, v := sc.kvs[i].k, sc.kvs[i].v
+		if m.storedField(k) || !m.forwardedField(k) || eqFold(k, "age") {
+			continue
+		}
+		ctx.Response.Header.AddBytesKV(k, v)
+	}
 }
 
 func statusReason(block []byte) []byte {
