@@ -16,7 +16,8 @@
 // degrade, health, conf or cmd.
 //
 // The request path takes no global lock: the index is sharded, a hit takes
-// one shard's read lock for one map lookup and allocates nothing. Stored
+// one shard's read lock for one map lookup (none at all for a popular URL
+// with a single variant) and allocates nothing. Stored
 // responses are immutable once published, so concurrent hits share their
 // bytes; updates publish a new entry. docs/cache.md describes the behaviour
 // for operators.

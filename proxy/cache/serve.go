@@ -412,8 +412,8 @@ func staleIfError(e *entry, rq *reqInfo, now int64) bool {
 	return rq.cc.has(qcSIE) && stale <= rq.cc.sie*1e9
 }
 
-// Serve answers ctx for a cache-enabled route; see the package
-// documentation for the rules. ctx.Request must already be what the backend
+// Serve answers ctx for a cache-enabled route, following RFC 9111 for a
+// shared cache; docs/cache.md lists the rules and the deviations. ctx.Request must already be what the backend
 // should see. GET and HEAD go through the cache; any other method is
 // forwarded with fetch (using ctx.Request and ctx.Response directly) and,
 // when it succeeds and the method is unsafe, invalidates the stored
