@@ -67,6 +67,8 @@ type Server struct {
 	upMu      sync.Mutex
 	upstreams map[string]*upstream // by backend ID, for reuse across generations
 	live      map[*upstream]bool   // every upstream not yet closed
+	stats     map[string]*RouteStats
+	unrouted  *RouteStats
 
 	relays   sync.Pool  // *bodyRelay
 	holdBufs *sync.Pool // held writes, see hold.go
@@ -76,7 +78,8 @@ type Server struct {
 // New returns a Server that answers 503 until the first Swap.
 func New(opts Options) *Server {
 	opts.setDefaults()
-	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool)}
+	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool),
+		stats: make(map[string]*RouteStats), unrouted: &RouteStats{Route: "-", Pool: "-"}}
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.holdBufs = newHolderPool()
@@ -174,43 +177,54 @@ func badRequest(ctx *fasthttp.RequestCtx) {
 
 // serve is the request path.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	st := s.unrouted
+	if rt := s.handle(ctx); rt != nil {
+		st = rt.stats
+	}
+	st.record(ctx.Response.StatusCode(), time.Since(start))
+}
+
+// handle answers one request and returns its route, or nil when none matched.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) *route {
 	snap := s.snap.Load()
 	req := &ctx.Request
 	h := &req.Header
 	if err := validateRequestLine(h.Method(), h.RequestURI(), h.Protocol()); err != nil {
 		badRequest(ctx)
-		return
+		return nil
 	}
 	fr, err := validateHeaders(h.RawHeaders(), h.IsHTTP11())
 	if err != nil {
 		badRequest(ctx)
-		return
+		return nil
 	}
 	if snap == nil {
 		writeError(ctx, "", balancer.ErrNoHealthyBackend)
-		return
+		return nil
 	}
 	rt := snap.match(hostOnly(h.Host()), req.URI().Path())
 	if rt == nil {
 		writeError(ctx, "", ErrNoRoute)
-		return
+		return nil
 	}
 	if !rt.allows(h.Method()) {
 		writeError(ctx, rt.name, ErrMethodNotAllowed)
-		return
+		return rt
 	}
 	if fr.upgrade {
 		s.tunnel(ctx, rt)
-		return
+		return rt
 	}
 	if int64(h.ContentLength()) > s.opts.MaxRequestBody {
 		// fasthttp does not enforce its limit on streamed bodies; we do, before
 		// anything reaches a backend. The client may be sending the body: close.
 		ctx.SetConnectionClose()
 		writeError(ctx, rt.name, ErrBodyTooLarge)
-		return
+		return rt
 	}
 	s.forward(ctx, rt, fr)
+	return rt
 }
 
 // hostOnly strips the port from a Host value. The result aliases h and must not be

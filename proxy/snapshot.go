@@ -53,6 +53,7 @@ type route struct {
 	prefix  string
 	methods []string
 	pool    *pool
+	stats   *RouteStats
 }
 
 type pool struct {
@@ -136,7 +137,7 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		if p == nil {
 			return nil, fmt.Errorf("proxy: route %q: unknown pool %q", rs.Name, rs.Pool)
 		}
-		r := &route{name: rs.Name, prefix: rs.PathPrefix, methods: rs.Methods, pool: p}
+		r := &route{name: rs.Name, prefix: rs.PathPrefix, methods: rs.Methods, pool: p, stats: s.routeStatsLocked(rs.Name, rs.Pool)}
 		host := strings.ToLower(rs.Host)
 		switch {
 		case host == "":
