@@ -116,6 +116,27 @@ func BenchmarkHit(b *testing.B) {
 	}
 }
 
+// BenchmarkHitSerial measures one hit at a time on one core: the latency
+// the cache adds to a request.
+func BenchmarkHitSerial(b *testing.B) {
+	c, err := New(Options{MaxBytes: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	p := c.NewPolicy(PolicyOptions{Route: "static"})
+	fetch := staticFetcher([]byte(strings.Repeat("x", 4096)))
+	ctx := newCtx("/assets/app.js")
+	c.Serve(ctx, p, fetch)
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.Reset()
+		if c.Serve(ctx, p, fetch) != Hit {
+			b.Fatal("not a hit")
+		}
+	}
+}
+
 // BenchmarkHitSpread measures hits spread over 4096 URLs, the usual case.
 func BenchmarkHitSpread(b *testing.B) {
 	const n = 4096
