@@ -452,6 +452,13 @@ const markerTTL = 30 * 1e9
 // for a request sent at reqTime (both Unix ns). explicit reports whether the
 // lifetime came from s-maxage, max-age or Expires.
 func (m *respMeta) freshness(status int, reqTime, respTime int64, p *Policy) (initAge, lifetime int64, explicit bool) {
+	initAge, lifetime, explicit = m.rawFreshness(status, reqTime, respTime, p)
+	// Dates far in the past or future would overflow nanosecond arithmetic;
+	// 2^31 seconds is "forever" for a cache anyway (RFC 9111 §1.2.2).
+	return min(initAge, maxDelta), min(lifetime, maxDelta), explicit
+}
+
+func (m *respMeta) rawFreshness(status int, reqTime, respTime int64, p *Policy) (initAge, lifetime int64, explicit bool) {
 	respSec := respTime / 1e9
 	date := respSec
 	if m.has&mDate != 0 {

@@ -217,6 +217,8 @@ func TestFreshness(t *testing.T) {
 		reuse("non-numeric Age is ignored", pause, true, "Date: @0", "Cache-Control: max-age=3600", "Age: abc"),
 		reuse("negative Age is ignored", pause, true, "Date: @0", "Cache-Control: max-age=3600", "Age: -7200"),
 		reuse("Age list uses its first member", pause, true, "Date: @0", "Cache-Control: max-age=3600", "Age: 0, 7200"),
+		reuse("Date in year 1 does not overflow the age", 0, false, "Cache-Control: max-age=3600", "Date: Mon, 01 Jan 0001 00:00:00 GMT"),
+		reuse("Expires in year 9999 is clamped, not overflowed", pause, true, "Expires: Fri, 31 Dec 9999 23:59:59 GMT", "Date: @0"),
 		reuse("Age uses its first line", pause, true, "Date: @0", "Cache-Control: max-age=3600", "Age: 0", "Age: 7200"),
 		reuse("old Age", 0, false, "Date: @0", "Cache-Control: max-age=3600", "Age: 7200"),
 		{name: "freshness lifetime ends", steps: []step{
