@@ -87,6 +87,9 @@ func TestResponseHopByHopStripped(t *testing.T) {
 			t.Errorf("response kept hop-by-hop %q:\n%s", hop, resp)
 		}
 	}
+	if n := strings.Count(resp, "\r\nDate: "); n != 1 {
+		t.Errorf("%d Date fields, want 1 (RFC 9110 §6.6.1):\n%s", n, resp)
+	}
 	for _, want := range []string{"Set-Cookie: a=1\r\n", "Set-Cookie: b=2\r\n", "Server: backend\r\n"} {
 		if !strings.Contains(resp, want) {
 			t.Errorf("response lacks %q:\n%s", want, resp)
