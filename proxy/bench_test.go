@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -125,5 +126,31 @@ func BenchmarkValidateHeaders(b *testing.B) {
 		if _, err := validateHeaders(raw, true); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestGuardedHandlerAllocatesNothing: access lists and a per-client rate limit keep
+// the request path allocation-free once the client's bucket exists.
+func TestGuardedHandlerAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	px := newTestProxy(t, Options{}, PoolSpec{}, fastBackend(t))
+	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: px.s.Current().Pool("p")}}, Routes: []RouteSpec{{
+		Name: "r", PathPrefix: "/", Pool: "p",
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+		DenyCIDRs:  []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
+		RateLimit:  &RateLimitSpec{Rate: 1e9, Burst: 1e9},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.s.Swap(snap)
+	h := newHandlerRun(px.s)
+	for i := 0; i < 100; i++ {
+		h.do(t)
+	}
+	if n := testing.AllocsPerRun(1000, func() { h.do(t) }); n != 0 {
+		t.Fatalf("guarded handler allocates %.2f times per request, want 0", n)
 	}
 }

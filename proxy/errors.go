@@ -20,6 +20,8 @@ var (
 	ErrBodyTooLarge     = errors.New("proxy: request body too large")
 	ErrClientBody       = errors.New("proxy: client request body could not be read")
 	ErrClientTimeout    = errors.New("proxy: client too slow sending the request body")
+	ErrForbidden        = errors.New("proxy: client address not allowed on this route")
+	ErrRateLimited      = errors.New("proxy: rate limit exceeded")
 )
 
 // statusOf maps an error from forwarding to the status the client gets and a short
@@ -28,6 +30,10 @@ func statusOf(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrNoRoute):
 		return fasthttp.StatusNotFound, "no route for this request"
+	case errors.Is(err, ErrForbidden):
+		return fasthttp.StatusForbidden, "forbidden"
+	case errors.Is(err, ErrRateLimited):
+		return fasthttp.StatusTooManyRequests, "too many requests"
 	case errors.Is(err, ErrMethodNotAllowed):
 		return fasthttp.StatusMethodNotAllowed, "method not allowed"
 	case errors.Is(err, ErrBodyTooLarge), errors.Is(err, fasthttp.ErrBodyTooLarge):

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,15 +22,16 @@ import (
 // Options are the listener-wide settings of the data plane. Zero values take the
 // defaults documented on each field.
 type Options struct {
-	Logger            *slog.Logger  // nil discards
-	ReadHeaderTimeout time.Duration // request line and headers (slowloris); 0 = 10s
-	BodyIdleTimeout   time.Duration // between reads of a request body; 0 = 60s
-	WriteIdleTimeout  time.Duration // between writes of a response; 0 = 60s
-	IdleTimeout       time.Duration // keep-alive wait for the next request; 0 = 60s
-	MaxRequestBody    int64         // 0 = 64 MiB; larger bodies get 413
-	MaxHeaderBytes    int           // request line plus headers; 0 = 16 KiB
-	MaxConns          int           // concurrent client connections; 0 = 10000
-	MaxConnsPerIP     int           // 0 = unlimited
+	Logger            *slog.Logger   // nil discards
+	ReadHeaderTimeout time.Duration  // request line and headers (slowloris); 0 = 10s
+	BodyIdleTimeout   time.Duration  // between reads of a request body; 0 = 60s
+	WriteIdleTimeout  time.Duration  // between writes of a response; 0 = 60s
+	IdleTimeout       time.Duration  // keep-alive wait for the next request; 0 = 60s
+	MaxRequestBody    int64          // 0 = 64 MiB; larger bodies get 413
+	MaxHeaderBytes    int            // request line plus headers; 0 = 16 KiB
+	MaxConns          int            // concurrent client connections; 0 = 10000
+	MaxConnsPerIP     int            // 0 = unlimited
+	TrustedProxies    []netip.Prefix // X-Forwarded-For is believed only from these peers
 }
 
 func (o *Options) setDefaults() {
@@ -68,6 +71,7 @@ type Server struct {
 	upstreams map[string]*upstream // by backend ID, for reuse across generations
 	live      map[*upstream]bool   // every upstream not yet closed
 	stats     map[string]*RouteStats
+	limiters  map[string]*limiter // by route name, reused across generations
 	unrouted  *RouteStats
 
 	relays   sync.Pool  // *bodyRelay
@@ -79,7 +83,7 @@ type Server struct {
 func New(opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool),
-		stats: make(map[string]*RouteStats), unrouted: &RouteStats{Route: "-", Pool: "-"}}
+		stats: make(map[string]*RouteStats), limiters: make(map[string]*limiter), unrouted: &RouteStats{Route: "-", Pool: "-"}}
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.holdBufs = newHolderPool()
@@ -179,14 +183,14 @@ func badRequest(ctx *fasthttp.RequestCtx) {
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	st := s.unrouted
-	if rt := s.handle(ctx); rt != nil {
+	if rt := s.handle(ctx, start); rt != nil {
 		st = rt.stats
 	}
 	st.record(ctx.Response.StatusCode(), time.Since(start))
 }
 
 // handle answers one request and returns its route, or nil when none matched.
-func (s *Server) handle(ctx *fasthttp.RequestCtx) *route {
+func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time) *route {
 	snap := s.snap.Load()
 	req := &ctx.Request
 	h := &req.Header
@@ -212,6 +216,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) *route {
 		writeError(ctx, rt.name, ErrMethodNotAllowed)
 		return rt
 	}
+	if rt.acl != nil || rt.limit != nil {
+		if !s.guard(ctx, rt, now) {
+			return rt
+		}
+	}
 	if fr.upgrade {
 		s.tunnel(ctx, rt)
 		return rt
@@ -225,6 +234,45 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) *route {
 	}
 	s.forward(ctx, rt, fr)
 	return rt
+}
+
+// guard applies a route's access list and rate limit; it answers and returns false
+// when the request may not go on.
+func (s *Server) guard(ctx *fasthttp.RequestCtx, rt *route, now time.Time) bool {
+	var xffBuf [4][]byte
+	xff := xffBuf[:0]
+	if len(s.opts.TrustedProxies) > 0 {
+		for it := (lineIter{ctx.Request.Header.RawHeaders()}); ; {
+			name, value, ok := it.next()
+			if !ok {
+				break
+			}
+			if len(xff) < cap(xff) && equalFold(name, "x-forwarded-for") {
+				xff = append(xff, value)
+			}
+		}
+	}
+	ip := clientIP(ctx.RemoteAddr(), xff, s.opts.TrustedProxies)
+	if rt.acl != nil && !rt.acl.admits(ip) {
+		rt.stats.denied.Add(1)
+		writeError(ctx, rt.name, ErrForbidden)
+		return false
+	}
+	if l := rt.limit; l != nil {
+		var ok bool
+		if l.spec.Header == "" {
+			ok = l.allowIP(ip, now)
+		} else {
+			ok = l.allowKey(headerValue(ctx.Request.Header.RawHeaders(), l.spec.Header), now)
+		}
+		if !ok {
+			rt.stats.rateLimited.Add(1)
+			writeError(ctx, rt.name, ErrRateLimited)
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(l.retryAfter()))
+			return false
+		}
+	}
+	return true
 }
 
 // hostOnly strips the port from a Host value. The result aliases h and must not be

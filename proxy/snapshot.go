@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +35,10 @@ type RouteSpec struct {
 	PathPrefix string   // starts with "/"
 	Methods    []string // empty = any method
 	Pool       string
+
+	AllowCIDRs []netip.Prefix // when set, only these clients (after trusted_proxies) may use the route
+	DenyCIDRs  []netip.Prefix // these clients get 403; deny wins over allow
+	RateLimit  *RateLimitSpec // nil = no limit
 }
 
 // Snapshot is one immutable generation of routes and pools. The request path loads
@@ -54,6 +59,8 @@ type route struct {
 	methods []string
 	pool    *pool
 	stats   *RouteStats
+	acl     *acl     // nil = open to all
+	limit   *limiter // nil = unlimited
 }
 
 type pool struct {
@@ -138,6 +145,15 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 			return nil, fmt.Errorf("proxy: route %q: unknown pool %q", rs.Name, rs.Pool)
 		}
 		r := &route{name: rs.Name, prefix: rs.PathPrefix, methods: rs.Methods, pool: p, stats: s.routeStatsLocked(rs.Name, rs.Pool)}
+		if len(rs.AllowCIDRs)+len(rs.DenyCIDRs) > 0 {
+			r.acl = &acl{allow: rs.AllowCIDRs, deny: rs.DenyCIDRs}
+		}
+		if rs.RateLimit != nil {
+			if rs.RateLimit.Rate <= 0 {
+				return nil, fmt.Errorf("proxy: route %q: rate limit must be positive", rs.Name)
+			}
+			r.limit = s.limiterLocked(rs.Name, *rs.RateLimit)
+		}
 		host := strings.ToLower(rs.Host)
 		switch {
 		case host == "":

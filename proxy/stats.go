@@ -34,7 +34,16 @@ type RouteStats struct {
 	buckets [numBuckets + 1]atomic.Uint64
 	count   atomic.Uint64
 	sumNS   atomic.Uint64
+
+	rateLimited atomic.Uint64
+	denied      atomic.Uint64
 }
+
+// RateLimited returns how many requests the route's rate limit refused (429).
+func (r *RouteStats) RateLimited() uint64 { return r.rateLimited.Load() }
+
+// Denied returns how many requests the route's allow/deny lists refused (403).
+func (r *RouteStats) Denied() uint64 { return r.denied.Load() }
 
 // CodeCount is the number of responses with one status code.
 type CodeCount struct {

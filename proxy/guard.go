@@ -1,0 +1,255 @@
+package proxy
+
+import (
+	"hash/maphash"
+	"math"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Access control and rate limiting: the per-route guards that run before a request
+// may reach a backend.
+
+// clientIP returns the address a request is attributed to: the peer, or, when the
+// peer is a trusted proxy, the rightmost X-Forwarded-For entry that is not itself a
+// trusted proxy (the first hop we cannot vouch for). Everything left of that could
+// have been written by the client and is not believed.
+func clientIP(peer net.Addr, xff [][]byte, trusted []netip.Prefix) netip.Addr {
+	ip := peerIP(peer)
+	if len(trusted) == 0 || !inPrefixes(ip, trusted) {
+		return ip
+	}
+	for i := len(xff) - 1; i >= 0; i-- {
+		v := xff[i]
+		for len(v) > 0 {
+			j := len(v) - 1
+			for j >= 0 && v[j] != ',' {
+				j--
+			}
+			a, err := netip.ParseAddr(string(trimOWS(v[j+1:])))
+			if err != nil {
+				return ip // a malformed hop: stop believing at this point
+			}
+			a = a.Unmap()
+			if !inPrefixes(a, trusted) {
+				return a
+			}
+			ip = a
+			if j < 0 {
+				break
+			}
+			v = v[:j]
+		}
+	}
+	return ip
+}
+
+func peerIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+func inPrefixes(ip netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// acl is a route's allow and deny lists. Deny wins; a non-empty allow list admits
+// only what it contains.
+type acl struct {
+	allow, deny []netip.Prefix
+}
+
+func (a *acl) admits(ip netip.Addr) bool {
+	if inPrefixes(ip, a.deny) {
+		return false
+	}
+	return len(a.allow) == 0 || inPrefixes(ip, a.allow)
+}
+
+// RateLimitSpec configures a route's rate limit.
+type RateLimitSpec struct {
+	Header  string  // "" limits per client IP; else per value of this request header
+	Rate    float64 // requests per second
+	Burst   int
+	MaxKeys int // bound on the number of keys tracked; 0 = 100000
+}
+
+// limiterShards spreads keys over independently locked shards, so concurrent
+// requests from different clients rarely contend.
+const limiterShards = 64
+
+// limiter is a bounded table of token buckets, one per key. It holds at most
+// MaxKeys keys: when a shard is full, the least recently used of a few sampled
+// entries is evicted (Redis's approximated LRU), so an attacker rotating through
+// millions of addresses costs a bounded amount of memory and only ever evicts
+// idle or other attacking keys first. The per-request path allocates nothing for
+// a known key; a new key allocates its entry.
+type limiter struct {
+	spec     RateLimitSpec
+	perShard int
+	seed     maphash.Seed
+	shards   [limiterShards]limiterShard
+	evicted  atomic.Uint64
+}
+
+type limiterShard struct {
+	mu   sync.Mutex
+	ips  map[netip.Addr]*bucket
+	strs map[string]*bucket
+}
+
+type bucket struct {
+	lim      *rate.Limiter
+	lastSeen int64 // unix nanos
+}
+
+func newLimiter(spec RateLimitSpec) *limiter {
+	spec = newLimiterSpec(spec)
+	l := &limiter{spec: spec, perShard: max(1, spec.MaxKeys/limiterShards), seed: maphash.MakeSeed()}
+	for i := range l.shards {
+		l.shards[i].ips = make(map[netip.Addr]*bucket)
+		l.shards[i].strs = make(map[string]*bucket)
+	}
+	return l
+}
+
+// allowIP takes a token for ip.
+func (l *limiter) allowIP(ip netip.Addr, now time.Time) bool {
+	b16 := ip.As16()
+	sh := &l.shards[maphash.Bytes(l.seed, b16[:])%limiterShards]
+	sh.mu.Lock()
+	b := sh.ips[ip]
+	if b == nil {
+		l.evictLocked(sh, now)
+		b = &bucket{lim: rate.NewLimiter(rate.Limit(l.spec.Rate), l.spec.Burst)}
+		sh.ips[ip] = b
+	}
+	b.lastSeen = now.UnixNano()
+	sh.mu.Unlock()
+	return b.lim.AllowN(now, 1)
+}
+
+// allowKey takes a token for a header value.
+func (l *limiter) allowKey(key []byte, now time.Time) bool {
+	sh := &l.shards[maphash.Bytes(l.seed, key)%limiterShards]
+	sh.mu.Lock()
+	b := sh.strs[string(key)]
+	if b == nil {
+		l.evictLocked(sh, now)
+		b = &bucket{lim: rate.NewLimiter(rate.Limit(l.spec.Rate), l.spec.Burst)}
+		sh.strs[string(key)] = b
+	}
+	b.lastSeen = now.UnixNano()
+	sh.mu.Unlock()
+	return b.lim.AllowN(now, 1)
+}
+
+// evictLocked makes room for one more key in a full shard: among a few entries
+// (Go's map iteration order is randomised, which makes this a random sample) the
+// least recently seen goes.
+func (l *limiter) evictLocked(sh *limiterShard, now time.Time) {
+	if len(sh.ips)+len(sh.strs) < l.perShard {
+		return
+	}
+	const sample = 8
+	var oldIP netip.Addr
+	var oldKey string
+	oldest, isIP, n := int64(math.MaxInt64), false, 0
+	for k, b := range sh.ips {
+		if b.lastSeen < oldest {
+			oldest, oldIP, isIP = b.lastSeen, k, true
+		}
+		if n++; n == sample {
+			break
+		}
+	}
+	n = 0
+	for k, b := range sh.strs {
+		if b.lastSeen < oldest {
+			oldest, oldKey, isIP = b.lastSeen, k, false
+		}
+		if n++; n == sample {
+			break
+		}
+	}
+	if isIP {
+		delete(sh.ips, oldIP)
+	} else {
+		delete(sh.strs, oldKey)
+	}
+	l.evicted.Add(1)
+}
+
+// keys returns the number of keys tracked.
+func (l *limiter) keys() int {
+	n := 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		n += len(sh.ips) + len(sh.strs)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// retryAfter is the Retry-After value for a refused request: the time one token
+// takes to come back, at least one second.
+func (l *limiter) retryAfter() int {
+	return max(1, int(math.Ceil(1/l.spec.Rate)))
+}
+
+// limiterLocked returns the limiter of a route, reusing the previous generation's
+// when its settings are unchanged, so that a reload does not hand every client a
+// fresh burst. s.upMu must be held.
+func (s *Server) limiterLocked(route string, spec RateLimitSpec) *limiter {
+	if l := s.limiters[route]; l != nil && l.spec == normalizedSpec(spec) {
+		return l
+	}
+	l := newLimiter(spec)
+	s.limiters[route] = l
+	return l
+}
+
+func normalizedSpec(spec RateLimitSpec) RateLimitSpec {
+	return newLimiterSpec(spec)
+}
+
+// newLimiterSpec applies RateLimitSpec's defaults.
+func newLimiterSpec(spec RateLimitSpec) RateLimitSpec {
+	if spec.MaxKeys <= 0 {
+		spec.MaxKeys = 100000
+	}
+	if spec.Burst <= 0 {
+		spec.Burst = int(math.Max(1, math.Ceil(spec.Rate)))
+	}
+	return spec
+}
+
+// headerValue returns the first value of the named field in a raw header block,
+// ignoring the name's case (names are forwarded as sent, so fasthttp's own lookup
+// would be case-sensitive). nil when absent.
+func headerValue(raw []byte, name string) []byte {
+	for it := (lineIter{raw}); ; {
+		k, v, ok := it.next()
+		if !ok {
+			return nil
+		}
+		if len(k) == len(name) && equalFoldBytes(k, []byte(name)) {
+			return v
+		}
+	}
+}
