@@ -1,0 +1,706 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/health"
+	"github.com/floodgate/floodgate/proxy"
+)
+
+// maxWeight is the largest backend weight: the balancer's.
+const maxWeight = balancer.MaxWeight
+
+// Dataplane is what the watcher builds generations into: *proxy.Server.
+type Dataplane interface {
+	Build(spec proxy.Spec) (*proxy.Snapshot, error)
+	Swap(snap *proxy.Snapshot) *proxy.Snapshot
+}
+
+// HealthSyncer runs the active health checks: *health.Checker.
+type HealthSyncer interface {
+	Sync(want []health.Probe)
+}
+
+// Options configures New.
+type Options struct {
+	// Dataplane receives each generation. Required.
+	Dataplane Dataplane
+	// Health is synced with every generation's probes. nil runs no probes:
+	// every backend counts as up (for tests and tools).
+	Health HealthSyncer
+	// Logger receives one record per generation and per problem. nil discards.
+	Logger *slog.Logger
+	// Persist, if set, is called inside every write transaction that changes
+	// the State (what the API owns), before the transaction commits; an error
+	// aborts the transaction. So the state file and the registry never
+	// disagree, and a change that cannot be saved is not made. Calls are
+	// serialised.
+	Persist func(State) error
+	// DrainPoll is how often Remove checks a draining backend's in-flight
+	// count. 0 means 5ms.
+	DrainPoll time.Duration
+	// DrainSettle is how long a draining backend's in-flight count must stay
+	// at zero before it is removed. It covers a request that chose the backend
+	// an instant before it was marked down and has not yet taken its slot.
+	// 0 means 20ms.
+	DrainSettle time.Duration
+}
+
+// Registry is the control-plane database and its watcher. All methods are safe
+// for concurrent use. Build it with New, call Init once, and run Run in a
+// goroutine of its own; writers block until Run has applied their change.
+type Registry struct {
+	db      *memdb.MemDB
+	dp      Dataplane
+	hc      HealthSyncer
+	log     *slog.Logger
+	persist func(State) error
+	poll    time.Duration
+	settle  time.Duration
+
+	// Owned by the Run goroutine.
+	states map[string]*balancer.BackendState // by backend ID
+	pools  map[string]*balancer.PoolState
+
+	view    atomic.Pointer[View]
+	applied atomic.Pointer[applied]
+	done    chan struct{} // closed when Run returns
+	running atomic.Bool
+
+	remMu    sync.Mutex
+	removals map[string]*removal // by backend ID
+}
+
+// applied is the outcome of the newest build. ch is closed when a newer one is
+// published, to wake waiters.
+type applied struct {
+	idx uint64
+	err error
+	ch  chan struct{}
+}
+
+// New returns an empty Registry. It fails only if opts lacks a Dataplane.
+func New(opts Options) (*Registry, error) {
+	if opts.Dataplane == nil {
+		return nil, errors.New("registry: Options.Dataplane is required")
+	}
+	db, err := memdb.NewMemDB(NewSchema())
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	r := &Registry{
+		db:       db,
+		dp:       opts.Dataplane,
+		hc:       opts.Health,
+		log:      opts.Logger,
+		persist:  opts.Persist,
+		poll:     opts.DrainPoll,
+		settle:   opts.DrainSettle,
+		states:   make(map[string]*balancer.BackendState),
+		pools:    make(map[string]*balancer.PoolState),
+		done:     make(chan struct{}),
+		removals: make(map[string]*removal),
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.poll <= 0 {
+		r.poll = 5 * time.Millisecond
+	}
+	if r.settle <= 0 {
+		r.settle = 20 * time.Millisecond
+	}
+	r.applied.Store(&applied{ch: make(chan struct{})})
+	r.view.Store(&View{})
+	return r, nil
+}
+
+// BackendID is the identifier of a backend across generations: its BackendState
+// and its proxy upstream (with pooled connections) are kept under it.
+func BackendID(pool, address string) string { return pool + "/" + address }
+
+// View returns the generation in service: never nil (empty before the first).
+func (r *Registry) View() *View { return r.view.Load() }
+
+// WaitApplied blocks until the generation holding committed index idx is in
+// service, and returns the error of that build if it failed. It returns ctx's
+// error if ctx ends first and ErrClosed if Run has returned.
+func (r *Registry) WaitApplied(ctx context.Context, idx uint64) error {
+	for {
+		a := r.applied.Load()
+		if a.idx >= idx {
+			return a.err
+		}
+		select {
+		case <-a.ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.done:
+			if a := r.applied.Load(); a.idx >= idx {
+				return a.err
+			}
+			return ErrClosed
+		}
+	}
+}
+
+// write runs fn in one write transaction. When fn changed nothing, the
+// transaction is aborted and the current index returned. Otherwise the result is
+// checked (every pool must build), the State is persisted if it changed, the
+// index is bumped and the transaction commits: all of it, or none.
+func (r *Registry) write(fn func(txn *memdb.Txn) error) (idx uint64, changed bool, err error) {
+	txn := r.db.Txn(true)
+	defer txn.Abort()
+	txn.TrackChanges()
+	var before State
+	if r.persist != nil {
+		before = savedState(txn)
+	}
+	if err := fn(txn); err != nil {
+		return 0, false, err
+	}
+	if len(txn.Changes()) == 0 {
+		return metaValue(txn, metaIndex), false, nil
+	}
+	if err := check(txn); err != nil {
+		return 0, false, err
+	}
+	if r.persist != nil {
+		if after := savedState(txn); !sameState(before, after) {
+			if err := r.persist(after); err != nil {
+				return 0, false, fmt.Errorf("registry: change not applied: %w", err)
+			}
+		}
+	}
+	idx = metaValue(txn, metaIndex) + 1
+	if err := txn.Insert(tableMeta, &metaRow{Key: metaIndex, Value: idx}); err != nil {
+		return 0, false, fmt.Errorf("registry: %w", err)
+	}
+	txn.Commit()
+	return idx, true, nil
+}
+
+// writeAndWait is write followed by WaitApplied.
+func (r *Registry) writeAndWait(ctx context.Context, fn func(txn *memdb.Txn) error) (idx uint64, changed bool, err error) {
+	idx, changed, err = r.write(fn)
+	if err != nil {
+		return 0, false, err
+	}
+	return idx, changed, r.WaitApplied(ctx, idx)
+}
+
+// Config is the config file's part of the registry, in runtime terms:
+// cmd/floodgate translates the file into it.
+type Config struct {
+	Pools  []PoolSpec
+	Routes []proxy.RouteSpec
+}
+
+// PoolSpec is one pool of the config file.
+type PoolSpec struct {
+	Name     string
+	Config   PoolConfig
+	Backends []BackendSpec
+}
+
+// BackendSpec is one backend of the config file.
+type BackendSpec struct {
+	Address string
+	Weight  int
+}
+
+// ApplyResult says what a config apply did.
+type ApplyResult struct {
+	// Gen is the generation in service after the apply.
+	Gen uint64
+	// Changed is false when the config matched the registry already.
+	Changed bool
+	// Dropped lists "pool/address" of API backends removed with their pool.
+	Dropped []string
+	// TakenOver lists "pool/address" of API backends that the file now lists,
+	// which the file owns from now on.
+	TakenOver []string
+	// OverridesCleared lists "pool/address" of config backends whose API
+	// override ended because the file changed their weight.
+	OverridesCleared []string
+}
+
+// ApplyConfig replaces the config-owned part of the registry with cfg in one
+// transaction and waits until it is in service: pools and routes are replaced,
+// config backends added, changed and removed, API backends kept (except in pools
+// that cfg drops, which go with their pool). Backends new to a pool with an active
+// health check start down until their rise probes pass. On error nothing changed.
+func (r *Registry) ApplyConfig(ctx context.Context, cfg Config) (ApplyResult, error) {
+	var res ApplyResult
+	idx, changed, err := r.writeAndWait(ctx, func(txn *memdb.Txn) error {
+		res = ApplyResult{}
+		return applyConfig(txn, cfg, false, &res)
+	})
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	res.Gen, res.Changed = idx, changed
+	return res, nil
+}
+
+// InitResult says what Init restored.
+type InitResult struct {
+	ApplyResult
+	// Restored counts state entries applied.
+	Restored int
+	// Skipped describes state entries not applied and why.
+	Skipped []string
+}
+
+// Init loads the config at start and restores saved (the state file; may be
+// empty) in the same transaction, so the first generation already holds every
+// backend. Backends known at start begin up; health checks take out the dead
+// ones. Saved API backends of pools the config no longer has are dropped, with a
+// line each in Skipped; saved overrides apply only while the file still gives the
+// backend the weight it had when the override was made. Call it once, before
+// any other write, with Run running.
+func (r *Registry) Init(ctx context.Context, cfg Config, saved State) (InitResult, error) {
+	var res InitResult
+	idx, _, err := r.writeAndWait(ctx, func(txn *memdb.Txn) error {
+		res = InitResult{}
+		if metaValue(txn, metaIndex) != 0 {
+			return errors.New("registry: Init called twice")
+		}
+		if err := applyConfig(txn, cfg, true, &res.ApplyResult); err != nil {
+			return err
+		}
+		return restore(txn, saved, &res)
+	})
+	if err != nil {
+		return InitResult{}, err
+	}
+	res.Gen, res.Changed = idx, true
+	return res, nil
+}
+
+// applyConfig writes cfg into txn. boot marks backends as known at start.
+func applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error {
+	wantPools := make(map[string]bool, len(cfg.Pools))
+	for i, ps := range cfg.Pools {
+		if !validName(ps.Name) {
+			return invalidf("pools[%d]: invalid name %q", i, ps.Name)
+		}
+		if wantPools[ps.Name] {
+			return invalidf("pools[%d]: pool %q defined twice", i, ps.Name)
+		}
+		wantPools[ps.Name] = true
+		old, _ := first[poolRow](txn, tablePools, ps.Name)
+		row := &poolRow{Name: ps.Name, Order: i, Config: ps.Config}
+		if old == nil || *old != *row {
+			if err := txn.Insert(tablePools, row); err != nil {
+				return fmt.Errorf("registry: %w", err)
+			}
+		}
+		if err := applyBackends(txn, ps, boot, res); err != nil {
+			return err
+		}
+	}
+	// Pools that went away take all their backends with them.
+	for _, p := range all[poolRow](txn, tablePools) {
+		if wantPools[p.Name] {
+			continue
+		}
+		for _, b := range poolBackends(txn, p.Name) {
+			if b.Source == SourceAPI {
+				res.Dropped = append(res.Dropped, BackendID(b.Pool, b.Address))
+			}
+			if err := txn.Delete(tableBackends, b); err != nil {
+				return fmt.Errorf("registry: %w", err)
+			}
+		}
+		if err := txn.Delete(tablePools, p); err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+	}
+	wantRoutes := make(map[string]bool, len(cfg.Routes))
+	for i, rs := range cfg.Routes {
+		if wantRoutes[rs.Name] {
+			return invalidf("routes[%d]: route %q defined twice", i, rs.Name)
+		}
+		wantRoutes[rs.Name] = true
+		old, _ := first[routeRow](txn, tableRoutes, rs.Name)
+		if old != nil && old.Order == i && sameRoute(old.Spec, rs) {
+			continue
+		}
+		if err := txn.Insert(tableRoutes, &routeRow{Name: rs.Name, Order: i, Spec: rs}); err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+	}
+	for _, rt := range all[routeRow](txn, tableRoutes) {
+		if !wantRoutes[rt.Name] {
+			if err := txn.Delete(tableRoutes, rt); err != nil {
+				return fmt.Errorf("registry: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// applyBackends makes the config-owned backends of one pool match ps.
+func applyBackends(txn *memdb.Txn, ps PoolSpec, boot bool, res *ApplyResult) error {
+	want := make(map[string]bool, len(ps.Backends))
+	for i, bs := range ps.Backends {
+		if err := CheckAddress(bs.Address); err != nil {
+			return fmt.Errorf("pools %q: backends[%d]: %w", ps.Name, i, err)
+		}
+		if bs.Weight < 0 || bs.Weight > maxWeight {
+			return invalidf("pool %q: backend %s: weight %d out of range 0-%d", ps.Name, bs.Address, bs.Weight, maxWeight)
+		}
+		if want[bs.Address] {
+			return invalidf("pool %q: backend %s listed twice", ps.Name, bs.Address)
+		}
+		want[bs.Address] = true
+		old, _ := first[backendRow](txn, tableBackends, ps.Name, bs.Address)
+		var row backendRow
+		switch {
+		case old == nil:
+			row = backendRow{Pool: ps.Name, Address: bs.Address, Weight: bs.Weight, Source: SourceConfig,
+				FileWeight: bs.Weight, Seq: uint64(i), StartUp: boot || !ps.Config.activeHealth()}
+		case old.Source == SourceAPI:
+			// The file now lists a backend the API registered: the file owns it,
+			// with the file's weight. A DELETE draining it is cancelled.
+			res.TakenOver = append(res.TakenOver, BackendID(ps.Name, bs.Address))
+			row = backendRow{Pool: ps.Name, Address: bs.Address, Weight: bs.Weight, Source: SourceConfig,
+				FileWeight: bs.Weight, Seq: uint64(i), StartUp: old.StartUp}
+		default:
+			row = *old
+			row.Seq = uint64(i)
+			switch {
+			case !old.Overridden:
+				row.Weight = bs.Weight
+			case bs.Weight != old.FileWeight:
+				// The file changed this backend after the API did: the newer
+				// word wins.
+				res.OverridesCleared = append(res.OverridesCleared, BackendID(ps.Name, bs.Address))
+				row.Weight, row.Drain, row.Overridden = bs.Weight, false, false
+			}
+			row.FileWeight = bs.Weight
+		}
+		if old == nil || *old != row {
+			if err := txn.Insert(tableBackends, &row); err != nil {
+				return fmt.Errorf("registry: %w", err)
+			}
+		}
+	}
+	for _, b := range poolBackends(txn, ps.Name) {
+		if b.Source == SourceConfig && !want[b.Address] {
+			if err := txn.Delete(tableBackends, b); err != nil {
+				return fmt.Errorf("registry: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// restore applies a saved State on top of the config.
+func restore(txn *memdb.Txn, saved State, res *InitResult) error {
+	for _, sb := range saved.Backends {
+		id := BackendID(sb.Pool, sb.Address)
+		if p, _ := first[poolRow](txn, tablePools, sb.Pool); p == nil {
+			res.Skipped = append(res.Skipped, fmt.Sprintf("%s: pool %q is not in the config any more", id, sb.Pool))
+			continue
+		}
+		old, _ := first[backendRow](txn, tableBackends, sb.Pool, sb.Address)
+		var row backendRow
+		switch sb.Source {
+		case SourceAPI:
+			if old != nil {
+				res.Skipped = append(res.Skipped, fmt.Sprintf("%s: the config file lists it now; the file's entry applies", id))
+				continue
+			}
+			row = backendRow{Pool: sb.Pool, Address: sb.Address, Weight: sb.Weight, Drain: sb.Drain,
+				Source: SourceAPI, Seq: nextSeq(txn), StartUp: true}
+		case SourceConfig:
+			if old == nil || old.Source != SourceConfig {
+				res.Skipped = append(res.Skipped, fmt.Sprintf("%s: override of a backend the config file no longer lists", id))
+				continue
+			}
+			if old.FileWeight != sb.FileWeight {
+				res.Skipped = append(res.Skipped, fmt.Sprintf("%s: override dropped, the config file changed the backend's weight since (%d, was %d)", id, old.FileWeight, sb.FileWeight))
+				continue
+			}
+			row = *old
+			row.Weight, row.Drain, row.Overridden = sb.Weight, sb.Drain, true
+		}
+		if err := txn.Insert(tableBackends, &row); err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+		res.Restored++
+	}
+	return nil
+}
+
+// BackendUpdate is a change to one backend: nil fields are left alone.
+type BackendUpdate struct {
+	Weight *int
+	Drain  *bool
+}
+
+// Register adds a backend to a pool over the API, or, when the address is
+// already in the pool, sets its weight if weight is non-nil (idempotent, so a
+// script can retry). A new backend gets weight 1 when weight is nil; in a pool
+// with an active health check it starts down until its rise probes pass. It
+// returns whether the backend is new, once its generation is in service.
+// Registering an address of the config file sets an override of its weight.
+func (r *Registry) Register(ctx context.Context, pool, address string, weight *int) (created bool, err error) {
+	if err := CheckAddress(address); err != nil {
+		return false, err
+	}
+	if weight != nil && (*weight < 0 || *weight > maxWeight) {
+		return false, invalidf("weight: %d out of range 0-%d", *weight, maxWeight)
+	}
+	_, _, err = r.writeAndWait(ctx, func(txn *memdb.Txn) error {
+		created = false
+		p, err := first[poolRow](txn, tablePools, pool)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return notFoundf("pool %q not found", pool)
+		}
+		old, err := first[backendRow](txn, tableBackends, pool, address)
+		if err != nil {
+			return err
+		}
+		if old == nil {
+			if n := len(poolBackends(txn, pool)); n >= balancer.MaxBackends {
+				return conflictf("pool %q is full: %d backends, the most a pool can hold", pool, n)
+			}
+			w := 1
+			if weight != nil {
+				w = *weight
+			}
+			created = true
+			return txn.Insert(tableBackends, &backendRow{Pool: pool, Address: address, Weight: w,
+				Source: SourceAPI, Seq: nextSeq(txn), StartUp: !p.Config.activeHealth()})
+		}
+		if old.Removing {
+			return conflictf("backend %s of pool %q is being removed; register it again once the DELETE has returned", address, pool)
+		}
+		if weight == nil || *weight == old.Weight {
+			return nil
+		}
+		row := *old
+		row.Weight = *weight
+		if row.Source == SourceConfig {
+			row.Overridden = true
+		}
+		return txn.Insert(tableBackends, &row)
+	})
+	return created, err
+}
+
+// Update changes a backend's weight or drain flag and returns once the change is
+// in service. Changing a config-owned backend sets an override, kept across
+// reloads until the file changes that backend's weight.
+func (r *Registry) Update(ctx context.Context, pool, address string, u BackendUpdate) error {
+	if u.Weight == nil && u.Drain == nil {
+		return invalidf("nothing to change: give weight, drain or both")
+	}
+	if u.Weight != nil && (*u.Weight < 0 || *u.Weight > maxWeight) {
+		return invalidf("weight: %d out of range 0-%d", *u.Weight, maxWeight)
+	}
+	_, _, err := r.writeAndWait(ctx, func(txn *memdb.Txn) error {
+		old, err := r.findBackend(txn, pool, address)
+		if err != nil {
+			return err
+		}
+		if old.Removing {
+			return conflictf("backend %s of pool %q is being removed", address, pool)
+		}
+		row := *old
+		if u.Weight != nil {
+			row.Weight = *u.Weight
+		}
+		if u.Drain != nil {
+			row.Drain = *u.Drain
+		}
+		if row == *old {
+			return nil
+		}
+		if row.Source == SourceConfig {
+			row.Overridden = true
+		}
+		return txn.Insert(tableBackends, &row)
+	})
+	return err
+}
+
+// findBackend returns the stored backend, or an ErrNotFound naming what is
+// missing: the pool or the backend.
+func (r *Registry) findBackend(txn *memdb.Txn, pool, address string) (*backendRow, error) {
+	p, err := first[poolRow](txn, tablePools, pool)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, notFoundf("pool %q not found", pool)
+	}
+	b, err := first[backendRow](txn, tableBackends, pool, address)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, notFoundf("backend %s not found in pool %q", address, pool)
+	}
+	return b, nil
+}
+
+// first returns the object of table matching args on the id index, or nil.
+func first[T any](txn *memdb.Txn, table string, args ...any) (*T, error) {
+	raw, err := txn.First(table, indexID, args...)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	return raw.(*T), nil
+}
+
+// all returns every object of table, in id order.
+func all[T any](txn *memdb.Txn, table string) []*T {
+	it, err := txn.Get(table, indexID)
+	if err != nil {
+		panic(err) // only a schema bug: the table and index are constants
+	}
+	var out []*T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*T))
+	}
+	return out
+}
+
+// poolBackends returns the backends of a pool, in Seq order.
+func poolBackends(txn *memdb.Txn, pool string) []*backendRow {
+	it, err := txn.Get(tableBackends, indexPool, pool)
+	if err != nil {
+		panic(err)
+	}
+	var out []*backendRow
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*backendRow))
+	}
+	slices.SortFunc(out, func(a, b *backendRow) int {
+		if a.Seq != b.Seq {
+			if a.Seq < b.Seq {
+				return -1
+			}
+			return 1
+		}
+		if a.Address < b.Address {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// metaValue returns a counter, 0 when unset.
+func metaValue(txn *memdb.Txn, key string) uint64 {
+	m, _ := first[metaRow](txn, tableMeta, key)
+	if m == nil {
+		return 0
+	}
+	return m.Value
+}
+
+// nextSeq takes the next registration sequence number.
+func nextSeq(txn *memdb.Txn) uint64 {
+	n := metaValue(txn, metaSeq) + 1
+	if err := txn.Insert(tableMeta, &metaRow{Key: metaSeq, Value: n}); err != nil {
+		panic(err)
+	}
+	return apiSeqBase + n
+}
+
+// savedState computes the State from txn: API backends that are not being
+// removed, and overrides of config backends, sorted by pool then Seq.
+func savedState(txn *memdb.Txn) State {
+	st := State{Version: StateVersion}
+	var rows []*backendRow
+	for _, b := range all[backendRow](txn, tableBackends) {
+		if (b.Source == SourceAPI && !b.Removing) || (b.Source == SourceConfig && b.Overridden) {
+			rows = append(rows, b)
+		}
+	}
+	slices.SortFunc(rows, func(a, b *backendRow) int {
+		switch {
+		case a.Pool != b.Pool:
+			if a.Pool < b.Pool {
+				return -1
+			}
+			return 1
+		case a.Seq < b.Seq:
+			return -1
+		case a.Seq > b.Seq:
+			return 1
+		}
+		return 0
+	})
+	for _, b := range rows {
+		sb := SavedBackend{Pool: b.Pool, Address: b.Address, Weight: b.Weight, Drain: b.Drain, Source: b.Source}
+		if b.Source == SourceConfig {
+			sb.FileWeight = b.FileWeight
+		}
+		st.Backends = append(st.Backends, sb)
+	}
+	return st
+}
+
+func sameState(a, b State) bool { return slices.Equal(a.Backends, b.Backends) }
+
+// check verifies that every pool in txn would build, with the same rules as
+// balancer.NewPool and proxy.Server.Build, so that a committed change always
+// reaches the data plane. It does not call them: NewPool records settings in
+// the shared BackendStates, which a change that is then aborted must not touch.
+func check(txn *memdb.Txn) error {
+	pools := make(map[string]bool)
+	for _, p := range all[poolRow](txn, tablePools) {
+		pools[p.Name] = true
+		c := p.Config
+		var errs []error
+		if c.MaxConnsPerBackend < 0 || c.QueueMax < 0 || c.MaxFails < 0 || c.Retries < 0 {
+			errs = append(errs, errors.New("negative limit"))
+		}
+		if c.QueueTimeout < 0 || (c.QueueMax > 0 && c.QueueTimeout == 0) {
+			errs = append(errs, errors.New("a queue needs a timeout"))
+		}
+		if c.EjectFor < 0 || (c.MaxFails > 0 && c.EjectFor == 0) {
+			errs = append(errs, errors.New("passive health needs an ejection period"))
+		}
+		if c.SlowStart < 0 || c.ConnectTimeout < 0 || c.ResponseTimeout < 0 {
+			errs = append(errs, errors.New("negative duration"))
+		}
+		if err := c.Health.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("health: %w", err))
+		}
+		if n := len(poolBackends(txn, p.Name)); n > balancer.MaxBackends {
+			errs = append(errs, fmt.Errorf("%d backends, at most %d", n, balancer.MaxBackends))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return &kindError{ErrInvalid, fmt.Sprintf("pool %q: %v", p.Name, err)}
+		}
+	}
+	for _, rt := range all[routeRow](txn, tableRoutes) {
+		if !pools[rt.Spec.Pool] {
+			return invalidf("route %q: unknown pool %q", rt.Name, rt.Spec.Pool)
+		}
+	}
+	return nil
+}
