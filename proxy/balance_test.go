@@ -313,7 +313,6 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-
 func requestTo(addr string) *fasthttp.Request {
 	req := fasthttp.AcquireRequest()
 	req.SetRequestURI("http://" + addr + "/")

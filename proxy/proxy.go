@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/proxy/cache"
 )
 
 // Options are the listener-wide settings of the data plane. Zero values take the
@@ -32,6 +33,10 @@ type Options struct {
 	MaxConns          int            // concurrent client connections; 0 = 10000
 	MaxConnsPerIP     int            // 0 = unlimited
 	TrustedProxies    []netip.Prefix // X-Forwarded-For is believed only from these peers
+	// Cache is the response cache shared by the routes that enable caching; nil
+	// when no route caches. Build it with ErrorHandler set to Server.CacheError, so
+	// that its errors become statuses the way the rest of the proxy's do.
+	Cache *cache.Cache
 }
 
 func (o *Options) setDefaults() {
@@ -72,6 +77,9 @@ type Server struct {
 	live      map[*upstream]bool   // every upstream not yet closed
 	stats     map[string]*RouteStats
 	limiters  map[string]*limiter // by route name, reused across generations
+	policies  map[string]*cache.Policy
+	cache     *cache.Cache
+	fetches   sync.Pool // *cacheFetch
 	unrouted  *RouteStats
 
 	relays   sync.Pool  // *bodyRelay
@@ -83,10 +91,11 @@ type Server struct {
 func New(opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool),
-		stats: make(map[string]*RouteStats), limiters: make(map[string]*limiter), unrouted: &RouteStats{Route: "-", Pool: "-"}}
+		stats: make(map[string]*RouteStats), limiters: make(map[string]*limiter), policies: make(map[string]*cache.Policy), cache: opts.Cache, unrouted: &RouteStats{Route: "-", Pool: "-"}}
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.holdBufs = newHolderPool()
+	s.fetches.New = func() any { f := new(cacheFetch); f.fn = f.fetch; return f }
 	s.srv = &fasthttp.Server{
 		Handler:                      s.serve,
 		ErrorHandler:                 s.parseError,
@@ -301,7 +310,8 @@ func isIdempotent(m []byte) bool {
 	return false
 }
 
-// forward sends the request to a backend of the route's pool and relays the answer.
+// forward sends the request to a backend of the route's pool and relays the answer,
+// through the route's cache when it has one.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 	req := &ctx.Request
 	o := outbound{fr: fr, peer: ctx.RemoteAddr(), tls: ctx.IsTLS()}
@@ -312,11 +322,39 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 		bp := s.copyBufs.Get().(*[]byte)
 		defer s.copyBufs.Put(bp)
 		o.copyBuf = *bp
-		if c, _ := ctx.Conn().(*conn); c != nil {
+		if c := clientConn(ctx); c != nil {
 			c.startBody(s.opts.MaxRequestBody)
 			defer c.endBody()
 		}
 	}
+	if rt.cache != nil {
+		s.serveCached(ctx, rt, &o)
+		return
+	}
+	if err := s.exchange(ctx, rt, req, &o, &ctx.Response, bufferedBodyMax); err != nil {
+		if cerr := clientError(err, ctx.RemoteAddr(), fr.chunked); cerr != nil {
+			// The client, not the backend, failed: a broken chunk, a body over
+			// the limit, a stalled upload. The stream cannot be trusted further.
+			ctx.SetConnectionClose()
+			err = cerr
+		}
+		writeError(ctx, rt.name, err)
+		return
+	}
+	if !ctx.Response.IsBodyStream() {
+		// The whole response is in hand, so fasthttp will write it in one go and
+		// then read the next request: that write may be held (hold.go).
+		if c := clientConn(ctx); c != nil {
+			c.holdNext = true
+		}
+	}
+}
+
+// exchange sends req to a backend of the route's pool, retrying where that is
+// safe, and fills out with the answer: whole when its body is at most bufferMax
+// bytes of known length, else with a body stream that releases the backend when
+// closed. It returns the last error when no backend answered.
+func (s *Server) exchange(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request, o *outbound, out *fasthttp.Response, bufferMax int) error {
 	head := req.Header.IsHead()
 	p := rt.pool
 	retryable := isIdempotent(req.Header.Method())
@@ -324,26 +362,21 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 	for attempt := 0; ; attempt++ {
 		b, err := p.bal.Acquire(skip)
 		if err != nil {
-			writeError(ctx, rt.name, err)
-			return
+			return err
 		}
 		resp := fasthttp.AcquireResponse()
 		resp.Header.SetNoDefaultContentType(true)
 		resp.Header.DisableNormalizing()
-		bc, err := p.upstreams[b.Index].roundTrip(req, resp, head, &o)
+		bc, err := p.upstreams[b.Index].roundTrip(req, resp, head, o, bufferMax)
 		if err == nil {
 			b.State.Report(resp.StatusCode() < 500)
-			s.relay(ctx, resp, b, bc)
-			return
+			s.relay(out, resp, b, bc)
+			return nil
 		}
 		fasthttp.ReleaseResponse(resp)
 		b.Release()
-		if cerr := clientError(err, ctx.RemoteAddr(), fr.chunked); cerr != nil {
-			// The client, not the backend, failed: a broken chunk, a body over
-			// the limit, a stalled upload. The stream cannot be trusted further.
-			ctx.SetConnectionClose()
-			writeError(ctx, rt.name, cerr)
-			return
+		if clientError(err, ctx.RemoteAddr(), o.fr.chunked) != nil {
+			return err
 		}
 		b.State.Report(false)
 		// Retry only what cannot have reached the backend's application twice:
@@ -353,13 +386,24 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 			(isDialError(err) || (!req.IsBodyStream() && isClosedBeforeResponse(err)))
 		if !canRetry {
 			s.log.Debug("forward failed", "route", rt.name, "backend", b.Address, "err", err)
-			writeError(ctx, rt.name, err)
-			return
+			return err
 		}
 		if len(p.upstreams) > 1 {
 			skip = b
 		}
 	}
+}
+
+// clientConn returns floodgate's wrapper of the client connection, under TLS too.
+func clientConn(ctx *fasthttp.RequestCtx) *conn {
+	switch c := ctx.Conn().(type) {
+	case *conn:
+		return c
+	case interface{ NetConn() net.Conn }:
+		pc, _ := c.NetConn().(*conn)
+		return pc
+	}
+	return nil
 }
 
 // isClosedBeforeResponse reports whether the backend closed the connection before
@@ -409,18 +453,12 @@ func isReset(err error) bool {
 // relay hands the backend's response to the client. A streamed body keeps the
 // backend connection and the in-flight slot until fasthttp has written the last
 // byte, or failed to; a small body was read whole and both are released now.
-func (s *Server) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, b *balancer.Backend, bc *bconn) {
-	out := &ctx.Response
+func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balancer.Backend, bc *bconn) {
 	copyResponseHeader(&out.Header, &resp.Header)
 	if bc == nil {
 		out.SetBody(resp.Body())
 		fasthttp.ReleaseResponse(resp)
 		b.Release()
-		// The whole response is in hand, so fasthttp will write it in one go and
-		// then read the next request: that write may be held (hold.go).
-		if c, ok := ctx.Conn().(*conn); ok {
-			c.holdNext = true
-		}
 		return
 	}
 	r := s.relays.Get().(*bodyRelay)

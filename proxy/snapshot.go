@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/proxy/cache"
 )
 
 // Spec describes one configuration generation of the data plane. cmd/floodgate
@@ -36,9 +37,10 @@ type RouteSpec struct {
 	Methods    []string // empty = any method
 	Pool       string
 
-	AllowCIDRs []netip.Prefix // when set, only these clients (after trusted_proxies) may use the route
-	DenyCIDRs  []netip.Prefix // these clients get 403; deny wins over allow
-	RateLimit  *RateLimitSpec // nil = no limit
+	AllowCIDRs []netip.Prefix       // when set, only these clients (after trusted_proxies) may use the route
+	DenyCIDRs  []netip.Prefix       // these clients get 403; deny wins over allow
+	RateLimit  *RateLimitSpec       // nil = no limit
+	Cache      *cache.PolicyOptions // nil = not cached; needs Options.Cache (Route is set from Name)
 }
 
 // Snapshot is one immutable generation of routes and pools. The request path loads
@@ -59,8 +61,9 @@ type route struct {
 	methods []string
 	pool    *pool
 	stats   *RouteStats
-	acl     *acl     // nil = open to all
-	limit   *limiter // nil = unlimited
+	acl     *acl          // nil = open to all
+	limit   *limiter      // nil = unlimited
+	cache   *cache.Policy // nil = not cached
 }
 
 type pool struct {
@@ -154,6 +157,14 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 			}
 			r.limit = s.limiterLocked(rs.Name, *rs.RateLimit)
 		}
+		if rs.Cache != nil {
+			if s.cache == nil {
+				return nil, fmt.Errorf("proxy: route %q: caching needs a cache (Options.Cache)", rs.Name)
+			}
+			po := *rs.Cache
+			po.Route = rs.Name
+			r.cache = s.policyLocked(po)
+		}
 		host := strings.ToLower(rs.Host)
 		switch {
 		case host == "":
@@ -179,4 +190,15 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 	byPrefix(snap.wild)
 	byPrefix(snap.any)
 	return snap, nil
+}
+
+// policyLocked returns the cache policy for a route, reusing the previous one when
+// its options are unchanged. s.upMu must be held.
+func (s *Server) policyLocked(po cache.PolicyOptions) *cache.Policy {
+	if p := s.policies[po.Route]; p != nil && p.Options() == po {
+		return p
+	}
+	p := s.cache.NewPolicy(po)
+	s.policies[po.Route] = p
+	return p
 }

@@ -159,10 +159,10 @@ func (u *upstream) close() {
 }
 
 // roundTrip sends req on a backend connection and reads the response header into
-// resp. A small body of known length is read too and the connection is returned to
-// the pool (bc == nil). Otherwise resp holds a body stream and the caller owns bc
+// resp. A body of known length up to bufferMax is read too and the connection is
+// returned to the pool (bc == nil). Otherwise resp holds a body stream and the caller owns bc
 // until the stream is done: it must call bc.finish.
-func (u *upstream) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, head bool, o *outbound) (*bconn, error) {
+func (u *upstream) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, head bool, o *outbound, bufferMax int) (*bconn, error) {
 	bc, reused, err := u.get()
 	if err != nil {
 		return nil, err
@@ -193,7 +193,7 @@ func (u *upstream) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, hea
 		return nil, nil
 	}
 	cl := resp.Header.ContentLength()
-	if cl >= 0 && cl <= bufferedBodyMax {
+	if cl >= 0 && cl <= bufferMax {
 		if err := resp.ReadBody(bc.br, 0); err != nil {
 			bc.c.Close()
 			return nil, err

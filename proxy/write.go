@@ -22,6 +22,7 @@ type outbound struct {
 	tls     bool
 	host    []byte // Host to add when the client sent none (HTTP/1.0)
 	upgrade []byte // Upgrade value to keep for a protocol switch (WebSocket)
+	parsed  bool   // write from fasthttp's parsed header (edited by the cache), not the raw lines
 	copyBuf []byte // body copy buffer
 }
 
@@ -35,38 +36,10 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 	bw.WriteString(" HTTP/1.1\r\n")
 
 	raw := h.RawHeaders()
-	// First pass: what Connection names, and the X-Forwarded-For chain. Fixed
-	// arrays keep this on the stack; more than eight tokens is abuse, and the
-	// extra ones are still removed by the slow check below.
-	var connBuf [8][]byte
-	connection, overflow := connBuf[:0], false
-	xffCount := 0
-	for it := (lineIter{raw}); ; {
-		name, value, ok := it.next()
-		if !ok {
-			break
-		}
-		switch {
-		case equalFold(name, "connection"):
-			connection, overflow = appendTokens(connection, value)
-		case equalFold(name, "x-forwarded-for"):
-			xffCount++
-		}
-	}
-	// Second pass: copy what goes through.
-	for it := (lineIter{raw}); ; {
-		name, value, ok := it.next()
-		if !ok {
-			break
-		}
-		if isHopHeader(name) || isFramingOrForwarded(name) || namedIn(connection, name) ||
-			(overflow && namedInRaw(raw, name)) {
-			continue
-		}
-		bw.Write(name)
-		bw.WriteString(": ")
-		bw.Write(value)
-		bw.WriteString("\r\n")
+	if o.parsed {
+		writeParsedHeader(bw, h)
+	} else {
+		writeRawHeader(bw, raw)
 	}
 	if len(h.Host()) == 0 {
 		bw.WriteString("Host: ")
@@ -74,7 +47,7 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("X-Forwarded-For: ")
-	if xffCount > 0 {
+	if hasXFF(raw) {
 		// Several lines are one list (RFC 9110 §5.3): join them in order.
 		for it := (lineIter{raw}); ; {
 			name, value, ok := it.next()
@@ -114,6 +87,74 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 	default:
 		_, err := bw.WriteString("\r\n")
 		return err
+	}
+}
+
+// writeRawHeader copies the client's end-to-end header lines, as sent.
+func writeRawHeader(bw *bufio.Writer, raw []byte) {
+	// First pass: what Connection names. A fixed array keeps this on the stack;
+	// more than eight tokens is abuse, and the extra ones are still removed by
+	// the slow check below.
+	var connBuf [8][]byte
+	connection, overflow := connBuf[:0], false
+	for it := (lineIter{raw}); ; {
+		name, value, ok := it.next()
+		if !ok {
+			break
+		}
+		if equalFold(name, "connection") {
+			var o bool
+			connection, o = appendTokens(connection, value)
+			overflow = overflow || o
+		}
+	}
+	// Second pass: copy what goes through.
+	for it := (lineIter{raw}); ; {
+		name, value, ok := it.next()
+		if !ok {
+			break
+		}
+		if isHopHeader(name) || isFramingOrForwarded(name) || namedIn(connection, name) ||
+			(overflow && namedInRaw(raw, name)) {
+			continue
+		}
+		bw.Write(name)
+		bw.WriteString(": ")
+		bw.Write(value)
+		bw.WriteString("\r\n")
+	}
+}
+
+// writeParsedHeader writes the end-to-end fields of fasthttp's parsed header. Used
+// for requests the cache built or edited (a revalidation with If-None-Match);
+// fasthttp lists Host, Content-Type, User-Agent and Cookie first.
+func writeParsedHeader(bw *bufio.Writer, h *fasthttp.RequestHeader) {
+	var connBuf [8][]byte
+	connection := connBuf[:0]
+	for _, v := range h.PeekAll("Connection") {
+		connection, _ = appendTokens(connection, v)
+	}
+	for name, value := range h.All() {
+		if isHopHeader(name) || isFramingOrForwarded(name) || namedIn(connection, name) {
+			continue
+		}
+		bw.Write(name)
+		bw.WriteString(": ")
+		bw.Write(value)
+		bw.WriteString("\r\n")
+	}
+}
+
+// hasXFF reports whether the client sent X-Forwarded-For.
+func hasXFF(raw []byte) bool {
+	for it := (lineIter{raw}); ; {
+		name, _, ok := it.next()
+		if !ok {
+			return false
+		}
+		if equalFold(name, "x-forwarded-for") {
+			return true
+		}
 	}
 }
 
