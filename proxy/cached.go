@@ -10,12 +10,13 @@ import (
 // fetch method value is bound once and the struct pooled, so handing the cache a
 // Fetcher allocates nothing per request (a closure would).
 type cacheFetch struct {
-	s   *Server
-	rt  *route
-	ctx *fasthttp.RequestCtx
-	o   outbound // a copy: a pointer to the caller's would move it to the heap
-	fn  cache.Fetcher
-	err error
+	s    *Server
+	rt   *route
+	ctx  *fasthttp.RequestCtx
+	o    outbound // a copy: a pointer to the caller's would move it to the heap
+	fn   cache.Fetcher
+	err  error
+	info reqInfo // a copy, for the same reason as o
 }
 
 func (f *cacheFetch) fetch(req *fasthttp.Request, resp *fasthttp.Response) error {
@@ -25,22 +26,23 @@ func (f *cacheFetch) fetch(req *fasthttp.Request, resp *fasthttp.Response) error
 		// parsed header, which the cache edited, rather than the client's lines.
 		o.parsed = true
 	}
-	err := f.s.exchange(f.ctx, f.rt, req, &o, resp, f.rt.cache.Options().MaxObjectBytes)
+	err := f.s.exchange(f.ctx, f.rt, req, &o, resp, f.rt.cache.Options().MaxObjectBytes, &f.info)
 	f.err = err
 	return err
 }
 
 // serveCached answers through the route's cache.
-func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rt *route, o *outbound) {
+func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rt *route, o *outbound, info *reqInfo) {
 	f := s.fetches.Get().(*cacheFetch)
-	f.s, f.rt, f.ctx, f.o, f.err = s, rt, ctx, *o, nil
-	s.cache.Serve(ctx, rt.cache, f.fn)
+	f.s, f.rt, f.ctx, f.o, f.err, f.info = s, rt, ctx, *o, nil, reqInfo{}
+	info.cache = s.cache.Serve(ctx, rt.cache, f.fn).String()
+	info.backend = f.info.backend
 	if f.err != nil {
 		if clientError(f.err, ctx.RemoteAddr(), o.fr.chunked) != nil {
 			ctx.SetConnectionClose()
 		}
 	}
-	f.rt, f.ctx, f.o, f.err = nil, nil, outbound{}, nil
+	f.rt, f.ctx, f.o, f.err, f.info = nil, nil, outbound{}, nil, reqInfo{}
 	s.fetches.Put(f)
 	if !ctx.Response.IsBodyStream() {
 		if c := clientConn(ctx); c != nil {

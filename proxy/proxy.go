@@ -37,6 +37,8 @@ type Options struct {
 	// when no route caches. Build it with ErrorHandler set to Server.CacheError, so
 	// that its errors become statuses the way the rest of the proxy's do.
 	Cache *cache.Cache
+	// AccessLog, when set, gets one line per request.
+	AccessLog *AccessLog
 }
 
 func (o *Options) setDefaults() {
@@ -177,6 +179,12 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 	ctx.SetBodyString(fasthttp.StatusMessage(status) + "\n")
 	ctx.SetConnectionClose()
+	// Counted and logged like any refused request.
+	s.unrouted.record(status, 0)
+	if s.opts.AccessLog != nil {
+		var info reqInfo
+		s.logAccess(ctx, nil, &info, time.Now(), 0)
+	}
 }
 
 // badRequest answers a request that failed validation and closes the connection.
@@ -191,15 +199,56 @@ func badRequest(ctx *fasthttp.RequestCtx) {
 // serve is the request path.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	var info reqInfo
+	rt := s.handle(ctx, start, &info)
 	st := s.unrouted
-	if rt := s.handle(ctx, start); rt != nil {
+	if rt != nil {
 		st = rt.stats
 	}
-	st.record(ctx.Response.StatusCode(), time.Since(start))
+	d := time.Since(start)
+	st.record(ctx.Response.StatusCode(), d)
+	if s.opts.AccessLog != nil {
+		s.logAccess(ctx, rt, &info, start, d)
+	}
+}
+
+// reqInfo collects, on the caller's stack, what the access log says beyond the
+// request and response themselves.
+type reqInfo struct {
+	backend  string
+	cache    string
+	degraded string
+}
+
+// logAccess writes the request's access log line.
+func (s *Server) logAccess(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo, start time.Time, d time.Duration) {
+	var ipBuf [64]byte
+	e := entry{
+		start: start, dur: d,
+		client:   appendAddr(ipBuf[:0], ctx.RemoteAddr()),
+		method:   ctx.Request.Header.Method(),
+		target:   ctx.Request.Header.RequestURI(),
+		route:    "-",
+		pool:     "-",
+		backend:  info.backend,
+		status:   ctx.Response.StatusCode(),
+		bytesIn:  max(ctx.Request.Header.ContentLength(), -1),
+		cache:    info.cache,
+		degraded: info.degraded,
+	}
+	if rt != nil {
+		e.route, e.pool = rt.name, rt.pool.name
+	}
+	if ctx.Response.IsBodyStream() {
+		e.bytesOut = max(ctx.Response.Header.ContentLength(), -1)
+	} else {
+		e.bytesOut = len(ctx.Response.Body())
+	}
+	s.opts.AccessLog.log(&e)
 }
 
 // handle answers one request and returns its route, or nil when none matched.
-func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time) *route {
+func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time, info *reqInfo) *route {
 	snap := s.snap.Load()
 	req := &ctx.Request
 	h := &req.Header
@@ -241,7 +290,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time) *route {
 		writeError(ctx, rt.name, ErrBodyTooLarge)
 		return rt
 	}
-	s.forward(ctx, rt, fr)
+	s.forward(ctx, rt, fr, info)
 	return rt
 }
 
@@ -312,7 +361,7 @@ func isIdempotent(m []byte) bool {
 
 // forward sends the request to a backend of the route's pool and relays the answer,
 // through the route's cache when it has one.
-func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
+func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *reqInfo) {
 	req := &ctx.Request
 	o := outbound{fr: fr, peer: ctx.RemoteAddr(), tls: ctx.IsTLS()}
 	if len(req.Header.Host()) == 0 {
@@ -328,10 +377,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 		}
 	}
 	if rt.cache != nil {
-		s.serveCached(ctx, rt, &o)
+		s.serveCached(ctx, rt, &o, info)
 		return
 	}
-	if err := s.exchange(ctx, rt, req, &o, &ctx.Response, bufferedBodyMax); err != nil {
+	if err := s.exchange(ctx, rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
 		if cerr := clientError(err, ctx.RemoteAddr(), fr.chunked); cerr != nil {
 			// The client, not the backend, failed: a broken chunk, a body over
 			// the limit, a stalled upload. The stream cannot be trusted further.
@@ -354,7 +403,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing) {
 // safe, and fills out with the answer: whole when its body is at most bufferMax
 // bytes of known length, else with a body stream that releases the backend when
 // closed. It returns the last error when no backend answered.
-func (s *Server) exchange(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request, o *outbound, out *fasthttp.Response, bufferMax int) error {
+func (s *Server) exchange(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request, o *outbound, out *fasthttp.Response, bufferMax int, info *reqInfo) error {
 	head := req.Header.IsHead()
 	p := rt.pool
 	retryable := isIdempotent(req.Header.Method())
@@ -367,6 +416,7 @@ func (s *Server) exchange(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Req
 		resp := fasthttp.AcquireResponse()
 		resp.Header.SetNoDefaultContentType(true)
 		resp.Header.DisableNormalizing()
+		info.backend = b.Address
 		bc, err := p.upstreams[b.Index].roundTrip(req, resp, head, o, bufferMax)
 		if err == nil {
 			b.State.Report(resp.StatusCode() < 500)
