@@ -1,0 +1,283 @@
+package degrade
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+)
+
+// Priority orders routes for admission while their pool is degraded. Higher
+// priorities are refused later; PriorityCritical is never refused.
+//
+// The zero Priority is treated as PriorityNormal, the default of a route's
+// `priority` key, so a route built without one is neither favoured nor shed
+// first.
+type Priority uint8
+
+// Route priorities, lowest first.
+const (
+	PriorityLow      Priority = iota + 1 // shed first: search, recommendations
+	PriorityNormal                       // the default
+	PriorityHigh                         // checkout, login: admitted while any capacity is free
+	PriorityCritical                     // the back office: always admitted
+)
+
+// rank maps p to 1 (low) .. 4 (critical), with the zero value and unknown
+// values as normal.
+func (p Priority) rank() Level {
+	if p == 0 || p > PriorityCritical {
+		return Level(PriorityNormal)
+	}
+	return Level(p)
+}
+
+// String returns the name used in the config file and in metric labels:
+// "low", "normal", "high" or "critical".
+func (p Priority) String() string {
+	switch p.rank() {
+	case Level(PriorityLow):
+		return "low"
+	case Level(PriorityHigh):
+		return "high"
+	case Level(PriorityCritical):
+		return "critical"
+	}
+	return "normal"
+}
+
+// ParsePriority maps a config value ("critical", "high", "normal", "low") to a
+// Priority. The empty string is PriorityNormal, the config default.
+func ParsePriority(s string) (Priority, error) {
+	switch s {
+	case "low":
+		return PriorityLow, nil
+	case "", "normal":
+		return PriorityNormal, nil
+	case "high":
+		return PriorityHigh, nil
+	case "critical":
+		return PriorityCritical, nil
+	}
+	return 0, fmt.Errorf("degrade: unknown priority %q: want critical, high, normal or low", s)
+}
+
+// Level is how much of a pool's traffic admission refuses, published by the
+// Monitor once per window and read by the request path with one atomic load
+// (Gate.Level). It plays the part of the scaled trigger value of an Envoy
+// overload action: 0 means no action, and each step up refuses one more
+// priority class.
+type Level uint32
+
+// Admission levels. A request of priority p is admitted at level l when
+// p's rank (low 1 .. critical 4) is above l.
+const (
+	// LevelNormal: the pool is not degraded; every request is admitted.
+	LevelNormal Level = iota
+	// LevelShedLow: degraded; low-priority requests are refused.
+	LevelShedLow
+	// LevelShedNormal: degraded and still saturated although low is refused;
+	// normal is refused too.
+	LevelShedNormal
+	// LevelCriticalOnly: the pool has no free capacity (the balancer refused
+	// requests in the window, or no backend is up); only critical requests are
+	// admitted, into the connections reserved for them.
+	LevelCriticalOnly
+)
+
+// MaxLevel is the highest Level.
+const MaxLevel = LevelCriticalOnly
+
+// String returns a short name for logs and the admin API.
+func (l Level) String() string {
+	switch l {
+	case LevelNormal:
+		return "normal"
+	case LevelShedLow:
+		return "shed-low"
+	case LevelShedNormal:
+		return "shed-normal"
+	case LevelCriticalOnly:
+		return "critical-only"
+	}
+	return fmt.Sprintf("level(%d)", uint32(l))
+}
+
+// Admit reports whether a request of priority p may go to its pool's backends
+// at admission level l. It is a pure function: low is refused from
+// LevelShedLow, normal from LevelShedNormal, high from LevelCriticalOnly, and
+// critical never. A refused request gets its route's degraded action (see
+// Decide), never a queue slot or a timeout.
+func Admit(p Priority, l Level) bool { return p.rank() > l }
+
+// Gate is one pool's degraded-mode switch as the request path sees it: the
+// admission level, written by the Monitor and read with one atomic load.
+//
+// Gates are created and owned by a Monitor (Monitor.Gate) and survive
+// Configure for as long as their pool stays configured, so a snapshot built
+// before a reload keeps a live gate. All methods are safe for concurrent use
+// and allocation-free. A nil *Gate is a pool that is never degraded. A Gate
+// must not be copied.
+type Gate struct {
+	// The level is read by every request and written once per window: keep it
+	// on a cache line of its own so that nothing written per request shares it.
+	_     [64]byte
+	level atomic.Uint32
+	_     [60]byte
+}
+
+// Degraded reports whether the pool is in degraded mode: one atomic load.
+func (g *Gate) Degraded() bool { return g != nil && g.level.Load() != 0 }
+
+// Level returns the pool's admission level: one atomic load. LevelNormal for
+// a nil Gate.
+func (g *Gate) Level() Level {
+	if g == nil {
+		return LevelNormal
+	}
+	return Level(g.level.Load())
+}
+
+// Admit is Admit(p, g.Level()).
+func (g *Gate) Admit(p Priority) bool { return Admit(p, g.Level()) }
+
+func (g *Gate) set(l Level) { g.level.Store(uint32(l)) }
+
+// Action is what a route does while its pool is degraded (the route's
+// `on_degraded.action`).
+type Action uint8
+
+// Degraded actions.
+const (
+	// ActionNone: no on_degraded section. The route keeps using the pool,
+	// subject to admission; refused requests get the shed answer.
+	ActionNone Action = iota
+	// ActionStale: serve from the cache regardless of age up to the route's
+	// max_stale; on a miss, forward if admitted, else the shed answer.
+	ActionStale
+	// ActionStatic: refused requests get the route's Static answer.
+	ActionStatic
+	// ActionShed: refused requests get status 503 or 429 with Retry-After.
+	ActionShed
+	// ActionCapture: requests with a captured method are journalled and
+	// answered 202 whenever the pool is degraded, admitted or not; other
+	// methods are admitted or shed.
+	ActionCapture
+)
+
+// String returns the config name of the action, "" for ActionNone.
+func (a Action) String() string {
+	switch a {
+	case ActionStale:
+		return "stale"
+	case ActionStatic:
+		return "static"
+	case ActionShed:
+		return "shed"
+	case ActionCapture:
+		return "capture"
+	}
+	return ""
+}
+
+// ParseAction maps a config value (stale, static, shed, capture, or "" for no
+// on_degraded section) to an Action.
+func ParseAction(s string) (Action, error) {
+	switch s {
+	case "":
+		return ActionNone, nil
+	case "stale":
+		return ActionStale, nil
+	case "static":
+		return ActionStatic, nil
+	case "shed":
+		return ActionShed, nil
+	case "capture":
+		return ActionCapture, nil
+	}
+	return 0, fmt.Errorf("degrade: unknown action %q: want stale, static, shed or capture", s)
+}
+
+// Outcome is what the proxy does with one request; see Decide.
+type Outcome uint8
+
+// Outcomes of Decide.
+const (
+	// OutcomeForward: the normal path (cache, then the pool).
+	OutcomeForward Outcome = iota
+	// OutcomeStale: answer from the cache up to max_stale past expiry; on a
+	// miss, forward if Admit allows, else OutcomeShed.
+	OutcomeStale
+	// OutcomeStatic: answer with the route's Static.
+	OutcomeStatic
+	// OutcomeShed: answer the route's shed status (503 by default) with
+	// Retry-After.
+	OutcomeShed
+	// OutcomeCapture: hand the request to the capture journal (202).
+	OutcomeCapture
+)
+
+// String returns a short name for logs and metric labels.
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeForward:
+		return "forward"
+	case OutcomeStale:
+		return "stale"
+	case OutcomeStatic:
+		return "static"
+	case OutcomeShed:
+		return "shed"
+	case OutcomeCapture:
+		return "capture"
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(o))
+}
+
+// Decide is the whole degraded-mode policy for one request, as a pure function
+// of the pool's level, the route's priority and action, and whether the
+// request's method is one the route captures. It allocates nothing.
+//
+//   - Not degraded (LevelNormal): forward.
+//   - capture with a captured method: capture, even when admission would
+//     admit. An order answered from the journal cannot fail or time out, and
+//     every order of a degraded period then takes the same path, which keeps
+//     replay exactly-once simple.
+//   - stale: the cache first, whatever the priority, because a stale page
+//     costs the backends nothing; the proxy calls Admit on a miss.
+//   - admitted: forward.
+//   - otherwise the route's action: static for static, shed for everything
+//     else (shed, none, and capture's other methods).
+//
+// Requests that are not forwarded should be counted with Recorder.Divert so
+// that the monitor knows the demand it is holding back.
+func Decide(l Level, p Priority, a Action, captured bool) Outcome {
+	if l == LevelNormal {
+		return OutcomeForward
+	}
+	switch {
+	case a == ActionCapture && captured:
+		return OutcomeCapture
+	case a == ActionStale:
+		return OutcomeStale
+	case Admit(p, l):
+		return OutcomeForward
+	case a == ActionStatic:
+		return OutcomeStatic
+	}
+	return OutcomeShed
+}
+
+// Reserve returns how many of a backend's limit connections to reserve for
+// critical requests: ceil(limit × share), at least 1 when share > 0, and never
+// all of them (a backend with limit 1 reserves none), so that other traffic
+// always has a slot to use. limit <= 0 (no limit) reserves nothing: without a
+// limit there is nothing to run out of. The wiring computes it once per pool
+// generation and hands it to the balancer.
+func Reserve(limit int64, share float64) int64 {
+	if limit <= 1 || !(share > 0) {
+		return 0
+	}
+	// The epsilon keeps 30 × 0.1 (3.0000000000000004 in binary) at 3.
+	r := int64(math.Ceil(float64(limit)*math.Min(share, 1) - 1e-9))
+	return max(1, min(r, limit-1))
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package degrade
+
+const raceEnabled = false
