@@ -1,0 +1,596 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Counts are requests by outcome.
+type Counts struct {
+	Sent      int `json:"sent"`
+	Served    int `json:"served"`
+	Cached    int `json:"cached"`
+	Degraded  int `json:"degraded"`
+	Captured  int `json:"captured"`
+	Shed      int `json:"shed"`
+	OriginErr int `json:"origin_err"`
+	ProxyErr  int `json:"proxy_err"`
+	ConnErr   int `json:"conn_err"`
+	NoAnswer  int `json:"no_answer"`
+	Overflow  int `json:"overflow"`
+}
+
+func (c *Counts) add(o outcome) {
+	if o != outOverflow && o != outNone {
+		c.Sent++
+	}
+	switch o {
+	case outServed:
+		c.Served++
+	case outCached:
+		c.Cached++
+	case outDegraded:
+		c.Degraded++
+	case outCaptured:
+		c.Captured++
+	case outShed:
+		c.Shed++
+	case outOriginErr:
+		c.OriginErr++
+	case outProxyErr:
+		c.ProxyErr++
+	case outConnErr:
+		c.ConnErr++
+	case outNoAnswer:
+		c.NoAnswer++
+	case outOverflow:
+		c.Overflow++
+	}
+}
+
+// OK is the requests that got a full answer: from the origin or a fresh cache entry.
+func (c Counts) OK() int { return c.Served + c.Cached }
+
+// Answered is OK plus the degraded answers and captured orders.
+func (c Counts) Answered() int { return c.OK() + c.Degraded + c.Captured }
+
+// Errors is every non-2xx answer that is not a shed and every connection failure.
+func (c Counts) Errors() int { return c.OriginErr + c.ProxyErr + c.ConnErr }
+
+// Plateau is what happened while the offered rate was at its peak, by the time each
+// answer arrived.
+type Plateau struct {
+	FromS       float64 `json:"from_s"`
+	ToS         float64 `json:"to_s"`
+	OfferedRPS  float64 `json:"offered_rps"`
+	ServedRPS   float64 `json:"served_rps"`
+	CachedRPS   float64 `json:"cached_rps"`
+	DegradedRPS float64 `json:"degraded_rps"`
+	CapturedRPS float64 `json:"captured_rps"`
+	ShedRPS     float64 `json:"shed_rps"`
+	ErrorRPS    float64 `json:"error_rps"`
+	NoAnswerRPS float64 `json:"no_answer_rps"`
+	// GoodputPct is the origin's service time spent on requests whose 2xx reached
+	// the client, over slots x plateau length: the share of capacity doing good work.
+	GoodputPct float64 `json:"goodput_pct"`
+	// ServedPctOfNominal is ServedRPS over the nominal capacity of the offered mix;
+	// equal to GoodputPct when the proxy does not change the mix.
+	ServedPctOfNominal float64 `json:"served_pct_of_nominal"`
+}
+
+// ClassReport is one class's figures over the whole run.
+type ClassReport struct {
+	Class       string  `json:"class"`
+	Counts      Counts  `json:"counts"`
+	OKPct       float64 `json:"ok_pct"`       // served or cached
+	AnsweredPct float64 `json:"answered_pct"` // plus degraded and captured
+	P50ms       float64 `json:"served_p50_ms"`
+	P99ms       float64 `json:"served_p99_ms"`
+	P99Allms    float64 `json:"answered_p99_ms"` // every request with an answer of any kind
+}
+
+// Orders follows every checkout.
+type Orders struct {
+	Submitted    int     `json:"submitted"`
+	Answered2xx  int     `json:"answered_2xx"` // 2xx other than a capture
+	Captured     int     `json:"captured_202"`
+	Failed       int     `json:"failed"` // non-2xx or connection error
+	NoAnswer     int     `json:"no_answer"`
+	ConfirmedPct float64 `json:"confirmed_pct"` // (2xx + 202) / submitted
+	// ReachedOrigin is the submitted orders the origin recorded, after the replay wait.
+	ReachedOrigin int `json:"reached_origin"`
+	// Lost is the orders confirmed to the client (2xx or 202) that never reached the
+	// origin.
+	Lost int `json:"lost"`
+	// Unconfirmed is the orders the origin recorded though the client was told of a
+	// failure or got no answer: a sale the buyer does not know about.
+	Unconfirmed int `json:"unconfirmed"`
+	// DupOrders is order ids recorded more than once at the origin; DupKeys is
+	// POSTs that repeated a recorded Idempotency-Key (answered, not recorded).
+	DupOrders   int64   `json:"duplicated_at_origin"`
+	DupKeys     int64   `json:"repeated_keys_at_origin"`
+	Foreign     int     `json:"foreign"` // order ids at the origin not from this run
+	ReplayWaitS float64 `json:"replay_wait_s"`
+}
+
+// Transitions is the increase of floodgate_degrade_transitions_total over the run.
+type Transitions struct {
+	Total float64            `json:"total"`
+	ByTo  map[string]float64 `json:"by_to"`
+}
+
+// GenStats is the generator's own health: a late or saturated generator makes the
+// run suspect.
+type GenStats struct {
+	LagP99ms float64            `json:"send_lag_p99_ms"`
+	LagMaxms float64            `json:"send_lag_max_ms"`
+	Overflow int                `json:"overflow"`
+	TimeoutS float64            `json:"client_timeout_s"`
+	Timeouts map[string]float64 `json:"client_timeouts_s,omitempty"`
+}
+
+// Second is one second of the timeline: sends by schedule, answers by arrival.
+type Second struct {
+	T        int `json:"t"`
+	Offered  int `json:"offered"`
+	Served   int `json:"served"`
+	Cached   int `json:"cached"`
+	Degraded int `json:"degraded"`
+	Captured int `json:"captured"`
+	Shed     int `json:"shed"`
+	Errors   int `json:"errors"`
+	NoAnswer int `json:"no_answer"`
+}
+
+// Report is one proxy's run. A proxy that could not run has only Name, Date and
+// NotRunnable.
+type Report struct {
+	Name        string             `json:"name"`
+	NotRunnable string             `json:"not_runnable,omitempty"`
+	Date        string             `json:"date"`
+	Target      string             `json:"target,omitempty"`
+	Profile     *ProfileJSON       `json:"profile,omitempty"`
+	Model       *Model             `json:"model,omitempty"`
+	Mix         map[string]float64 `json:"mix,omitempty"`
+	CapacityRPS float64            `json:"capacity_rps,omitempty"`
+	Totals      Counts             `json:"totals"`
+	Plateau     Plateau            `json:"plateau"`
+	Classes     []ClassReport      `json:"classes,omitempty"`
+	Orders      Orders             `json:"orders"`
+	Transitions *Transitions       `json:"transitions,omitempty"`
+	TransNote   string             `json:"transitions_note,omitempty"`
+	Generator   GenStats           `json:"generator"`
+	Origin      *OriginStats       `json:"origin,omitempty"`
+	Timeline    []Second           `json:"timeline,omitempty"`
+}
+
+// ProfileJSON is the profile in seconds.
+type ProfileJSON struct {
+	BaseRPS float64 `json:"base_rps"`
+	PeakRPS float64 `json:"peak_rps"`
+	LeadS   float64 `json:"lead_s"`
+	RiseS   float64 `json:"rise_s"`
+	HoldS   float64 `json:"hold_s"`
+	FallS   float64 `json:"fall_s"`
+	TailS   float64 `json:"tail_s"`
+}
+
+// runData is everything analyze needs.
+type runData struct {
+	name, target string
+	prof         Profile
+	mix          Mix
+	model        Model
+	timeouts     [numClasses]time.Duration
+	sched        []Arrival
+	recs         []record
+	runID        string
+	orders       map[string]bool // order ids recorded at the origin
+	origin       *OriginStats
+	replayWait   time.Duration
+	trans        *Transitions
+	transNote    string
+}
+
+// analyze computes the report of one run. It does no I/O.
+func analyze(in runData) Report {
+	m := in.model
+	from, to := in.prof.Plateau()
+	rep := Report{
+		Name: in.name, Target: in.target, Date: time.Now().UTC().Format(time.RFC3339),
+		Profile: &ProfileJSON{BaseRPS: in.prof.Base, PeakRPS: in.prof.Peak, LeadS: in.prof.Lead.Seconds(),
+			RiseS: in.prof.Rise.Seconds(), HoldS: in.prof.Hold.Seconds(), FallS: in.prof.Fall.Seconds(), TailS: in.prof.Tail.Seconds()},
+		Model: &m, Mix: map[string]float64{}, CapacityRPS: m.CapacityRPS(in.mix),
+		Transitions: in.trans, TransNote: in.transNote, Origin: in.origin,
+	}
+	jm := m.withJSON()
+	rep.Model = &jm
+	for c := range numClasses {
+		rep.Mix[classNames[c]] = in.mix.Share(c)
+	}
+
+	var cls [numClasses]Counts
+	var servedLat, allLat [numClasses][]time.Duration
+	var lags []time.Duration
+	var p Plateau
+	work := 0.0
+	n := int(math.Ceil(in.prof.Duration().Seconds() + maxTimeout(in.timeouts).Seconds()))
+	tl := make([]Second, n+1)
+	for i := range tl {
+		tl[i].T = i
+	}
+	sec := func(d time.Duration) *Second { return &tl[min(max(int(d/time.Second), 0), n)] }
+	for i, a := range in.sched {
+		r := in.recs[i]
+		c := a.Class
+		cls[c].add(r.out)
+		rep.Totals.add(r.out)
+		sec(a.At).Offered++
+		if a.At >= from && a.At < to {
+			p.OfferedRPS++
+		}
+		if r.out == outOverflow || r.out == outNone {
+			continue
+		}
+		lags = append(lags, time.Duration(r.lagUS)*time.Microsecond)
+		if r.out != outNoAnswer {
+			allLat[c] = append(allLat[c], r.lat)
+		}
+		if r.out == outServed {
+			servedLat[c] = append(servedLat[c], r.lat)
+		}
+		done := a.At + r.lat
+		s := sec(done)
+		inPlateau := done >= from && done < to
+		switch r.out {
+		case outServed:
+			s.Served++
+			if inPlateau {
+				p.ServedRPS++
+				work += m.Service[c].Seconds()
+			}
+		case outCached:
+			s.Cached++
+			if inPlateau {
+				p.CachedRPS++
+			}
+		case outDegraded:
+			s.Degraded++
+			if inPlateau {
+				p.DegradedRPS++
+			}
+		case outCaptured:
+			s.Captured++
+			if inPlateau {
+				p.CapturedRPS++
+			}
+		case outShed:
+			s.Shed++
+			if inPlateau {
+				p.ShedRPS++
+			}
+		case outNoAnswer:
+			s.NoAnswer++
+			if inPlateau {
+				p.NoAnswerRPS++
+			}
+		default:
+			s.Errors++
+			if inPlateau {
+				p.ErrorRPS++
+			}
+		}
+	}
+	if w := (to - from).Seconds(); w > 0 {
+		for _, f := range []*float64{&p.OfferedRPS, &p.ServedRPS, &p.CachedRPS, &p.DegradedRPS, &p.CapturedRPS, &p.ShedRPS, &p.ErrorRPS, &p.NoAnswerRPS} {
+			*f /= w
+		}
+		p.GoodputPct = 100 * work / (w * float64(m.Slots))
+		if rep.CapacityRPS > 0 {
+			p.ServedPctOfNominal = 100 * p.ServedRPS / rep.CapacityRPS
+		}
+	}
+	p.FromS, p.ToS = from.Seconds(), to.Seconds()
+	rep.Plateau = p
+	// Trim the timeline's empty tail.
+	for len(tl) > 0 && tl[len(tl)-1] == (Second{T: tl[len(tl)-1].T}) {
+		tl = tl[:len(tl)-1]
+	}
+	rep.Timeline = tl
+
+	for c := range numClasses {
+		cr := ClassReport{Class: classNames[c], Counts: cls[c],
+			OKPct: pct(cls[c].OK(), cls[c].Sent), AnsweredPct: pct(cls[c].Answered(), cls[c].Sent),
+			P50ms: ms(percentile(servedLat[c], 0.50)), P99ms: ms(percentile(servedLat[c], 0.99)),
+			P99Allms: ms(percentile(allLat[c], 0.99))}
+		rep.Classes = append(rep.Classes, cr)
+	}
+
+	rep.Orders = ordersReport(in)
+	rep.Generator = GenStats{LagP99ms: ms(percentile(lags, 0.99)), LagMaxms: ms(percentile(lags, 1)),
+		Overflow: rep.Totals.Overflow, TimeoutS: in.timeouts[clsStatic].Seconds()}
+	for c, t := range in.timeouts {
+		if t != in.timeouts[clsStatic] {
+			if rep.Generator.Timeouts == nil {
+				rep.Generator.Timeouts = map[string]float64{}
+			}
+			rep.Generator.Timeouts[classNames[c]] = t.Seconds()
+		}
+	}
+	return rep
+}
+
+func ordersReport(in runData) Orders {
+	var o Orders
+	ours := 0
+	for i, a := range in.sched {
+		if a.Class != clsCheckout {
+			continue
+		}
+		r := in.recs[i]
+		if r.out == outOverflow || r.out == outNone {
+			continue
+		}
+		o.Submitted++
+		id := orderIDOf(in.runID, i)
+		at := in.orders[id]
+		if at {
+			o.ReachedOrigin++
+			ours++
+		}
+		confirmed := false
+		switch r.out {
+		case outServed, outCached, outDegraded:
+			o.Answered2xx++
+			confirmed = true
+		case outCaptured:
+			o.Captured++
+			confirmed = true
+		case outNoAnswer:
+			o.NoAnswer++
+		default:
+			o.Failed++
+		}
+		if confirmed && !at {
+			o.Lost++
+		}
+		if !confirmed && at {
+			o.Unconfirmed++
+		}
+	}
+	o.Foreign = len(in.orders) - ours
+	o.ConfirmedPct = pct(o.Answered2xx+o.Captured, o.Submitted)
+	if in.origin != nil {
+		o.DupOrders, o.DupKeys = in.origin.DupOrders, in.origin.DupKeys
+	}
+	o.ReplayWaitS = math.Round(in.replayWait.Seconds()*10) / 10
+	return o
+}
+
+func maxTimeout(ts [numClasses]time.Duration) time.Duration { return slices.Max(ts[:]) }
+
+// percentile returns the nearest-rank q-quantile of ds (sorting ds in place); 0 for
+// none.
+func percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	k := int(math.Ceil(q*float64(len(ds)))) - 1
+	return ds[min(max(k, 0), len(ds)-1)]
+}
+
+func pct(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Millisecond)*10) / 10 }
+
+func fmtMS(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v >= 1000:
+		return fmt.Sprintf("%.2fs", v/1000)
+	default:
+		return fmt.Sprintf("%.0fms", v)
+	}
+}
+
+// header describes the scenario of a report in one line.
+func header(r Report) string {
+	if r.Profile == nil || r.Model == nil {
+		return ""
+	}
+	p, m := r.Profile, r.Model
+	return fmt.Sprintf("profile %.0f -> %.0f req/s (%.0fs lead, %.0fs rise, %.0fs plateau, %.0fs fall, %.0fs tail); origin %d slots, nominal capacity %.0f req/s, accept queue %d, queue timeout %.0fs, backlog penalty %.0f%%; client timeout %.0fs",
+		p.BaseRPS, p.PeakRPS, p.LeadS, p.RiseS, p.HoldS, p.FallS, p.TailS, m.Slots, r.CapacityRPS, m.Backlog, m.QueueTimeS, 100*m.Penalty, r.Generator.TimeoutS)
+}
+
+func transText(r Report) string {
+	if r.Transitions == nil {
+		if r.TransNote != "" {
+			return r.TransNote
+		}
+		return "n/a"
+	}
+	keys := make([]string, 0, len(r.Transitions.ByTo))
+	for k := range r.Transitions.ByTo {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("to %s %.0f", k, r.Transitions.ByTo[k])
+	}
+	return fmt.Sprintf("%.0f (%s)", r.Transitions.Total, strings.Join(parts, ", "))
+}
+
+// printRun prints one run's report.
+func printRun(w io.Writer, r Report) {
+	if r.NotRunnable != "" {
+		fmt.Fprintf(w, "== %s: not runnable yet: %s\n", r.Name, r.NotRunnable)
+		return
+	}
+	p := r.Plateau
+	fmt.Fprintf(w, "== %s (%s): %d requests sent\n%s\n", r.Name, r.Target, r.Totals.Sent, header(r))
+	fmt.Fprintf(w, "plateau %.0f-%.0fs, %.0f req/s offered: origin goodput %.1f%% of capacity (%.0f req/s served = %.1f%% of nominal);\n",
+		p.FromS, p.ToS, p.OfferedRPS, p.GoodputPct, p.ServedRPS, p.ServedPctOfNominal)
+	fmt.Fprintf(w, "  per second: cached %.0f, degraded %.0f, captured %.0f, shed %.0f, errors %.0f, no answer %.0f\n",
+		p.CachedRPS, p.DegradedRPS, p.CapturedRPS, p.ShedRPS, p.ErrorRPS, p.NoAnswerRPS)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "class\tsent\tok%\tanswered%\tserved\tcached\tdegraded\tcaptured\tshed\torigin-err\tproxy-err\tconn-err\tno-answer\tp50 served\tp99 served\t")
+	for _, c := range r.Classes {
+		k := c.Counts
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", c.Class, k.Sent, c.OKPct, c.AnsweredPct,
+			k.Served, k.Cached, k.Degraded, k.Captured, k.Shed, k.OriginErr, k.ProxyErr, k.ConnErr, k.NoAnswer, fmtMS(c.P50ms), fmtMS(c.P99ms))
+	}
+	k := r.Totals
+	fmt.Fprintf(tw, "all\t%d\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\t\t\n", k.Sent, pct(k.OK(), k.Sent), pct(k.Answered(), k.Sent),
+		k.Served, k.Cached, k.Degraded, k.Captured, k.Shed, k.OriginErr, k.ProxyErr, k.ConnErr, k.NoAnswer)
+	tw.Flush()
+	o := r.Orders
+	fmt.Fprintf(w, "orders: %d submitted, %d answered 2xx + %d captured 202 = %.1f%% confirmed, %d failed, %d no answer; after %.0fs of replay wait: %d reached the origin, %d confirmed but lost, %d recorded without confirmation, %d duplicated at the origin (%d repeated keys deduplicated)\n",
+		o.Submitted, o.Answered2xx, o.Captured, o.ConfirmedPct, o.Failed, o.NoAnswer, o.ReplayWaitS, o.ReachedOrigin, o.Lost, o.Unconfirmed, o.DupOrders, o.DupKeys)
+	fmt.Fprintf(w, "degraded-mode transitions: %s\n", transText(r))
+	g := r.Generator
+	fmt.Fprintf(w, "generator: send lag p99 %.1fms, max %.1fms, overflow %d", g.LagP99ms, g.LagMaxms, g.Overflow)
+	if g.LagP99ms > 50 || g.Overflow > 0 {
+		fmt.Fprint(w, "  (WARNING: the generator fell behind; the run is suspect)")
+	}
+	fmt.Fprintln(w)
+	if r.Origin != nil {
+		fmt.Fprintf(w, "origin: accept queue max %d", r.Origin.MaxWaiting)
+		for _, c := range classNames {
+			s := r.Origin.Classes[c]
+			fmt.Fprintf(w, "; %s served %d, queue full %d, queue timeout %d", c, s.Served, s.Overflow, s.QueueTimeout)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func readReports(paths []string) ([]Report, error) {
+	var out []Report
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		var r Report
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// printComparison prints several runs side by side.
+func printComparison(w io.Writer, rs []Report) {
+	for _, r := range rs {
+		if h := header(r); h != "" {
+			fmt.Fprintf(w, "# %s\n", h)
+			break
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "proxy\tgoodput\tserved/s\tcached/s\tdegraded/s\tcaptured/s\tshed/s\terrors/s\tno-answer/s\tcheckout ok\tsearch ok\tbackoffice ok\tp99 served\ttransitions\t")
+	var skipped []Report
+	for _, r := range rs {
+		if r.NotRunnable != "" {
+			skipped = append(skipped, r)
+			continue
+		}
+		p := r.Plateau
+		p99 := 0.0
+		for _, c := range r.Classes {
+			p99 = max(p99, c.P99ms)
+		}
+		tr := "n/a"
+		if r.Transitions != nil {
+			tr = fmt.Sprintf("%.0f", r.Transitions.Total)
+		}
+		fmt.Fprintf(tw, "%s\t%.1f%%\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f%%\t%.1f%%\t%.1f%%\t%s\t%s\t\n", r.Name, p.GoodputPct, p.ServedRPS,
+			p.CachedRPS, p.DegradedRPS, p.CapturedRPS, p.ShedRPS, p.ErrorRPS, p.NoAnswerRPS,
+			classOK(r, clsCheckout, true), classOK(r, clsSearch, false), classOK(r, clsBackoffice, false), fmtMS(p99), tr)
+	}
+	tw.Flush()
+	for _, r := range skipped {
+		fmt.Fprintf(w, "%s: not runnable yet: %s\n", r.Name, r.NotRunnable)
+	}
+	var ran []Report
+	for _, r := range rs {
+		if r.NotRunnable == "" {
+			ran = append(ran, r)
+		}
+	}
+	if len(ran) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nper class, whole run: ok% (answered%) and served latency p50/p99")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "class\t")
+	for _, r := range ran {
+		fmt.Fprintf(tw, "%s\t", r.Name)
+	}
+	fmt.Fprintln(tw)
+	for c := range numClasses {
+		fmt.Fprintf(tw, "%s\t", classNames[c])
+		for _, r := range ran {
+			cr := r.Classes[c]
+			fmt.Fprintf(tw, "%.1f (%.1f) %s/%s\t", cr.OKPct, cr.AnsweredPct, fmtMS(cr.P50ms), fmtMS(cr.P99ms))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\norders (checkout)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "proxy\tsubmitted\t2xx\tcaptured\tconfirmed\tfailed\tno answer\treached origin\tlost\tunconfirmed\tduplicated\treplay wait\t")
+	for _, r := range ran {
+		o := r.Orders
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f%%\t%d\t%d\t%d\t%d\t%d\t%d\t%.0fs\t\n", r.Name, o.Submitted, o.Answered2xx, o.Captured,
+			o.ConfirmedPct, o.Failed, o.NoAnswer, o.ReachedOrigin, o.Lost, o.Unconfirmed, o.DupOrders, o.ReplayWaitS)
+	}
+	tw.Flush()
+	for _, r := range ran {
+		g := r.Generator
+		if g.LagP99ms > 50 || g.Overflow > 0 {
+			fmt.Fprintf(w, "WARNING %s: generator send lag p99 %.0fms, overflow %d: the run is suspect\n", r.Name, g.LagP99ms, g.Overflow)
+		}
+	}
+}
+
+// classOK is a class's success ratio: ok% (served or cached), or answered% for
+// checkout when answered is set (a captured order counts as a success there).
+func classOK(r Report, c int, answered bool) float64 {
+	if c >= len(r.Classes) {
+		return math.NaN()
+	}
+	if answered {
+		return r.Classes[c].AnsweredPct
+	}
+	return r.Classes[c].OKPct
+}
+
+func cmdReport(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: spike report FILE.json...")
+	}
+	rs, err := readReports(args)
+	if err != nil {
+		return err
+	}
+	printComparison(stdout, rs)
+	return nil
+}
