@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,10 @@ type conn struct {
 	// one would delay it until the next part arrives.
 	holdNext bool
 	h        holder
+
+	limits *connLimits
+	ip     netip.Addr
+	closed atomic.Bool
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -69,7 +74,11 @@ func (c *conn) Write(p []byte) (int, error) {
 // Close sends what is held before closing: fasthttp closes a connection right
 // after writing a "Connection: close" response.
 func (c *conn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return c.Conn.Close()
+	}
 	_ = c.h.flush()
+	c.limits.release(c.ip)
 	return c.Conn.Close()
 }
 
@@ -130,23 +139,90 @@ func (c *clock) Close() {
 	<-c.done
 }
 
-// listener wraps accepted connections in *conn.
+// listener wraps accepted connections in *conn and enforces the connection limits:
+// a connection over the global or the per-address limit gets a short 503 and is
+// closed at once, and is counted. (fasthttp has both limits too, but neither says
+// why to the client nor counts.)
 type listener struct {
 	net.Listener
 	clock     *clock
 	writeIdle time.Duration
 	bodyIdle  time.Duration
 	holdBufs  *sync.Pool
+	limits    *connLimits
 }
 
+// connLimits is shared by every listener of a Server.
+type connLimits struct {
+	max, perIP int // 0 = unlimited
+	mu         sync.Mutex
+	open       int
+	byIP       map[netip.Addr]int
+	refused    atomic.Uint64
+}
+
+// tooMany is the whole answer to a connection over a limit.
+const tooMany = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 30\r\n\r\n503 too many connections open\n"
+
 func (l *listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := peerIP(c.RemoteAddr())
+		if !l.limits.admit(ip) {
+			// A fresh socket's send buffer takes these bytes without blocking.
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = c.Write([]byte(tooMany))
+			_ = c.Close()
+			continue
+		}
+		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, limits: l.limits, ip: ip}
+		pc.h.init(c, l.holdBufs)
+		return pc, nil
 	}
-	pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle}
-	pc.h.init(c, l.holdBufs)
-	return pc, nil
+}
+
+func (cl *connLimits) admit(ip netip.Addr) bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if (cl.max > 0 && cl.open >= cl.max) || (cl.perIP > 0 && cl.byIP[ip] >= cl.perIP) {
+		cl.refused.Add(1)
+		return false
+	}
+	cl.open++
+	if cl.perIP > 0 {
+		cl.byIP[ip]++
+	}
+	return true
+}
+
+func (cl *connLimits) release(ip netip.Addr) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.open--
+	if cl.perIP > 0 {
+		if n := cl.byIP[ip] - 1; n > 0 {
+			cl.byIP[ip] = n
+		} else {
+			delete(cl.byIP, ip)
+		}
+	}
+}
+
+// ConnStats are the client connection counts.
+type ConnStats struct {
+	Open    int    // client connections open now
+	Refused uint64 // connections refused by max_conns or max_conns_per_ip
+}
+
+// ConnStats returns the current client connection counts. Safe for concurrent use.
+func (s *Server) ConnStats() ConnStats {
+	s.limits.mu.Lock()
+	defer s.limits.mu.Unlock()
+	return ConnStats{Open: s.limits.open, Refused: s.limits.refused.Load()}
 }
 
 // CloseWrite half-closes the connection when the underlying one supports it, so a

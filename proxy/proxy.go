@@ -84,6 +84,7 @@ type Server struct {
 	fetches   sync.Pool // *cacheFetch
 	unrouted  *RouteStats
 
+	limits   *connLimits
 	relays   sync.Pool  // *bodyRelay
 	holdBufs *sync.Pool // held writes, see hold.go
 	copyBufs sync.Pool  // *[]byte, request body copy buffers
@@ -97,6 +98,7 @@ func New(opts Options) *Server {
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.holdBufs = newHolderPool()
+	s.limits = &connLimits{max: opts.MaxConns, perIP: opts.MaxConnsPerIP, byIP: make(map[netip.Addr]int)}
 	s.fetches.New = func() any { f := new(cacheFetch); f.fn = f.fetch; return f }
 	s.srv = &fasthttp.Server{
 		Handler:                      s.serve,
@@ -106,8 +108,7 @@ func New(opts Options) *Server {
 		MaxRequestBodySize:           int(min(opts.MaxRequestBody, int64(^uint(0)>>1))),
 		ReadBufferSize:               opts.MaxHeaderBytes,
 		WriteBufferSize:              8192,
-		Concurrency:                  opts.MaxConns,
-		MaxConnsPerIP:                opts.MaxConnsPerIP,
+		Concurrency:                  1 << 30, // the listener enforces MaxConns, with an answer and a count
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
 		NoDefaultServerHeader:        true,
@@ -134,7 +135,12 @@ func (s *Server) Current() *Snapshot { return s.snap.Load() }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after a Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(&listener{Listener: ln, clock: s.clock, writeIdle: s.opts.WriteIdleTimeout, bodyIdle: s.opts.BodyIdleTimeout, holdBufs: s.holdBufs})
+	return s.srv.Serve(s.wrap(ln))
+}
+
+// wrap gives a listener floodgate's connection handling and limits.
+func (s *Server) wrap(ln net.Listener) net.Listener {
+	return &listener{Listener: ln, clock: s.clock, writeIdle: s.opts.WriteIdleTimeout, bodyIdle: s.opts.BodyIdleTimeout, holdBufs: s.holdBufs, limits: s.limits}
 }
 
 // Shutdown stops accepting, waits for in-flight requests until ctx ends, then closes
