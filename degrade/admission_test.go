@@ -1,0 +1,137 @@
+package degrade
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestAdmit(t *testing.T) {
+	// Rows are priorities, columns levels 0..3.
+	tests := []struct {
+		p    Priority
+		want [MaxLevel + 1]bool
+	}{
+		{PriorityLow, [4]bool{true, false, false, false}},
+		{PriorityNormal, [4]bool{true, true, false, false}},
+		{0, [4]bool{true, true, false, false}}, // unset: normal
+		{PriorityHigh, [4]bool{true, true, true, false}},
+		{PriorityCritical, [4]bool{true, true, true, true}},
+		{Priority(42), [4]bool{true, true, false, false}}, // unknown: normal
+	}
+	for _, tt := range tests {
+		for l := LevelNormal; l <= MaxLevel; l++ {
+			if got := Admit(tt.p, l); got != tt.want[l] {
+				t.Errorf("Admit(%v, %v) = %v, want %v", tt.p, l, got, tt.want[l])
+			}
+			var g Gate
+			g.set(l)
+			if got := g.Admit(tt.p); got != tt.want[l] {
+				t.Errorf("Gate(%v).Admit(%v) = %v, want %v", l, tt.p, got, tt.want[l])
+			}
+			if g.Degraded() != (l != LevelNormal) || g.Level() != l {
+				t.Errorf("gate at %v: Degraded %v Level %v", l, g.Degraded(), g.Level())
+			}
+		}
+	}
+	var nilGate *Gate
+	if nilGate.Degraded() || nilGate.Level() != LevelNormal || !nilGate.Admit(PriorityLow) {
+		t.Error("a nil gate must be a pool that is never degraded")
+	}
+}
+
+func TestDecide(t *testing.T) {
+	const (
+		F = OutcomeForward
+		T = OutcomeStale
+		S = OutcomeStatic
+		X = OutcomeShed
+		C = OutcomeCapture
+	)
+	// For each action and priority, the outcome at levels 0..3.
+	tests := []struct {
+		a        Action
+		p        Priority
+		captured bool
+		want     [4]Outcome
+	}{
+		{ActionNone, PriorityLow, false, [4]Outcome{F, X, X, X}},
+		{ActionNone, PriorityNormal, false, [4]Outcome{F, F, X, X}},
+		{ActionNone, PriorityHigh, false, [4]Outcome{F, F, F, X}},
+		{ActionNone, PriorityCritical, false, [4]Outcome{F, F, F, F}},
+		{ActionShed, PriorityLow, false, [4]Outcome{F, X, X, X}},
+		{ActionShed, PriorityHigh, false, [4]Outcome{F, F, F, X}},
+		{ActionStatic, PriorityLow, false, [4]Outcome{F, S, S, S}},
+		{ActionStatic, PriorityNormal, false, [4]Outcome{F, F, S, S}},
+		{ActionStatic, PriorityCritical, false, [4]Outcome{F, F, F, F}},
+		{ActionStale, PriorityLow, false, [4]Outcome{F, T, T, T}},
+		{ActionStale, PriorityCritical, false, [4]Outcome{F, T, T, T}},
+		{ActionCapture, PriorityHigh, true, [4]Outcome{F, C, C, C}},
+		{ActionCapture, PriorityCritical, true, [4]Outcome{F, C, C, C}},
+		{ActionCapture, PriorityHigh, false, [4]Outcome{F, F, F, X}},
+		{ActionCapture, PriorityLow, false, [4]Outcome{F, X, X, X}},
+		{ActionShed, PriorityLow, true, [4]Outcome{F, X, X, X}}, // captured means nothing without capture
+	}
+	for _, tt := range tests {
+		for l := LevelNormal; l <= MaxLevel; l++ {
+			if got := Decide(l, tt.p, tt.a, tt.captured); got != tt.want[l] {
+				t.Errorf("Decide(%v, %v, %q, captured=%v) = %v, want %v", l, tt.p, tt.a, tt.captured, got, tt.want[l])
+			}
+		}
+	}
+}
+
+func TestReserve(t *testing.T) {
+	tests := []struct {
+		limit int64
+		share float64
+		want  int64
+	}{
+		{0, 0.1, 0},    // no limit: nothing to reserve
+		{1, 0.1, 0},    // the only slot stays shared
+		{2, 0.1, 1},    // at least one
+		{10, 0.1, 1},   // exactly 10%
+		{30, 0.1, 3},   // not 4: 30 × 0.1 is 3.0000000000000004 in binary
+		{512, 0.1, 52}, // rounded up
+		{512, 0, 0},
+		{512, -1, 0},
+		{10, 1, 9}, // never every slot
+		{10, 5, 9},
+	}
+	for _, tt := range tests {
+		if got := Reserve(tt.limit, tt.share); got != tt.want {
+			t.Errorf("Reserve(%d, %v) = %d, want %d", tt.limit, tt.share, got, tt.want)
+		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	for _, p := range []Priority{PriorityLow, PriorityNormal, PriorityHigh, PriorityCritical} {
+		if got, err := ParsePriority(p.String()); err != nil || got != p {
+			t.Errorf("ParsePriority(%q) = %v, %v", p.String(), got, err)
+		}
+	}
+	if p, err := ParsePriority(""); err != nil || p != PriorityNormal {
+		t.Errorf(`ParsePriority("") = %v, %v; want normal, the config default`, p, err)
+	}
+	if _, err := ParsePriority("urgent"); err == nil {
+		t.Error("ParsePriority accepted urgent")
+	}
+	for _, a := range []Action{ActionNone, ActionStale, ActionStatic, ActionShed, ActionCapture} {
+		if got, err := ParseAction(a.String()); err != nil || got != a {
+			t.Errorf("ParseAction(%q) = %v, %v", a.String(), got, err)
+		}
+	}
+	if _, err := ParseAction("drop"); err == nil {
+		t.Error("ParseAction accepted drop")
+	}
+	var names []string
+	for l := LevelNormal; l <= MaxLevel+1; l++ {
+		names = append(names, l.String())
+	}
+	for o := OutcomeForward; o <= OutcomeCapture+1; o++ {
+		names = append(names, o.String())
+	}
+	if got, want := fmt.Sprint(names), "[normal shed-low shed-normal critical-only level(4) forward stale static shed capture outcome(5)]"; got != want {
+		t.Errorf("names = %s, want %s", got, want)
+	}
+}
