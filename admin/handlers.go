@@ -1,0 +1,257 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/floodgate/floodgate/registry"
+)
+
+// poolsJSON is the answer of GET /api/v1/pools.
+type poolsJSON struct {
+	Generation uint64     `json:"generation"`
+	Pools      []poolJSON `json:"pools"`
+}
+
+type poolJSON struct {
+	Name     string        `json:"name"`
+	Health   string        `json:"health"`
+	Queue    queueJSON     `json:"queue"`
+	Backends []backendJSON `json:"backends"`
+}
+
+type queueJSON struct {
+	Depth    int    `json:"depth"`
+	Enqueued uint64 `json:"enqueued"`
+	Served   uint64 `json:"served"`
+	Timeouts uint64 `json:"timeouts"`
+	Rejected uint64 `json:"rejected"`
+}
+
+type backendJSON struct {
+	Pool         string      `json:"pool"`
+	Address      string      `json:"address"`
+	Weight       int         `json:"weight"`
+	State        string      `json:"state"`
+	Source       string      `json:"source"`
+	Drain        bool        `json:"drain"`
+	Removing     bool        `json:"removing,omitempty"`
+	Overridden   bool        `json:"overridden,omitempty"`
+	InFlight     int64       `json:"in_flight"`
+	Requests     uint64      `json:"requests"`
+	Failures     uint64      `json:"failures"`
+	Ejections    uint64      `json:"ejections"`
+	EjectedUntil *time.Time  `json:"ejected_until,omitempty"`
+	UpSince      *time.Time  `json:"up_since,omitempty"`
+	Check        *healthJSON `json:"check,omitempty"`
+}
+
+type healthJSON struct {
+	LastCheck       *time.Time `json:"last_check,omitempty"`
+	LastError       string     `json:"last_error,omitempty"`
+	ConsecutiveOK   int        `json:"consecutive_ok"`
+	ConsecutiveFail int        `json:"consecutive_fail"`
+}
+
+func (s *Server) backendJSON(b *registry.BackendView, activeCheck bool) backendJSON {
+	st := b.State.Stats()
+	out := backendJSON{
+		Pool: b.Pool, Address: b.Address, Weight: b.Weight, State: b.Status(), Source: string(b.Source),
+		Drain: b.Drain, Removing: b.Removing, Overridden: b.Overridden,
+		InFlight: st.Inflight, Requests: st.Requests, Failures: st.Failures, Ejections: st.Ejections,
+	}
+	if st.Ejected {
+		out.EjectedUntil = ptr(st.EjectedUntil.UTC())
+	}
+	if !st.UpSince.IsZero() {
+		out.UpSince = ptr(st.UpSince.UTC())
+	}
+	if activeCheck && s.opts.Health != nil {
+		if hs, ok := s.opts.Health.Status(b.Pool, b.Address); ok {
+			h := &healthJSON{LastError: hs.LastErr, ConsecutiveOK: hs.ConsecutiveOK, ConsecutiveFail: hs.ConsecutiveFail}
+			if !hs.LastCheck.IsZero() {
+				h.LastCheck = ptr(hs.LastCheck.UTC())
+			}
+			out.Check = h
+		}
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (s *Server) listPools(w http.ResponseWriter, r *http.Request, _ params) {
+	v := s.opts.Registry.View()
+	out := poolsJSON{Generation: v.Gen, Pools: make([]poolJSON, 0, len(v.Pools))}
+	for _, p := range v.Pools {
+		q := p.State.QueueStats()
+		hc := p.Config.Health.Type
+		if hc == "" {
+			hc = "none"
+		}
+		pj := poolJSON{Name: p.Name, Health: hc, Backends: make([]backendJSON, 0, len(p.Backends)),
+			Queue: queueJSON{Depth: q.Depth, Enqueued: q.Enqueued, Served: q.Served, Timeouts: q.Timeouts, Rejected: q.Rejected}}
+		for _, b := range p.Backends {
+			pj.Backends = append(pj.Backends, s.backendJSON(b, hc != "none"))
+		}
+		out.Pools = append(out.Pools, pj)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// registerRequest is the body of POST /api/v1/pools/{pool}/backends.
+type registerRequest struct {
+	Address string `json:"address"`
+	Weight  *int   `json:"weight"`
+}
+
+func (s *Server) registerBackend(w http.ResponseWriter, r *http.Request, p params) {
+	var req registerRequest
+	if !decode(w, r, &req, false) {
+		return
+	}
+	created, err := s.opts.Registry.Register(r.Context(), p["pool"], req.Address, req.Weight)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		s.log.Info("admin: backend registered", "pool", p["pool"], "backend", req.Address)
+	}
+	s.writeBackend(w, status, p["pool"], req.Address)
+}
+
+// updateRequest is the body of PATCH .../backends/{address}.
+type updateRequest struct {
+	Weight *int  `json:"weight"`
+	Drain  *bool `json:"drain"`
+}
+
+func (s *Server) updateBackend(w http.ResponseWriter, r *http.Request, p params) {
+	var req updateRequest
+	if !decode(w, r, &req, false) {
+		return
+	}
+	err := s.opts.Registry.Update(r.Context(), p["pool"], p["address"], registry.BackendUpdate{Weight: req.Weight, Drain: req.Drain})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.log.Info("admin: backend changed", "pool", p["pool"], "backend", p["address"])
+	s.writeBackend(w, http.StatusOK, p["pool"], p["address"])
+}
+
+// writeBackend answers with one backend as it is in service now.
+func (s *Server) writeBackend(w http.ResponseWriter, status int, pool, address string) {
+	v := s.opts.Registry.View()
+	b := v.Backend(pool, address)
+	if b == nil { // removed by a concurrent reload in the meantime
+		writeError(w, http.StatusConflict, "backend "+address+" of pool "+pool+" was removed by a concurrent change")
+		return
+	}
+	writeJSON(w, status, s.backendJSON(b, v.Pool(pool).Config.Health.Type != "" && v.Pool(pool).Config.Health.Type != "none"))
+}
+
+// removal is the answer of DELETE .../backends/{address}.
+type removal struct {
+	Pool          string  `json:"pool"`
+	Address       string  `json:"address"`
+	Removed       bool    `json:"removed"`
+	Drained       bool    `json:"drained"`
+	InFlight      int64   `json:"in_flight"`
+	WaitedSeconds float64 `json:"waited_seconds"`
+}
+
+func (s *Server) removeBackend(w http.ResponseWriter, r *http.Request, p params) {
+	if !decode(w, r, nil, true) {
+		return
+	}
+	res, err := s.opts.Registry.Remove(r.Context(), p["pool"], p["address"], s.opts.DrainTimeout())
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if res.Drained {
+		s.log.Info("admin: backend removed", "pool", p["pool"], "backend", p["address"], "waited", res.Waited)
+	} else {
+		s.log.Warn("admin: backend removed before its requests finished: drain timeout", "pool", p["pool"],
+			"backend", p["address"], "in_flight", res.Inflight, "waited", res.Waited)
+	}
+	writeJSON(w, http.StatusOK, removal{Pool: p["pool"], Address: p["address"], Removed: true, Drained: res.Drained,
+		InFlight: res.Inflight, WaitedSeconds: res.Waited.Seconds()})
+}
+
+// reloadError is the answer of a refused reload.
+type reloadError struct {
+	Error    string   `json:"error"`
+	Problems []string `json:"problems"`
+}
+
+func (s *Server) reload(w http.ResponseWriter, r *http.Request, _ params) {
+	if !decode(w, r, nil, true) {
+		return
+	}
+	if s.opts.Reloader == nil {
+		s.writeErr(w, ErrNoConfigFile)
+		return
+	}
+	res, err := s.opts.Reloader.Reload(r.Context())
+	var ce *ConfigError
+	switch {
+	case errors.As(err, &ce):
+		writeJSON(w, http.StatusBadRequest, reloadError{Error: ce.Error(), Problems: ce.Problems})
+		return
+	case err != nil:
+		s.writeErr(w, err)
+		return
+	}
+	if res.RestartRequired == nil {
+		res.RestartRequired = []string{}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request, _ params) {
+	if s.opts.Metrics == nil {
+		writeError(w, http.StatusNotFound, "metrics are not enabled")
+		return
+	}
+	s.opts.Metrics.ServeHTTP(w, r)
+}
+
+type healthzJSON struct {
+	Status     string `json:"status"`
+	Generation uint64 `json:"generation"`
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ params) {
+	gen := s.opts.Registry.View().Gen
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, healthzJSON{Status: "draining", Generation: gen})
+		return
+	}
+	writeJSON(w, http.StatusOK, healthzJSON{Status: "ok", Generation: gen})
+}
+
+// writeErr answers err with its status: the only place errors become statuses.
+func (s *Server) writeErr(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, registry.ErrInvalid):
+		status = http.StatusBadRequest
+	case errors.Is(err, registry.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, registry.ErrConflict), errors.Is(err, ErrNoConfigFile):
+		status = http.StatusConflict
+	case errors.Is(err, registry.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+	}
+	if status >= 500 {
+		s.log.Error("admin: request failed", "error", err.Error())
+	}
+	writeError(w, status, err.Error())
+}

@@ -1,0 +1,47 @@
+package admin
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// TestOpenAPIMatchesRouter keeps docs/openapi.yaml in step with the router: the
+// same paths, each with the same methods, nothing more, nothing less.
+func TestOpenAPIMatchesRouter(t *testing.T) {
+	data, err := os.ReadFile("../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		OpenAPI string                            `yaml:"openapi"`
+		Paths   map[string]map[string]yaml.Node `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("docs/openapi.yaml: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi version %q", doc.OpenAPI)
+	}
+	methods := map[string]bool{"get": true, "put": true, "post": true, "delete": true, "options": true, "head": true, "patch": true, "trace": true}
+	var documented []string
+	for path, item := range doc.Paths {
+		for key := range item {
+			if methods[key] {
+				documented = append(documented, strings.ToUpper(key)+" "+path)
+			}
+		}
+	}
+	var routed []string
+	for _, rt := range Routes() {
+		routed = append(routed, rt.Method+" "+rt.Pattern)
+	}
+	slices.Sort(documented)
+	slices.Sort(routed)
+	if !slices.Equal(documented, routed) {
+		t.Fatalf("docs/openapi.yaml and the router differ\n documented: %q\n routed:     %q", documented, routed)
+	}
+}

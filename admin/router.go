@@ -1,0 +1,94 @@
+package admin
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Route is one endpoint of the API: an HTTP method and a path pattern whose
+// {name} segments are parameters. Routes returns them; docs/openapi.yaml lists
+// exactly these.
+type Route struct {
+	Method  string
+	Pattern string
+}
+
+// route is an entry of the routing table.
+type route struct {
+	Route
+	public bool // answered without the token
+	handle func(s *Server, w http.ResponseWriter, r *http.Request, p params)
+}
+
+// params are a matched route's {name} segments, unescaped.
+type params map[string]string
+
+// routes is the routing table, a constant. To add an endpoint (the mode, cache
+// and captures endpoints of later versions), add a line here, a handler, and its
+// entry in docs/openapi.yaml; TestOpenAPIMatchesRouter keeps the two in step.
+var routes = []route{
+	{Route: Route{http.MethodGet, "/api/v1/pools"}, handle: (*Server).listPools},
+	{Route: Route{http.MethodPost, "/api/v1/pools/{pool}/backends"}, handle: (*Server).registerBackend},
+	{Route: Route{http.MethodPatch, "/api/v1/pools/{pool}/backends/{address}"}, handle: (*Server).updateBackend},
+	{Route: Route{http.MethodDelete, "/api/v1/pools/{pool}/backends/{address}"}, handle: (*Server).removeBackend},
+	{Route: Route{http.MethodPost, "/api/v1/reload"}, handle: (*Server).reload},
+	{Route: Route{http.MethodGet, "/metrics"}, handle: (*Server).metrics},
+	{Route: Route{http.MethodGet, "/healthz"}, public: true, handle: (*Server).healthz},
+}
+
+// Routes returns every endpoint of the API, in a stable order.
+func Routes() []Route {
+	out := make([]Route, len(routes))
+	for i, rt := range routes {
+		out[i] = rt.Route
+	}
+	return out
+}
+
+// match finds the route for a method and an escaped path. When the path matches
+// but the method does not, it returns the methods that would.
+func match(method, escapedPath string) (*route, params, []string) {
+	segs := strings.Split(strings.TrimPrefix(escapedPath, "/"), "/")
+	var allowed []string
+	for i := range routes {
+		rt := &routes[i]
+		p, ok := matchPattern(rt.Pattern, segs)
+		if !ok {
+			continue
+		}
+		if rt.Method == method {
+			return rt, p, nil
+		}
+		allowed = append(allowed, rt.Method)
+	}
+	return nil, nil, allowed
+}
+
+// matchPattern matches path segments against a pattern. A parameter matches one
+// non-empty segment, percent-decoded (so an IPv6 address may be sent as
+// %5B2001%3Adb8%3A%3A1%5D%3A8080).
+func matchPattern(pattern string, segs []string) (params, bool) {
+	pats := strings.Split(strings.TrimPrefix(pattern, "/"), "/")
+	if len(pats) != len(segs) {
+		return nil, false
+	}
+	var p params
+	for i, pat := range pats {
+		if strings.HasPrefix(pat, "{") && strings.HasSuffix(pat, "}") {
+			v, err := url.PathUnescape(segs[i])
+			if err != nil || v == "" {
+				return nil, false
+			}
+			if p == nil {
+				p = params{}
+			}
+			p[pat[1:len(pat)-1]] = v
+			continue
+		}
+		if pat != segs[i] {
+			return nil, false
+		}
+	}
+	return p, true
+}

@@ -1,0 +1,195 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/floodgate/floodgate/health"
+	"github.com/floodgate/floodgate/registry"
+)
+
+// MaxBody caps request bodies. The largest valid one, a registration, is under
+// 300 bytes.
+const MaxBody = 64 << 10
+
+// Registry is the part of registry.Registry the API drives.
+type Registry interface {
+	View() *registry.View
+	Register(ctx context.Context, pool, address string, weight *int) (created bool, err error)
+	Update(ctx context.Context, pool, address string, u registry.BackendUpdate) error
+	Remove(ctx context.Context, pool, address string, timeout time.Duration) (registry.Removal, error)
+}
+
+// Reloader reloads the config file; cmd/floodgate implements it. Reload returns
+// a *ConfigError (possibly wrapped) when the file is invalid, and ErrNoConfigFile
+// when there is no file to reload.
+type Reloader interface {
+	Reload(ctx context.Context) (ReloadResult, error)
+}
+
+// ReloadResult is the outcome of a reload that applied.
+type ReloadResult struct {
+	// Generation is the generation in service afterwards.
+	Generation uint64 `json:"generation"`
+	// Changed is false when the file held nothing new.
+	Changed bool `json:"changed"`
+	// RestartRequired names the settings that changed in the file but apply
+	// only after a restart (listen addresses, for instance).
+	RestartRequired []string `json:"restart_required"`
+}
+
+// ConfigError is a reload refused because of the config file. Problems holds
+// one "PATH:LINE: message" per problem, as floodgate -check prints them.
+type ConfigError struct {
+	Problems []string
+}
+
+func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
+
+// ErrNoConfigFile is the Reloader's error when floodgate runs without a config
+// file (floodgate demo): there is nothing to reload.
+var ErrNoConfigFile = errors.New("floodgate runs without a config file: nothing to reload")
+
+// HealthStatus reports a backend's active health check: *health.Checker.
+type HealthStatus interface {
+	Status(pool, address string) (health.Status, bool)
+}
+
+// Options configures New.
+type Options struct {
+	// Registry is required.
+	Registry Registry
+	// Reloader serves POST /api/v1/reload; nil answers 409.
+	Reloader Reloader
+	// Health adds the last probe's outcome to each backend; nil leaves it out.
+	Health HealthStatus
+	// Metrics serves GET /metrics; nil answers 404.
+	Metrics http.Handler
+	// Token, when non-empty, is the bearer token every endpoint but /healthz
+	// requires. Empty means no authentication: only for a loopback listener,
+	// which the caller enforces.
+	Token []byte
+	// DrainTimeout returns how long DELETE waits for a backend's in-flight
+	// requests; it is read per request, so a reload can change it. nil means
+	// 30s.
+	DrainTimeout func() time.Duration
+	// Logger receives one line per change and per refused request, never a
+	// token. nil discards.
+	Logger *slog.Logger
+}
+
+// Server is the admin API's http.Handler. Safe for concurrent use.
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	tokenHash [sha256.Size]byte
+	auth      bool
+	draining  atomic.Bool
+}
+
+// New returns the API handler. It fails only if opts lacks a Registry.
+func New(opts Options) (*Server, error) {
+	if opts.Registry == nil {
+		return nil, errors.New("admin: Options.Registry is required")
+	}
+	s := &Server{opts: opts, log: opts.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if len(opts.Token) > 0 {
+		s.auth = true
+		s.tokenHash = sha256.Sum256(opts.Token)
+	}
+	if s.opts.DrainTimeout == nil {
+		s.opts.DrainTimeout = func() time.Duration { return 30 * time.Second }
+	}
+	return s, nil
+}
+
+// SetDraining makes /healthz answer 503 from now on: the process is shutting
+// down, and a load balancer in front should stop sending it traffic.
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
+// ServeHTTP authenticates, routes and answers one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	s.serve(sw, r)
+	level := slog.LevelDebug
+	if r.Method != http.MethodGet || sw.status >= 400 {
+		level = slog.LevelInfo
+	}
+	if s.log.Enabled(r.Context(), level) {
+		s.log.LogAttrs(r.Context(), level, "admin: request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", sw.status), slog.String("remote", r.RemoteAddr),
+			slog.Duration("took", time.Since(start)))
+	}
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	rt, params, allowed := match(r.Method, r.URL.EscapedPath())
+	if rt != nil && rt.public {
+		rt.handle(s, w, r, params)
+		return
+	}
+	// Authenticate before saying anything about the path, so that without the
+	// token nothing about the API can be learnt.
+	if s.auth && !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="floodgate"`)
+		writeError(w, http.StatusUnauthorized, "missing or invalid bearer token")
+		return
+	}
+	switch {
+	case rt != nil:
+		rt.handle(s, w, r, params)
+	case len(allowed) > 0:
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here; allowed: "+strings.Join(allowed, ", "))
+	default:
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	}
+}
+
+// authorized checks the bearer token in constant time. Both sides are hashed
+// first so that neither the token's content nor its length leaks through
+// timing.
+func (s *Server) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) == 1
+}
+
+// statusWriter records the status for the log line.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
