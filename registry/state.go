@@ -95,7 +95,7 @@ func ParseState(data []byte) (State, error) {
 	if err := dec.Decode(&st); err != nil {
 		return State{}, fmt.Errorf("invalid JSON: %w", err)
 	}
-	if dec.More() {
+	if err := dec.Decode(&json.RawMessage{}); err != io.EOF {
 		return State{}, errors.New("invalid JSON: data after the state object")
 	}
 	if st.Version != StateVersion {
