@@ -263,3 +263,7 @@ func statusOfRaw(raw string) int {
 	n, _ := strconv.Atoi(raw[9:12])
 	return n
 }
+
+func contextCancel(t testing.TB) (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}

@@ -39,6 +39,10 @@ type Options struct {
 	Cache *cache.Cache
 	// AccessLog, when set, gets one line per request.
 	AccessLog *AccessLog
+	// RedirectHTTPS answers plain-HTTP requests with 308 to the same target on
+	// https://, on HTTPSPort (443 when 0, and then omitted from the URL).
+	RedirectHTTPS bool
+	HTTPSPort     int
 }
 
 func (o *Options) setDefaults() {
@@ -267,6 +271,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time, info *reqInfo) 
 		badRequest(ctx)
 		return nil
 	}
+	if s.opts.RedirectHTTPS && !ctx.IsTLS() {
+		redirectHTTPS(ctx, s.opts.HTTPSPort)
+		return nil
+	}
 	if snap == nil {
 		writeError(ctx, "", balancer.ErrNoHealthyBackend)
 		return nil
@@ -298,6 +306,22 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time, info *reqInfo) 
 	}
 	s.forward(ctx, rt, fr, info)
 	return rt
+}
+
+// redirectHTTPS answers 308 Permanent Redirect (method and body kept, unlike 301)
+// to the https:// form of the request.
+func redirectHTTPS(ctx *fasthttp.RequestCtx, port int) {
+	h := &ctx.Request.Header
+	b := append(make([]byte, 0, 128), "https://"...)
+	b = append(b, hostOnly(h.Host())...)
+	if port != 0 && port != 443 {
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(port), 10)
+	}
+	b = append(b, h.RequestURI()...)
+	ctx.Response.Reset()
+	ctx.SetStatusCode(fasthttp.StatusPermanentRedirect)
+	ctx.Response.Header.SetBytesV("Location", b)
 }
 
 // guard applies a route's access list and rate limit; it answers and returns false

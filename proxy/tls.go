@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// CertFiles names one certificate chain and its key, in PEM.
+type CertFiles struct {
+	CertFile, KeyFile string
+}
+
+// CertStore holds the server certificates and chooses one per connection by SNI:
+// an exact name first, then a wildcard for the name's parent, then the first
+// certificate (what HAProxy and nginx do for an unknown name). The set is swapped
+// atomically, so a reload never disturbs a handshake in progress, and connections
+// already established keep the certificate they were opened with. Safe for
+// concurrent use.
+type CertStore struct {
+	files []CertFiles
+	log   *slog.Logger
+	set   atomic.Pointer[certSet]
+	hash  [sha256.Size]byte // of the files last loaded (or tried)
+
+	mu      sync.Mutex // serialises Reload
+	reloads atomic.Uint64
+	errors  atomic.Uint64
+}
+
+type certSet struct {
+	byName map[string]*tls.Certificate // exact names and "*.suffix" wildcards, lower case
+	first  *tls.Certificate
+}
+
+// NewCertStore loads every pair; any failure is an error naming the file.
+func NewCertStore(files []CertFiles, log *slog.Logger) (*CertStore, error) {
+	if len(files) == 0 {
+		return nil, errors.New("tls: no certificates")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cs := &CertStore{files: files, log: log}
+	set, sum, err := loadCerts(files)
+	if err != nil {
+		return nil, err
+	}
+	cs.set.Store(set)
+	cs.hash = sum
+	return cs, nil
+}
+
+func loadCerts(files []CertFiles) (*certSet, [sha256.Size]byte, error) {
+	h := sha256.New()
+	set := &certSet{byName: make(map[string]*tls.Certificate)}
+	for _, f := range files {
+		certPEM, err := os.ReadFile(f.CertFile)
+		if err != nil {
+			return nil, [32]byte{}, fmt.Errorf("tls: %w", err)
+		}
+		keyPEM, err := os.ReadFile(f.KeyFile)
+		if err != nil {
+			return nil, [32]byte{}, fmt.Errorf("tls: %w", err)
+		}
+		h.Write(certPEM)
+		h.Write(keyPEM)
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, [32]byte{}, fmt.Errorf("tls: %s / %s: %w", f.CertFile, f.KeyFile, err)
+		}
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return nil, [32]byte{}, fmt.Errorf("tls: %s: %w", f.CertFile, err)
+		}
+		if time.Now().After(leaf.NotAfter) {
+			return nil, [32]byte{}, fmt.Errorf("tls: %s: certificate expired on %s", f.CertFile, leaf.NotAfter.Format(time.DateOnly))
+		}
+		cert.Leaf = leaf
+		c := &cert
+		if set.first == nil {
+			set.first = c
+		}
+		names := leaf.DNSNames
+		if len(names) == 0 && leaf.Subject.CommonName != "" {
+			names = []string{leaf.Subject.CommonName}
+		}
+		for _, n := range names {
+			n = strings.ToLower(n)
+			if _, dup := set.byName[n]; !dup { // the first certificate for a name wins
+				set.byName[n] = c
+			}
+		}
+	}
+	var sum [sha256.Size]byte
+	copy(sum[:], h.Sum(nil))
+	return set, sum, nil
+}
+
+// GetCertificate is tls.Config.GetCertificate.
+func (cs *CertStore) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	set := cs.set.Load()
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if c := set.byName[name]; c != nil {
+		return c, nil
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		if c := set.byName["*"+name[i:]]; c != nil {
+			return c, nil
+		}
+	}
+	return set.first, nil
+}
+
+// TLSConfig is the server configuration: TLS 1.2 at least, Go's default cipher
+// suites (modern, forward-secret), HTTP/1.1 only (no h2 offered).
+func (cs *CertStore) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: cs.GetCertificate,
+		NextProtos:     []string{"http/1.1"},
+	}
+}
+
+// Reload re-reads the files. A file that fails to load leaves the whole previous
+// set serving and returns the error; unchanged files are not reloaded.
+func (cs *CertStore) Reload() error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	set, sum, err := loadCerts(cs.files)
+	if err != nil {
+		cs.errors.Add(1)
+		cs.log.Error("certificate reload failed, keeping the current certificates", "error", err.Error())
+		return err
+	}
+	if sum == cs.hash {
+		return nil
+	}
+	cs.set.Store(set)
+	cs.hash = sum
+	cs.reloads.Add(1)
+	cs.log.Info("certificates reloaded", "certificates", len(cs.files))
+	return nil
+}
+
+// Reloads returns how many reloads changed the certificates, and how many failed.
+func (cs *CertStore) Reloads() (ok, failed uint64) { return cs.reloads.Load(), cs.errors.Load() }
+
+// Watch reloads when a certificate or key file changes on disk, until ctx ends. It
+// watches the files' directories, not the files: tools that renew certificates
+// (and Kubernetes secrets) replace files by rename or symlink swap, which ends a
+// watch on the file itself. Events are debounced.
+func (cs *CertStore) Watch(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("tls: watch: %w", err)
+	}
+	dirs := map[string]bool{}
+	for _, f := range cs.files {
+		for _, p := range []string{f.CertFile, f.KeyFile} {
+			d := filepath.Dir(p)
+			if !dirs[d] {
+				dirs[d] = true
+				if err := w.Add(d); err != nil {
+					w.Close()
+					return fmt.Errorf("tls: watch %s: %w", d, err)
+				}
+			}
+		}
+	}
+	go func() {
+		defer w.Close()
+		debounce := time.NewTimer(time.Hour)
+		debounce.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				debounce.Reset(200 * time.Millisecond)
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				cs.log.Warn("certificate watch", "error", err.Error())
+			case <-debounce.C:
+				_ = cs.Reload() // logged inside
+			}
+		}
+	}()
+	return nil
+}
+
+// ServeTLS accepts TLS connections on ln with the store's certificates until
+// Shutdown.
+func (s *Server) ServeTLS(ln net.Listener, cs *CertStore) error {
+	return s.srv.Serve(tls.NewListener(s.wrap(ln), cs.TLSConfig()))
+}
