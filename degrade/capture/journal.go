@@ -1,0 +1,959 @@
+package capture
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configures a Journal. The zero value of every field but Dir takes the
+// default written beside it; out-of-range values make Open fail rather than
+// fall back silently.
+type Options struct {
+	// Dir holds the segment files; created (0700) if missing. Required.
+	Dir string
+	// SegmentBytes is the size at which the active segment is sealed and a new
+	// one started; default 64 MiB, from 1 KiB to 1 GiB. Smaller segments are
+	// deleted sooner once delivered; larger ones mean fewer files.
+	SegmentBytes int64
+	// MaxRecordBytes bounds the encoded size of a record (body, header lines
+	// and the other fields); default 1 MiB, at most 64 MiB. Larger records get
+	// ErrTooLarge.
+	MaxRecordBytes int
+	// KeyRetention is how long, at least, an idempotency key is remembered
+	// after its record was captured, even once delivered: a client that
+	// resubmits within it gets the first capture id. Default 24h. Segments
+	// holding a key younger than this are kept.
+	KeyRetention time.Duration
+	// Logger receives recovery decisions and I/O errors; nil discards.
+	Logger *slog.Logger
+	// Registerer receives floodgate_orders_captured_total,
+	// floodgate_capture_backlog, floodgate_capture_dead_letters,
+	// floodgate_capture_fsync_seconds, floodgate_capture_append_errors_total
+	// and floodgate_orders_replayed_total{result}; nil registers nothing.
+	// Close unregisters them.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	// fs replaces the file system in tests (fault injection).
+	fs fileSystem
+	// committed, when set by a test, receives a token (without blocking)
+	// after every batch and every sweep, so that tests wait for events
+	// instead of sleeping.
+	committed chan struct{}
+}
+
+const (
+	defaultSegmentBytes   = 64 << 20
+	defaultMaxRecordBytes = 1 << 20
+	defaultKeyRetention   = 24 * time.Hour
+	minSegmentBytes       = 1 << 10
+	maxRecordBytesLimit   = 64 << 20
+	// sweepInterval is how often the committer looks for segments whose key
+	// retention ran out; deletions after deliveries happen at once.
+	sweepInterval = time.Second
+	// compactChunk bounds the bytes carried forward per sweep, so that one
+	// compaction never makes one giant batch that delays captures.
+	compactChunk = 4 << 20
+	// spareBufMax: batch buffers larger than this are not kept for reuse.
+	spareBufMax = 8 << 20
+)
+
+// Journal is the durable order capture log. All methods are safe for
+// concurrent use. Appends and state changes (MarkDelivered, MarkDead, Retry,
+// Discard) are queued into the open batch and written by one committer
+// goroutine with one write and one fsync per batch (group commit): each call
+// returns only once its batch is on disk. A Journal must be closed with Close.
+type Journal struct {
+	o     Options
+	fs    fileSystem
+	log   *slog.Logger
+	now   func() time.Time
+	nonce uint32
+	lockf *os.File
+	m     *metrics
+
+	kick    chan struct{} // wakes the committer; capacity 1
+	quit    chan struct{} // closed by Close
+	done    chan struct{} // closed when the committer has exited
+	readers sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	backlogN atomic.Int64 // pending records, for the gauge
+	deadN    atomic.Int64 // dead letters, for the gauge
+
+	mu           sync.Mutex
+	closed       bool
+	open         *batch
+	spare        [][]byte
+	nextSeq      uint64
+	lastMs       uint64
+	byID         map[string]*entry
+	keys         map[string]*entry // idempotency scope → committed record
+	inflightKeys map[string]*batch // idempotency scope → batch still being written
+	pools        map[string]*pool
+	dead         map[*entry]struct{}
+	segs         []*segment // oldest first; the last one is active
+	active       *segment   // written only by the committer
+	undeleted    []string   // segment files whose removal failed; retried before any other deletion
+	appended     uint64
+	delivered    uint64
+	fsyncs       uint64
+	replay       *replayer
+}
+
+// entry is the in-memory state of one captured record; the record itself stays
+// on disk and is read back when needed, so a large backlog costs memory in
+// proportion to its count, not its bodies.
+type entry struct {
+	id       string
+	seq      uint64
+	pool     *pool
+	route    string
+	scope    string // idempotency scope, "" without key
+	fp       uint64 // request fingerprint, with a key only
+	captured int64  // unix ns
+
+	seg  *segment // where the current capture or carry frame is
+	off  int64
+	size int
+
+	status   Status
+	attempts int
+	reason   string
+	deadAt   int64
+
+	op       *batch // a state change queued and not yet written
+	carrying bool   // a carry frame is queued
+
+	prev, next *entry // the pool's pending list, in capture order
+
+	// replay bookkeeping, under Journal.mu
+	retryAt int64 // unix ns before which the record is not resent
+	sentOK  bool  // a backend answered 2xx but MarkDelivered failed
+}
+
+func isLive(s Status) bool { return s == StatusPending || s == StatusDead }
+
+// pool holds one pool's pending records in capture (sequence) order and its
+// replay controls.
+type pool struct {
+	name       string
+	head, tail *entry
+	n          int
+	paused     bool
+	notify     chan struct{} // capacity 1: new pending record, resume
+}
+
+func (p *pool) signal() {
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// insert keeps the list sorted by sequence. New captures have the highest
+// sequence, so the walk from the tail stops at once; only a retried dead
+// letter walks further.
+func (p *pool) insert(e *entry) {
+	at := p.tail
+	for at != nil && at.seq > e.seq {
+		at = at.prev
+	}
+	e.prev = at
+	if at == nil {
+		e.next = p.head
+		p.head = e
+	} else {
+		e.next = at.next
+		at.next = e
+	}
+	if e.next == nil {
+		p.tail = e
+	} else {
+		e.next.prev = e
+	}
+	p.n++
+}
+
+func (p *pool) remove(e *entry) {
+	if e.prev == nil {
+		p.head = e.next
+	} else {
+		e.prev.next = e.next
+	}
+	if e.next == nil {
+		p.tail = e.prev
+	} else {
+		e.next.prev = e.prev
+	}
+	e.prev, e.next = nil, nil
+	p.n--
+}
+
+// batch is one group commit: the encoded frames and what to do in memory once
+// they are durable.
+type batch struct {
+	buf  []byte
+	ops  []op
+	done chan struct{} // closed once written (or failed); err is then final
+	err  error
+}
+
+type op struct {
+	kind byte
+	off  int // frame offset in buf
+	size int // frame size
+	e    *entry
+	out  outcome
+}
+
+// Stats is a snapshot of the journal's state.
+type Stats struct {
+	// Backlog is the number of pending records per pool (pools with none are
+	// left out); Pending is their sum.
+	Backlog map[string]int
+	Pending int
+	// DeadLetters is the number of dead letters awaiting Retry or Discard.
+	DeadLetters int
+	// Appended and Delivered count records captured and marked delivered
+	// since Open; Fsyncs counts batch fsyncs since Open (Appended/Fsyncs is the
+	// group commit factor).
+	Appended, Delivered, Fsyncs uint64
+	// Bytes is the size of the segment files; Segments their number.
+	Bytes    int64
+	Segments int
+}
+
+// Open opens or creates the journal in o.Dir and recovers its state: it scans
+// every segment in order, verifies each frame's length and CRC, truncates a
+// torn tail of the last segment (logging file and offset), and refuses to open
+// (with a *CorruptError) when damage lies anywhere else. It takes an exclusive
+// lock on the directory until Close.
+func Open(o Options) (*Journal, error) {
+	if err := o.normalize(); err != nil {
+		return nil, err
+	}
+	if err := o.fs.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	lockf, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{
+		o:            o,
+		fs:           o.fs,
+		log:          o.Logger,
+		now:          o.Now,
+		lockf:        lockf,
+		kick:         make(chan struct{}, 1),
+		quit:         make(chan struct{}),
+		done:         make(chan struct{}),
+		nextSeq:      1,
+		byID:         make(map[string]*entry),
+		keys:         make(map[string]*entry),
+		inflightKeys: make(map[string]*batch),
+		pools:        make(map[string]*pool),
+		dead:         make(map[*entry]struct{}),
+	}
+	var nb [4]byte
+	if _, err := rand.Read(nb[:]); err != nil {
+		lockf.Close()
+		return nil, fmt.Errorf("capture: nonce: %w", err)
+	}
+	j.nonce = binary.LittleEndian.Uint32(nb[:]) & (1<<20 - 1)
+	j.m = newMetrics(j)
+	j.open = j.newBatchLocked()
+	fail := func(err error) (*Journal, error) {
+		for _, s := range j.segs {
+			s.f.Close()
+		}
+		lockf.Close()
+		return nil, err
+	}
+	if err := j.recover(); err != nil {
+		return fail(err)
+	}
+	if j.active == nil {
+		// Create the first segment now, so that an unusable directory fails
+		// Open instead of the first order.
+		if _, err := j.rotate(); err != nil {
+			return fail(err)
+		}
+	}
+	if err := j.m.register(o.Registerer); err != nil {
+		return fail(err)
+	}
+	go j.run()
+	return j, nil
+}
+
+func (o *Options) normalize() error {
+	if o.Dir == "" {
+		return fmt.Errorf("%w: Dir is required", ErrInvalidOptions)
+	}
+	switch {
+	case o.SegmentBytes == 0:
+		o.SegmentBytes = defaultSegmentBytes
+	case o.SegmentBytes < minSegmentBytes || o.SegmentBytes > maxSegmentBytes:
+		return fmt.Errorf("%w: SegmentBytes %d not in [%d, %d]", ErrInvalidOptions, o.SegmentBytes, minSegmentBytes, maxSegmentBytes)
+	}
+	switch {
+	case o.MaxRecordBytes == 0:
+		o.MaxRecordBytes = defaultMaxRecordBytes
+	case o.MaxRecordBytes < 0 || o.MaxRecordBytes > maxRecordBytesLimit:
+		return fmt.Errorf("%w: MaxRecordBytes %d not in [1, %d]", ErrInvalidOptions, o.MaxRecordBytes, maxRecordBytesLimit)
+	}
+	switch {
+	case o.KeyRetention == 0:
+		o.KeyRetention = defaultKeyRetention
+	case o.KeyRetention < 0:
+		return fmt.Errorf("%w: KeyRetention %v is negative", ErrInvalidOptions, o.KeyRetention)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.fs == nil {
+		o.fs = osFS{}
+	}
+	return nil
+}
+
+func (j *Journal) newBatchLocked() *batch {
+	b := &batch{done: make(chan struct{})}
+	if n := len(j.spare); n > 0 {
+		b.buf = j.spare[n-1]
+		j.spare = j.spare[:n-1]
+	}
+	return b
+}
+
+// wake tells the committer there is work; it never blocks.
+func (j *Journal) wake() {
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (j *Journal) poolLocked(name string) *pool {
+	p := j.pools[name]
+	if p == nil {
+		p = &pool{name: name, notify: make(chan struct{}, 1)}
+		j.pools[name] = p
+		if j.replay != nil {
+			j.replay.spawnLocked(p)
+		}
+	}
+	return p
+}
+
+// Append captures r durably. It returns once the record is fsynced together
+// with whatever other appends and state changes shared its batch; only then may
+// the proxy answer 202. On success it also sets r.ID (and r.Time when zero).
+//
+// When r.IdemKey is set and the same route already holds a record with that key
+// (captured within KeyRetention, or still undelivered, and not discarded),
+// Append writes nothing and returns the first record's id with dup true; if the
+// first request differed in method, target or body it returns ErrKeyConflict
+// instead. A concurrent Append with the same key waits for the first one's
+// outcome.
+//
+// Any write or fsync error is returned (the proxy answers 503) and the record is
+// never reported as pending, now or after a restart, except in one window
+// documented in docs/order-capture.md (a crash between the failure and the
+// creation of the next segment). After such an error the segment is abandoned
+// at its last durable offset and the next batch starts a new segment, so a
+// transient fault (disk full, then space freed) heals without a restart.
+//
+// Append is safe for concurrent use and does not retain r.
+func (j *Journal) Append(r *Record) (id string, dup bool, err error) {
+	if r == nil || r.Pool == "" {
+		return "", false, fmt.Errorf("%w: record without pool", ErrInvalidOptions)
+	}
+	var scope string
+	var fp uint64
+	if r.IdemKey != "" {
+		scope = keyScope(r.Route, r.IdemKey)
+		fp = fingerprint(r.Method, r.Target, r.Body)
+	}
+	now := j.now()
+	t := r.Time
+	if t.IsZero() {
+		t = now
+	}
+	tn := t.UnixNano()
+	// The bound uses the largest sequence number so that whether a record
+	// fits never depends on when it arrives.
+	if n := capturePayloadLen(r, math.MaxUint64, idLen, tn); n > j.o.MaxRecordBytes {
+		j.m.appendErrors.Inc()
+		return "", false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, j.o.MaxRecordBytes)
+	}
+
+	j.mu.Lock()
+	for {
+		if j.closed {
+			j.mu.Unlock()
+			return "", false, ErrClosed
+		}
+		if scope == "" {
+			break
+		}
+		if e := j.keys[scope]; e != nil {
+			first, same := e.id, e.fp == fp
+			j.mu.Unlock()
+			if !same {
+				return "", false, fmt.Errorf("%w: key %q first used by %s", ErrKeyConflict, r.IdemKey, first)
+			}
+			r.ID = first
+			return first, true, nil
+		}
+		b := j.inflightKeys[scope]
+		if b == nil {
+			break
+		}
+		// The first request with this key is being written: its outcome
+		// decides whether this one is a duplicate or must be captured.
+		j.mu.Unlock()
+		<-b.done
+		j.mu.Lock()
+	}
+	seq := j.nextSeq
+	j.nextSeq++
+	ms := uint64(now.UnixMilli())
+	if ms < j.lastMs {
+		ms = j.lastMs // ids stay sorted when the clock steps back
+	}
+	j.lastMs = ms
+	id = makeID(ms, j.nonce, seq)
+	e := &entry{
+		id:       id,
+		seq:      seq,
+		pool:     j.poolLocked(r.Pool),
+		route:    r.Route,
+		scope:    scope,
+		fp:       fp,
+		captured: tn,
+	}
+	b := j.open
+	off := len(b.buf)
+	b.buf = beginFrame(b.buf, frameCapture, capturePayloadLen(r, seq, idLen, tn))
+	b.buf = appendCapture(b.buf, r, seq, id, tn)
+	b.ops = append(b.ops, op{kind: frameCapture, off: off, size: len(b.buf) - off, e: e})
+	if scope != "" {
+		j.inflightKeys[scope] = b
+	}
+	j.mu.Unlock()
+	j.wake()
+
+	<-b.done
+	if b.err != nil {
+		j.m.appendErrors.Inc()
+		return "", false, b.err
+	}
+	r.ID = id
+	if r.Time.IsZero() {
+		r.Time = t
+	}
+	return id, false, nil
+}
+
+// MarkDelivered records durably that a backend accepted record id (2xx). It is
+// a no-op for a record already delivered and ErrState for a dead letter or a
+// discarded record. Safe for concurrent use.
+func (j *Journal) MarkDelivered(id string) error {
+	return j.change(id, frameDelivered, "")
+}
+
+// MarkDead moves pending record id to the dead letters durably, with reason.
+// Safe for concurrent use.
+func (j *Journal) MarkDead(id, reason string) error {
+	return j.change(id, frameDead, reason)
+}
+
+// Retry puts dead letter id back in its pool's backlog, at its place in
+// capture order, durably; its attempts start again from zero. Safe for
+// concurrent use.
+func (j *Journal) Retry(id string) error {
+	return j.change(id, frameRetried, "")
+}
+
+// Discard drops dead letter id durably: it is never replayed, its idempotency
+// key is forgotten (a resubmission is captured anew), and its segment may be
+// deleted. Discarding a discarded record is a no-op. Safe for concurrent use.
+func (j *Journal) Discard(id string) error {
+	return j.change(id, frameDiscarded, "")
+}
+
+// change queues a state-change frame for id and waits until it is durable.
+func (j *Journal) change(id string, typ byte, reason string) error {
+	j.mu.Lock()
+	for {
+		if j.closed {
+			j.mu.Unlock()
+			return ErrClosed
+		}
+		e := j.byID[id]
+		if e == nil {
+			j.mu.Unlock()
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		if e.op != nil {
+			// One change per record at a time, so that the state a change
+			// was validated against is the state it applies to.
+			b := e.op
+			j.mu.Unlock()
+			<-b.done
+			j.mu.Lock()
+			continue
+		}
+		var ok bool
+		switch typ {
+		case frameDelivered:
+			if e.status == StatusDelivered {
+				j.mu.Unlock()
+				return nil
+			}
+			ok = e.status == StatusPending
+		case frameDead:
+			ok = e.status == StatusPending
+		case frameRetried:
+			ok = e.status == StatusDead
+		case frameDiscarded:
+			if e.status == StatusDiscarded {
+				j.mu.Unlock()
+				return nil
+			}
+			ok = e.status == StatusDead
+		}
+		if !ok {
+			st := e.status
+			j.mu.Unlock()
+			return fmt.Errorf("%w: %s is %s", ErrState, id, st)
+		}
+		o := outcome{id: id, at: j.now().UnixNano(), attempts: e.attempts, reason: reason}
+		b := j.open
+		off := len(b.buf)
+		b.buf = beginFrame(b.buf, typ, outcomeLen(typ, &o))
+		b.buf = appendOutcome(b.buf, typ, &o)
+		b.ops = append(b.ops, op{kind: typ, off: off, size: len(b.buf) - off, e: e, out: o})
+		e.op = b
+		j.mu.Unlock()
+		j.wake()
+		<-b.done
+		return b.err
+	}
+}
+
+// run is the committer: the only goroutine that writes, rotates and deletes
+// segment files.
+func (j *Journal) run() {
+	defer close(j.done)
+	tick := time.NewTicker(sweepInterval)
+	defer tick.Stop()
+	j.sweep()
+	for {
+		select {
+		case <-j.kick:
+		case <-tick.C:
+		case <-j.quit:
+			// Close set closed before quit, so nothing more is queued:
+			// write what was.
+			for j.commit() {
+			}
+			return
+		}
+		for j.commit() {
+		}
+		j.sweep()
+	}
+}
+
+// commit writes the open batch, if it holds anything, applies it in memory
+// and releases its waiters. It reports whether there was a batch.
+func (j *Journal) commit() bool {
+	j.mu.Lock()
+	b := j.open
+	if len(b.ops) == 0 {
+		j.mu.Unlock()
+		return false
+	}
+	j.open = j.newBatchLocked()
+	j.mu.Unlock()
+
+	seg, start, err := j.write(b)
+
+	j.mu.Lock()
+	if err == nil {
+		j.apply(b, seg, start)
+	} else {
+		j.revert(b)
+	}
+	b.err = err
+	if cap(b.buf) <= spareBufMax && len(j.spare) < 2 {
+		j.spare = append(j.spare, b.buf[:0])
+	}
+	b.buf = nil
+	j.mu.Unlock()
+	close(b.done)
+	j.notifyTest()
+	return true
+}
+
+func (j *Journal) notifyTest() {
+	if j.o.committed != nil {
+		select {
+		case j.o.committed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// write puts the batch in the active segment and fsyncs it. Only the
+// committer calls it.
+func (j *Journal) write(b *batch) (*segment, int64, error) {
+	seg := j.active
+	if seg == nil || seg.broken || seg.size >= j.o.SegmentBytes {
+		var err error
+		if seg, err = j.rotate(); err != nil {
+			return nil, 0, err
+		}
+	}
+	start := seg.size
+	for _, op := range b.ops {
+		sealFrame(b.buf[op.off:op.off+op.size], start)
+	}
+	if _, err := seg.f.WriteAt(b.buf, start); err != nil {
+		j.abandon(seg, "write", err)
+		return nil, 0, fmt.Errorf("capture: write %s: %w", seg.path, err)
+	}
+	t0 := time.Now()
+	err := seg.f.Sync()
+	j.m.fsync.Observe(time.Since(t0).Seconds())
+	j.mu.Lock()
+	j.fsyncs++
+	j.mu.Unlock()
+	if err != nil {
+		j.abandon(seg, "fsync", err)
+		return nil, 0, fmt.Errorf("capture: fsync %s: %w", seg.path, err)
+	}
+	return seg, start, nil
+}
+
+// abandon stops appending to seg after a failed write or fsync. After a
+// failed fsync the kernel may have dropped the dirty pages and a second fsync
+// may report success for data that is not there, so the only safe assumption
+// is that everything after the last successful fsync is unknown. The next
+// segment's header records the last durable offset (prevEnd), and recovery cuts
+// this one there. The next segment is created at once so that the window in
+// which a crash could resurrect the failed batch is as short as possible.
+func (j *Journal) abandon(seg *segment, what string, err error) {
+	j.mu.Lock()
+	seg.broken = true
+	j.mu.Unlock()
+	j.log.Error("capture: segment abandoned after a failed "+what, "file", seg.path, "durable_offset", seg.size, "err", err)
+	if _, rerr := j.rotate(); rerr != nil {
+		j.log.Error("capture: cannot start a new segment; appends fail until one can be created", "err", rerr)
+	}
+}
+
+// apply makes a durable batch visible. Ops apply in frame order, the order
+// recovery will replay them in.
+func (j *Journal) apply(b *batch, seg *segment, start int64) {
+	seg.size = start + int64(len(b.buf))
+	for i := range b.ops {
+		op := &b.ops[i]
+		e := op.e
+		switch op.kind {
+		case frameCapture:
+			j.place(e, seg, start+int64(op.off), op.size)
+			j.byID[e.id] = e
+			if e.scope != "" {
+				j.keys[e.scope] = e
+				if j.inflightKeys[e.scope] == b {
+					delete(j.inflightKeys, e.scope)
+				}
+			}
+			j.setStatus(e, StatusPending)
+			j.appended++
+			j.m.captured.Inc()
+		case frameCarry:
+			e.carrying = false
+			j.place(e, seg, start+int64(op.off), op.size)
+		default:
+			if e.op == b {
+				e.op = nil
+			}
+			j.applyOutcome(e, op.kind, &op.out)
+		}
+	}
+}
+
+// applyOutcome applies a state-change frame, live or during recovery.
+func (j *Journal) applyOutcome(e *entry, typ byte, o *outcome) {
+	switch typ {
+	case frameDelivered:
+		if e.status != StatusDelivered {
+			j.delivered++
+		}
+		j.setStatus(e, StatusDelivered)
+	case frameDead:
+		e.attempts = o.attempts
+		e.reason = o.reason
+		e.deadAt = o.at
+		j.setStatus(e, StatusDead)
+	case frameRetried:
+		e.attempts, e.reason, e.deadAt, e.retryAt, e.sentOK = 0, "", 0, 0, false
+		j.setStatus(e, StatusPending)
+	case frameDiscarded:
+		j.setStatus(e, StatusDiscarded)
+	}
+}
+
+// revert forgets a failed batch: nothing in it becomes visible.
+func (j *Journal) revert(b *batch) {
+	for i := range b.ops {
+		op := &b.ops[i]
+		switch op.kind {
+		case frameCapture:
+			if s := op.e.scope; s != "" && j.inflightKeys[s] == b {
+				delete(j.inflightKeys, s)
+			}
+		case frameCarry:
+			op.e.carrying = false
+		default:
+			if op.e.op == b {
+				op.e.op = nil
+			}
+		}
+	}
+}
+
+// place records that e's current frame is at seg/off, moving its liveness
+// from the segment it was in.
+func (j *Journal) place(e *entry, seg *segment, off int64, size int) {
+	if e.seg != nil && isLive(e.status) {
+		e.seg.live--
+		e.seg.liveBytes -= int64(e.size)
+	}
+	e.seg, e.off, e.size = seg, off, size
+	if isLive(e.status) {
+		seg.live++
+		seg.liveBytes += int64(size)
+	}
+	seg.entries = append(seg.entries, e)
+	if e.scope != "" {
+		if hold := e.captured + int64(j.o.KeyRetention); hold > seg.keyHold {
+			seg.keyHold = hold
+		}
+	}
+}
+
+// setStatus moves e between the pending lists, the dead letters and the
+// resolved states, keeping every count in step.
+func (j *Journal) setStatus(e *entry, s Status) {
+	old := e.status
+	if old == s {
+		return
+	}
+	switch old {
+	case StatusPending:
+		e.pool.remove(e)
+		j.backlogN.Add(-1)
+	case StatusDead:
+		delete(j.dead, e)
+		j.deadN.Add(-1)
+	}
+	switch s {
+	case StatusPending:
+		e.pool.insert(e)
+		j.backlogN.Add(1)
+		e.pool.signal()
+	case StatusDead:
+		j.dead[e] = struct{}{}
+		j.deadN.Add(1)
+	case StatusDiscarded:
+		if e.scope != "" && j.keys[e.scope] == e {
+			delete(j.keys, e.scope)
+		}
+	}
+	if e.seg != nil {
+		switch {
+		case isLive(old) && !isLive(s):
+			e.seg.live--
+			e.seg.liveBytes -= int64(e.size)
+		case !isLive(old) && isLive(s):
+			e.seg.live++
+			e.seg.liveBytes += int64(e.size)
+		}
+	}
+	e.status = s
+}
+
+// Pending returns up to max pending records of pool, oldest first (capture
+// order); max <= 0 means all. Records being replayed are still pending. A
+// record that cannot be read back is logged and left out. Safe for concurrent
+// use; the records are the caller's.
+func (j *Journal) Pending(poolName string, max int) []*Record {
+	type loc struct {
+		seg  *segment
+		off  int64
+		size int
+	}
+	j.mu.Lock()
+	p := j.pools[poolName]
+	if j.closed || p == nil || p.n == 0 {
+		j.mu.Unlock()
+		return nil
+	}
+	n := p.n
+	if max > 0 && max < n {
+		n = max
+	}
+	locs := make([]loc, 0, n)
+	for e := p.head; e != nil && len(locs) < n; e = e.next {
+		e.seg.refs++
+		locs = append(locs, loc{e.seg, e.off, e.size})
+	}
+	j.readers.Add(1)
+	j.mu.Unlock()
+
+	out := make([]*Record, 0, len(locs))
+	for _, l := range locs {
+		r, err := readRecord(l.seg, l.off, l.size)
+		if err != nil {
+			j.log.Error("capture: unreadable record", "file", l.seg.path, "offset", l.off, "err", err)
+			continue
+		}
+		out = append(out, r)
+	}
+	j.mu.Lock()
+	for _, l := range locs {
+		l.seg.refs--
+	}
+	j.mu.Unlock()
+	j.readers.Done()
+	return out
+}
+
+// Get returns record id and its status. ok is false when the journal holds no
+// such record (never captured, or resolved and its segment deleted). The
+// record is nil, with ok true, when it cannot be read back (logged). Safe for
+// concurrent use.
+func (j *Journal) Get(id string) (*Record, Status, bool) {
+	j.mu.Lock()
+	e := j.byID[id]
+	if j.closed || e == nil {
+		j.mu.Unlock()
+		return nil, 0, false
+	}
+	seg, off, size, st := e.seg, e.off, e.size, e.status
+	seg.refs++
+	j.readers.Add(1)
+	j.mu.Unlock()
+	r, err := readRecord(seg, off, size)
+	j.mu.Lock()
+	seg.refs--
+	j.mu.Unlock()
+	j.readers.Done()
+	if err != nil {
+		j.log.Error("capture: unreadable record", "id", id, "file", seg.path, "offset", off, "err", err)
+		return nil, st, true
+	}
+	return r, st, true
+}
+
+// DeadLetters lists the dead letters awaiting Retry or Discard, oldest capture
+// first. Safe for concurrent use.
+func (j *Journal) DeadLetters() []DeadLetter {
+	j.mu.Lock()
+	es := make([]*entry, 0, len(j.dead))
+	for e := range j.dead {
+		es = append(es, e)
+	}
+	out := make([]DeadLetter, len(es))
+	sort.Slice(es, func(a, b int) bool { return es[a].seq < es[b].seq })
+	for i, e := range es {
+		out[i] = DeadLetter{
+			ID: e.id, Pool: e.pool.name, Route: e.route, Reason: e.reason,
+			Attempts: e.attempts, Time: unixNano(e.deadAt), Captured: unixNano(e.captured),
+		}
+	}
+	j.mu.Unlock()
+	return out
+}
+
+// Stats returns a snapshot of the journal's counters. Safe for concurrent use.
+func (j *Journal) Stats() Stats {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	s := Stats{
+		Backlog:     make(map[string]int),
+		DeadLetters: len(j.dead),
+		Appended:    j.appended,
+		Delivered:   j.delivered,
+		Fsyncs:      j.fsyncs,
+		Segments:    len(j.segs),
+	}
+	for name, p := range j.pools {
+		if p.n > 0 {
+			s.Backlog[name] = p.n
+			s.Pending += p.n
+		}
+	}
+	for _, seg := range j.segs {
+		s.Bytes += seg.size
+	}
+	return s
+}
+
+// Close stops replay (waiting for in-flight sends), writes what was queued,
+// closes the files, releases the directory lock and unregisters the metrics.
+// Appends and state changes after Close return ErrClosed. Close is idempotent.
+func (j *Journal) Close() error {
+	j.closeOnce.Do(func() { j.closeErr = j.close() })
+	return j.closeErr
+}
+
+func (j *Journal) close() error {
+	// Replay stops first, while state changes are still accepted, so that a
+	// send that succeeded is marked delivered instead of being sent again
+	// after the restart.
+	j.mu.Lock()
+	rep := j.replay
+	j.mu.Unlock()
+	if rep != nil {
+		rep.stop()
+	}
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	close(j.quit)
+	<-j.done
+	j.readers.Wait()
+	var err error
+	for _, s := range j.segs {
+		if cerr := s.f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("capture: close %s: %w", s.path, cerr)
+		}
+	}
+	j.lockf.Close()
+	j.m.unregister()
+	return err
+}
