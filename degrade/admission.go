@@ -78,9 +78,11 @@ const (
 	// LevelShedNormal: degraded and still saturated although low is refused;
 	// normal is refused too.
 	LevelShedNormal
-	// LevelCriticalOnly: the pool has no free capacity (the balancer refused
-	// requests in the window, or no backend is up); only critical requests are
-	// admitted, into the connections reserved for them.
+	// LevelCriticalOnly: no backend is up, or the pool has no connection
+	// limit and refusing normal was not enough; only critical requests are
+	// admitted. A pool with a connection limit never gets here while a backend
+	// is up: there the balancer refuses high exactly when no slot is free, and
+	// critical has slots reserved.
 	LevelCriticalOnly
 )
 

@@ -219,13 +219,19 @@ func TestSustainedSpike(t *testing.T) {
 }
 
 // tvSpike runs a closed loop shaped on the TV broadcast of SCENARIOS.md:
-// demand (in units of the pool's capacity) climbs 18x in 20s, holds a minute
-// and falls back. Admission feeds back into the signals: refused classes are
-// diverted, the rest is forwarded, in-flight and latency follow the admitted
-// load. It returns the harness and the highest level seen.
-func tvSpike(t *testing.T, cfg PoolConfig, shares map[Priority]float64, peak float64) (*harness, Level) {
+// demand (in units of the pool's capacity) climbs from 0.3 to peak in 20s,
+// holds a minute and falls back. Admission feeds back into the signals:
+// refused classes are diverted, the rest is forwarded. With a connection
+// limit (limited), the balancer refuses the overflow of what the gate admits
+// and latency stays flat; without one, everything admitted is served, ever
+// more slowly (M/M/1-like). It returns the harness, the highest level seen,
+// and the origin's mean utilisation over the held peak.
+func tvSpike(t *testing.T, cfg PoolConfig, shares map[Priority]float64, peak float64, limited bool) (*harness, Level, float64) {
 	t.Helper()
 	h := newHarness(t, cfg)
+	if !limited {
+		h.src.s.Capacity = 0
+	}
 	demandAt := func(i int) float64 {
 		const base = 0.3
 		switch {
@@ -241,6 +247,7 @@ func tvSpike(t *testing.T, cfg PoolConfig, shares map[Priority]float64, peak flo
 		return base
 	}
 	var top Level
+	var busyness float64
 	for i := range 120 {
 		d, l := demandAt(i), h.gate.Level()
 		top = max(top, l)
@@ -253,36 +260,55 @@ func tvSpike(t *testing.T, cfg PoolConfig, shares map[Priority]float64, peak flo
 				w.diverted[p] = uint64(d * s * 1000)
 			}
 		}
-		w.ratio = min(admitted, 1)
-		w.n = max(1, int(min(admitted, 1)*1000))
-		w.lat = 100 * time.Millisecond
-		if admitted >= 1 {
-			w.lat = 1500 * time.Millisecond
-			w.refused = uint64((admitted - 1) * 1000)
+		if !Admit(PriorityCritical, l) {
+			t.Fatalf("critical refused at %v", l)
+		}
+		served := admitted
+		if limited {
+			served = min(admitted, 1)
+			w.lat = 100 * time.Millisecond
+			if admitted > 1 {
+				w.refused = uint64((admitted - 1) * 1000)
+			}
+		} else {
+			w.lat = time.Duration(float64(50*time.Millisecond) / (1 - min(admitted, 0.99)))
+		}
+		w.ratio = min(served, 1)
+		w.n = max(1, int(served*1000))
+		if i >= 25 && i < 50 { // the held peak, after the ramp settles
+			busyness += min(served, 1) / 25
 		}
 		h.step(w)
 	}
-	return h, top
+	return h, top, busyness
 }
 
 func TestTVSpikeOneEntryOneExit(t *testing.T) {
+	tv := map[Priority]float64{PriorityLow: 0.4, PriorityNormal: 0.3, PriorityHigh: 0.2, PriorityCritical: 0.1}
 	tests := []struct {
-		name   string
-		shares map[Priority]float64
-		peak   float64
-		top    Level
+		name    string
+		shares  map[Priority]float64
+		peak    float64
+		limited bool
+		top     Level
+		busy    float64 // least mean utilisation over the peak
 	}{
-		// 18x the base, 5.4 times the pool's capacity: only critical fits.
-		{"18x", map[Priority]float64{PriorityLow: 0.4, PriorityNormal: 0.3, PriorityHigh: 0.2, PriorityCritical: 0.1}, 5.4, LevelCriticalOnly},
+		// 18x the base, 5.4 times the pool's capacity. The gate refuses
+		// low and normal; high and critical overflow into the balancer's
+		// refusals, so the backends stay full.
+		{"18x", tv, 5.4, true, LevelShedNormal, 0.99},
 		// Search-heavy: refusing low alone brings every signal under its
 		// exit threshold while the spike lasts; only the diverted demand
 		// keeps the pool from leaving and coming straight back.
-		{"search heavy", map[Priority]float64{PriorityLow: 0.85, PriorityNormal: 0.1, PriorityHigh: 0.04, PriorityCritical: 0.01}, 3, LevelCriticalOnly},
+		{"search heavy", map[Priority]float64{PriorityLow: 0.85, PriorityNormal: 0.1, PriorityHigh: 0.04, PriorityCritical: 0.01}, 3, true, LevelShedLow, 0.4},
+		// Without a connection limit only the gate brakes: high is refused
+		// too, and the level hunts between shed-normal and critical-only.
+		{"18x no limit", tv, 5.4, false, LevelCriticalOnly, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h, top := tvSpike(t, fullCfg(), tt.shares, tt.peak)
+			h, top, busy := tvSpike(t, fullCfg(), tt.shares, tt.peak, tt.limited)
 			in, out := h.count()
 			if in != 1 || out != 1 {
 				for _, tr := range h.trs {
@@ -292,6 +318,9 @@ func TestTVSpikeOneEntryOneExit(t *testing.T) {
 			}
 			if top != tt.top {
 				t.Errorf("highest level %v, want %v", top, tt.top)
+			}
+			if busy < tt.busy {
+				t.Errorf("origin utilisation over the peak %.2f, want at least %.2f", busy, tt.busy)
 			}
 			// Demand is back to 0.3 from window 60: out by then plus the
 			// 30s hold and a few windows of stepping down.
@@ -328,25 +357,27 @@ func TestDivertedDemandBlocksExit(t *testing.T) {
 }
 
 func TestLevels(t *testing.T) {
-	h := newHarness(t, ratioCfg(2, 0))
-	h.run(2, busy)
+	var h *harness
 	want := func(l Level, what string) {
 		t.Helper()
 		if got := h.gate.Level(); got != l {
 			t.Fatalf("%s: level %v, want %v", what, got, l)
 		}
 	}
+	// With a connection limit (the harness's capacity 1000).
+	h = newHarness(t, ratioCfg(2, 0))
+	h.run(2, busy)
 	want(LevelShedLow, "entry")
 	h.step(busy)
 	want(LevelShedNormal, "still over enter with low refused")
+	h.step(win{ratio: 1, refused: 300})
+	want(LevelShedNormal, "balancer refusing: high still tries for a slot")
+	h.step(win{ratio: 1, down: true})
+	want(LevelCriticalOnly, "no backend up")
 	h.step(busy)
-	want(LevelShedNormal, "over enter, slots free")
-	h.step(win{ratio: 0.95, refused: 3})
-	want(LevelCriticalOnly, "balancer refused requests")
+	want(LevelCriticalOnly, "one window with a backend up")
 	h.step(busy)
-	want(LevelCriticalOnly, "one window without refusals")
-	h.step(busy)
-	want(LevelShedNormal, "two windows without refusals")
+	want(LevelShedNormal, "two windows with a backend up")
 	h.step(middle)
 	want(LevelShedNormal, "one window under enter")
 	// Normal would not fit back in: the level holds.
@@ -361,7 +392,21 @@ func TestLevels(t *testing.T) {
 		// shed-low in the same window: out.
 		t.Fatalf("still degraded at level %v", h.gate.Level())
 	}
-	// No backend up: critical only at once, from entry.
+
+	// Without a connection limit the gate is the only brake.
+	h = newHarness(t, fullCfg())
+	h.src.s.Capacity = 0
+	slow := win{lat: 2 * time.Second}
+	h.run(2, slow)
+	want(LevelShedLow, "entry")
+	h.step(slow)
+	want(LevelShedNormal, "still slow")
+	h.step(slow)
+	want(LevelCriticalOnly, "still slow with normal refused")
+	h.run(2, calm)
+	want(LevelShedNormal, "calm for two windows")
+
+	// No backend up: critical only from entry.
 	h = newHarness(t, PoolConfig{Enter: Thresholds{HealthyCapacity: 0.5}, Exit: Thresholds{HealthyCapacity: 0.8}, Windows: 1})
 	h.step(win{down: true})
 	want(LevelCriticalOnly, "no backend up")

@@ -25,9 +25,11 @@ type Sample struct {
 	// Inflight is the requests holding a connection slot on the backends that
 	// can take new ones (up, weight above zero).
 	Inflight int64
-	// Capacity is the connection slots of those backends: the per-backend
-	// limit times their number. 0 means no limit, and leaves the
-	// inflight_ratio signal unused.
+	// Capacity is the connection slots of those backends that any request
+	// may use: the per-backend limit, less the slots reserved for critical
+	// requests, times their number. 0 means no limit, and leaves the
+	// inflight_ratio signal unused. Critical requests in reserved slots count
+	// in Inflight, so the ratio may pass 1.
 	Capacity int64
 	// UpWeight and TotalWeight are the summed weights of the up backends and
 	// of every backend with a weight above zero. TotalWeight 0 (no backend
@@ -44,18 +46,22 @@ type Sample struct {
 	QueueRefused uint64
 }
 
-// PoolSource is the SignalSource of a balancer pool. Pool returns the pool's
-// current generation (the wiring reads it from its snapshot, so a reload that
-// rebuilds the pool is seen at the next window); nil, or a Pool returning nil,
-// samples an empty pool. MaxConnsPerBackend is the limit the pool was built
-// with (balancer.PoolOptions.MaxConnsPerBackend; the Pool does not expose
-// it); 0 means unlimited.
-//
-// Sample is safe for concurrent use and reads only atomics: the queue
-// counters of the shared PoolState and, per backend, Up and Inflight.
+// PoolSource is the SignalSource of a balancer pool. Sample is safe for
+// concurrent use and reads only atomics: the queue counters of the shared
+// PoolState and, per backend, Up and Inflight.
 type PoolSource struct {
-	Pool               func() *balancer.Pool
+	// Pool returns the pool's current generation (the wiring reads it from
+	// its snapshot, so a reload that rebuilds the pool is seen at the next
+	// window); nil, or a Pool returning nil, samples an empty pool.
+	Pool func() *balancer.Pool
+	// MaxConnsPerBackend is the limit the pool was built with
+	// (balancer.PoolOptions.MaxConnsPerBackend; the Pool does not expose
+	// it); 0 means unlimited.
 	MaxConnsPerBackend int64
+	// Reserved is the slots per backend only critical requests may use (see
+	// Reserve); they are left out of Capacity, so that a pool whose shared
+	// slots are all taken reads an in-flight ratio of 1, not 1 - share.
+	Reserved int64
 }
 
 var _ SignalSource = (*PoolSource)(nil)
@@ -84,7 +90,7 @@ func (s *PoolSource) Sample() Sample {
 		out.Inflight += b.State.Inflight()
 	}
 	if s.MaxConnsPerBackend > 0 {
-		out.Capacity = s.MaxConnsPerBackend * up
+		out.Capacity = max(1, s.MaxConnsPerBackend-s.Reserved) * up
 	}
 	q := p.State().QueueStats()
 	out.QueueDepth = q.Depth
@@ -112,8 +118,8 @@ type Signals struct {
 	QueueDepth int
 	QueueWait  time.Duration
 	// Refused counts requests the balancer refused for want of a slot (queue
-	// full or timed out) during the window. Any refusal means the pool had no
-	// free capacity: admission goes to LevelCriticalOnly.
+	// full or timed out) during the window: the overflow of what the gate
+	// admitted. Shown for operators; not a trigger.
 	Refused uint64
 
 	// Forwarded and Failed count the requests observed by the Recorder in the

@@ -39,7 +39,7 @@ func TestPoolSource(t *testing.T) {
 		t.Errorf("Sample() = %+v, want %+v", got, want)
 	}
 
-	// Through the monitor: in-flight ratio 1 and a refusal: critical only.
+	// Through the monitor: in-flight ratio 1 and a refusal.
 	now := t0
 	m := NewMonitor(MonitorOptions{Now: func() time.Time { return now }})
 	if err := m.Configure([]PoolConfig{{Name: "shop", Source: src, Windows: 1,
@@ -50,7 +50,7 @@ func TestPoolSource(t *testing.T) {
 	now = now.Add(DefaultWindow)
 	m.Step(now)
 	st, _ := m.Status("shop")
-	if st.Signals.InflightRatio != 1 || st.Signals.Refused != 1 || st.Signals.HealthyCapacity != 4.0/6 || st.Level != LevelCriticalOnly {
+	if st.Signals.InflightRatio != 1 || st.Signals.Refused != 1 || st.Signals.HealthyCapacity != 4.0/6 || st.Level != LevelShedLow {
 		t.Errorf("status = %+v", st)
 	}
 	for _, b := range held {
@@ -60,6 +60,10 @@ func TestPoolSource(t *testing.T) {
 		t.Errorf("after Release: %+v", got)
 	}
 
+	// Reserved slots are not capacity: 4 held of 2 × (2-1) shared slots.
+	if got := (&PoolSource{Pool: src.Pool, MaxConnsPerBackend: 2, Reserved: 1}).Sample(); got.Capacity != 2 || got.Inflight != 0 {
+		t.Errorf("with a reservation: %+v", got)
+	}
 	for name, s := range map[string]*PoolSource{
 		"nil":       nil,
 		"no getter": {},
