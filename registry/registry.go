@@ -132,6 +132,11 @@ func BackendID(pool, address string) string { return pool + "/" + address }
 // View returns the generation in service: never nil (empty before the first).
 func (r *Registry) View() *View { return r.view.Load() }
 
+// State returns what the state file should hold now: the backends registered
+// over the API (except those being removed) and the API's overrides of config
+// backends.
+func (r *Registry) State() State { return savedState(r.db.Txn(false)) }
+
 // WaitApplied blocks until the generation holding committed index idx is in
 // service, and returns the error of that build if it failed. It returns ctx's
 // error if ctx ends first and ErrClosed if Run has returned.

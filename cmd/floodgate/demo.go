@@ -17,13 +17,14 @@ import (
 // demoWeights are the weights of the three in-process demo backends.
 var demoWeights = [3]int{3, 2, 1}
 
-// runDemo starts three in-process backends (weights 3/2/1) on loopback and the
-// proxy in front of them, so that `curl localhost:8080/` shows weighted
-// round-robin at once.
+// runDemo starts three in-process backends (weights 3/2/1) on loopback, the
+// proxy in front of them and the admin API, so that `curl localhost:8080/` shows
+// weighted round-robin at once and `curl localhost:9090/api/v1/pools` the pool.
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("floodgate demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", ":8080", "public listen address")
+	adminListen := fs.String("admin", "127.0.0.1:9090", "admin API listen address (loopback: the demo has no token)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -58,6 +59,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	yaml := fmt.Sprintf(`listen: %q
+admin: {listen: %q}
 timeouts: {shutdown_grace: 5s}
 pools:
   - name: demo
@@ -68,7 +70,7 @@ pools:
     health: {type: http, path: /, interval: 2s, timeout: 1s}
 routes:
   - {name: all, path_prefix: /, pool: demo}
-`, *listen, addrs[0], demoWeights[0], addrs[1], demoWeights[1], addrs[2], demoWeights[2])
+`, *listen, *adminListen, addrs[0], demoWeights[0], addrs[1], demoWeights[1], addrs[2], demoWeights[2])
 	cfg, err := conf.Parse("demo.yaml", []byte(yaml))
 	if err != nil {
 		fmt.Fprintf(stderr, "floodgate demo: %v\n", err)
@@ -76,9 +78,10 @@ routes:
 	}
 	fmt.Fprintf(stdout, "floodgate demo: proxy on %s, backends %s (weight 3), %s (2), %s (1)\n", *listen, addrs[0], addrs[1], addrs[2])
 	fmt.Fprintf(stdout, "try: for i in 1 2 3 4 5 6; do curl -s localhost%s/; done\n", portOf(*listen))
+	fmt.Fprintf(stdout, "admin API on %s: curl -s %s/api/v1/pools\n", *adminListen, *adminListen)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, log, "", cfg); err != nil {
+	if err := serve(ctx, log, serveOptions{cfg: cfg}); err != nil {
 		fmt.Fprintf(stderr, "floodgate demo: %v\n", err)
 		return 1
 	}

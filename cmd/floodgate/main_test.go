@@ -54,6 +54,13 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// adminLine is a config line putting the admin API on a free loopback port, so
+// that tests never collide on the default 127.0.0.1:9090.
+func adminLine(t *testing.T) string {
+	t.Helper()
+	return fmt.Sprintf("admin: {listen: %q}\n", freePort(t))
+}
+
 // proc is a running floodgate process with its combined log.
 type proc struct {
 	cmd  *exec.Cmd
@@ -195,7 +202,7 @@ func TestStartErrorsAreOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg := writeFile(t, dir, "busy.yaml", fmt.Sprintf("listen: %q\npools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n", ln.Addr().String()))
+	cfg := writeFile(t, dir, "busy.yaml", fmt.Sprintf("listen: %q\n"+adminLine(t)+"pools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n", ln.Addr().String()))
 	p = start(t, "-config", cfg)
 	if code := p.exitCode(t); code != 1 {
 		t.Fatalf("port in use: exit %d", code)
@@ -207,7 +214,7 @@ func TestStartErrorsAreOneLine(t *testing.T) {
 
 func TestDemoRoundRobin(t *testing.T) {
 	addr := freePort(t)
-	p := start(t, "demo", "-listen", addr)
+	p := start(t, "demo", "-listen", addr, "-admin", freePort(t))
 	p.waitLog(t, "floodgate listening")
 	var got []string
 	for i := 0; i < 6; i++ {
@@ -233,7 +240,7 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 		io.WriteString(w, "finished")
 	})
 	addr := freePort(t)
-	cfg := writeFile(t, t.TempDir(), "f.yaml", fmt.Sprintf("listen: %q\ntimeouts: {shutdown_grace: 20s}\npools:\n  - name: p\n    backends: [{address: %q}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n", addr, be))
+	cfg := writeFile(t, t.TempDir(), "f.yaml", fmt.Sprintf("listen: %q\n"+adminLine(t)+"timeouts: {shutdown_grace: 20s}\npools:\n  - name: p\n    backends: [{address: %q}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n", addr, be))
 	p := start(t, "-config", cfg)
 	p.waitLog(t, "floodgate listening")
 	type result struct {
@@ -277,8 +284,9 @@ func TestSIGHUPReload(t *testing.T) {
 	b := backend(t, "b", nil)
 	addr := freePort(t)
 	dir := t.TempDir()
+	admin := adminLine(t)
 	cfgText := func(target string) string {
-		return fmt.Sprintf("listen: %q\npools:\n  - name: p\n    backends: [{address: %q}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n", addr, target)
+		return fmt.Sprintf("listen: %q\n"+admin+"pools:\n  - name: p\n    backends: [{address: %q}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n", addr, target)
 	}
 	cfg := writeFile(t, dir, "f.yaml", cfgText(a))
 	p := start(t, "-config", cfg)
@@ -344,7 +352,7 @@ func TestLargeBodiesStream(t *testing.T) {
 		}
 	})
 	addr := freePort(t)
-	cfg := writeFile(t, t.TempDir(), "f.yaml", fmt.Sprintf("listen: %q\nlimits: {max_request_body: 200MB}\npools:\n  - name: p\n    backends: [{address: %q}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n", addr, be))
+	cfg := writeFile(t, t.TempDir(), "f.yaml", fmt.Sprintf("listen: %q\n"+adminLine(t)+"limits: {max_request_body: 200MB}\npools:\n  - name: p\n    backends: [{address: %q}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n", addr, be))
 	p := start(t, "-config", cfg)
 	p.waitLog(t, "floodgate listening")
 	get(t, "http://"+addr+"/warm") // warm up before the baseline (100 MB download; fine)

@@ -4,48 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"reflect"
 	"strings"
-	"sync"
 
-	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/proxy"
+	"github.com/floodgate/floodgate/proxy/cache"
+	"github.com/floodgate/floodgate/registry"
 )
 
-// runtime holds the state that outlives config generations: per-backend live state
-// (in-flight counts, health, ejections) and per-pool queues, keyed by name, so that
-// a reload that keeps a backend keeps its health and its pooled connections.
-type runtime struct {
-	log     *slog.Logger
-	px      *proxy.Server
-	checker *health.Checker
-
-	mu       sync.Mutex // serialises apply
-	gen      uint64
-	backends map[string]*balancer.BackendState // by backend ID "pool/address"
-	pools    map[string]*balancer.PoolState
-}
-
-func newRuntime(log *slog.Logger, px *proxy.Server) *runtime {
-	r := &runtime{
-		log:      log,
-		px:       px,
-		backends: make(map[string]*balancer.BackendState),
-		pools:    make(map[string]*balancer.PoolState),
-	}
-	// The checker sets each backend's state itself (BackendState is its Target)
-	// and logs transitions.
-	r.checker = health.NewChecker(health.Options{Logger: log})
-	return r
-}
-
-// backendID names a backend across generations.
-func backendID(pool, address string) string { return pool + "/" + address }
-
 // unsupported lists the configured features that this build does not implement
-// yet. They are refused rather than ignored: silently dropping allow_cidrs, for
-// example, would expose a back office that the operator meant to protect.
+// yet. They are refused rather than ignored: silently dropping a degraded action,
+// for example, would leave a checkout unprotected that the operator meant to
+// protect.
 func unsupported(cfg *conf.Config) error {
 	var errs []error
 	add := func(field string) {
@@ -66,122 +39,85 @@ func unsupported(cfg *conf.Config) error {
 		}
 	}
 	for i, rt := range cfg.Routes {
-		f := fmt.Sprintf("routes[%d].", i)
-		if rt.Cache != nil && rt.Cache.Enabled {
-			add(f + "cache")
-		}
-		if rt.RateLimit != nil {
-			add(f + "rate_limit")
-		}
-		if len(rt.AllowCIDRs) > 0 {
-			add(f + "allow_cidrs")
-		}
-		if len(rt.DenyCIDRs) > 0 {
-			add(f + "deny_cidrs")
-		}
 		if rt.OnDegraded != nil {
-			add(f + "on_degraded")
+			add(fmt.Sprintf("routes[%d].on_degraded", i))
+		}
+		if rt.Timeouts != nil {
+			// The proxy applies response timeouts per pool only.
+			add(fmt.Sprintf("routes[%d].timeouts", i))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// apply builds a new generation from cfg and swaps it in. On any error nothing
-// changes: the previous generation keeps serving.
-func (r *runtime) apply(cfg *conf.Config) error {
-	if err := unsupported(cfg); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-
-	// Build everything first, against copies of the state maps, so that a failure
-	// part-way leaves the current state untouched.
-	backends := make(map[string]*balancer.BackendState, len(r.backends))
-	pools := make(map[string]*balancer.PoolState, len(cfg.Pools))
-	spec := proxy.Spec{Gen: r.gen + 1}
-	var probes []health.Probe
+// registryConfig translates the config file into the registry's terms: the one
+// place where the file format meets the runtime packages.
+func registryConfig(cfg *conf.Config) registry.Config {
+	var out registry.Config
 	for _, pc := range cfg.Pools {
-		ps := r.pools[pc.Name]
-		if ps == nil {
-			ps = balancer.NewPoolState(pc.Name)
-		}
-		pools[pc.Name] = ps
-		opts := balancer.PoolOptions{
-			Name:               pc.Name,
-			State:              ps,
-			MaxConnsPerBackend: int64(pc.MaxConnsPerBackend),
+		ps := registry.PoolSpec{Name: pc.Name, Config: registry.PoolConfig{
+			MaxConnsPerBackend: pc.MaxConnsPerBackend,
 			QueueMax:           pc.Queue.Max,
 			QueueTimeout:       pc.Queue.Timeout,
 			SlowStart:          pc.SlowStart,
 			MaxFails:           pc.Passive.MaxFails,
 			EjectFor:           pc.Passive.EjectFor,
-		}
-		for _, bc := range pc.Backends {
-			id := backendID(pc.Name, bc.Address)
-			st := r.backends[id]
-			if st == nil {
-				st = balancer.NewBackendState(id)
-			}
-			backends[id] = st
-			opts.Backends = append(opts.Backends, balancer.BackendSpec{Address: bc.Address, Weight: bc.Weight, State: st})
-			if pc.Health.Type != conf.HealthNone {
-				probes = append(probes, health.Probe{
-					Pool:    pc.Name,
-					Address: bc.Address,
-					Target:  st,
-					StartUp: true,
-					Check: health.Check{
-						Type:              string(pc.Health.Type),
-						Path:              pc.Health.Path,
-						ExpectStatus:      pc.Health.ExpectStatus,
-						Interval:          pc.Health.Interval,
-						UnhealthyInterval: pc.Health.UnhealthyInterval,
-						Timeout:           pc.Health.Timeout,
-						Rise:              pc.Health.Rise,
-						Fall:              pc.Health.Fall,
-					},
-				})
-			} else {
-				st.SetProbeUp(true)
-			}
-		}
-		bp, err := balancer.NewPool(opts)
-		if err != nil {
-			return fmt.Errorf("pool %q: %w", pc.Name, err)
-		}
-		spec.Pools = append(spec.Pools, proxy.PoolSpec{
-			Pool:               bp,
 			ConnectTimeout:     pc.ConnectTimeout,
 			ResponseTimeout:    pc.ResponseTimeout,
 			Retries:            pc.Retries,
-			MaxConnsPerBackend: pc.MaxConnsPerBackend,
-		})
+			Health:             healthCheck(pc.Health),
+		}}
+		for _, bc := range pc.Backends {
+			ps.Backends = append(ps.Backends, registry.BackendSpec{Address: bc.Address, Weight: bc.Weight})
+		}
+		out.Pools = append(out.Pools, ps)
 	}
 	for _, rc := range cfg.Routes {
-		spec.Routes = append(spec.Routes, proxy.RouteSpec{
+		rs := proxy.RouteSpec{
 			Name:       rc.Name,
 			Host:       rc.Host,
 			PathPrefix: rc.PathPrefix,
 			Methods:    upper(rc.Methods),
 			Pool:       rc.Pool,
-		})
+			AllowCIDRs: rc.AllowCIDRs,
+			DenyCIDRs:  rc.DenyCIDRs,
+		}
+		if rl := rc.RateLimit; rl != nil {
+			spec := &proxy.RateLimitSpec{Rate: rl.Rate.PerSecond(), Burst: rl.Burst, MaxKeys: rl.MaxKeys}
+			if h, ok := strings.CutPrefix(rl.Key, "header:"); ok {
+				spec.Header = h
+			}
+			rs.RateLimit = spec
+		}
+		if c := rc.Cache; c != nil && c.Enabled {
+			rs.Cache = &cache.PolicyOptions{
+				Route:          rc.Name,
+				DefaultTTL:     c.TTL,
+				MaxStale:       c.MaxStale,
+				MaxObjectBytes: int(min(c.MaxObjectBytes, math.MaxInt)),
+				CacheSetCookie: c.CacheSetCookie,
+			}
+		}
+		out.Routes = append(out.Routes, rs)
 	}
-	snap, err := r.px.Build(spec)
-	if err != nil {
-		return err
-	}
+	return out
+}
 
-	// Commit: nothing below can fail.
-	r.gen++
-	r.backends, r.pools = backends, pools
-	r.px.Swap(snap)
-	for _, ps := range pools {
-		ps.Kick()
+// healthCheck translates a pool's health section.
+func healthCheck(h conf.Health) health.Check {
+	if h.Type == conf.HealthNone || h.Type == "" {
+		return health.Check{Type: health.TypeNone}
 	}
-	r.checker.Sync(probes)
-	r.log.Info("config applied", "generation", r.gen, "pools", len(cfg.Pools), "routes", len(cfg.Routes))
-	return nil
+	return health.Check{
+		Type:              string(h.Type),
+		Path:              h.Path,
+		ExpectStatus:      h.ExpectStatus,
+		Interval:          h.Interval,
+		UnhealthyInterval: h.UnhealthyInterval,
+		Timeout:           h.Timeout,
+		Rise:              h.Rise,
+		Fall:              h.Fall,
+	}
 }
 
 func upper(ms []string) []string {
@@ -192,5 +128,54 @@ func upper(ms []string) []string {
 	for i, m := range ms {
 		out[i] = strings.ToUpper(m)
 	}
+	return out
+}
+
+// proxyOptions are the data plane's listener-wide settings. They are fixed when
+// the proxy is built: see restartRequired.
+func proxyOptions(cfg *conf.Config, log *slog.Logger, c *cache.Cache) proxy.Options {
+	return proxy.Options{
+		Logger:            log,
+		ReadHeaderTimeout: cfg.Timeouts.ClientHeader,
+		BodyIdleTimeout:   cfg.Timeouts.ClientBody,
+		WriteIdleTimeout:  cfg.Timeouts.ClientBody,
+		IdleTimeout:       cfg.Timeouts.ClientIdle,
+		MaxRequestBody:    cfg.Limits.MaxRequestBody,
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+		MaxConns:          cfg.Limits.MaxConns,
+		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
+		TrustedProxies:    cfg.TrustedProxies,
+		Cache:             c,
+	}
+}
+
+// restartRequired names the settings that differ between the config in service
+// (as it was at start) and next, and that only a restart applies: sockets, and
+// what proxy.Options and the cache take at construction. Everything else (pools,
+// backends, routes, admin.drain_timeout, timeouts.shutdown_grace) applies on
+// reload.
+func restartRequired(running, next *conf.Config) []string {
+	var out []string
+	diff := func(name string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			out = append(out, name)
+		}
+	}
+	diff("listen", running.Listen, next.Listen)
+	diff("tls", running.TLS, next.TLS)
+	diff("admin.listen", running.Admin.Listen, next.Admin.Listen)
+	diff("admin.token_file", running.Admin.TokenFile, next.Admin.TokenFile)
+	diff("admin.state_file", running.Admin.StateFile, next.Admin.StateFile)
+	diff("timeouts.client_header", running.Timeouts.ClientHeader, next.Timeouts.ClientHeader)
+	diff("timeouts.client_body", running.Timeouts.ClientBody, next.Timeouts.ClientBody)
+	diff("timeouts.client_idle", running.Timeouts.ClientIdle, next.Timeouts.ClientIdle)
+	diff("limits.max_request_body", running.Limits.MaxRequestBody, next.Limits.MaxRequestBody)
+	diff("limits.max_header_bytes", running.Limits.MaxHeaderBytes, next.Limits.MaxHeaderBytes)
+	diff("limits.max_conns", running.Limits.MaxConns, next.Limits.MaxConns)
+	diff("limits.max_conns_per_ip", running.Limits.MaxConnsPerIP, next.Limits.MaxConnsPerIP)
+	diff("trusted_proxies", running.TrustedProxies, next.TrustedProxies)
+	diff("access_log", running.AccessLog, next.AccessLog)
+	diff("cache.max_bytes", running.Cache.MaxBytes, next.Cache.MaxBytes)
+	diff("capture", running.Capture, next.Capture)
 	return out
 }

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/floodgate/floodgate/admin"
+	"github.com/floodgate/floodgate/conf"
+	"github.com/floodgate/floodgate/health"
+	"github.com/floodgate/floodgate/metrics"
+	"github.com/floodgate/floodgate/proxy"
+	"github.com/floodgate/floodgate/proxy/cache"
+	"github.com/floodgate/floodgate/registry"
+)
+
+// The registry is what the admin API drives and what reports health status.
+var (
+	_ admin.Registry     = (*registry.Registry)(nil)
+	_ admin.HealthStatus = (*health.Checker)(nil)
+)
+
+// adminShutdownGrace bounds how long admin requests in progress (a DELETE
+// waiting for a drain) may run once the proxy has drained.
+const adminShutdownGrace = 5 * time.Second
+
+// serveOptions is what serve runs.
+type serveOptions struct {
+	// path is the config file, re-read on reload; "" when there is none (demo).
+	path string
+	// data is the file's contents as cfg was parsed from, for the reload hash.
+	data []byte
+	cfg  *conf.Config
+	// ignoreState starts even when the state file is corrupt, moving it aside.
+	ignoreState bool
+}
+
+// serve runs floodgate for o.cfg until ctx ends, then drains and returns nil. An
+// error means it could not start (or a listener failed).
+func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
+	cfg := o.cfg
+	token, err := loadToken(log, cfg.Admin.TokenFile)
+	if err != nil {
+		return err
+	}
+	saved, err := loadState(log, cfg.Admin.StateFile, o.ignoreState)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
+	}
+	defer adminLn.Close()
+	// conf refuses this already; the check is repeated on the socket actually
+	// bound (a name could resolve anywhere), because an admin API open to the
+	// network without a token gives anyone control of the traffic.
+	if len(token) == 0 && !isLoopback(adminLn.Addr()) {
+		return fmt.Errorf("admin.listen %s (%s) is not a loopback address and admin.token_file is not set: refusing to serve the admin API without authentication", cfg.Admin.Listen, adminLn.Addr())
+	}
+
+	prom := prometheus.NewRegistry()
+	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var respCache *cache.Cache
+	if cfg.Cache.MaxBytes > 0 {
+		respCache, err = cache.New(cache.Options{MaxBytes: cfg.Cache.MaxBytes, Registerer: prom, ErrorHandler: proxy.CacheError, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer respCache.Close()
+	}
+	px := proxy.New(proxyOptions(cfg, log, respCache))
+	checker := health.NewChecker(health.Options{Logger: log})
+	defer checker.Close()
+	var persist func(registry.State) error
+	if path := cfg.Admin.StateFile; path != "" {
+		persist = func(st registry.State) error { return registry.SaveState(path, st) }
+	}
+	reg, err := registry.New(registry.Options{Dataplane: px, Health: checker, Logger: log, Persist: persist})
+	if err != nil {
+		return err
+	}
+	m, err := metrics.New(prom, metrics.Sources{View: reg.View, Routes: px.RouteStats})
+	if err != nil {
+		return err
+	}
+
+	// The watcher outlives the listeners: it stops after the drain.
+	regCtx, regCancel := context.WithCancel(context.Background())
+	regDone := make(chan error, 1)
+	go func() { regDone <- reg.Run(regCtx) }()
+	defer func() { regCancel(); <-regDone }()
+
+	initRes, err := reg.Init(ctx, registryConfig(cfg), saved)
+	if err != nil {
+		return fmt.Errorf("apply config: %w", err)
+	}
+	for _, s := range initRes.Skipped {
+		log.Warn("state file entry not restored", "path", cfg.Admin.StateFile, "entry", s)
+	}
+	if cfg.Admin.StateFile != "" {
+		// Rewrite it now: the restored state as it applies, and proof that the
+		// file can be written before any API call needs it.
+		if err := registry.SaveState(cfg.Admin.StateFile, reg.State()); err != nil {
+			return fmt.Errorf("admin.state_file: %w", err)
+		}
+		if initRes.Restored > 0 {
+			log.Info("state restored", "path", cfg.Admin.StateFile, "entries", initRes.Restored)
+		}
+	}
+
+	rl := newReloader(o.path, o.data, cfg, log, reg, m)
+	var reloader admin.Reloader
+	if o.path != "" {
+		reloader = rl
+	}
+	api, err := admin.New(admin.Options{
+		Registry:     reg,
+		Reloader:     reloader,
+		Health:       checker,
+		Metrics:      promhttp.HandlerFor(prom, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}),
+		Token:        token,
+		DrainTimeout: rl.DrainTimeout,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	adminSrv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return px.Serve(ln) })
+	g.Go(func() error {
+		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin: %w", err)
+		}
+		return nil
+	})
+	if o.path != "" {
+		w, err := conf.NewWatcher(o.path, conf.DefaultDebounce)
+		if err != nil {
+			log.Warn("not watching the config file; reload with SIGHUP or POST /api/v1/reload", "error", err.Error())
+		} else {
+			g.Go(func() error {
+				return w.Run(gctx,
+					func() { _, _ = rl.reload(gctx, "file", false) },
+					func(err error) { log.Warn("config file watch", "error", err.Error()) })
+			})
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				if o.path == "" {
+					log.Warn("SIGHUP: floodgate runs without a config file, nothing to reload")
+					continue
+				}
+				_, _ = rl.reload(gctx, "SIGHUP", true)
+			}
+		}
+	})
+	log.Info("floodgate listening", "addr", ln.Addr().String(), "admin", adminLn.Addr().String(), "version", version)
+
+	g.Go(func() error {
+		<-gctx.Done()
+		// Readiness first, so a load balancer in front stops sending, then the
+		// drain, then the admin API.
+		api.SetDraining()
+		grace := rl.ShutdownGrace()
+		log.Info("draining", "grace", grace.String())
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		if err := px.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
+			log.Warn("grace period over, closing remaining connections", "grace", grace.String())
+		} else if err != nil {
+			return err
+		}
+		actx, acancel := context.WithTimeout(context.Background(), adminShutdownGrace)
+		defer acancel()
+		if err := adminSrv.Shutdown(actx); err != nil {
+			adminSrv.Close()
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// isLoopback reports whether a bound listener address is a loopback one.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// loadToken reads the admin token file, if one is set: the token is its
+// contents without the trailing newline. The token is never logged.
+func loadToken(log *slog.Logger, path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("admin.token_file: %w", err)
+	}
+	if fi.Size() > 4096 {
+		return nil, fmt.Errorf("admin.token_file %s: larger than 4096 bytes; it should hold one token", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("admin.token_file: %w", err)
+	}
+	token := bytes.TrimRight(data, "\r\n")
+	switch {
+	case len(token) == 0:
+		return nil, fmt.Errorf("admin.token_file %s is empty", path)
+	case bytes.ContainsAny(token, "\r\n"):
+		return nil, fmt.Errorf("admin.token_file %s: the token must be one line", path)
+	case len(bytes.TrimSpace(token)) != len(token):
+		return nil, fmt.Errorf("admin.token_file %s: the token must not start or end with spaces", path)
+	}
+	if len(token) < 16 {
+		log.Warn("the admin token is short; use at least 32 random characters", "path", path, "length", len(token))
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the admin token file is readable by other users; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
+	}
+	return token, nil
+}
+
+// loadState reads the state file, if one is set. A corrupt file stops the start,
+// naming the path, unless ignore is set: then it is moved aside (kept for
+// inspection) and floodgate starts without it.
+func loadState(log *slog.Logger, path string, ignore bool) (registry.State, error) {
+	if path == "" {
+		return registry.State{}, nil
+	}
+	st, err := registry.LoadState(path)
+	var corrupt *registry.CorruptStateError
+	switch {
+	case err == nil:
+		return st, nil
+	case !errors.As(err, &corrupt):
+		return registry.State{}, err
+	case !ignore:
+		return registry.State{}, fmt.Errorf("%v; fix or remove it, or start with -ignore-state to start without the backends it holds", err)
+	}
+	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(path, aside); err != nil {
+		return registry.State{}, fmt.Errorf("%v; and moving it aside failed: %w", corrupt, err)
+	}
+	log.Warn("state file is corrupt; starting without it (-ignore-state), the file was moved aside",
+		"path", path, "moved_to", aside, "error", corrupt.Err.Error())
+	return registry.State{}, nil
+}
