@@ -399,19 +399,22 @@ func transitions(text string) (byTo map[string]float64, found bool) {
 		if !strings.HasPrefix(l, name) || (len(l) > len(name) && l[len(name)] != '{' && l[len(name)] != ' ') {
 			continue
 		}
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			// A timestamp may follow the value.
-			if len(f) >= 3 {
-				v, err = strconv.ParseFloat(f[len(f)-2], 64)
-			}
-			if err != nil {
+		// NAME{LABELS} VALUE [TIMESTAMP]
+		rest := l[len(name):]
+		if strings.HasPrefix(rest, "{") {
+			j := strings.LastIndexByte(rest, '}')
+			if j < 0 {
 				continue
 			}
+			rest = rest[j+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
 		}
 		to := "?"
 		if i := strings.Index(l, `to="`); i >= 0 {
