@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net/http"
 	"net/textproto"
 	"os"
 	"path/filepath"
@@ -19,6 +18,13 @@ import (
 // written on every degraded request, at the moment the site is busiest: a
 // light page is the point.
 const MaxStaticSize = 1 << 20
+
+// The two statuses a degraded answer uses, spelled out rather than taken
+// from net/http, which degrade has no other reason to link.
+const (
+	statusUnavailable = 503
+	statusTooMany     = 429
+)
 
 // ErrStaticTooLarge means a static answer's file exceeds MaxStaticSize.
 var ErrStaticTooLarge = errors.New("degrade: static answer too large")
@@ -57,7 +63,7 @@ type Static struct {
 // the reload instead of a request.
 func LoadStatic(path string, status int, headers map[string]string) (*Static, error) {
 	if status == 0 {
-		status = http.StatusServiceUnavailable
+		status = statusUnavailable
 	}
 	st := &Static{Status: status}
 	var errs []error
@@ -198,15 +204,21 @@ type Shed struct {
 // retryAfter 0 leaves out the Retry-After header.
 func NewShed(status int, retryAfter time.Duration) (*Shed, error) {
 	if status == 0 {
-		status = http.StatusServiceUnavailable
+		status = statusUnavailable
 	}
-	if status != http.StatusServiceUnavailable && status != http.StatusTooManyRequests {
+	var text string
+	switch status {
+	case statusUnavailable:
+		text = "Service Unavailable"
+	case statusTooMany:
+		text = "Too Many Requests"
+	default:
 		return nil, fmt.Errorf("degrade: shed status %d: must be 503 or 429", status)
 	}
 	if retryAfter < 0 {
 		return nil, fmt.Errorf("degrade: shed retry after %v: must be >= 0", retryAfter)
 	}
-	s := &Shed{Status: status, Body: []byte(strconv.Itoa(status) + " " + http.StatusText(status) + "\n")}
+	s := &Shed{Status: status, Body: []byte(strconv.Itoa(status) + " " + text + "\n")}
 	if retryAfter > 0 {
 		s.RetryAfter = RetryAfter(retryAfter)
 	}
