@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,7 +78,7 @@ func LoadStatic(path string, status int, headers map[string]string) (*Static, er
 	slices.Sort(names)
 	for _, name := range names {
 		value := headers[name]
-		canon := textproto.CanonicalMIMEHeaderKey(name)
+		canon := canonicalKey(name)
 		switch {
 		case !validHeaderName(name):
 			errs = append(errs, fmt.Errorf("header %q: invalid name", name))
@@ -146,6 +145,24 @@ func forbiddenHeader(canon string) bool {
 		return true
 	}
 	return false
+}
+
+// canonicalKey is textproto.CanonicalMIMEHeaderKey for valid names
+// ("retry-after" gives "Retry-After"), written out so that degrade does not
+// link the net package.
+func canonicalKey(s string) string {
+	b := []byte(s)
+	upper := true
+	for i, c := range b {
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			b[i] = c - ('a' - 'A')
+		case !upper && 'A' <= c && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		}
+		upper = c == '-'
+	}
+	return string(b)
 }
 
 // validHeaderName reports whether s is an RFC 9110 token.

@@ -88,6 +88,14 @@ func TestLoadStatic(t *testing.T) {
 	}
 }
 
+func TestCanonicalKey(t *testing.T) {
+	for in, want := range map[string]string{"retry-after": "Retry-After", "CONTENT-TYPE": "Content-Type", "x-a-b": "X-A-B", "Te": "Te", "x_y": "X_y"} {
+		if got := canonicalKey(in); got != want {
+			t.Errorf("canonicalKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestRetryAfterAndShed(t *testing.T) {
 	for _, tt := range []struct {
 		d    time.Duration
