@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
@@ -43,6 +44,9 @@ type Options struct {
 	// https://, on HTTPSPort (443 when 0, and then omitted from the URL).
 	RedirectHTTPS bool
 	HTTPSPort     int
+	// Capture journals the requests of routes whose degraded action is capture;
+	// nil = those requests are shed.
+	Capture *Capture
 }
 
 func (o *Options) setDefaults() {
@@ -217,6 +221,9 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	}
 	d := time.Since(start)
 	st.record(ctx.Response.StatusCode(), d)
+	if info.forwarded && rt != nil {
+		rt.pool.rec.Observe(d, info.failed)
+	}
 	if s.opts.AccessLog != nil {
 		s.logAccess(ctx, rt, &info, start, d)
 	}
@@ -225,9 +232,11 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 // reqInfo collects, on the caller's stack, what the access log says beyond the
 // request and response themselves.
 type reqInfo struct {
-	backend  string
-	cache    string
-	degraded string
+	backend   string
+	cache     string
+	degraded  string
+	forwarded bool // a backend was tried: the degraded-mode recorder counts it
+	failed    bool // ... and failed (error or 5xx)
 }
 
 // logAccess writes the request's access log line.
@@ -290,6 +299,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time, info *reqInfo) 
 	}
 	if rt.acl != nil || rt.limit != nil {
 		if !s.guard(ctx, rt, now) {
+			return rt
+		}
+	}
+	if g := rt.pool.gate; g != nil {
+		if lvl := g.Level(); lvl != degrade.LevelNormal && s.degraded(ctx, rt, lvl, info) {
 			return rt
 		}
 	}
@@ -411,6 +425,12 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 		return
 	}
 	if err := s.exchange(ctx, rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
+		if errors.Is(err, balancer.ErrSaturated) && rt.pool.gate.Degraded() {
+			// Every slot is taken while the pool is degraded: the route's
+			// degraded answer, not a bare 503.
+			s.refuse(ctx, rt, info)
+			return
+		}
 		if cerr := clientError(err, ctx.RemoteAddr(), fr.chunked); cerr != nil {
 			// The client, not the backend, failed: a broken chunk, a body over
 			// the limit, a stalled upload. The stream cannot be trusted further.
@@ -446,8 +466,9 @@ func (s *Server) exchange(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Req
 		resp := fasthttp.AcquireResponse()
 		resp.Header.SetNoDefaultContentType(true)
 		resp.Header.DisableNormalizing()
-		info.backend = b.Address
+		info.backend, info.forwarded = b.Address, true
 		bc, err := p.upstreams[b.Index].roundTrip(req, resp, head, o, bufferMax)
+		info.failed = err != nil || resp.StatusCode() >= 500
 		if err == nil {
 			b.State.Report(resp.StatusCode() < 500)
 			s.relay(out, resp, b, bc)

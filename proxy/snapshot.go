@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
@@ -26,6 +27,12 @@ type PoolSpec struct {
 	ResponseTimeout    time.Duration // the whole backend response; 0 means 30s
 	Retries            int           // idempotent requests retried on another backend
 	MaxConnsPerBackend int           // 0 = unlimited (fasthttp still caps the pool of idle connections)
+
+	// Gate and Recorder connect the pool to degraded mode (package degrade): the
+	// request path reads the gate's level (one atomic load) and reports each
+	// forwarded request's latency and outcome. nil = never degraded.
+	Gate     *degrade.Gate
+	Recorder *degrade.Recorder
 }
 
 // RouteSpec is one route: requests whose host and longest path prefix match go to
@@ -41,6 +48,13 @@ type RouteSpec struct {
 	DenyCIDRs  []netip.Prefix       // these clients get 403; deny wins over allow
 	RateLimit  *RateLimitSpec       // nil = no limit
 	Cache      *cache.PolicyOptions // nil = not cached; needs Options.Cache (Route is set from Name)
+
+	// Degraded mode: what the route does while its pool's gate is raised.
+	Priority       degrade.Priority
+	Action         degrade.Action
+	Static         *degrade.Static // for ActionStatic
+	Shed           *degrade.Shed   // the answer to refused requests; nil = 503 with Retry-After: 5
+	CaptureMethods []string        // for ActionCapture; empty = POST
 }
 
 // Snapshot is one immutable generation of routes and pools. The request path loads
@@ -64,6 +78,23 @@ type route struct {
 	acl     *acl          // nil = open to all
 	limit   *limiter      // nil = unlimited
 	cache   *cache.Policy // nil = not cached
+
+	prio     degrade.Priority
+	action   degrade.Action
+	static   *degrade.Static
+	shed     *degrade.Shed
+	captures []string // methods captured while degraded
+}
+
+// captured reports whether requests with this method are journalled while the
+// route's pool is degraded.
+func (r *route) captured(method []byte) bool {
+	for _, m := range r.captures {
+		if string(method) == m {
+			return true
+		}
+	}
+	return false
 }
 
 type pool struct {
@@ -71,6 +102,8 @@ type pool struct {
 	bal       *balancer.Pool
 	upstreams []*upstream // parallel to bal.Backends()
 	retries   int
+	gate      *degrade.Gate
+	rec       *degrade.Recorder
 }
 
 // Pool returns the balancer pool of the named pool, or nil.
@@ -136,7 +169,7 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		if snap.pools[name] != nil {
 			return nil, fmt.Errorf("proxy: pool %q defined twice", name)
 		}
-		p := &pool{name: name, bal: ps.Pool, retries: ps.Retries}
+		p := &pool{name: name, bal: ps.Pool, retries: ps.Retries, gate: ps.Gate, rec: ps.Recorder}
 		for _, b := range ps.Pool.Backends() {
 			p.upstreams = append(p.upstreams, s.upstreamLocked(b.State.ID(), b.Address, ps))
 		}
@@ -156,6 +189,17 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 				return nil, fmt.Errorf("proxy: route %q: rate limit must be positive", rs.Name)
 			}
 			r.limit = s.limiterLocked(rs.Name, *rs.RateLimit)
+		}
+		r.prio, r.action, r.static, r.shed = rs.Priority, rs.Action, rs.Static, rs.Shed
+		r.stats.Priority = r.prio.String()
+		if r.action == degrade.ActionStatic && r.static == nil {
+			return nil, fmt.Errorf("proxy: route %q: static action without a static answer", rs.Name)
+		}
+		if r.action == degrade.ActionCapture {
+			r.captures = rs.CaptureMethods
+			if len(r.captures) == 0 {
+				r.captures = []string{"POST"}
+			}
 		}
 		if rs.Cache != nil {
 			if s.cache == nil {

@@ -3,6 +3,8 @@ package proxy
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/floodgate/floodgate/degrade"
 )
 
 // LatencyBuckets are the upper bounds, in seconds, of the request duration
@@ -29,6 +31,7 @@ var latencyBounds = func() (b [numBuckets]int64) {
 // Prometheus counters never go backwards on reload.
 type RouteStats struct {
 	Route, Pool string
+	Priority    string // the route's priority, for floodgate_shed_total's label
 
 	codes   [600]atomic.Uint64 // by status code; index 0 counts out-of-range codes
 	buckets [numBuckets + 1]atomic.Uint64
@@ -37,7 +40,24 @@ type RouteStats struct {
 
 	rateLimited atomic.Uint64
 	denied      atomic.Uint64
+	degraded    [degradedKinds]atomic.Uint64 // by outcome: stale, static, shed, capture
 }
+
+const degradedKinds = 5 // indexed by degrade.Outcome
+
+// Degraded returns how many requests got a degraded answer of each kind while the
+// route's pool was degraded: "stale", "static", "shed", "capture".
+func (r *RouteStats) Degraded() map[string]uint64 {
+	return map[string]uint64{
+		"stale":   r.degraded[degrade.OutcomeStale].Load(),
+		"static":  r.degraded[degrade.OutcomeStatic].Load(),
+		"shed":    r.degraded[degrade.OutcomeShed].Load(),
+		"capture": r.degraded[degrade.OutcomeCapture].Load(),
+	}
+}
+
+// Shed returns how many requests were shed (floodgate_shed_total).
+func (r *RouteStats) Shed() uint64 { return r.degraded[degrade.OutcomeShed].Load() }
 
 // RateLimited returns how many requests the route's rate limit refused (429).
 func (r *RouteStats) RateLimited() uint64 { return r.rateLimited.Load() }

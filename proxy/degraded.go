@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/degrade"
+)
+
+// degraded applies the route's degraded-mode policy (degrade.Decide) while its
+// pool's gate is raised. It answers and returns true unless the request is to be
+// forwarded as usual.
+func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level, info *reqInfo) bool {
+	switch degrade.Decide(lvl, rt.prio, rt.action, rt.captured(ctx.Request.Header.Method())) {
+	case degrade.OutcomeForward:
+		return false
+	case degrade.OutcomeStale:
+		// A stale page costs the backends nothing; on a miss the request is
+		// forwarded if its priority is admitted at this level.
+		if rt.cache != nil && s.cache.ServeStale(ctx, rt.cache) {
+			s.divert(rt, degrade.OutcomeStale, info)
+			return true
+		}
+		if degrade.Admit(rt.prio, lvl) {
+			return false
+		}
+		s.answerShed(ctx, rt)
+		s.divert(rt, degrade.OutcomeShed, info)
+	case degrade.OutcomeStatic:
+		s.answerStatic(ctx, rt)
+		s.divert(rt, degrade.OutcomeStatic, info)
+	case degrade.OutcomeCapture:
+		if s.capture(ctx, rt, info) {
+			s.divert(rt, degrade.OutcomeCapture, info)
+			return true
+		}
+		s.answerShed(ctx, rt)
+		s.divert(rt, degrade.OutcomeShed, info)
+	default:
+		s.answerShed(ctx, rt)
+		s.divert(rt, degrade.OutcomeShed, info)
+	}
+	return true
+}
+
+// refuse answers a request the pool could not take (every slot busy) while the
+// pool is degraded, with the route's degraded answer.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo) {
+	switch {
+	case rt.action == degrade.ActionCapture && rt.captured(ctx.Request.Header.Method()) && s.capture(ctx, rt, info):
+		s.divert(rt, degrade.OutcomeCapture, info)
+	case rt.action == degrade.ActionStatic:
+		s.answerStatic(ctx, rt)
+		s.divert(rt, degrade.OutcomeStatic, info)
+	default:
+		s.answerShed(ctx, rt)
+		s.divert(rt, degrade.OutcomeShed, info)
+	}
+}
+
+func (s *Server) divert(rt *route, o degrade.Outcome, info *reqInfo) {
+	rt.pool.rec.Divert(rt.prio)
+	rt.stats.degraded[o].Add(1)
+	info.degraded = o.String()
+}
+
+// answerShed writes the route's shed answer: 503 (or 429) with Retry-After.
+func (s *Server) answerShed(ctx *fasthttp.RequestCtx, rt *route) {
+	r := &ctx.Response
+	r.Reset()
+	if sh := rt.shed; sh != nil {
+		r.SetStatusCode(sh.Status)
+		if sh.RetryAfter != "" {
+			r.Header.Set("Retry-After", sh.RetryAfter)
+		}
+		r.Header.SetContentType("text/plain; charset=utf-8")
+		r.SetBodyRaw(sh.Body)
+		return
+	}
+	r.SetStatusCode(fasthttp.StatusServiceUnavailable)
+	r.Header.Set("Retry-After", "5")
+	r.Header.SetContentType("text/plain; charset=utf-8")
+	r.SetBodyString("503 Service Unavailable\n")
+}
+
+// answerStatic writes the route's static answer, from memory.
+func (s *Server) answerStatic(ctx *fasthttp.RequestCtx, rt *route) {
+	st := rt.static
+	r := &ctx.Response
+	r.Reset()
+	r.SetStatusCode(st.Status)
+	r.Header.SetContentType(st.ContentType)
+	for _, h := range st.Header {
+		r.Header.Set(h.Name, h.Value)
+	}
+	r.SetBodyRaw(st.Body)
+}
+
+// capture journals the request (issue 8). Until a journal is configured it
+// declines, and the caller sheds.
+func (s *Server) capture(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo) bool {
+	if s.opts.Capture == nil {
+		return false
+	}
+	return s.opts.Capture.capture(s, ctx, rt, info)
+}
