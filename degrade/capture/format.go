@@ -41,9 +41,10 @@ import (
 //
 // The batch offset is what tells a torn tail from corruption: only the last
 // batch of the last segment can be torn, because a batch is written only after
-// the previous one was fsynced. A damaged frame followed by an intact frame of
-// a later batch therefore lies in data that was fsynced and acknowledged, and
-// recovery refuses to drop it.
+// the previous one was fsynced. A damaged frame followed by an intact frame
+// that starts a later batch (its batch offset is its own offset) therefore
+// lies in data that was fsynced and acknowledged, and recovery refuses to drop
+// it.
 //
 // Payloads are built from uvarints, varints and byte strings (a uvarint length
 // followed by the bytes):
@@ -198,9 +199,6 @@ func frameCRC(f []byte) uint32 {
 }
 
 func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
-
-// frameBatch returns the batch offset of a verified frame.
-func frameBatch(f []byte) int64 { return int64(binary.LittleEndian.Uint32(f[12:])) }
 
 // beginFrame appends a frame header for a payload of n bytes; the CRC and the
 // batch offset are filled in by sealFrame when the batch is written, because
