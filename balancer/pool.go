@@ -57,6 +57,11 @@ type PoolOptions struct {
 	// SlowStart is how long a backend that came up (new, or probe-up again) takes
 	// to ramp from ~10% to 100% of its weight; 0 disables slow start.
 	SlowStart time.Duration
+	// Reserved is how many of each backend's MaxConnsPerBackend slots only
+	// AcquireCritical may take, so that critical routes (the back office) stay
+	// usable however hard the rest is pushed. 0 = none; it must be below the
+	// limit.
+	Reserved int64
 	// MaxFails consecutive failures reported to BackendState.Report eject a
 	// backend for EjectFor; 0 disables passive health.
 	MaxFails int
@@ -104,6 +109,7 @@ type Pool struct {
 	byState   map[*BackendState]*Backend
 
 	maxConns     int64
+	reserved     int64
 	queueMax     int
 	queueTimeout time.Duration
 	slowStart    int64 // nanoseconds
@@ -140,6 +146,9 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	}
 	if opts.QueueTimeout < 0 || (opts.QueueMax > 0 && opts.QueueTimeout == 0) {
 		errs = append(errs, fmt.Errorf("queue timeout %v: must be > 0 with a queue", opts.QueueTimeout))
+	}
+	if opts.Reserved < 0 || (opts.Reserved > 0 && opts.Reserved >= opts.MaxConnsPerBackend) {
+		errs = append(errs, fmt.Errorf("reserved %d: must be >= 0 and below max conns per backend %d", opts.Reserved, opts.MaxConnsPerBackend))
 	}
 	if opts.SlowStart < 0 {
 		errs = append(errs, fmt.Errorf("slow start %v: must be >= 0", opts.SlowStart))
@@ -181,6 +190,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		backends:        make([]*Backend, len(opts.Backends)),
 		byState:         make(map[*BackendState]*Backend, len(opts.Backends)),
 		maxConns:        opts.MaxConnsPerBackend,
+		reserved:        opts.Reserved,
 		queueMax:        opts.QueueMax,
 		queueTimeout:    opts.QueueTimeout,
 		slowStart:       int64(opts.SlowStart),
@@ -237,7 +247,7 @@ func (p *Pool) Backends() []*Backend { return p.backends }
 // ErrNoHealthyBackend, wrapped, when no backend is up. Safe for concurrent use;
 // lock-free and allocation-free.
 func (p *Pool) Pick() (*Backend, error) {
-	if b, v := p.scan(nil, false); v == found {
+	if b, v := p.scan(nil, false, false); v == found {
 		return b, nil
 	}
 	return nil, p.errNoHealthy
@@ -257,20 +267,27 @@ func (p *Pool) Pick() (*Backend, error) {
 //
 // Safe for concurrent use. Without waiters it is lock-free and allocation-free;
 // queueing takes the PoolState's lock.
-func (p *Pool) Acquire(skip *Backend) (*Backend, error) {
+func (p *Pool) Acquire(skip *Backend) (*Backend, error) { return p.acquire(skip, false) }
+
+// AcquireCritical is Acquire for a critical request: it may also take the slots
+// reserved by PoolOptions.Reserved, and a queued critical request is not held up
+// by public requests ahead of it that cannot use the reserve.
+func (p *Pool) AcquireCritical(skip *Backend) (*Backend, error) { return p.acquire(skip, true) }
+
+func (p *Pool) acquire(skip *Backend, critical bool) (*Backend, error) {
 	var ss *BackendState
 	if skip != nil {
 		ss = skip.State
 	}
-	if p.state.waiting.Load() == 0 {
-		switch b, v := p.scan(ss, true); v {
+	if p.state.waiting.Load() == 0 || (critical && p.reserved > 0) {
+		switch b, v := p.scan(ss, true, critical); v {
 		case found:
 			return b, nil
 		case noneUp:
 			return nil, p.errNoHealthy
 		}
 	}
-	return p.state.wait(p, ss)
+	return p.state.wait(p, ss, critical)
 }
 
 // Release gives back the slot taken by Acquire. If requests are queued on the
@@ -321,7 +338,7 @@ const (
 // then costs O(backends), not O(ring), when most of the pool is down or full. The
 // same pass, ignoring slow start, runs when slow-starting backends were passed
 // over by their ramp: slow start shapes shares, it must never refuse traffic.
-func (p *Pool) scan(skip *BackendState, take bool) (*Backend, verdict) {
+func (p *Pool) scan(skip *BackendState, take, critical bool) (*Backend, verdict) {
 	n := uint64(len(p.ring))
 	if n == 0 {
 		return nil, noneUp
@@ -332,7 +349,7 @@ func (p *Pool) scan(skip *BackendState, take bool) (*Backend, verdict) {
 	full, ramped := false, false
 	for i := 0; i < p.scanLimit; i++ {
 		b := p.backends[p.ring[pos]]
-		switch p.try(b, skip, take, &clk, false) {
+		switch p.try(b, skip, take, critical, &clk, false) {
 		case tryOK:
 			if i > 0 {
 				p.next.Add(uint64(i))
@@ -352,7 +369,7 @@ func (p *Pool) scan(skip *BackendState, take bool) (*Backend, verdict) {
 		j := start % m
 		for range m {
 			b := p.backends[p.active[j]]
-			switch p.try(b, skip, take, &clk, true) {
+			switch p.try(b, skip, take, critical, &clk, true) {
 			case tryOK:
 				return b, found
 			case tryFull:
@@ -370,7 +387,7 @@ func (p *Pool) scan(skip *BackendState, take bool) (*Backend, verdict) {
 }
 
 // try tells whether b can serve now, and takes its slot if take is set.
-func (p *Pool) try(b *Backend, skip *BackendState, take bool, clk *clock, ignoreRamp bool) outcome {
+func (p *Pool) try(b *Backend, skip *BackendState, take, critical bool, clk *clock, ignoreRamp bool) outcome {
 	s := b.State
 	if s == skip || !s.upAt(clk) {
 		return tryDown
@@ -378,7 +395,7 @@ func (p *Pool) try(b *Backend, skip *BackendState, take bool, clk *clock, ignore
 	if !ignoreRamp && !p.rampAccept(s, clk) {
 		return tryRamp
 	}
-	if take && !s.take(p.maxConns) {
+	if take && !s.take(p.limit(critical)) {
 		return tryFull
 	}
 	return tryOK
@@ -419,16 +436,25 @@ func (p *Pool) rampAccept(s *BackendState, clk *clock) bool {
 // was just released) if this pool has it and it suits the request, else on the
 // next backend in ring order. The hint ignores slow start: the slot is being
 // handed over, not added, so the backend's load does not grow.
-func (p *Pool) takeFor(skip *BackendState, hint *Backend) (*Backend, verdict) {
+func (p *Pool) takeFor(skip *BackendState, hint *Backend, critical bool) (*Backend, verdict) {
 	if hint != nil && hint.State != skip {
 		if b := p.byState[hint.State]; b != nil && b.Weight > 0 {
 			clk := clock{now: p.now}
-			if p.try(b, skip, true, &clk, true) == tryOK {
+			if p.try(b, skip, true, critical, &clk, true) == tryOK {
 				return b, found
 			}
 		}
 	}
-	return p.scan(skip, true)
+	return p.scan(skip, true, critical)
+}
+
+// limit is the slot limit for a request: the whole limit for critical ones, the
+// limit less the reserve for the others.
+func (p *Pool) limit(critical bool) int64 {
+	if critical || p.maxConns <= 0 {
+		return p.maxConns
+	}
+	return p.maxConns - p.reserved
 }
 
 // eligible reports whether any weighted backend other than skip is up.

@@ -45,6 +45,7 @@ type waiter struct {
 	prev, next *waiter
 	pool       *Pool // the generation it queued on: slots are taken in its ring
 	skip       *BackendState
+	critical   bool
 	start      time.Time
 
 	// Set under PoolState.mu when the waiter leaves the queue.
@@ -141,15 +142,19 @@ func (s *PoolState) handoff(b *Backend) {
 func (s *PoolState) serveLocked(hint *Backend, max int) {
 	// Generations that had nothing free. Almost always one or two are queued at
 	// once; past four, stop rather than scan more rings.
-	var exhausted [4]*Pool
+	type gen struct {
+		p        *Pool
+		critical bool
+	}
+	var exhausted [4]gen
 	full := 0
 	var next *waiter
 	for w := s.head; w != nil && max != 0; w = next {
 		next = w.next
-		if slices.Contains(exhausted[:full], w.pool) {
+		if slices.Contains(exhausted[:full], gen{w.pool, w.critical}) {
 			continue
 		}
-		switch b, v := w.pool.takeFor(w.skip, hint); v {
+		switch b, v := w.pool.takeFor(w.skip, hint, w.critical); v {
 		case found:
 			s.served.Add(1)
 			s.complete(w, b, nil)
@@ -164,7 +169,7 @@ func (s *PoolState) serveLocked(hint *Backend, max int) {
 				if full == len(exhausted) {
 					return
 				}
-				exhausted[full] = w.pool
+				exhausted[full] = gen{w.pool, w.critical}
 				full++
 			}
 		}
@@ -180,12 +185,12 @@ func (s *PoolState) complete(w *waiter, b *Backend, err error) {
 }
 
 // wait is Acquire's slow path: queue behind earlier waiters, or fail.
-func (s *PoolState) wait(p *Pool, skip *BackendState) (*Backend, error) {
+func (s *PoolState) wait(p *Pool, skip *BackendState, critical bool) (*Backend, error) {
 	s.mu.Lock()
 	s.waiting.Add(1) // before the attempt below; see the field's comment
 	if s.head == nil {
 		// Nobody to be fair to: a slot may have freed since the lock-free try.
-		switch b, v := p.scan(skip, true); v {
+		switch b, v := p.scan(skip, true, critical); v {
 		case found:
 			s.leaveLocked()
 			return b, nil
@@ -209,7 +214,7 @@ func (s *PoolState) wait(p *Pool, skip *BackendState) (*Backend, error) {
 	if w == nil {
 		w = &waiter{ready: make(chan struct{}, 1)}
 	}
-	w.pool, w.skip, w.start = p, skip, time.Now()
+	w.pool, w.skip, w.critical, w.start = p, skip, critical, time.Now()
 	s.push(w)
 	s.enqueued.Add(1)
 	if w != s.head {

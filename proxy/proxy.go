@@ -458,8 +458,15 @@ func (s *Server) exchange(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Req
 	p := rt.pool
 	retryable := isIdempotent(req.Header.Method())
 	var skip *balancer.Backend
+	critical := rt.prio == degrade.PriorityCritical
 	for attempt := 0; ; attempt++ {
-		b, err := p.bal.Acquire(skip)
+		var b *balancer.Backend
+		var err error
+		if critical {
+			b, err = p.bal.AcquireCritical(skip) // may use the slots reserved for critical routes
+		} else {
+			b, err = p.bal.Acquire(skip)
+		}
 		if err != nil {
 			return err
 		}
