@@ -45,3 +45,16 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		t.Fatalf("docs/openapi.yaml and the router differ\n documented: %q\n routed:     %q", documented, routed)
 	}
 }
+
+// TestDocsCoverEveryEndpoint: docs/admin-api.md has a section per endpoint.
+func TestDocsCoverEveryEndpoint(t *testing.T) {
+	data, err := os.ReadFile("../docs/admin-api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range Routes() {
+		if heading := "### `" + rt.Method + " " + rt.Pattern + "`"; !strings.Contains(string(data), heading+"\n") {
+			t.Errorf("docs/admin-api.md has no section %s", heading)
+		}
+	}
+}
