@@ -26,7 +26,7 @@ func (f *cacheFetch) fetch(req *fasthttp.Request, resp *fasthttp.Response) error
 		// parsed header, which the cache edited, rather than the client's lines.
 		o.parsed = true
 	}
-	err := f.s.exchange(f.ctx, f.rt, req, &o, resp, f.rt.cache.Options().MaxObjectBytes, &f.info)
+	err := f.s.exchange(f.ctx.RemoteAddr(), f.rt, req, &o, resp, f.rt.cache.Options().MaxObjectBytes, &f.info)
 	f.err = err
 	return err
 }

@@ -254,7 +254,7 @@ func TestExpectContinue(t *testing.T) {
 	if err := resp.Read(br); err != nil || resp.StatusCode() != 200 {
 		t.Fatalf("final response: %v %d", err, resp.StatusCode())
 	}
-	if b := be.bodies; len(b) != 1 || string(b[0]) != "hello" {
+	if b := be.requests(); len(b) != 1 || string(be.body(0)) != "hello" {
 		t.Fatalf("backend body %q", b)
 	}
 }

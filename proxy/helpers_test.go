@@ -267,3 +267,9 @@ func statusOfRaw(raw string) int {
 func contextCancel(t testing.TB) (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+func (b *rawBackend) body(i int) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.bodies[i]
+}

@@ -424,7 +424,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 		s.serveCached(ctx, rt, &o, info)
 		return
 	}
-	if err := s.exchange(ctx, rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
+	if err := s.exchange(ctx.RemoteAddr(), rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
 		if errors.Is(err, balancer.ErrSaturated) && rt.pool.gate.Degraded() {
 			// Every slot is taken while the pool is degraded: the route's
 			// degraded answer, not a bare 503.
@@ -453,7 +453,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 // safe, and fills out with the answer: whole when its body is at most bufferMax
 // bytes of known length, else with a body stream that releases the backend when
 // closed. It returns the last error when no backend answered.
-func (s *Server) exchange(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request, o *outbound, out *fasthttp.Response, bufferMax int, info *reqInfo) error {
+func (s *Server) exchange(peer net.Addr, rt *route, req *fasthttp.Request, o *outbound, out *fasthttp.Response, bufferMax int, info *reqInfo) error {
 	head := req.Header.IsHead()
 	p := rt.pool
 	retryable := isIdempotent(req.Header.Method())
@@ -483,7 +483,7 @@ func (s *Server) exchange(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Req
 		}
 		fasthttp.ReleaseResponse(resp)
 		b.Release()
-		if clientError(err, ctx.RemoteAddr(), o.fr.chunked) != nil {
+		if clientError(err, peer, o.fr.chunked) != nil {
 			return err
 		}
 		b.State.Report(false)

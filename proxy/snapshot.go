@@ -246,3 +246,19 @@ func (s *Server) policyLocked(po cache.PolicyOptions) *cache.Policy {
 	s.policies[po.Route] = p
 	return p
 }
+
+// routeNamed returns the route with this name on this pool, or else a plain route
+// to the pool (for replaying captures of a route that a reload removed), or nil
+// when the pool is gone.
+func (s *Snapshot) routeNamed(name, pool string) *route {
+	for _, r := range s.routes {
+		if r.name == name && r.pool.name == pool {
+			return r
+		}
+	}
+	p := s.pools[pool]
+	if p == nil {
+		return nil
+	}
+	return &route{name: name, pool: p, stats: &RouteStats{Route: name, Pool: pool}}
+}

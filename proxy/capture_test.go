@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/degrade/capture"
+)
+
+func TestCaptureThenReplay(t *testing.T) {
+	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	c, err := NewCapture(CaptureOptions{Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := newRawBackend(t, nil)
+	px, mon := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
+		RouteSpec{Name: "checkout", PathPrefix: "/checkout", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionCapture})
+	mon.SetOverride("p", degrade.OverrideDegraded)
+	order := "POST /checkout?cart=7 HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/json\r\nIdempotency-Key: client-key-1\r\nX-Session: s1\r\nContent-Length: 13\r\n\r\n{\"items\":[1]}"
+	r1, _ := exchange(t, px.addr, order, 300*time.Millisecond)
+	if statusOfRaw(r1) != 202 || !strings.Contains(r1, "Floodgate-Capture-Id: ") || !strings.Contains(r1, `"status":"received"`) {
+		t.Fatalf("order while degraded: %q", r1)
+	}
+	id := r1[strings.Index(r1, "Floodgate-Capture-Id: ")+len("Floodgate-Capture-Id: "):]
+	id = id[:strings.Index(id, "\r\n")]
+	if !strings.Contains(r1, `"capture_id":"`+id+`"`) {
+		t.Fatalf("body does not carry the id %q: %q", id, r1)
+	}
+	// The same client key again: the first id, no second record.
+	r2, _ := exchange(t, px.addr, order, 300*time.Millisecond)
+	if !strings.Contains(r2, "Floodgate-Capture-Id: "+id+"\r\n") {
+		t.Fatalf("a repeated submission got another id: %q", r2)
+	}
+	if n := len(be.requests()); n != 0 {
+		t.Fatalf("backend got %d requests while orders were captured", n)
+	}
+	if st := j.Stats(); st.Backlog["p"] != 1 {
+		t.Fatalf("backlog %v, want 1 record for pool p", st.Backlog)
+	}
+	if px.s.PoolReady("p") {
+		t.Fatal("replay must not start while the pool is degraded")
+	}
+
+	mon.SetOverride("p", degrade.OverrideNormal)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := j.StartReplay(ctx, px.s.Sender(), capture.ReplayOptions{Ready: px.s.PoolReady})
+	defer stop()
+	got := <-be.got
+	if !strings.HasPrefix(got, "POST /checkout?cart=7 HTTP/1.1\r\n") || !strings.Contains(got, "Idempotency-Key: "+id+"\r\n") ||
+		strings.Contains(got, "client-key-1") || !strings.Contains(got, "X-Session: s1\r\n") || !strings.Contains(got, "X-Forwarded-For: 127.0.0.1\r\n") {
+		t.Fatalf("replayed request:\n%s", got)
+	}
+	if b := be.body(0); string(b) != `{"items":[1]}` {
+		t.Fatalf("replayed body %q", b)
+	}
+	waitUntil(t, "the record delivered", func() bool { return j.Stats().Backlog["p"] == 0 })
+}
+
+func TestCaptureJournalFailureIs503(t *testing.T) {
+	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := NewCapture(CaptureOptions{Journal: j})
+	be := newRawBackend(t, nil)
+	px, mon := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
+		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture})
+	mon.SetOverride("p", degrade.OverrideDegraded)
+	j.Close() // every append now fails
+	r, _ := exchange(t, px.addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 300*time.Millisecond)
+	if statusOfRaw(r) != 503 || strings.Contains(r, "Floodgate-Capture-Id") {
+		t.Fatalf("journal failure: want 503 without a capture id, got %q", r)
+	}
+}
