@@ -214,7 +214,8 @@ func TestStartErrorsAreOneLine(t *testing.T) {
 
 func TestDemoRoundRobin(t *testing.T) {
 	addr := freePort(t)
-	p := start(t, "demo", "-listen", addr, "-admin", freePort(t))
+	adminAddr := freePort(t)
+	p := start(t, "demo", "-listen", addr, "-admin", adminAddr)
 	p.waitLog(t, "floodgate listening")
 	var got []string
 	for i := 0; i < 6; i++ {
@@ -225,6 +226,14 @@ func TestDemoRoundRobin(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("demo answered %v, want the 3/2/1 smooth interleaving %v", got, want)
 	}
+	// The admin API is there too, without a token on loopback; there is no
+	// file to reload.
+	in := &instance{proc: p, addr: addr, admin: adminAddr}
+	m := in.mustAPI(t, "GET", "/api/v1/pools", "", 200)
+	if pools := m["pools"].([]any); len(pools) != 1 || len(pools[0].(map[string]any)["backends"].([]any)) != 3 {
+		t.Fatalf("demo pools: %v", m)
+	}
+	in.mustAPI(t, "POST", "/api/v1/reload", "", 409)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.exitCode(t); code != 0 {
 		t.Fatalf("exit %d after SIGTERM", code)
