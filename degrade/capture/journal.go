@@ -879,6 +879,26 @@ func (j *Journal) Get(id string) (*Record, Status, bool) {
 	return r, st, true
 }
 
+// Lookup returns the record captured on route with idempotency key key, if the
+// journal still remembers it (as Append would deduplicate against it). The
+// proxy calls it on the live path of a capture route for a request that
+// carries a key: if the order was captured while the pool was degraded, the
+// client's resubmission must get the same 202 instead of reaching the backend
+// under the client's key while replay sends it under the capture id. Safe for
+// concurrent use.
+func (j *Journal) Lookup(route, key string) (id string, st Status, ok bool) {
+	if key == "" {
+		return "", 0, false
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e := j.keys[keyScope(route, key)]
+	if e == nil {
+		return "", 0, false
+	}
+	return e.id, e.status, true
+}
+
 // DeadLetters lists the dead letters awaiting Retry or Discard, oldest capture
 // first. Safe for concurrent use.
 func (j *Journal) DeadLetters() []DeadLetter {

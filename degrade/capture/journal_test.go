@@ -160,6 +160,14 @@ func TestIdempotency(t *testing.T) {
 		t.Fatal("key not scoped by route")
 	}
 
+	// The live path asks before forwarding a resubmission.
+	if id, st, ok := h.J.Lookup("checkout", "k1"); !ok || id != first || st != StatusPending {
+		t.Fatalf("Lookup = %q %v %v", id, st, ok)
+	}
+	if _, _, ok := h.J.Lookup("checkout", "other"); ok {
+		t.Fatal("Lookup of an unknown key")
+	}
+
 	// Across a restart.
 	h.reopen()
 	r5 := order("shop", 1, 200)
