@@ -175,7 +175,6 @@ func TestRequestPathAllocatesNothingWithMetrics(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		s.scrape(t)
 		var before, after runtime.MemStats
-		runtime.GC()
 		runtime.ReadMemStats(&before)
 		for i := 0; i < runs; i++ {
 			do()
@@ -183,10 +182,10 @@ func TestRequestPathAllocatesNothingWithMetrics(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		perReq := float64(after.Mallocs-before.Mallocs) / runs
 		t.Logf("round %d: %.4f allocations per request, whole loop", round, perReq)
-		// The same bound as proxy's BenchmarkProxyGET reports (0 allocs/op):
-		// below one allocation per request, amortised (timers and pools of
-		// the runtime and fasthttp allocate now and then, never per request).
-		if perReq >= 0.05 {
+		// 0 allocs/op as benchmarks count them. What remains is a handful
+		// per thousand requests, none of it per request: sync.Pool refills
+		// after a GC, which the scrapes between windows trigger.
+		if perReq >= 0.02 {
 			t.Fatalf("request path allocates %.3f times per request with metrics on, want 0", perReq)
 		}
 	}
