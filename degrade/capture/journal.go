@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -246,8 +247,16 @@ func Open(o Options) (*Journal, error) {
 	if err := o.normalize(); err != nil {
 		return nil, err
 	}
+	_, statErr := os.Stat(o.Dir)
 	if err := o.fs.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
+	}
+	if os.IsNotExist(statErr) {
+		// A new directory's own entry must be durable too, or a power cut
+		// could take the whole journal with it.
+		if err := o.fs.SyncDir(filepath.Dir(filepath.Clean(o.Dir))); err != nil {
+			return nil, fmt.Errorf("capture: %w", err)
+		}
 	}
 	lockf, err := lockDir(o.Dir)
 	if err != nil {
