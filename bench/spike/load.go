@@ -492,6 +492,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 1, "seed of arrival times, classes and URLs")
 	jsonOut := fs.String("json", "", "write the report as JSON to this file")
 	quiet := fs.Bool("quiet", false, "no progress lines")
+	proxyPID := fs.Int("proxy-pid", 0, "the proxy's process id, to report its CPU use (optional)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -537,7 +538,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "spike run %s: %d requests over %s (%.0f -> %.0f req/s) against %s\n",
 		*name, len(sched), prof.Duration(), prof.Base, prof.Peak, *target)
+	probe := startMachineProbe(*proxyPID, func() (time.Duration, error) {
+		s, err := ctl.stats()
+		return time.Duration(s.CPUS * float64(time.Second)), err
+	})
 	recs := gen.play(sched)
+	machine := probe.finish()
 
 	// Orders confirmed to clients, for the replay wait and the loss count.
 	var confirmed []string
@@ -592,6 +598,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	rep := analyze(in)
+	rep.Machine = machine
 	printRun(stdout, rep)
 	if *jsonOut != "" {
 		return writeJSON(*jsonOut, rep)

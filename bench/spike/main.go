@@ -12,12 +12,17 @@
 //	spike report   FILE.json...
 //	spike capacity [-origin HOST:PORT] [-conc N] [-d DURATION]
 //	spike skip     -name NAME -reason TEXT -json FILE
+//	spike quiet    [-max-wait 10m] [-busy 10]
+//	spike disturbed FILE.json
 //
 // origin serves the shop; run plays the profile against a proxy in front of it,
 // waits for replayed orders, and writes the report; report prints several runs side
 // by side; capacity drives the origin directly with a closed loop of N clients to
 // check that this machine delivers the nominal capacity; skip writes the report of
-// a proxy that could not run, so that it still gets its row.
+// a proxy that could not run, so that it still gets its row; quiet waits until the
+// machine is idle (it is shared: another benchmark beside a run changes its figures,
+// so each run also reports how busy the CPUs were and who used them); disturbed
+// exits 1 when a report shows that something else used the CPUs during the load.
 //
 // # The origin
 //
@@ -146,6 +151,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -172,6 +178,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCapacity(args[1:], stdout, stderr)
 	case "skip":
 		err = cmdSkip(args[1:], stdout)
+	case "quiet":
+		err = cmdQuiet(args[1:], stderr)
+	case "disturbed":
+		if err = cmdDisturbed(args[1:], stdout); errors.Is(err, errDisturbed) {
+			return 1
+		}
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0
@@ -193,6 +205,8 @@ func usage(w io.Writer) {
   spike report   FILE.json...
   spike capacity [-origin ADDR] [-control ADDR] [-conc N] [-d DURATION]
   spike skip     -name NAME -reason TEXT -json FILE
+  spike quiet    [-max-wait D] [-busy PCT]
+  spike disturbed FILE.json
 Run "spike SUBCOMMAND -h" for its flags; "go doc ./bench/spike" for the model.
 `)
 }

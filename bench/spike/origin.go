@@ -314,6 +314,7 @@ type OriginStats struct {
 	DupKeys    int64                 `json:"dup_keys"`    // repeated Idempotency-Keys, answered without recording
 	DupOrders  int64                 `json:"dup_orders"`  // order ids recorded more than once
 	MissingID  int64                 `json:"missing_ids"` // checkouts with neither order id nor key
+	CPUS       float64               `json:"cpu_s"`       // the origin process's CPU time so far
 }
 
 // ClassStats is one class's counters at the origin.
@@ -327,7 +328,7 @@ type ClassStats struct {
 // Stats returns a snapshot of the counters.
 func (o *Origin) Stats() OriginStats {
 	s := OriginStats{Model: o.m.withJSON(), Classes: make(map[string]ClassStats, numClasses),
-		Busy: o.busy.Load(), Waiting: o.waiting.Load(), MaxWaiting: o.maxWaiting.Load()}
+		Busy: o.busy.Load(), Waiting: o.waiting.Load(), MaxWaiting: o.maxWaiting.Load(), CPUS: selfCPU().Seconds()}
 	for c := range o.cls {
 		cc := &o.cls[c]
 		s.Classes[classNames[c]] = ClassStats{Served: cc.served.Load(), QueueTimeout: cc.queueTimeout.Load(),

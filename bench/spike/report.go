@@ -168,6 +168,7 @@ type Report struct {
 	Transitions *Transitions       `json:"transitions,omitempty"`
 	TransNote   string             `json:"transitions_note,omitempty"`
 	Generator   GenStats           `json:"generator"`
+	Machine     *Machine           `json:"machine,omitempty"`
 	Origin      *OriginStats       `json:"origin,omitempty"`
 	Timeline    []Second           `json:"timeline,omitempty"`
 }
@@ -470,6 +471,13 @@ func printRun(w io.Writer, r Report) {
 		fmt.Fprint(w, "  (WARNING: the generator fell behind; the run is suspect)")
 	}
 	fmt.Fprintln(w)
+	if r.Machine != nil {
+		fmt.Fprintf(w, "machine during the load: %s", r.Machine)
+		if disturbed(r) {
+			fmt.Fprint(w, "  (WARNING: something else used the CPUs; the run may be disturbed)")
+		}
+		fmt.Fprintln(w)
+	}
 	if r.Origin != nil {
 		fmt.Fprintf(w, "origin: accept queue max %d", r.Origin.MaxWaiting)
 		for _, c := range classNames {
@@ -563,13 +571,30 @@ func printComparison(w io.Writer, rs []Report) {
 			o.ConfirmedPct, o.Failed, o.NoAnswer, o.ReachedOrigin, o.Lost, o.Unconfirmed, o.DupOrders, o.ReplayWaitS)
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "\nCPU during the load, % of one CPU (proxy on its own CPU; generator and origin share the other)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "proxy	proxy	generator	origin	unattributed	send lag p99	")
+	for _, r := range ran {
+		if m := r.Machine; m != nil {
+			fmt.Fprintf(tw, "%s	%.0f%%	%.0f%%	%.0f%%	%.0f%%	%.1fms	\n", r.Name, m.ProxyPct, m.GeneratorPct, m.OriginPct, m.OtherPct, r.Generator.LagP99ms)
+		}
+	}
+	tw.Flush()
 	for _, r := range ran {
 		g := r.Generator
 		if g.LagP99ms > 50 || g.Overflow > 0 {
 			fmt.Fprintf(w, "WARNING %s: generator send lag p99 %.0fms, overflow %d: the run is suspect\n", r.Name, g.LagP99ms, g.Overflow)
 		}
+		if disturbed(r) {
+			fmt.Fprintf(w, "WARNING %s: %.0f%% of a CPU used by something else during the load: the run may be disturbed\n", r.Name, r.Machine.OtherPct)
+		}
 	}
 }
+
+// disturbed reports whether much CPU time during the load belongs to none of the
+// run's processes. Loopback networking leaves some softirq time unattributed (about
+// 10-20% of a CPU at the peak here), hence the margin.
+func disturbed(r Report) bool { return r.Machine != nil && r.Machine.OtherPct > 35 }
 
 // classOK is a class's success ratio: ok% (served or cached), or answered% for
 // checkout when answered is set (a captured order counts as a success there).
