@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -361,4 +363,47 @@ func TestRemoveAnswersAfterTheDrain(t *testing.T) {
 	if m := <-done; m["removed"] != true || m["drained"] != true {
 		t.Fatalf("%v", m)
 	}
+}
+
+// TestStateFileFailureIs500: a change that cannot be saved is not made.
+func TestStateFileFailureIs500(t *testing.T) {
+	px := proxy.New(proxy.Options{})
+	var fail atomic.Bool
+	reg, err := registry.New(registry.Options{Dataplane: px, Persist: func(registry.State) error {
+		if fail.Load() {
+			return errors.New("write /var/lib/floodgate/state.json: no space left on device")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = reg.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if _, err := reg.Init(ctx, registry.Config{Pools: []registry.PoolSpec{{Name: "shop"}}}, registry.State{}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	a := &api{t: t, url: hs.URL, srv: srv, reg: reg, px: px}
+	fail.Store(true)
+	m := a.expect("POST", "/api/v1/pools/shop/backends", `{"address": "10.0.0.5:8080"}`, 500)
+	if !strings.Contains(m["error"].(string), "no space left") {
+		t.Fatalf("%v", m)
+	}
+	if reg.View().Backend("shop", "10.0.0.5:8080") != nil {
+		t.Fatal("a change that could not be saved was applied")
+	}
+	fail.Store(false)
+	a.expect("POST", "/api/v1/pools/shop/backends", `{"address": "10.0.0.5:8080"}`, 201)
+	// Once the registry has stopped (shutdown), changes get 503.
+	cancel()
+	<-done
+	a.expect("PATCH", "/api/v1/pools/shop/backends/10.0.0.5:8080", `{"weight": 2}`, 503)
 }

@@ -166,6 +166,11 @@ func (r *Registry) WaitApplied(ctx context.Context, idx uint64) error {
 func (r *Registry) write(fn func(txn *memdb.Txn) error) (idx uint64, changed bool, err error) {
 	txn := r.db.Txn(true)
 	defer txn.Abort()
+	select {
+	case <-r.done: // nothing would apply it
+		return 0, false, ErrClosed
+	default:
+	}
 	txn.TrackChanges()
 	var before State
 	if r.persist != nil {

@@ -52,6 +52,10 @@ type serveOptions struct {
 // error means it could not start (or a listener failed).
 func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	cfg := o.cfg
+	// Taken over first: SIGHUP's default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	token, err := loadToken(log, cfg.Admin.TokenFile)
 	if err != nil {
 		return err
@@ -174,9 +178,6 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 			})
 		}
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	g.Go(func() error {
 		for {
 			select {
