@@ -109,7 +109,7 @@ func (j *Journal) StartReplay(ctx context.Context, send Sender, o ReplayOptions)
 	rctx, cancel := context.WithCancel(ctx)
 	r := &replayer{j: j, send: send, o: o, ctx: rctx, cancel: cancel, workers: make(map[string]bool)}
 	j.mu.Lock()
-	if j.closed || j.replay != nil {
+	if j.closing || j.replay != nil {
 		// Closed meanwhile, or another StartReplay won the race.
 		j.mu.Unlock()
 		cancel()
