@@ -711,6 +711,9 @@ func check(txn *memdb.Txn) error {
 		if !pools[rt.Spec.Pool] {
 			return invalidf("route %q: unknown pool %q", rt.Name, rt.Spec.Pool)
 		}
+		if rl := rt.Spec.RateLimit; rl != nil && !(rl.Rate > 0) {
+			return invalidf("route %q: rate limit must be positive", rt.Name)
+		}
 	}
 	return nil
 }

@@ -90,6 +90,9 @@ func (r *reloader) reload(ctx context.Context, trigger string, force bool) (admi
 	if err == nil {
 		err = unsupported(cfg)
 	}
+	if err == nil {
+		err = reloadable(r.boot, cfg)
+	}
 	if err != nil {
 		return admin.ReloadResult{}, r.fail(trigger, &admin.ConfigError{Problems: problems(r.path, err)})
 	}
@@ -169,4 +172,20 @@ func readConfig(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return data, nil
+}
+
+// reloadable refuses what a reload cannot apply on top of the process as it was
+// started: caching on a route when the cache was off at start (cache.max_bytes: 0),
+// since the cache is built once.
+func reloadable(boot, next *conf.Config) error {
+	if boot.Cache.MaxBytes > 0 {
+		return nil
+	}
+	var errs []error
+	for i, rt := range next.Routes {
+		if rt.Cache != nil && rt.Cache.Enabled {
+			errs = append(errs, fmt.Errorf("routes[%d].cache: the response cache has been off since start (cache.max_bytes: 0); caching needs a restart", i))
+		}
+	}
+	return errors.Join(errs...)
 }

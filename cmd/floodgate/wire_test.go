@@ -121,3 +121,14 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestReloadCannotTurnTheCacheOn(t *testing.T) {
+	off := mustParse(t, "cache: {max_bytes: 0}\n"+baseYAML)
+	on := mustParse(t, "pools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p, cache: {enabled: true}}\n")
+	if err := reloadable(off, on); err == nil || !strings.Contains(err.Error(), "routes[0].cache") {
+		t.Fatalf("caching enabled by a reload over a process without a cache: %v", err)
+	}
+	if err := reloadable(on, on); err != nil {
+		t.Fatal(err)
+	}
+}
