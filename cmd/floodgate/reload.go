@@ -101,7 +101,11 @@ func (r *reloader) reload(ctx context.Context, trigger string, force bool) (admi
 		r.log.Warn("reload: settings changed in the file apply only after a restart; the running values stay",
 			"settings", strings.Join(restart, ", "))
 	}
-	res, err := r.reg.ApplyConfig(ctx, registryConfig(cfg))
+	// Once validated, the apply runs to its end even if the caller goes away
+	// (an API client hanging up, the shutdown starting): it is committed in one
+	// transaction, so reporting it as failed would be wrong. The registry's
+	// watcher outlives every trigger, so the wait is short.
+	res, err := r.reg.ApplyConfig(context.WithoutCancel(ctx), registryConfig(cfg))
 	if err != nil {
 		if errors.Is(err, registry.ErrInvalid) {
 			err = &admin.ConfigError{Problems: []string{r.path + ": " + err.Error()}}
