@@ -221,7 +221,7 @@ type op struct {
 	out  outcome
 }
 
-// Stats is a snapshot of the journal's state.
+// Stats is a snapshot of the journal's state, owned by the caller.
 type Stats struct {
 	// Backlog is the number of pending records per pool (pools with none are
 	// left out); Pending is their sum.

@@ -10,8 +10,9 @@ import (
 
 // Record is one captured request. The proxy fills every field but ID; Append
 // assigns ID and, when Time is zero, Time. Append copies what it needs and does
-// not retain the Record. Records returned by Pending and Get are fresh copies
-// owned by the caller.
+// not retain the Record, but it writes r.ID and r.Time, so a Record must not be
+// read or appended by another goroutine during Append. Records returned by
+// Pending and Get are fresh copies owned by the caller.
 type Record struct {
 	// ID is assigned by Append: 21 characters of [0-9a-v] (base32hex), unique
 	// per journal and across floodgate instances, and sorting in capture order
@@ -38,7 +39,7 @@ type Record struct {
 	IdemKey string
 }
 
-// Status is the state of a captured record.
+// Status is the state of a captured record; the zero value is not a state.
 type Status int
 
 // Record states. A record is pending until a backend answers 2xx (Delivered)
@@ -66,7 +67,8 @@ func (s Status) String() string {
 	return "unknown"
 }
 
-// DeadLetter describes a record that replay gave up on.
+// DeadLetter describes a record that replay gave up on. It is a snapshot
+// value, owned by the caller.
 type DeadLetter struct {
 	ID, Pool, Route string
 	// Reason says why, e.g. "backend answered 422" or "backend answered 503
@@ -106,13 +108,16 @@ var (
 	ErrLocked = errors.New("capture: journal directory in use by another process")
 )
 
-// CorruptError reports damaged journal data. errors.Is(err, ErrCorrupt) holds.
+// CorruptError reports damaged journal data that recovery refuses to drop:
+// File and Offset locate the first damaged byte range. errors.Is(err,
+// ErrCorrupt) holds.
 type CorruptError struct {
 	File   string
 	Offset int64
 	Reason string
 }
 
+// Error names the file, the offset and what is wrong.
 func (e *CorruptError) Error() string {
 	return "capture: journal corrupt: " + e.File + " at offset " + strconv.FormatInt(e.Offset, 10) + ": " + e.Reason
 }
