@@ -127,7 +127,7 @@ func TestAccessLogAllocatesNothing(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		h.do(t)
 	}
-	if n := testing.AllocsPerRun(1000, func() { h.do(t) }); n != 0 {
+	if n := steadyAllocs(func() { h.do(t) }); n != 0 {
 		t.Fatalf("handler with the access log allocates %.2f times per request, want 0", n)
 	}
 }

@@ -79,7 +79,7 @@ func TestHandlerAllocatesNothing(t *testing.T) {
 	for i := 0; i < 100; i++ { // warm pools and connections
 		h.do(t)
 	}
-	if n := testing.AllocsPerRun(1000, func() { h.do(t) }); n != 0 {
+	if n := steadyAllocs(func() { h.do(t) }); n != 0 {
 		t.Fatalf("handler allocates %.2f times per request, want 0", n)
 	}
 }
@@ -150,7 +150,19 @@ func TestGuardedHandlerAllocatesNothing(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		h.do(t)
 	}
-	if n := testing.AllocsPerRun(1000, func() { h.do(t) }); n != 0 {
+	if n := steadyAllocs(func() { h.do(t) }); n != 0 {
 		t.Fatalf("guarded handler allocates %.2f times per request, want 0", n)
 	}
+}
+
+// steadyAllocs is testing.AllocsPerRun, taking the lowest of three measurements:
+// a garbage collection during a run empties the sync.Pools that keep the request
+// path allocation-free, and other tests' goroutines in the same process can cause
+// one. A real per-request allocation shows in all three.
+func steadyAllocs(f func()) float64 {
+	best := testing.AllocsPerRun(1000, f)
+	for i := 0; i < 2 && best > 0; i++ {
+		best = min(best, testing.AllocsPerRun(1000, f))
+	}
+	return best
 }

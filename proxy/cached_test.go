@@ -97,7 +97,7 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 	if n := len(be.requests()); n != 1 {
 		t.Fatalf("backend saw %d requests, want 1", n)
 	}
-	if n := testing.AllocsPerRun(1000, func() { h.do(t) }); n != 0 {
+	if n := steadyAllocs(func() { h.do(t) }); n != 0 {
 		t.Fatalf("a cache hit through the handler allocates %.2f times, want 0", n)
 	}
 }

@@ -208,7 +208,6 @@ func (s *Server) Sender() capture.Sender {
 	}
 }
 
-
 // PoolReady reports whether replay may send to pool now: the pool exists, is not
 // degraded and has nobody queued for a connection slot, so replay yields to live
 // traffic. It is capture.ReplayOptions.Ready.

@@ -15,11 +15,26 @@ import (
 // read or write instead of being fixed at the start of the request, so a large
 // upload or download over a slow link is not cut while a stalled peer still is.
 // fasthttp only offers whole-request deadlines.
+//
+// The header and keep-alive timeouts live here too, instead of in fasthttp, which
+// sets two read deadlines per request (two clock reads and two timer updates
+// each). Here the keep-alive deadline moves at most once per clock tick, and the
+// header deadline is set only when a request's header did not arrive in one read,
+// which is how a slowloris client shows itself.
 type conn struct {
 	net.Conn
 	clock     *clock
 	writeIdle time.Duration
 	bodyIdle  time.Duration
+	header    time.Duration // request line and headers, from their first byte
+	idle      time.Duration // keep-alive wait for the next request
+
+	// The phase of the request cycle, touched only by the connection's own
+	// goroutine (fasthttp serves a connection on one goroutine).
+	phase     uint8
+	hdrStart  int64 // clock tick of the header's first byte
+	hdrReads  int
+	tunneled  bool         // hijacked for a WebSocket: no request deadlines any more
 	inBody    atomic.Bool  // set by the handler while it streams a request body
 	bodyLeft  int64        // bytes the body may still take, framing included; only the request goroutine touches it
 	lastRead  atomic.Int64 // last read deadline set, in clock ticks
@@ -37,9 +52,40 @@ type conn struct {
 	closed atomic.Bool
 }
 
+// Phases of conn.phase.
+const (
+	phaseNew    = iota // accepted, nothing read: the header timeout applies
+	phaseIdle          // waiting for the next request: the keep-alive timeout applies
+	phaseHeader        // the request's first bytes arrived
+	phaseServed        // the handler ran; the next read starts a new request
+)
+
+// served marks the start of the handler.
+func (c *conn) served() { c.phase = phaseServed }
+
 func (c *conn) Read(p []byte) (int, error) {
+	body := c.inBody.Load()
+	if !body && !c.tunneled {
+		switch c.phase {
+		case phaseNew:
+			c.phase, c.hdrStart, c.hdrReads = phaseHeader, c.clock.ticks.Load(), 1
+			c.setReadDeadline(c.hdrStart, c.header)
+		case phaseServed:
+			c.phase = phaseIdle
+			c.extend(&c.lastRead, c.idle, c.Conn.SetReadDeadline)
+		case phaseHeader:
+			if c.hdrReads++; c.hdrReads == 2 {
+				// The header did not come in one read: from now on it has
+				// until its first byte plus the header timeout.
+				c.setReadDeadline(c.hdrStart, c.header)
+			}
+		}
+	}
 	n, err := c.h.read(p)
-	if n > 0 && c.inBody.Load() {
+	if n > 0 && c.phase == phaseIdle && !body {
+		c.phase, c.hdrStart, c.hdrReads = phaseHeader, c.clock.ticks.Load(), 1
+	}
+	if n > 0 && body {
 		c.extend(&c.lastRead, c.bodyIdle, c.Conn.SetReadDeadline)
 		// fasthttp does not enforce the body limit on streamed chunked bodies,
 		// so the wire bytes are counted here. The count includes chunk framing
@@ -94,6 +140,13 @@ func (c *conn) extend(last *atomic.Int64, idle time.Duration, set func(time.Time
 	_ = set(time.Unix(0, now*int64(clockTick)).Add(idle + clockTick))
 }
 
+// setReadDeadline sets an absolute read deadline, and makes the next keep-alive
+// extend set its own.
+func (c *conn) setReadDeadline(fromTick int64, d time.Duration) {
+	c.lastRead.Store(0)
+	_ = c.Conn.SetReadDeadline(time.Unix(0, fromTick*int64(clockTick)).Add(d + clockTick))
+}
+
 // startBody switches the read deadline from the header timeout to the body idle
 // timeout for the request body about to be streamed.
 func (c *conn) startBody(limit int64) {
@@ -103,7 +156,10 @@ func (c *conn) startBody(limit int64) {
 	c.extend(&c.lastRead, c.bodyIdle, c.Conn.SetReadDeadline)
 }
 
-func (c *conn) endBody() { c.inBody.Store(false) }
+func (c *conn) endBody() {
+	c.inBody.Store(false)
+	c.lastRead.Store(0) // the keep-alive deadline must replace the body one
+}
 
 // clockTick is the resolution of clock.
 const clockTick = 250 * time.Millisecond
@@ -150,6 +206,8 @@ type listener struct {
 	bodyIdle  time.Duration
 	holdBufs  *sync.Pool
 	limits    *connLimits
+	header    time.Duration
+	idle      time.Duration
 }
 
 // connLimits is shared by every listener of a Server.
@@ -179,7 +237,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, limits: l.limits, ip: ip}
+		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, header: l.header, idle: l.idle, limits: l.limits, ip: ip}
 		pc.h.init(c, l.holdBufs)
 		return pc, nil
 	}

@@ -109,10 +109,10 @@ func New(opts Options) *Server {
 	s.limits = &connLimits{max: opts.MaxConns, perIP: opts.MaxConnsPerIP, byIP: make(map[netip.Addr]int)}
 	s.fetches.New = func() any { f := new(cacheFetch); f.fn = f.fetch; return f }
 	s.srv = &fasthttp.Server{
-		Handler:                      s.serve,
-		ErrorHandler:                 s.parseError,
-		ReadTimeout:                  opts.ReadHeaderTimeout,
-		IdleTimeout:                  opts.IdleTimeout,
+		Handler:      s.serve,
+		ErrorHandler: s.parseError,
+		// Header and keep-alive timeouts are enforced by conn (conn.go), more
+		// cheaply than fasthttp's two deadlines per request.
 		MaxRequestBodySize:           int(min(opts.MaxRequestBody, int64(^uint(0)>>1))),
 		ReadBufferSize:               opts.MaxHeaderBytes,
 		WriteBufferSize:              8192,
@@ -148,7 +148,8 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // wrap gives a listener floodgate's connection handling and limits.
 func (s *Server) wrap(ln net.Listener) net.Listener {
-	return &listener{Listener: ln, clock: s.clock, writeIdle: s.opts.WriteIdleTimeout, bodyIdle: s.opts.BodyIdleTimeout, holdBufs: s.holdBufs, limits: s.limits}
+	return &listener{Listener: ln, clock: s.clock, writeIdle: s.opts.WriteIdleTimeout, bodyIdle: s.opts.BodyIdleTimeout,
+		header: s.opts.ReadHeaderTimeout, idle: s.opts.IdleTimeout, holdBufs: s.holdBufs, limits: s.limits}
 }
 
 // Shutdown stops accepting, waits for in-flight requests until ctx ends, then closes
@@ -212,6 +213,9 @@ func badRequest(ctx *fasthttp.RequestCtx) {
 
 // serve is the request path.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	if c := clientConn(ctx); c != nil {
+		c.served()
+	}
 	start := time.Now()
 	var info reqInfo
 	rt := s.handle(ctx, start, &info)

@@ -77,6 +77,9 @@ func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route) {
 	ctx.Hijack(func(cc net.Conn) {
 		defer b.Release()
 		defer bc.Close()
+		if pc, ok := cc.(*conn); ok {
+			pc.tunneled = true // a WebSocket may stay quiet for long
+		}
 		_ = cc.SetReadDeadline(time.Time{})
 		if _, err := cc.Write(head); err != nil {
 			return
