@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,6 +105,17 @@ func (c *Capture) capture(s *Server, ctx *fasthttp.RequestCtx, rt *route, info *
 		IdemKey: string(headerValue(req.Header.RawHeaders(), c.o.IdemHeader)),
 	}
 	id, _, err := c.o.Journal.Append(rec)
+	switch {
+	case errors.Is(err, capture.ErrKeyConflict):
+		// The key was used for another order: confirming this one under it
+		// would never deliver it (draft-ietf-httpapi-idempotency-key-header).
+		writeStatus(ctx, fasthttp.StatusUnprocessableEntity, rt.name, "Idempotency-Key already used for a different request")
+		return true
+	case errors.Is(err, capture.ErrTooLarge):
+		ctx.SetConnectionClose()
+		writeError(ctx, rt.name, ErrBodyTooLarge)
+		return true
+	}
 	if err != nil {
 		s.log.Error("capture failed: answering 503", "route", rt.name, "error", err.Error())
 		r := &ctx.Response
@@ -114,6 +126,12 @@ func (c *Capture) capture(s *Server, ctx *fasthttp.RequestCtx, rt *route, info *
 		r.SetBodyString("503 Service Unavailable: route " + rt.name + ": the order could not be recorded, please retry\n")
 		return true
 	}
+	c.accepted(ctx, id)
+	return true
+}
+
+// accepted writes the 202 answer for a capture id.
+func (c *Capture) accepted(ctx *fasthttp.RequestCtx, id string) {
 	r := &ctx.Response
 	r.Reset()
 	r.SetStatusCode(fasthttp.StatusAccepted)
@@ -124,7 +142,31 @@ func (c *Capture) capture(s *Server, ctx *fasthttp.RequestCtx, rt *route, info *
 		r.AppendBodyString(id)
 		r.AppendBody(c.bodyPost)
 	}
+}
+
+// known answers a resubmitted order that is already in the journal, while the
+// pool is back to normal: forwarding it would have the backend record it under
+// the client's key while replay delivers it under the capture id, twice. It
+// returns false when the request carries no key the journal knows.
+func (c *Capture) known(ctx *fasthttp.RequestCtx, rt *route) bool {
+	key := headerValue(ctx.Request.Header.RawHeaders(), c.o.IdemHeader)
+	if len(key) == 0 {
+		return false
+	}
+	id, _, ok := c.o.Journal.Lookup(rt.name, string(key))
+	if !ok {
+		return false
+	}
+	c.accepted(ctx, id)
 	return true
+}
+
+func writeStatus(ctx *fasthttp.RequestCtx, status int, route, msg string) {
+	r := &ctx.Response
+	r.Reset()
+	r.SetStatusCode(status)
+	r.Header.SetContentType("text/plain; charset=utf-8")
+	r.SetBodyString(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + ": route " + route + ": " + msg + "\n")
 }
 
 // readBody reads a request body whole, up to max bytes.

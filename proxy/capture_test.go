@@ -81,3 +81,37 @@ func TestCaptureJournalFailureIs503(t *testing.T) {
 		t.Fatalf("journal failure: want 503 without a capture id, got %q", r)
 	}
 }
+
+// TestResubmittedOrderAfterRecovery: a client that resubmits a captured order
+// (same Idempotency-Key) once the pool is normal again gets the same capture id,
+// and the backend sees the order once, from replay, not twice.
+func TestResubmittedOrderAfterRecovery(t *testing.T) {
+	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	c, _ := NewCapture(CaptureOptions{Journal: j})
+	be := newRawBackend(t, nil)
+	px, mon := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
+		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture})
+	order := "POST /o HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k9\r\nContent-Length: 2\r\n\r\n{}"
+	mon.SetOverride("p", degrade.OverrideDegraded)
+	r1, _ := exchange(t, px.addr, order, 300*time.Millisecond)
+	mon.SetOverride("p", degrade.OverrideNormal)
+	r2, _ := exchange(t, px.addr, order, 300*time.Millisecond)
+	if statusOfRaw(r2) != 202 || r1[strings.Index(r1, "Floodgate-Capture-Id"):][:40] != r2[strings.Index(r2, "Floodgate-Capture-Id"):][:40] {
+		t.Fatalf("resubmission after recovery:\n%q\n%q", r1, r2)
+	}
+	if n := len(be.requests()); n != 0 {
+		t.Fatalf("the resubmission reached the backend (%d requests): it would be recorded twice", n)
+	}
+	// The same key for a different order is refused.
+	other := "POST /o HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k10\r\nContent-Length: 2\r\n\r\n{}"
+	mon.SetOverride("p", degrade.OverrideDegraded)
+	exchange(t, px.addr, other, 300*time.Millisecond)
+	conflict := "POST /o HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k10\r\nContent-Length: 3\r\n\r\n{1}"
+	if r, _ := exchange(t, px.addr, conflict, 300*time.Millisecond); statusOfRaw(r) != 422 {
+		t.Fatalf("key reused for another order: %q, want 422", r)
+	}
+}

@@ -311,6 +311,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time, info *reqInfo) 
 			return rt
 		}
 	}
+	if rt.action == degrade.ActionCapture && s.opts.Capture != nil && rt.captured(h.Method()) && s.opts.Capture.known(ctx, rt) {
+		info.degraded = "capture"
+		return rt
+	}
 	if fr.upgrade {
 		s.tunnel(ctx, rt)
 		return rt
