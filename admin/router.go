@@ -10,7 +10,9 @@ import (
 // {name} segments are parameters. Routes returns them; docs/openapi.yaml lists
 // exactly these.
 type Route struct {
-	Method  string
+	// Method is an HTTP method, upper-case.
+	Method string
+	// Pattern is the path, e.g. "/api/v1/pools/{pool}/backends".
 	Pattern string
 }
 

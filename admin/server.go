@@ -48,9 +48,11 @@ type ReloadResult struct {
 // ConfigError is a reload refused because of the config file. Problems holds
 // one "PATH:LINE: message" per problem, as floodgate -check prints them.
 type ConfigError struct {
+	// Problems holds one line per problem.
 	Problems []string
 }
 
+// Error returns the problems, one per line.
 func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
 
 // ErrNoConfigFile is the Reloader's error when floodgate runs without a config

@@ -102,7 +102,7 @@ func (r *Registry) build(txn *memdb.Txn, idx uint64) error {
 			}
 			states[id] = st
 			bv := &BackendView{Pool: b.Pool, Address: b.Address, Weight: b.Weight, Drain: b.Drain,
-				Removing: b.Removing, Source: b.Source, Overridden: b.Overridden, State: st}
+				Removing: b.Removing, Source: b.Source, Overridden: b.Overridden, FileWeight: b.FileWeight, State: st}
 			pv.Backends = append(pv.Backends, bv)
 			opts.Backends = append(opts.Backends, balancer.BackendSpec{Address: b.Address, Weight: bv.EffectiveWeight(), State: st})
 			if b.Removing {

@@ -30,6 +30,8 @@ type kindError struct {
 }
 
 func (e *kindError) Error() string { return e.msg }
+
+// Unwrap returns the sentinel kind.
 func (e *kindError) Unwrap() error { return e.kind }
 
 func invalidf(format string, args ...any) error {

@@ -212,21 +212,28 @@ func (r *Registry) writeAndWait(ctx context.Context, fn func(txn *memdb.Txn) err
 // Config is the config file's part of the registry, in runtime terms:
 // cmd/floodgate translates the file into it.
 type Config struct {
-	Pools  []PoolSpec
+	// Pools in file order; names unique.
+	Pools []PoolSpec
+	// Routes in file order; names unique, each naming a pool of Pools.
 	Routes []proxy.RouteSpec
 }
 
 // PoolSpec is one pool of the config file.
 type PoolSpec struct {
-	Name     string
-	Config   PoolConfig
+	// Name is the pool's name, [A-Za-z0-9_.-]{1,64}.
+	Name string
+	// Config is everything but the backends.
+	Config PoolConfig
+	// Backends are the file's backends of the pool, in file order.
 	Backends []BackendSpec
 }
 
 // BackendSpec is one backend of the config file.
 type BackendSpec struct {
+	// Address is host:port (see CheckAddress), unique in the pool.
 	Address string
-	Weight  int
+	// Weight is 0 to balancer.MaxWeight.
+	Weight int
 }
 
 // ApplyResult says what a config apply did.
@@ -457,8 +464,10 @@ func restore(txn *memdb.Txn, saved State, res *InitResult) error {
 
 // BackendUpdate is a change to one backend: nil fields are left alone.
 type BackendUpdate struct {
+	// Weight, when set, is the new weight, 0 to balancer.MaxWeight.
 	Weight *int
-	Drain  *bool
+	// Drain, when set, is the new drain flag.
+	Drain *bool
 }
 
 // Register adds a backend to a pool over the API, or, when the address is

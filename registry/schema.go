@@ -135,19 +135,24 @@ type metaRow struct {
 type PoolConfig struct {
 	// MaxConnsPerBackend caps in-flight requests per backend; 0 is unlimited.
 	MaxConnsPerBackend int
-	// QueueMax and QueueTimeout shape the wait queue; see balancer.PoolOptions.
-	QueueMax     int
+	// QueueMax is how many requests may wait for a slot; see
+	// balancer.PoolOptions.
+	QueueMax int
+	// QueueTimeout is the longest wait in the queue.
 	QueueTimeout time.Duration
 	// SlowStart ramps new and recovered backends; 0 is off.
 	SlowStart time.Duration
-	// MaxFails and EjectFor are passive health; MaxFails 0 is off.
+	// MaxFails consecutive failures eject a backend; 0 turns passive health
+	// off.
 	MaxFails int
+	// EjectFor is how long an ejection lasts.
 	EjectFor time.Duration
-	// ConnectTimeout, ResponseTimeout and Retries are the transport settings
-	// of the pool's backends; see proxy.PoolSpec.
-	ConnectTimeout  time.Duration
+	// ConnectTimeout bounds dialling a backend; see proxy.PoolSpec.
+	ConnectTimeout time.Duration
+	// ResponseTimeout bounds a backend's answer.
 	ResponseTimeout time.Duration
-	Retries         int
+	// Retries is how many other backends an idempotent request is tried on.
+	Retries int
 	// Health is the active check; Type "" or "none" means none.
 	Health health.Check
 }

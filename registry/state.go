@@ -30,28 +30,36 @@ type State struct {
 
 // SavedBackend is one entry of the state file.
 type SavedBackend struct {
+	// Pool and Address identify the backend.
 	Pool    string `json:"pool"`
 	Address string `json:"address"`
-	Weight  int    `json:"weight"`
-	Drain   bool   `json:"drain,omitempty"`
+	// Weight and Drain are the backend's weight and drain flag.
+	Weight int  `json:"weight"`
+	Drain  bool `json:"drain,omitempty"`
 	// Source is "api" for a backend registered over the API, "config" for an
 	// override of a backend of the config file, which applies only while the
 	// file still gives that backend FileWeight.
-	Source     Source `json:"source"`
-	FileWeight int    `json:"file_weight,omitempty"`
+	Source Source `json:"source"`
+	// FileWeight is the weight the config file gave the backend when the
+	// override was made; only for Source "config".
+	FileWeight int `json:"file_weight,omitempty"`
 }
 
 // CorruptStateError is LoadState's error for a state file that exists but cannot
 // be used. It names the path; Err says what is wrong.
 type CorruptStateError struct {
+	// Path is the state file.
 	Path string
-	Err  error
+	// Err is what is wrong with it.
+	Err error
 }
 
+// Error names the file and the problem.
 func (e *CorruptStateError) Error() string {
 	return fmt.Sprintf("state file %s is corrupt: %v", e.Path, e.Err)
 }
 
+// Unwrap returns Err.
 func (e *CorruptStateError) Unwrap() error { return e.Err }
 
 // LoadState reads and checks the state file at path. A missing file is an empty

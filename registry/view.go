@@ -39,6 +39,7 @@ func (v *View) Backend(pool, address string) *BackendView {
 
 // PoolView is one pool of a View.
 type PoolView struct {
+	// Name is the pool's name.
 	Name string
 	// Config is the pool's settings.
 	Config PoolConfig
@@ -51,14 +52,19 @@ type PoolView struct {
 
 // BackendView is one backend of a View.
 type BackendView struct {
+	// Pool and Address identify the backend; BackendID(Pool, Address) is
+	// its ID.
 	Pool, Address string
 	// Weight is the weight set by the file or the API, kept while draining.
 	Weight int
 	// Drain is the API's drain flag; Removing marks a DELETE in progress.
 	Drain, Removing bool
-	Source          Source
-	// Overridden says the API changed this config-owned backend.
+	// Source says who owns the backend.
+	Source Source
+	// Overridden says the API changed this config-owned backend, and
+	// FileWeight is the config file's weight for it.
 	Overridden bool
+	FileWeight int
 	// State is the backend's live state, shared by its generations.
 	State *balancer.BackendState
 }
