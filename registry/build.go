@@ -22,7 +22,15 @@ func (r *Registry) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("registry: Run called twice")
 	}
-	defer close(r.done)
+	defer func() {
+		// Removals in progress see done and end; wait for them, so that
+		// nothing of the registry runs after Run has returned.
+		close(r.done)
+		r.remMu.Lock()
+		r.remClosed = true
+		r.remMu.Unlock()
+		r.remWG.Wait()
+	}()
 	built := false
 	for {
 		txn := r.db.Txn(false)

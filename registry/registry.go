@@ -77,8 +77,10 @@ type Registry struct {
 	done    chan struct{} // closed when Run returns
 	running atomic.Bool
 
-	remMu    sync.Mutex
-	removals map[string]*removal // by backend ID
+	remMu     sync.Mutex
+	removals  map[string]*removal // by backend ID
+	remClosed bool                // set when Run returns: no new removal starts
+	remWG     sync.WaitGroup      // removals in progress; Run waits for them
 }
 
 // applied is the outcome of the newest build. ch is closed when a newer one is

@@ -657,3 +657,44 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatalf("%d backends in service, want %d", n, 1+4*13)
 	}
 }
+
+// TestRunWaitsForRemovals: stopping the watcher ends a drain in progress, and
+// Run returns only once it has.
+func TestRunWaitsForRemovals(t *testing.T) {
+	px := proxy.New(proxy.Options{})
+	r, err := New(Options{Dataplane: px})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	if _, err := r.Init(ctx, Config{Pools: []PoolSpec{pool("p", PoolConfig{})}}, State{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Register(ctx, "p", "10.0.0.9:80", nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := px.Current().Pool("p").Acquire(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	gen := r.View().Gen
+	removed := make(chan error, 1)
+	go func() { _, err := r.Remove(context.Background(), "p", "10.0.0.9:80", time.Hour); removed <- err }()
+	if err := r.WaitApplied(ctx, gen+1); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-removed; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Remove during shutdown: %v, want ErrClosed", err)
+	}
+	if _, err := r.Remove(context.Background(), "p", "10.0.0.9:80", time.Second); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Remove after Run: %v", err)
+	}
+	_ = px.Shutdown(context.Background())
+}

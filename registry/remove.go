@@ -45,9 +45,15 @@ func (r *Registry) Remove(ctx context.Context, pool, address string, timeout tim
 	r.remMu.Lock()
 	rm := r.removals[id]
 	if rm == nil {
+		if r.remClosed {
+			r.remMu.Unlock()
+			return Removal{}, ErrClosed
+		}
 		rm = &removal{done: make(chan struct{})}
 		r.removals[id] = rm
+		r.remWG.Add(1)
 		go func() {
+			defer r.remWG.Done()
 			rm.res, rm.err = r.remove(context.WithoutCancel(ctx), pool, address, timeout)
 			r.remMu.Lock()
 			delete(r.removals, id)
@@ -142,6 +148,9 @@ func (r *Registry) drain(pool, address string, timeout time.Duration) Removal {
 		}
 		select {
 		case <-deadline.C:
+			n := st.Inflight()
+			return Removal{Drained: n == 0, Inflight: n}
+		case <-r.done: // shutting down: phase 2 will find the registry closed
 			n := st.Inflight()
 			return Removal{Drained: n == 0, Inflight: n}
 		case <-tick.C:
