@@ -171,7 +171,7 @@ func TestRequestPathAllocatesNothingWithMetrics(t *testing.T) {
 	for i := 0; i < 500; i++ { // warm pools and connections
 		do()
 	}
-	const runs = 2000
+	const runs = 10000
 	for round := 0; round < 3; round++ {
 		s.scrape(t)
 		var before, after runtime.MemStats
