@@ -128,7 +128,7 @@ defaults
   mode http
   option http-keep-alive
   option forwardfor
-  http-reuse safe
+  http-reuse always
   timeout connect 2s
   timeout client 30s
   timeout server 30s

@@ -206,7 +206,7 @@ func cmdQuiet(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	maxWait := fs.Duration("max-wait", 10*time.Minute, "give up waiting after this long (and go on, with a warning)")
 	threshold := fs.Float64("busy", 10, "idle enough: average CPU busy percentage at most this")
-	window := fs.Duration("window", 3*time.Second, "measured over this long")
+	window := fs.Duration("window", 10*time.Second, "measured over this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
