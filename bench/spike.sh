@@ -106,9 +106,15 @@ if [ "$ncpu" -ge 2 ]; then load_cpu=0; proxy_cpu=1; else load_cpu=0; proxy_cpu=0
 echo "building bench/spike..." >&2
 (cd "$root" && go build -o "$work/spike" ./bench/spike)
 spike="$work/spike"
+no_bin="no floodgate binary (no -b and no ./cmd/floodgate)"
 if [ -z "$bin" ] && [[ ",$proxies," == *,floodgate* ]]; then
   echo "building ./cmd/floodgate..." >&2
-  (cd "$root" && go build -o "$work/floodgate" ./cmd/floodgate) && bin="$work/floodgate"
+  if (cd "$root" && go build -o "$work/floodgate" ./cmd/floodgate) 2>"$work/build.err"; then
+    bin="$work/floodgate"
+  else
+    no_bin="./cmd/floodgate does not build: $(grep . "$work/build.err" | head -n 2 | tr '\n' ' ')"
+    echo "spike.sh: $no_bin" >&2
+  fi
 fi
 
 # Rewrite the default addresses of a floodgate config to this run's port block.
@@ -194,7 +200,7 @@ for key in "${list[@]}"; do
     floodgate-basic|floodgate)
       if [ "$key" = floodgate ]; then name=floodgate src=$fg_cfg; else name="floodgate (no degrade)" src=$basic_cfg; fi
       port=$fp
-      if [ -z "$bin" ]; then skip "$key" "$name" "no floodgate binary (no -b and no ./cmd/floodgate)"; reports+=("$out/$key.json"); continue; fi
+      if [ -z "$bin" ]; then skip "$key" "$name" "$no_bin"; reports+=("$out/$key.json"); continue; fi
       fg_config "$src" "$work/$key.yaml"
       if ! msg=$("$bin" -check -config "$work/$key.yaml" 2>&1); then
         # "field: not supported by this version of floodgate yet", one a line: name the fields.
