@@ -96,6 +96,7 @@ func (r *Registry) build(txn *memdb.Txn, idx uint64) error {
 			SlowStart:          c.SlowStart,
 			MaxFails:           c.MaxFails,
 			EjectFor:           c.EjectFor,
+			Reserved:           c.Reserved,
 		}
 		pv := &PoolView{Name: p.Name, Config: c, State: ps}
 		for _, b := range poolBackends(txn, p.Name) {
@@ -128,13 +129,17 @@ func (r *Registry) build(txn *memdb.Txn, idx uint64) error {
 		if err != nil {
 			return err
 		}
-		spec.Pools = append(spec.Pools, proxy.PoolSpec{
+		pspec := proxy.PoolSpec{
 			Pool:               bp,
 			ConnectTimeout:     c.ConnectTimeout,
 			ResponseTimeout:    c.ResponseTimeout,
 			Retries:            c.Retries,
 			MaxConnsPerBackend: c.MaxConnsPerBackend,
-		})
+		}
+		if r.degrade != nil {
+			pspec.Gate, pspec.Recorder = r.degrade(p.Name)
+		}
+		spec.Pools = append(spec.Pools, pspec)
 		view.Pools = append(view.Pools, pv)
 	}
 	for _, rt := range routeRows {

@@ -13,6 +13,7 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 
 	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/proxy"
 )
@@ -54,6 +55,10 @@ type Options struct {
 	// an instant before it was marked down and has not yet taken its slot.
 	// 0 means 20ms.
 	DrainSettle time.Duration
+	// Degrade returns a pool's degraded-mode gate and recorder (the
+	// degrade.Monitor's, stable per pool name), for every generation; nil
+	// leaves pools without degraded mode.
+	Degrade func(pool string) (*degrade.Gate, *degrade.Recorder)
 }
 
 // Registry is the control-plane database and its watcher. All methods are safe
@@ -67,6 +72,7 @@ type Registry struct {
 	persist func(State) error
 	poll    time.Duration
 	settle  time.Duration
+	degrade func(pool string) (*degrade.Gate, *degrade.Recorder)
 
 	// Owned by the Run goroutine.
 	states map[string]*balancer.BackendState // by backend ID
@@ -103,6 +109,7 @@ func New(opts Options) (*Registry, error) {
 	r := &Registry{
 		db:       db,
 		dp:       opts.Dataplane,
+		degrade:  opts.Degrade,
 		hc:       opts.Health,
 		log:      opts.Logger,
 		persist:  opts.Persist,

@@ -153,6 +153,9 @@ type PoolConfig struct {
 	ResponseTimeout time.Duration
 	// Retries is how many other backends an idempotent request is tried on.
 	Retries int
+	// Reserved is how many of each backend's slots only critical routes may
+	// use; see balancer.PoolOptions.Reserved.
+	Reserved int64
 	// Health is the active check; Type "" or "none" means none.
 	Health health.Check
 }

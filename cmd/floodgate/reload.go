@@ -29,6 +29,9 @@ type reloader struct {
 	log     *slog.Logger
 	reg     *registry.Registry
 	metrics *metrics.Metrics
+	// onApplied, when set, runs after each applied reload (the degraded-mode
+	// monitor takes the new pool settings from it).
+	onApplied func(*conf.Config)
 	// boot is the config the process started with: settings that only a
 	// restart changes keep its values, and reloads are compared with it.
 	boot *conf.Config
@@ -105,7 +108,11 @@ func (r *reloader) reload(ctx context.Context, trigger string, force bool) (admi
 	// (an API client hanging up, the shutdown starting): it is committed in one
 	// transaction, so reporting it as failed would be wrong. The registry's
 	// watcher outlives every trigger, so the wait is short.
-	res, err := r.reg.ApplyConfig(context.WithoutCancel(ctx), registryConfig(cfg))
+	rc, err := registryConfig(cfg)
+	if err != nil {
+		return admin.ReloadResult{}, r.fail(trigger, &admin.ConfigError{Problems: []string{r.path + ": " + err.Error()}})
+	}
+	res, err := r.reg.ApplyConfig(context.WithoutCancel(ctx), rc)
 	if err != nil {
 		if errors.Is(err, registry.ErrInvalid) {
 			err = &admin.ConfigError{Problems: []string{r.path + ": " + err.Error()}}
@@ -113,6 +120,9 @@ func (r *reloader) reload(ctx context.Context, trigger string, force bool) (admi
 		return admin.ReloadResult{}, r.fail(trigger, err)
 	}
 	r.setLive(cfg)
+	if r.onApplied != nil {
+		r.onApplied(cfg)
+	}
 	for _, id := range res.Dropped {
 		r.log.Warn("reload: backend registered over the API removed with its pool", "backend", id)
 	}

@@ -18,8 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"golang.org/x/time/rate"
+
 	"github.com/floodgate/floodgate/admin"
+	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
+	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/degrade/capture"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/metrics"
 	"github.com/floodgate/floodgate/proxy"
@@ -82,6 +87,31 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 		return fmt.Errorf("admin.listen %s (%s) is not a loopback address and admin.token_file is not set: refusing to serve the admin API without authentication", cfg.Admin.Listen, adminLn.Addr())
 	}
 
+	// TLS, the access log and the capture journal are opened before anything
+	// serves: a bad certificate or an unwritable journal stops the start.
+	var certs *proxy.CertStore
+	var tlsLn net.Listener
+	if t := cfg.TLS; t != nil {
+		var files []proxy.CertFiles
+		for _, c := range t.Certificates {
+			files = append(files, proxy.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile})
+		}
+		if certs, err = proxy.NewCertStore(files, log); err != nil {
+			return err
+		}
+		if tlsLn, err = net.Listen("tcp", t.Listen); err != nil {
+			return fmt.Errorf("tls.listen %s: %w", t.Listen, err)
+		}
+		defer tlsLn.Close()
+	}
+	var accessLog *proxy.AccessLog
+	if a := cfg.AccessLog; a != nil {
+		if accessLog, err = proxy.NewAccessLog(a.Path); err != nil {
+			return err
+		}
+		defer accessLog.Close()
+	}
+
 	prom := prometheus.NewRegistry()
 	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var respCache *cache.Cache
@@ -92,19 +122,44 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 		}
 		defer respCache.Close()
 	}
-	px := proxy.New(proxyOptions(cfg, log, respCache))
+	var journal *capture.Journal
+	var capt *proxy.Capture
+	if c := cfg.Capture; c != nil {
+		if journal, err = capture.Open(capture.Options{Dir: c.Dir, Registerer: prom, Logger: log}); err != nil {
+			return fmt.Errorf("capture.dir: %w", err)
+		}
+		defer journal.Close()
+		if capt, err = proxy.NewCapture(proxy.CaptureOptions{Journal: journal}); err != nil {
+			return err
+		}
+	}
+	popts := proxyOptions(cfg, log, respCache)
+	popts.AccessLog, popts.Capture = accessLog, capt
+	px := proxy.New(popts)
+	mon := degrade.NewMonitor(degrade.MonitorOptions{Logger: log})
+	defer mon.Close()
+	currentPool := func(name string) *balancer.Pool {
+		if snap := px.Current(); snap != nil {
+			return snap.Pool(name)
+		}
+		return nil
+	}
 	checker := health.NewChecker(health.Options{Logger: log})
 	defer checker.Close()
 	var persist func(registry.State) error
 	if path := cfg.Admin.StateFile; path != "" {
 		persist = func(st registry.State) error { return registry.SaveState(path, st) }
 	}
-	reg, err := registry.New(registry.Options{Dataplane: px, Health: checker, Logger: log, Persist: persist})
+	reg, err := registry.New(registry.Options{Dataplane: px, Health: checker, Logger: log, Persist: persist,
+		Degrade: func(pool string) (*degrade.Gate, *degrade.Recorder) { return mon.Gate(pool), mon.Recorder(pool) }})
 	if err != nil {
 		return err
 	}
 	m, err := metrics.New(prom, metrics.Sources{View: reg.View, Routes: px.RouteStats})
 	if err != nil {
+		return err
+	}
+	if err := metrics.RegisterEdge(prom, metrics.EdgeSources{Degrade: mon.Stats, Routes: px.RouteStats, Conns: px.ConnStats, AccessLog: accessLog}); err != nil {
 		return err
 	}
 
@@ -114,9 +169,16 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	go func() { regDone <- reg.Run(regCtx) }()
 	defer func() { regCancel(); <-regDone }()
 
-	initRes, err := reg.Init(ctx, registryConfig(cfg), saved)
+	rcfg, err := registryConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("apply config: %w", err)
+	}
+	initRes, err := reg.Init(ctx, rcfg, saved)
+	if err != nil {
+		return fmt.Errorf("apply config: %w", err)
+	}
+	if err := mon.Configure(degradeConfigs(cfg, currentPool)); err != nil {
+		return fmt.Errorf("degrade: %w", err)
 	}
 	for _, s := range initRes.Skipped {
 		log.Warn("state file entry not restored", "path", cfg.Admin.StateFile, "entry", s)
@@ -133,6 +195,11 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	}
 
 	rl := newReloader(o.path, o.data, cfg, log, reg, m)
+	rl.onApplied = func(next *conf.Config) {
+		if err := mon.Configure(degradeConfigs(next, currentPool)); err != nil {
+			log.Error("degrade: reload not applied to degraded mode", "error", err.Error())
+		}
+	}
 	var reloader admin.Reloader
 	if o.path != "" {
 		reloader = rl
@@ -160,6 +227,37 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return px.Serve(ln) })
+	g.Go(func() error { return mon.Run(gctx) })
+	if certs != nil {
+		g.Go(func() error { return px.ServeTLS(tlsLn, certs) })
+		if err := certs.Watch(gctx); err != nil {
+			log.Warn("not watching the certificate files; restart to load new ones", "error", err.Error())
+		}
+	}
+	if journal != nil {
+		rate := rate.Limit(cfg.Capture.ReplayRate.PerSecond())
+		stopReplay := journal.StartReplay(gctx, px.Sender(), capture.ReplayOptions{Rate: rate, Ready: px.PoolReady})
+		defer stopReplay()
+	}
+	if accessLog != nil {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		defer signal.Stop(usr1)
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-usr1:
+					if err := accessLog.Reopen(); err != nil {
+						log.Error("access log reopen failed, still writing to the old file", "error", err.Error())
+					} else {
+						log.Info("access log reopened")
+					}
+				}
+			}
+		})
+	}
 	g.Go(func() error {
 		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("admin: %w", err)

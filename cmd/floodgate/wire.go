@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"reflect"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
+	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/proxy/cache"
@@ -16,43 +21,90 @@ import (
 )
 
 // unsupported lists the configured features that this build does not implement
-// yet. They are refused rather than ignored: silently dropping a degraded action,
-// for example, would leave a checkout unprotected that the operator meant to
-// protect.
+// yet. They are refused rather than ignored.
 func unsupported(cfg *conf.Config) error {
 	var errs []error
-	add := func(field string) {
-		errs = append(errs, fmt.Errorf("%s: not supported by this version of floodgate yet", field))
-	}
-	if cfg.TLS != nil {
-		add("tls")
-	}
-	if cfg.AccessLog != nil {
-		add("access_log")
-	}
-	if cfg.Capture != nil {
-		add("capture")
-	}
-	for i, p := range cfg.Pools {
-		if p.Degrade != nil {
-			add(fmt.Sprintf("pools[%d].degrade", i))
-		}
-	}
 	for i, rt := range cfg.Routes {
-		if rt.OnDegraded != nil {
-			add(fmt.Sprintf("routes[%d].on_degraded", i))
-		}
 		if rt.Timeouts != nil {
 			// The proxy applies response timeouts per pool only.
-			add(fmt.Sprintf("routes[%d].timeouts", i))
+			errs = append(errs, fmt.Errorf("routes[%d].timeouts: not supported by this version of floodgate yet; set response_timeout on the pool", i))
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// criticalShare is the part of each backend's connection limit kept for
+// critical routes (the back office) in pools that serve one.
+const criticalShare = 0.1
+
+// reserved returns the slots per backend kept for critical routes of a pool.
+func reserved(cfg *conf.Config, pc conf.Pool) int64 {
+	for _, rt := range cfg.Routes {
+		if rt.Pool == pc.Name && rt.Priority == conf.PriorityCritical {
+			return degrade.Reserve(int64(pc.MaxConnsPerBackend), criticalShare)
+		}
+	}
+	return 0
+}
+
+// degradeConfigs translates each pool's degrade section for the monitor. A pool
+// without one never degrades by itself but follows the admin override. pool
+// returns the pool's current generation.
+func degradeConfigs(cfg *conf.Config, pool func(string) *balancer.Pool) []degrade.PoolConfig {
+	var out []degrade.PoolConfig
+	for _, pc := range cfg.Pools {
+		name := pc.Name
+		dc := degrade.PoolConfig{Name: name, Source: &degrade.PoolSource{
+			Pool:               func() *balancer.Pool { return pool(name) },
+			MaxConnsPerBackend: int64(pc.MaxConnsPerBackend),
+			Reserved:           reserved(cfg, pc),
+		}}
+		if d := pc.Degrade; d != nil {
+			th := func(t conf.Thresholds) degrade.Thresholds {
+				return degrade.Thresholds{InflightRatio: t.InflightRatio, QueueWait: t.QueueWait, P95Latency: t.P95Latency, ErrorRate: t.ErrorRate}
+			}
+			dc.Enter, dc.Exit, dc.Hold, dc.Window, dc.Windows = th(d.Enter), th(d.Exit), d.Hold, d.Window, d.Windows
+		}
+		out = append(out, dc)
+	}
+	return out
+}
+
+// degradedRoute fills a route's degraded-mode fields. The static file is read
+// here, so a missing one fails the reload, not a request.
+func degradedRoute(rs *proxy.RouteSpec, rc conf.Route) error {
+	p, err := degrade.ParsePriority(string(rc.Priority))
+	if err != nil {
+		return err
+	}
+	rs.Priority = p
+	od := rc.OnDegraded
+	if od == nil {
+		return nil
+	}
+	if rs.Action, err = degrade.ParseAction(string(od.Action)); err != nil {
+		return err
+	}
+	if rs.Shed, err = degrade.NewShed(od.Status, od.RetryAfter); err != nil && od.Action == conf.ActionShed {
+		return fmt.Errorf("routes %q: on_degraded: %w", rc.Name, err)
+	}
+	if rs.Shed == nil {
+		rs.Shed, _ = degrade.NewShed(0, 30*time.Second)
+	}
+	switch od.Action {
+	case conf.ActionStatic:
+		if rs.Static, err = degrade.LoadStatic(od.File, 0, map[string]string{"Retry-After": degrade.RetryAfter(30 * time.Second)}); err != nil {
+			return fmt.Errorf("routes %q: on_degraded.file: %w", rc.Name, err)
+		}
+	case conf.ActionCapture:
+		rs.CaptureMethods = upper(od.Methods)
+	}
+	return nil
+}
+
 // registryConfig translates the config file into the registry's terms: the one
 // place where the file format meets the runtime packages.
-func registryConfig(cfg *conf.Config) registry.Config {
+func registryConfig(cfg *conf.Config) (registry.Config, error) {
 	var out registry.Config
 	for _, pc := range cfg.Pools {
 		ps := registry.PoolSpec{Name: pc.Name, Config: registry.PoolConfig{
@@ -66,6 +118,7 @@ func registryConfig(cfg *conf.Config) registry.Config {
 			ResponseTimeout:    pc.ResponseTimeout,
 			Retries:            pc.Retries,
 			Health:             healthCheck(pc.Health),
+			Reserved:           reserved(cfg, pc),
 		}}
 		for _, bc := range pc.Backends {
 			ps.Backends = append(ps.Backends, registry.BackendSpec{Address: bc.Address, Weight: bc.Weight})
@@ -98,9 +151,12 @@ func registryConfig(cfg *conf.Config) registry.Config {
 				CacheSetCookie: c.CacheSetCookie,
 			}
 		}
+		if err := degradedRoute(&rs, rc); err != nil {
+			return registry.Config{}, err
+		}
 		out.Routes = append(out.Routes, rs)
 	}
-	return out
+	return out, nil
 }
 
 // healthCheck translates a pool's health section.
@@ -134,7 +190,7 @@ func upper(ms []string) []string {
 // proxyOptions are the data plane's listener-wide settings. They are fixed when
 // the proxy is built: see restartRequired.
 func proxyOptions(cfg *conf.Config, log *slog.Logger, c *cache.Cache) proxy.Options {
-	return proxy.Options{
+	o := proxy.Options{
 		Logger:            log,
 		ReadHeaderTimeout: cfg.Timeouts.ClientHeader,
 		BodyIdleTimeout:   cfg.Timeouts.ClientBody,
@@ -147,6 +203,13 @@ func proxyOptions(cfg *conf.Config, log *slog.Logger, c *cache.Cache) proxy.Opti
 		TrustedProxies:    cfg.TrustedProxies,
 		Cache:             c,
 	}
+	if t := cfg.TLS; t != nil && t.RedirectHTTP {
+		o.RedirectHTTPS = true
+		if _, port, err := net.SplitHostPort(t.Listen); err == nil {
+			o.HTTPSPort, _ = strconv.Atoi(port)
+		}
+	}
+	return o
 }
 
 // restartRequired names the settings that differ between the config in service

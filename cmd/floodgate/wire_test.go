@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/degrade"
 	"log/slog"
 	"net"
 	"os"
@@ -65,7 +67,10 @@ routes:
     rate_limit: {key: "header:X-Key", rate: 10/s, burst: 20}
     cache: {enabled: true, ttl: 30s}
 `)
-	rc := registryConfig(cfg)
+	rc, err := registryConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := rc.Pools[0]
 	if p.Backends[0].Weight != 7 || p.Config.Health.Type != "tcp" || p.Config.QueueMax != 5 || p.Config.MaxConnsPerBackend != 10 {
 		t.Fatalf("pool %+v", p)
@@ -76,8 +81,44 @@ routes:
 		r.Cache == nil || r.Cache.DefaultTTL.Seconds() != 30 || r.Cache.Route != "r" {
 		t.Fatalf("route %+v", r)
 	}
-	if err := unsupported(mustParse(t, "capture: {dir: j}\n"+baseYAML)); err == nil || !strings.Contains(err.Error(), "capture") {
-		t.Fatalf("capture accepted: %v", err)
+	if err := unsupported(mustParse(t, "capture: {dir: j}\n"+baseYAML)); err != nil {
+		t.Fatalf("capture refused: %v", err)
+	}
+	// Degraded mode: priority, action, shed answer, captured methods, and the
+	// reservation for a pool that serves a critical route.
+	dcfg := mustParse(t, `capture: {dir: j}
+pools:
+  - name: shop
+    backends: [{address: "127.0.0.1:1"}]
+    max_conns_per_backend: 100
+    degrade:
+      enter: {p95_latency: 800ms}
+      exit: {p95_latency: 300ms}
+routes:
+  - {name: search, path_prefix: /search, pool: shop, priority: low, on_degraded: {action: shed, status: 429, retry_after: 10s}}
+  - {name: checkout, path_prefix: /checkout, pool: shop, priority: high, on_degraded: {action: capture, methods: [POST, PUT]}}
+  - {name: admin, path_prefix: /admin/, pool: shop, priority: critical}
+`)
+	drc, err := registryConfig(dcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := drc.Pools[0].Config.Reserved; got != 10 {
+		t.Errorf("reserved slots %d, want 10 (10%% of 100 for the critical route)", got)
+	}
+	search, checkout, admin := drc.Routes[0], drc.Routes[1], drc.Routes[2]
+	if search.Priority != degrade.PriorityLow || search.Action != degrade.ActionShed || search.Shed.Status != 429 || search.Shed.RetryAfter != "10" {
+		t.Errorf("search: %+v %+v", search, search.Shed)
+	}
+	if checkout.Action != degrade.ActionCapture || strings.Join(checkout.CaptureMethods, ",") != "POST,PUT" {
+		t.Errorf("checkout: %+v", checkout)
+	}
+	if admin.Priority != degrade.PriorityCritical {
+		t.Errorf("admin: %+v", admin)
+	}
+	dc := degradeConfigs(dcfg, func(string) *balancer.Pool { return nil })
+	if len(dc) != 1 || dc[0].Enter.P95Latency.String() != "800ms" || dc[0].Exit.P95Latency.String() != "300ms" {
+		t.Errorf("degrade config %+v", dc)
 	}
 	if err := unsupported(mustParse(t, "pools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p, timeouts: {response_timeout: 1s}}\n")); err == nil {
 		t.Fatal("route timeouts accepted though not applied")

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// selfSigned writes a certificate for name into dir and returns its paths.
+func selfSigned(t *testing.T, dir, name string) (certFile, keyFile string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+// TestTLSAccessLogAndCaptureConfig runs the binary with TLS, the access log and a
+// capture journal configured: HTTPS with SNI works, X-Forwarded-Proto says https,
+// every request is logged as a JSON line, and SIGUSR1 reopens the log after a
+// rotation.
+func TestTLSAccessLogAndCaptureConfig(t *testing.T) {
+	dir := t.TempDir()
+	crt, key := selfSigned(t, dir, "shop.example")
+	be := backend(t, "b", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Header.Get("X-Forwarded-Proto")) })
+	addr, tlsAddr := freePort(t), freePort(t)
+	logPath := filepath.Join(dir, "access.log")
+	cfg := writeFile(t, dir, "f.yaml", fmt.Sprintf(`listen: %q
+%s
+tls:
+  listen: %q
+  certificates: [{cert_file: %q, key_file: %q}]
+access_log: {path: %q}
+capture: {dir: %q}
+pools:
+  - name: shop
+    backends: [{address: %q}]
+    max_conns_per_backend: 50
+    degrade:
+      enter: {p95_latency: 800ms}
+      exit: {p95_latency: 300ms}
+routes:
+  - {name: checkout, path_prefix: /checkout, pool: shop, priority: high, on_degraded: {action: capture}}
+  - {name: site, path_prefix: /, pool: shop, on_degraded: {action: shed}}
+`, addr, adminLine(t), tlsAddr, crt, key, logPath, filepath.Join(dir, "journal"), be))
+	p := start(t, "-config", cfg)
+	p.waitLog(t, "floodgate listening")
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{ServerName: "shop.example", InsecureSkipVerify: true}}} //nolint:gosec // self-signed test certificate
+	resp, err := client.Get("https://" + tlsAddr + "/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "https" || resp.TLS.PeerCertificates[0].Subject.CommonName != "shop.example" {
+		t.Fatalf("HTTPS: %d %q", resp.StatusCode, body)
+	}
+	if code, body := get(t, "http://"+addr+"/plain"); code != 200 || body != "http" {
+		t.Fatalf("HTTP: %d %q", code, body)
+	}
+	lines := func(path string) []map[string]any {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		var out []map[string]any
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	waitFor(t, "two access log lines", 10*time.Second, func() bool { return len(lines(logPath)) == 2 })
+	if l := lines(logPath)[0]; l["target"] != "/page" || l["route"] != "site" || l["status"] != 200.0 {
+		t.Fatalf("access log line %v", l)
+	}
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGUSR1)
+	p.waitLog(t, "access log reopened")
+	get(t, "http://"+addr+"/after")
+	waitFor(t, "a line in the reopened log", 10*time.Second, func() bool { return len(lines(logPath)) == 1 })
+	if !strings.Contains(p.logText(), "floodgate listening") {
+		t.Fatal("no start line")
+	}
+}
