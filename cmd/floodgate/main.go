@@ -66,6 +66,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = fmt.Errorf("conf: %w", err)
 	} else if cfg, err = conf.Parse(*configPath, data); err == nil {
 		err = unsupported(cfg)
+		if err == nil {
+			// What only the runtime can check (a static answer's file, say)
+			// fails -check too, not only the start.
+			_, err = registryConfig(cfg)
+		}
 	}
 	if *check {
 		if err != nil {
