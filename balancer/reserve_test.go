@@ -51,7 +51,13 @@ func TestCriticalNotHeldBehindPublicQueue(t *testing.T) {
 	}
 	pub, _ := p.Acquire(nil)
 	queued := make(chan error, 1)
-	go func() { b, err := p.Acquire(nil); if err == nil { b.Release() }; queued <- err }()
+	go func() {
+		b, err := p.Acquire(nil)
+		if err == nil {
+			b.Release()
+		}
+		queued <- err
+	}()
 	for p.State().QueueDepth() != 1 {
 		time.Sleep(time.Millisecond) // waiting for the goroutine to queue; no channel to wait on
 	}
