@@ -3,6 +3,7 @@ package balancer
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,8 @@ type PoolOptions struct {
 	// usable however hard the rest is pushed. 0 = none; it must be below the
 	// limit.
 	Reserved int64
+	// Logger receives a line for each passive ejection; nil discards.
+	Logger *slog.Logger
 	// MaxFails consecutive failures reported to BackendState.Report eject a
 	// backend for EjectFor; 0 disables passive health.
 	MaxFails int
@@ -222,7 +225,11 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	p.ring = buildRing(weights)
 	p.scanLimit = min(len(p.ring), max(minScan, 4*len(p.active)))
 
-	pol := &statePolicy{maxFails: int64(opts.MaxFails), ejectFor: int64(opts.EjectFor), now: p.now}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pol := &statePolicy{maxFails: int64(opts.MaxFails), ejectFor: int64(opts.EjectFor), now: p.now, log: log, pool: opts.Name}
 	for _, b := range p.backends {
 		b.State.policy.Store(pol)
 		b.State.owner.Store(p.state)

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"log/slog"
 	"sync/atomic"
 	"time"
 )
@@ -54,6 +55,8 @@ type statePolicy struct {
 	maxFails int64
 	ejectFor int64 // nanoseconds
 	now      func() time.Time
+	log      *slog.Logger // never nil
+	pool     string
 }
 
 func (p *statePolicy) nanos() int64 {
@@ -201,6 +204,10 @@ func (s *BackendState) Report(ok bool) {
 	s.lastEjected.Store(until)
 	s.ejections.Add(1)
 	s.ejectedUntil.Store(until)
+	// Rare by construction (once per ejection), so logging here costs the
+	// request path nothing in steady state.
+	pol.log.Warn("backend ejected: consecutive failures", "pool", pol.pool, "backend", s.id,
+		"failures", pol.maxFails, "for", time.Duration(pol.ejectFor<<shift).String())
 }
 
 // BackendStats is a point-in-time copy of a BackendState for the admin API and

@@ -97,6 +97,7 @@ func (r *Registry) build(txn *memdb.Txn, idx uint64) error {
 			MaxFails:           c.MaxFails,
 			EjectFor:           c.EjectFor,
 			Reserved:           c.Reserved,
+			Logger:             r.log,
 		}
 		pv := &PoolView{Name: p.Name, Config: c, State: ps}
 		for _, b := range poolBackends(txn, p.Name) {
