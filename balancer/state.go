@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -206,8 +207,10 @@ func (s *BackendState) Report(ok bool) {
 	s.ejectedUntil.Store(until)
 	// Rare by construction (once per ejection), so logging here costs the
 	// request path nothing in steady state.
-	pol.log.Warn("backend ejected: consecutive failures", "pool", pol.pool, "backend", s.id,
-		"failures", pol.maxFails, "for", time.Duration(pol.ejectFor<<shift).String())
+	if pol.log.Enabled(context.Background(), slog.LevelWarn) { // no fields built when discarded
+		pol.log.Warn("backend ejected: consecutive failures", "pool", pol.pool, "backend", s.id,
+			"failures", pol.maxFails, "for", time.Duration(pol.ejectFor<<shift).String())
+	}
 }
 
 // BackendStats is a point-in-time copy of a BackendState for the admin API and
