@@ -115,3 +115,25 @@ func TestResubmittedOrderAfterRecovery(t *testing.T) {
 		t.Fatalf("key reused for another order: %q, want 422", r)
 	}
 }
+
+// TestCaptureWhenNoBackendIsUp: an order is journalled, not refused, when no
+// backend of its pool is up, even outside degraded mode.
+func TestCaptureWhenNoBackendIsUp(t *testing.T) {
+	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	c, _ := NewCapture(CaptureOptions{Journal: j})
+	be := newRawBackend(t, nil)
+	px, _ := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
+		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture})
+	px.s.Current().Pool("p").Backends()[0].State.SetProbeUp(false)
+	r, _ := exchange(t, px.addr, "POST /o HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 300*time.Millisecond)
+	if statusOfRaw(r) != 202 {
+		t.Fatalf("order with no backend up: %q, want 202", r)
+	}
+	if r, _ := exchange(t, px.addr, "GET /o HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond); statusOfRaw(r) != 503 {
+		t.Fatalf("a GET is never captured: %q", r)
+	}
+}

@@ -433,10 +433,17 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 		return
 	}
 	if err := s.exchange(ctx.RemoteAddr(), rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
-		if errors.Is(err, balancer.ErrSaturated) && rt.pool.gate.Degraded() {
+		noBackend := errors.Is(err, balancer.ErrSaturated) || errors.Is(err, balancer.ErrNoHealthyBackend)
+		if noBackend && rt.pool.gate.Degraded() {
 			// Every slot is taken while the pool is degraded: the route's
 			// degraded answer, not a bare 503.
 			s.refuse(ctx, rt, info)
+			return
+		}
+		if noBackend && rt.action == degrade.ActionCapture && rt.captured(req.Header.Method()) && s.capture(ctx, rt, info) {
+			// No backend can take an order: journal it rather than lose it,
+			// degraded mode or not.
+			s.divert(rt, degrade.OutcomeCapture, info)
 			return
 		}
 		if cerr := clientError(err, ctx.RemoteAddr(), fr.chunked); cerr != nil {
