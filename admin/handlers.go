@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/degrade/capture"
 	"github.com/floodgate/floodgate/registry"
 )
 
@@ -243,11 +245,13 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, registry.ErrInvalid):
 		status = http.StatusBadRequest
-	case errors.Is(err, registry.ErrNotFound):
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, degrade.ErrUnknownPool), errors.Is(err, capture.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, registry.ErrConflict), errors.Is(err, ErrNoConfigFile):
+	case errors.Is(err, registry.ErrConflict), errors.Is(err, ErrNoConfigFile), errors.Is(err, errNoDegrade),
+		errors.Is(err, errNoCapture), errors.Is(err, capture.ErrState):
 		status = http.StatusConflict
-	case errors.Is(err, registry.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, registry.ErrClosed), errors.Is(err, degrade.ErrClosed), errors.Is(err, capture.ErrClosed),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
 	}
 	if status >= 500 {

@@ -20,6 +20,7 @@ type Route struct {
 type route struct {
 	Route
 	public bool // answered without the token
+	page   bool // without credentials, answered with the login form
 	handle func(s *Server, w http.ResponseWriter, r *http.Request, p params)
 }
 
@@ -34,9 +35,24 @@ var routes = []route{
 	{Route: Route{http.MethodPost, "/api/v1/pools/{pool}/backends"}, handle: (*Server).registerBackend},
 	{Route: Route{http.MethodPatch, "/api/v1/pools/{pool}/backends/{address}"}, handle: (*Server).updateBackend},
 	{Route: Route{http.MethodDelete, "/api/v1/pools/{pool}/backends/{address}"}, handle: (*Server).removeBackend},
+	{Route: Route{http.MethodGet, "/api/v1/pools/{pool}/mode"}, handle: (*Server).getMode},
+	{Route: Route{http.MethodPut, "/api/v1/pools/{pool}/mode"}, handle: (*Server).setMode},
+	{Route: Route{http.MethodGet, "/api/v1/pools/{pool}/captures"}, handle: (*Server).listPending},
+	{Route: Route{http.MethodGet, "/api/v1/pools/{pool}/replay"}, handle: (*Server).getReplay},
+	{Route: Route{http.MethodPut, "/api/v1/pools/{pool}/replay"}, handle: (*Server).setReplay},
+	{Route: Route{http.MethodGet, "/api/v1/captures"}, handle: (*Server).listCaptures},
+	{Route: Route{http.MethodGet, "/api/v1/captures/{id}"}, handle: (*Server).getCapture},
+	{Route: Route{http.MethodDelete, "/api/v1/captures/{id}"}, handle: (*Server).discardCapture},
+	{Route: Route{http.MethodPost, "/api/v1/captures/{id}/retry"}, handle: (*Server).retryCapture},
+	{Route: Route{http.MethodGet, "/api/v1/status"}, handle: (*Server).status},
 	{Route: Route{http.MethodPost, "/api/v1/reload"}, handle: (*Server).reload},
 	{Route: Route{http.MethodGet, "/metrics"}, handle: (*Server).metrics},
 	{Route: Route{http.MethodGet, "/healthz"}, public: true, handle: (*Server).healthz},
+	// The status page (ui.go).
+	{Route: Route{http.MethodGet, "/"}, page: true, handle: (*Server).page},
+	{Route: Route{http.MethodPost, "/login"}, public: true, handle: (*Server).login},
+	{Route: Route{http.MethodPost, "/logout"}, public: true, handle: (*Server).logout},
+	{Route: Route{http.MethodGet, "/ui/{file}"}, public: true, handle: (*Server).asset},
 }
 
 // Routes returns every endpoint of the API, in a stable order.

@@ -2,16 +2,20 @@ package admin
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/floodgate/floodgate/health"
+	"github.com/floodgate/floodgate/proxy"
+	"github.com/floodgate/floodgate/proxy/cache"
 	"github.com/floodgate/floodgate/registry"
 )
 
@@ -64,7 +68,14 @@ type HealthStatus interface {
 	Status(pool, address string) (health.Status, bool)
 }
 
-// Options configures New.
+// CacheStats reads the response cache's counters: *cache.Cache.
+type CacheStats interface {
+	Stats() cache.Stats
+}
+
+// Options configures New. The fields after Logger feed the status page and
+// the mode and captures endpoints; each may be left nil (a nil pointer counts
+// as nil), and the page then shows that part as not configured.
 type Options struct {
 	// Registry is required.
 	Registry Registry
@@ -85,15 +96,37 @@ type Options struct {
 	// Logger receives one line per change and per refused request, never a
 	// token. nil discards.
 	Logger *slog.Logger
+
+	// Degrade serves GET and PUT /api/v1/pools/{pool}/mode and the pools'
+	// modes on the status page: the *degrade.Monitor. nil answers 409.
+	Degrade Degrade
+	// Captures serves the captures and replay endpoints and the capture
+	// section of the status page: the *capture.Journal. nil answers 409.
+	Captures Captures
+	// Routes returns the per-route counters: proxy.Server.RouteStats. The
+	// status page's request rates, error rates and p95 come from them; nil
+	// leaves those out.
+	Routes func() []*proxy.RouteStats
+	// Cache is the response cache, for its hit ratio and size; nil when
+	// floodgate runs without one.
+	Cache CacheStats
+	// CacheMaxBytes is the cache's budget (cache.max_bytes), shown against
+	// its size.
+	CacheMaxBytes int64
+	// Now is the status endpoint's clock; nil means time.Now. Tests set it.
+	Now func() time.Time
 }
 
 // Server is the admin API's http.Handler. Safe for concurrent use.
 type Server struct {
-	opts      Options
-	log       *slog.Logger
-	tokenHash [sha256.Size]byte
-	auth      bool
-	draining  atomic.Bool
+	opts       Options
+	log        *slog.Logger
+	now        func() time.Time
+	tokenHash  [sha256.Size]byte
+	sessionKey [sha256.Size]byte
+	auth       bool
+	draining   atomic.Bool
+	sampler    *sampler
 }
 
 // New returns the API handler. It fails only if opts lacks a Registry.
@@ -101,18 +134,44 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		return nil, errors.New("admin: Options.Registry is required")
 	}
-	s := &Server{opts: opts, log: opts.Logger}
+	// A nil *degrade.Monitor, *capture.Journal or *cache.Cache in an
+	// interface field is not nil; treat it as the nil it means.
+	if isNil(opts.Degrade) {
+		opts.Degrade = nil
+	}
+	if isNil(opts.Captures) {
+		opts.Captures = nil
+	}
+	if isNil(opts.Cache) {
+		opts.Cache = nil
+	}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	if len(opts.Token) > 0 {
 		s.auth = true
 		s.tokenHash = sha256.Sum256(opts.Token)
+		mac := hmac.New(sha256.New, opts.Token)
+		mac.Write([]byte("floodgate admin session key"))
+		copy(s.sessionKey[:], mac.Sum(nil))
 	}
+	s.sampler = newSampler(sources{view: opts.Registry.View, routes: opts.Routes, cache: s.opts.Cache, cap: s.opts.Captures})
 	if s.opts.DrainTimeout == nil {
 		s.opts.DrainTimeout = func() time.Duration { return 30 * time.Second }
 	}
 	return s, nil
+}
+
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 // SetDraining makes /healthz answer 503 from now on: the process is shutting
@@ -138,15 +197,38 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	rt, params, allowed := match(r.Method, r.URL.EscapedPath())
+	if rt != nil && rt.Pattern == "/healthz" {
+		rt.handle(s, w, r, params)
+		return
+	}
+	// What a browser sends from another site's page, or from a page that DNS
+	// rebinding passed off as loopback, is refused whatever the credentials.
+	if unsafeMethod(r.Method) && crossOrigin(r) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused")
+		return
+	}
+	if !s.auth && !loopbackHost(r.Host) {
+		writeError(w, http.StatusForbidden, "without admin.token_file the admin API answers only to loopback Host names")
+		return
+	}
 	if rt != nil && rt.public {
 		rt.handle(s, w, r, params)
 		return
 	}
 	// Authenticate before saying anything about the path, so that without the
 	// token nothing about the API can be learnt.
-	if s.auth && !s.authorized(r) {
+	kind := s.authenticate(r)
+	if kind == authNone {
+		if rt != nil && rt.page {
+			s.loginPage(w, http.StatusUnauthorized, "")
+			return
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="floodgate"`)
 		writeError(w, http.StatusUnauthorized, "missing or invalid bearer token")
+		return
+	}
+	if kind == authCookie && unsafeMethod(r.Method) && r.Header.Get(pageHeader) == "" {
+		writeError(w, http.StatusForbidden, "a change made with the status page's session needs the "+pageHeader+" header")
 		return
 	}
 	switch {
