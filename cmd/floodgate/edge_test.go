@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -113,4 +114,82 @@ routes:
 	if !strings.Contains(p.logText(), "floodgate listening") {
 		t.Fatal("no start line")
 	}
+}
+
+// TestDegradedModeThroughTheBinary forces a pool degraded through the admin API:
+// the low-priority route is shed with Retry-After, orders are captured (202), the
+// critical route still reaches the backend, GET .../mode reports it, and once the
+// mode is back to normal the captured order is replayed to the backend with its
+// Idempotency-Key.
+func TestDegradedModeThroughTheBinary(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var seen []string
+	be := backend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path+" "+r.Header.Get("Idempotency-Key"))
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	})
+	addr, adminAddr := freePort(t), freePort(t)
+	cfg := writeFile(t, dir, "f.yaml", fmt.Sprintf(`listen: %q
+admin: {listen: %q}
+capture: {dir: %q}
+pools:
+  - name: shop
+    backends: [{address: %q}]
+    max_conns_per_backend: 20
+routes:
+  - {name: search, path_prefix: /search, pool: shop, priority: low, on_degraded: {action: shed, retry_after: 15s}}
+  - {name: checkout, path_prefix: /checkout, pool: shop, priority: high, on_degraded: {action: capture}}
+  - {name: admin, path_prefix: /admin/, pool: shop, priority: critical}
+`, addr, adminAddr, filepath.Join(dir, "journal"), be))
+	p := start(t, "-config", cfg)
+	p.waitLog(t, "floodgate listening")
+	setMode := func(mode string) {
+		req, _ := http.NewRequest(http.MethodPut, "http://"+adminAddr+"/api/v1/pools/shop/mode", strings.NewReader(`{"mode": "`+mode+`"}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("PUT mode %s: %d", mode, resp.StatusCode)
+		}
+	}
+	setMode("degraded")
+	resp, err := http.Get("http://" + addr + "/search?q=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "15" {
+		t.Fatalf("search while degraded: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	resp, err = http.Post("http://"+addr+"/checkout", "application/json", strings.NewReader(`{"cart":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := resp.Header.Get("Floodgate-Capture-Id")
+	if resp.StatusCode != 202 || id == "" {
+		t.Fatalf("order while degraded: %d id %q", resp.StatusCode, id)
+	}
+	if code, _ := get(t, "http://"+addr+"/admin/"); code != 200 {
+		t.Fatalf("back office while degraded: %d", code)
+	}
+	if code, body := get(t, "http://"+adminAddr+"/api/v1/pools/shop/mode"); code != 200 || !strings.Contains(body, "degraded") {
+		t.Fatalf("GET mode: %d %s", code, body)
+	}
+	setMode("normal")
+	waitFor(t, "the captured order replayed", 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range seen {
+			if s == "POST /checkout "+id {
+				return true
+			}
+		}
+		return false
+	})
 }

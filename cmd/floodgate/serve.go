@@ -204,7 +204,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	if o.path != "" {
 		reloader = rl
 	}
-	api, err := admin.New(admin.Options{
+	aopts := admin.Options{
 		Registry:     reg,
 		Reloader:     reloader,
 		Health:       checker,
@@ -212,7 +212,16 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 		Token:        token,
 		DrainTimeout: rl.DrainTimeout,
 		Logger:       log,
-	})
+		Degrade:      mon,
+		Routes:       px.RouteStats,
+	}
+	if journal != nil {
+		aopts.Captures = journal
+	}
+	if respCache != nil {
+		aopts.Cache, aopts.CacheMaxBytes = respCache, cfg.Cache.MaxBytes
+	}
+	api, err := admin.New(aopts)
 	if err != nil {
 		return err
 	}
