@@ -36,6 +36,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "demo":
 			return runDemo(args[1:], stdout, stderr)
+		case "status":
+			return runStatus(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("floodgate", flag.ContinueOnError)
