@@ -250,11 +250,15 @@ func (o *Origin) Handle(ctx *fasthttp.RequestCtx) {
 // proxy in a way the model does not intend. So it sleeps for less, by a moving
 // average of the lateness, and yields until end.
 func (o *Origin) sleepUntil(end time.Time) {
+	const maxSlack = 300 * time.Microsecond
 	slack := time.Duration(o.slackNS.Load())
 	if d := time.Until(end) - slack; d > 0 {
 		target := time.Now().Add(d)
 		time.Sleep(d)
-		late := time.Since(target)
+		// On a loaded CPU the lateness is milliseconds of waiting for the CPU, not
+		// timer slack; following it would turn sleeping into spinning and load the
+		// CPU further, so the estimate is capped.
+		late := min(time.Since(target), maxSlack)
 		// Racy read-modify-write: concurrent updates may lose one sample, harmless.
 		o.slackNS.Store(int64(slack + (late-slack)/8))
 	}
