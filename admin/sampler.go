@@ -51,6 +51,7 @@ type reading struct {
 type reqReading struct {
 	total, errors uint64 // all responses, and 5xx
 	degraded      uint64 // answered by a degraded action
+	shed          uint64 // of those, shed and static answers: refusals by design (503 or 429)
 	latCount      uint64
 	latCum        [numLatencyBuckets]uint64 // cumulative, as proxy.RouteStats.Latency
 }
@@ -190,8 +191,11 @@ func readRoute(rs *proxy.RouteStats) *reqReading {
 			rr.errors += cc.Count
 		}
 	}
-	for _, n := range rs.Degraded() {
+	for kind, n := range rs.Degraded() {
 		rr.degraded += n
+		if kind == "shed" || kind == "static" {
+			rr.shed += n
+		}
 	}
 	count, _, cum := rs.Latency()
 	rr.latCount = count
@@ -203,6 +207,7 @@ func (a *reqReading) add(b *reqReading) {
 	a.total += b.total
 	a.errors += b.errors
 	a.degraded += b.degraded
+	a.shed += b.shed
 	a.latCount += b.latCount
 	for i := range a.latCum {
 		a.latCum[i] += b.latCum[i]
@@ -272,6 +277,7 @@ func diffReq(cur, prev *reqReading) reqReading {
 		total:    sub(cur.total, prev.total),
 		errors:   sub(cur.errors, prev.errors),
 		degraded: sub(cur.degraded, prev.degraded),
+		shed:     sub(cur.shed, prev.shed),
 		latCount: sub(cur.latCount, prev.latCount),
 	}
 	if cur.latCount < prev.latCount {

@@ -46,11 +46,18 @@ type PoolStatus struct {
 	// RequestsPerSecond counts the responses to clients of the pool's routes
 	// (from the backends, the cache or a degraded action).
 	RequestsPerSecond *float64 `json:"requests_per_second"`
-	// ErrorRate is the share of those responses that were 5xx.
+	// ErrorRate is the share of those responses that were 5xx, refusals of
+	// degraded mode included.
 	ErrorRate *float64 `json:"error_rate"`
 	// P95Seconds is the 95th percentile of their time to response header;
 	// null when there was no response in the window.
 	P95Seconds *float64 `json:"p95_seconds"`
+	// DegradedPerSecond counts the answers of the routes' degraded actions
+	// (stale, static, shed, capture); RefusedPerSecond those of them that
+	// refuse by design (shed and static: 503, or 429), which ErrorRate
+	// includes when they are 503.
+	DegradedPerSecond *float64 `json:"degraded_per_second"`
+	RefusedPerSecond  *float64 `json:"refused_per_second"`
 	// InFlight is the requests in flight to the pool's backends now.
 	InFlight int64 `json:"in_flight"`
 	// Capacity is the connection slots of the backends that take new
@@ -148,8 +155,10 @@ type RouteStatus struct {
 	ErrorRate         *float64 `json:"error_rate"`
 	P95Seconds        *float64 `json:"p95_seconds"`
 	// DegradedPerSecond counts answers of the route's degraded action
-	// (stale, static, shed, capture).
+	// (stale, static, shed, capture); RefusedPerSecond those that refuse by
+	// design (shed, static).
 	DegradedPerSecond *float64 `json:"degraded_per_second"`
+	RefusedPerSecond  *float64 `json:"refused_per_second"`
 }
 
 // CacheStatus is the response cache of a Status.
@@ -241,6 +250,7 @@ func (s *Server) buildStatus() Status {
 			d := diffReq(rr, old)
 			rs.RequestsPerSecond = rate(d.total, 0)
 			rs.DegradedPerSecond = rate(d.degraded, 0)
+			rs.RefusedPerSecond = rate(d.shed, 0)
 			rs.ErrorRate = ratio(d.errors, d.total)
 			if q, ok := d.quantile(0.95); ok {
 				rs.P95Seconds = ptr(roundSig(q))
@@ -308,6 +318,8 @@ func (s *Server) poolStatus(p *registry.PoolView, now time.Time, cur, base *read
 		}
 		d := diffReq(&pr.req, &old.req)
 		ps.RequestsPerSecond = rate(d.total, 0)
+		ps.DegradedPerSecond = rate(d.degraded, 0)
+		ps.RefusedPerSecond = rate(d.shed, 0)
 		ps.ErrorRate = ratio(d.errors, d.total)
 		if v, ok := d.quantile(0.95); ok {
 			ps.P95Seconds = ptr(roundSig(v))

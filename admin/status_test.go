@@ -124,6 +124,7 @@ func newStack(tb testing.TB, o stackOptions) *stack {
 		Pools: []registry.PoolSpec{{Name: "shop", Config: o.pool, Backends: bs}, {Name: "backoffice"}},
 		Routes: []proxy.RouteSpec{
 			{Name: "checkout", PathPrefix: "/checkout", Pool: "shop"},
+			{Name: "search", PathPrefix: "/search", Pool: "shop", Priority: degrade.PriorityLow, Action: degrade.ActionShed},
 			{Name: "site", PathPrefix: "/", Pool: "shop"},
 			{Name: "admin", PathPrefix: "/admin/", Pool: "backoffice"},
 		},
@@ -310,6 +311,20 @@ func TestStatus(t *testing.T) {
 	shop = poolOf(t, s.status(t), "shop")
 	if m := shop.Mode; m.Mode != "degraded" || m.Override != "degraded" || m.Reason != "admin override: degraded" || m.Since == nil || m.Level == "normal" {
 		t.Fatalf("degraded: %+v", m)
+	}
+	// Low priority is shed now: refusals by design, counted apart.
+	s.send(t, "/search?q=mug", 20)
+	s.send(t, "/", 20)
+	s.clock.Add(5 * time.Second)
+	st = s.status(t)
+	shop = poolOf(t, st, "shop")
+	if !near(shop.RefusedPerSecond, 4) || !near(shop.DegradedPerSecond, 4) || !near(shop.RequestsPerSecond, 8) || !near(shop.ErrorRate, 0.5) {
+		t.Fatalf("shed: refused %v degraded %v rps %v errors %v", deref(shop.RefusedPerSecond), deref(shop.DegradedPerSecond), deref(shop.RequestsPerSecond), deref(shop.ErrorRate))
+	}
+	for _, r := range st.Routes {
+		if r.Name == "search" && (!near(r.RefusedPerSecond, 4) || !near(r.ErrorRate, 1)) {
+			t.Fatalf("search: %+v", r)
+		}
 	}
 
 	// Drained, down and ejected backends.

@@ -145,12 +145,21 @@ function metric(label, value, sub, series, fmt, cls) {
 
 // ---- rendering ----------------------------------------------------------------
 
-function tile(label, value, cls) {
-  return el('div', { class: 'tile' }, el('div', { class: 'label', text: label }), el('div', { class: 'value ' + (cls || ''), text: value }));
+function tile(label, value, cls, sub, subCls) {
+  return el('div', { class: 'tile' }, el('div', { class: 'label', text: label }),
+    el('div', { class: 'value ' + (cls || '') }, value, sub ? el('span', { class: 'sub ' + (subCls || ''), text: sub }) : null));
+}
+
+// errClass colours a 5xx share: red for errors, amber when degraded mode's
+// refusals (shed, static: by design) account for them.
+function errClass(rate, rps, refused) {
+  if (rate === null || rate === undefined || rate < 0.01) return '';
+  const real = rps ? Math.max(0, rate * rps - (refused || 0)) / rps : rate;
+  return real >= 0.01 ? 'bad' : 'warn';
 }
 
 function renderSummary(s) {
-  let up = 0, total = 0, draining = 0, degraded = 0, rps = null, errs = 0, reqs = 0;
+  let up = 0, total = 0, draining = 0, degraded = 0, rps = null, errs = 0, reqs = 0, refused = 0;
   for (const p of s.pools) {
     for (const b of p.backends) {
       if (b.state === 'draining') { draining++; continue; }
@@ -161,13 +170,14 @@ function renderSummary(s) {
     if (p.requests_per_second !== null) {
       rps = (rps || 0) + p.requests_per_second;
       if (p.error_rate !== null) { errs += p.error_rate * p.requests_per_second; reqs += p.requests_per_second; }
+      refused += p.refused_per_second || 0;
     }
   }
   const tiles = [
-    tile('pools', s.pools.length + (degraded ? ' · ' + degraded + ' degraded' : ''), degraded ? 'bad' : ''),
-    tile('backends up', up + ' / ' + total + (draining ? ' · ' + draining + ' draining' : ''), up < total ? 'bad' : ''),
+    tile('pools', String(s.pools.length), '', degraded ? degraded + ' degraded' : null, 'bad'),
+    tile('backends up', up + ' / ' + total, up < total ? 'bad' : '', draining ? draining + ' draining' : null, 'warn'),
     tile('requests/s', fmtRate(rps)),
-    tile('5xx', reqs ? fmtPct(errs / reqs) : DASH, reqs && errs / reqs >= 0.01 ? 'bad' : ''),
+    tile('5xx', reqs ? fmtPct(errs / reqs) : DASH, reqs ? errClass(errs / reqs, reqs, refused) : '', refused ? 'incl. ' + fmtRate(refused) + '/s shed' : null, 'dim'),
   ];
   if (s.captures) {
     tiles.push(tile('capture backlog', String(s.captures.backlog), ''));
@@ -210,7 +220,8 @@ function renderPool(p, now) {
     metric('requests/s', fmtRate(p.requests_per_second), null, h.requests_per_second, fmtRate),
     metric('p95 (to first byte)', fmtDur(p.p95_seconds), null, h.p95_seconds, fmtDur),
     metric('in flight', String(p.in_flight), cap ? '/ ' + cap : null, h.in_flight, String, cap && p.in_flight >= 0.9 * cap ? 'bad' : ''),
-    metric('5xx', fmtPct(p.error_rate), null, null, null, p.error_rate >= 0.01 ? 'bad' : ''),
+    metric('5xx', fmtPct(p.error_rate), p.refused_per_second ? 'incl. ' + fmtRate(p.refused_per_second) + '/s shed' : null, null, null,
+      errClass(p.error_rate, p.requests_per_second, p.refused_per_second)),
     metric('queue', String(q.depth), q.max ? '/ ' + q.max : 'no queue', null, null, q.depth > 0 ? 'warn' : ''),
     metric('queue wait', fmtDur(q.wait_seconds), (q.timeouts_per_second || q.rejected_per_second)
       ? fmtRate((q.timeouts_per_second || 0) + (q.rejected_per_second || 0)) + ' refused/s' : null, null, null,
@@ -264,7 +275,7 @@ function renderRoutes(s) {
       el('th', { class: 'n', text: 'total' }))),
     el('tbody', {}, s.routes.map((r) => el('tr', { 'data-route': r.name },
       el('td', { text: r.name }), el('td', { text: r.pool }), el('td', { class: 'n', text: fmtRate(r.requests_per_second) }),
-      el('td', { class: 'n' + (r.error_rate >= 0.01 ? ' bad' : ''), text: fmtPct(r.error_rate) }),
+      el('td', { class: 'n ' + errClass(r.error_rate, r.requests_per_second, r.refused_per_second), text: fmtPct(r.error_rate) }),
       el('td', { class: 'n', text: fmtDur(r.p95_seconds) }),
       el('td', { class: 'n' + (r.degraded_per_second ? ' warn' : ''), text: fmtRate(r.degraded_per_second) }),
       el('td', { class: 'n', text: r.requests.toLocaleString('en-US') }))))));

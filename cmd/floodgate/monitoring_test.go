@@ -46,7 +46,7 @@ routes:
   - {name: search, path_prefix: /search, pool: shop, priority: low, rate_limit: {key: ip, rate: 100/s, burst: 100}, on_degraded: {action: shed}}
   - {name: site, path_prefix: /, pool: shop}
 `, filepath.Join(dir, "journal"), filepath.Join(dir, "access.log"), be))
-	in := startInstance(t, cfg, addr, adminAddr, "")
+	startInstance(t, cfg, addr, adminAddr, "")
 	for _, p := range []string{"/", "/static/app.css", "/static/app.css", "/search?q=x"} {
 		get(t, "http://"+addr+p)
 	}
@@ -82,7 +82,6 @@ routes:
 	if len(types) < 30 {
 		t.Fatalf("only %d metric families scraped: %v", len(types), types)
 	}
-	_ = in
 	return out
 }
 

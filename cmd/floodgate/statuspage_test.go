@@ -171,7 +171,16 @@ routes:
 		if json.Unmarshal(raw, &st) != nil || len(st.Pools) != 2 {
 			return false
 		}
-		return len(st.Pools[0].History.Time) >= points && st.Captures != nil && st.Captures.Backlog > 0
+		if len(st.Pools[0].History.Time) < points || st.Captures == nil || st.Captures.Backlog == 0 {
+			return false
+		}
+		// Traffic has moved off the drained backend, onto the others.
+		for _, b := range st.Pools[0].Backends {
+			if rps := b.RequestsPerSecond; rps == nil || (b.Address == c) != (*rps == 0) {
+				return false
+			}
+		}
+		return true
 	})
 
 	// What the page renders.
@@ -208,13 +217,11 @@ routes:
 		}
 	}
 	if *screenshotPath != "" {
-		for src, dst := range map[string]string{shot: *screenshotPath, phone: strings.TrimSuffix(*screenshotPath, ".png") + "-phone.png"} {
-			png, _ := os.ReadFile(src)
-			if err := os.WriteFile(dst, png, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("screenshot saved to %s", dst)
+		png, _ := os.ReadFile(shot)
+		if err := os.WriteFile(*screenshotPath, png, 0o644); err != nil {
+			t.Fatal(err)
 		}
+		t.Logf("screenshot saved to %s", *screenshotPath)
 	}
 
 	// The same facts in the terminal, from the real binary.
