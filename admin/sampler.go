@@ -119,7 +119,13 @@ func (sp *sampler) refresh(now time.Time) (newest, base *reading) {
 	r := sp.read(now)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if n := len(sp.readings); n == 0 || now.Sub(sp.readings[n-1].at) >= minSampleGap || now.Before(sp.readings[n-1].at) {
+	n := len(sp.readings)
+	if n > 0 && now.Before(sp.readings[n-1].at.Add(-RateWindow)) {
+		sp.readings, n = sp.readings[:0], 0 // the clock was set back: start again
+	}
+	// A reading older than the last kept one (a concurrent poll that read
+	// first and locked second) is answered but not kept.
+	if n == 0 || now.Sub(sp.readings[n-1].at) >= minSampleGap {
 		if n > 0 {
 			sp.record(sp.readings[n-1], r)
 		}

@@ -459,3 +459,26 @@ func TestQuantile(t *testing.T) {
 		}
 	}
 }
+
+// TestSamplerKeepsReadingsInOrder: a reading taken before the last kept one
+// (two polls racing) is not kept, and a clock set back starts the readings
+// again instead of stopping them.
+func TestSamplerKeepsReadingsInOrder(t *testing.T) {
+	a := newAPI(t, "")
+	sp := a.srv.sampler
+	t0 := time.Now()
+	sp.refresh(t0)
+	sp.refresh(t0.Add(2 * time.Second))
+	if cur, base := sp.refresh(t0.Add(1500 * time.Millisecond)); base == nil || !base.at.Equal(t0) || !cur.at.Equal(t0.Add(1500*time.Millisecond)) {
+		t.Fatalf("late reading: base %v", base)
+	}
+	if len(sp.readings) != 2 || !sp.readings[1].at.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("a late reading was kept: %d readings", len(sp.readings))
+	}
+	if _, base := sp.refresh(t0.Add(-time.Hour)); base != nil || len(sp.readings) != 1 {
+		t.Fatalf("after the clock went back: base %v, %d readings", base, len(sp.readings))
+	}
+	if _, base := sp.refresh(t0.Add(-time.Hour + time.Second)); base == nil {
+		t.Fatal("no rates after the clock went back")
+	}
+}
