@@ -340,36 +340,65 @@ func (c *control) reset() error {
 	return nil
 }
 
+// replayResult is how the wait for replayed orders ended.
+type replayResult struct {
+	waited time.Duration
+	// rate is how fast distinct orders were still arriving at the origin over the
+	// last ten seconds of the wait, per second; 0 when the count had settled.
+	rate float64
+}
+
 // waitReplay polls the origin after the load until the number of distinct orders
 // stops growing, so that orders replayed later by the proxy are counted. With no
 // captured order there is nothing to wait for beyond stragglers: two quiet seconds
 // end it. With captures, it ends when every confirmed order has arrived, or when
 // the count grew and then stayed still for settle, or after maxWait.
-func waitReplay(ctl *control, confirmed []string, captured int, maxWait, settle time.Duration, progress io.Writer) (time.Duration, error) {
+func waitReplay(ctl *control, confirmed []string, captured int, maxWait, settle time.Duration, progress io.Writer) (replayResult, error) {
 	start := time.Now()
 	if captured == 0 {
 		settle = min(settle, 2*time.Second)
 	}
-	last, grew, lastChange := -1, false, time.Now()
+	type sample struct {
+		at     time.Time
+		orders int
+	}
+	var hist []sample
+	last, grew, lastChange, lastPrint := -1, false, time.Now(), time.Time{}
+	result := func() replayResult {
+		r := replayResult{waited: time.Since(start)}
+		// Rate over the last ten seconds, if the count moved in them.
+		if n := len(hist); n >= 2 {
+			i := n - 1
+			for i > 0 && hist[n-1].at.Sub(hist[i-1].at) <= 10*time.Second {
+				i--
+			}
+			if d := hist[n-1].at.Sub(hist[i].at).Seconds(); d > 0 && hist[n-1].orders > hist[i].orders {
+				r.rate = float64(hist[n-1].orders-hist[i].orders) / d
+			}
+		}
+		return r
+	}
 	for {
 		s, err := ctl.stats()
 		if err != nil {
-			return time.Since(start), err
+			return result(), err
 		}
+		hist = append(hist, sample{time.Now(), s.Orders})
 		if last >= 0 && s.Orders > last {
 			grew, lastChange = true, time.Now()
 		}
 		if last < 0 {
 			lastChange = time.Now()
 		}
-		if last != s.Orders && progress != nil && captured > 0 {
-			fmt.Fprintf(progress, "  replay wait %3.0fs: %d distinct orders at the origin\n", time.Since(start).Seconds(), s.Orders)
+		if progress != nil && captured > 0 && time.Since(lastPrint) >= 10*time.Second {
+			fmt.Fprintf(progress, "  replay wait %3.0fs: %d distinct orders at the origin, %d confirmed\n", time.Since(start).Seconds(), s.Orders, len(confirmed))
+			lastPrint = time.Now()
 		}
 		last = s.Orders
 		if captured > 0 && s.Orders >= len(confirmed) {
 			set, err := ctl.orders()
 			if err != nil {
-				return time.Since(start), err
+				return result(), err
 			}
 			all := true
 			for _, id := range confirmed {
@@ -379,12 +408,19 @@ func waitReplay(ctl *control, confirmed []string, captured int, maxWait, settle 
 				}
 			}
 			if all {
-				return time.Since(start), nil
+				r := result()
+				r.rate = 0
+				return r, nil
 			}
 		}
 		quiet := time.Since(lastChange) >= settle
-		if (captured == 0 && quiet) || (grew && quiet) || time.Since(start) >= maxWait {
-			return time.Since(start), nil
+		if (captured == 0 && quiet) || (grew && quiet) {
+			r := result()
+			r.rate = 0
+			return r, nil
+		}
+		if time.Since(start) >= maxWait {
+			return result(), nil
 		}
 		time.Sleep(time.Second)
 	}
@@ -560,7 +596,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			captured++
 		}
 	}
-	waited, err := waitReplay(ctl, confirmed, captured, *replayWait, *replaySettle, cfg.progress)
+	replay, err := waitReplay(ctl, confirmed, captured, *replayWait, *replaySettle, cfg.progress)
 	if err != nil {
 		return fmt.Errorf("replay wait: %w", err)
 	}
@@ -573,7 +609,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	in := runData{name: *name, target: *target, prof: prof, mix: mix, model: ost.Model, timeouts: cfg.timeouts,
-		sched: sched, recs: recs, runID: cfg.runID, orders: orders, origin: &ost, replayWait: waited}
+		sched: sched, recs: recs, runID: cfg.runID, orders: orders, origin: &ost, replayWait: replay.waited, replayRate: replay.rate}
 	switch {
 	case *metricsURL == "":
 		in.transNote = "not measured (no -metrics)"

@@ -107,9 +107,11 @@ type Orders struct {
 	ConfirmedPct float64 `json:"confirmed_pct"` // (2xx + 202) / submitted
 	// ReachedOrigin is the submitted orders the origin recorded, after the replay wait.
 	ReachedOrigin int `json:"reached_origin"`
-	// Lost is the orders confirmed to the client (2xx or 202) that never reached the
-	// origin.
-	Lost int `json:"lost"`
+	// Lost is the orders confirmed to the client (2xx or 202) that had not reached
+	// the origin when the replay wait ended. While StillArrivingPerS > 0 they may be
+	// late rather than lost: replay was still delivering orders at that rate.
+	Lost              int     `json:"lost"`
+	StillArrivingPerS float64 `json:"still_arriving_per_s"`
 	// Unconfirmed is the orders the origin recorded though the client was told of a
 	// failure or got no answer: a sale the buyer does not know about.
 	Unconfirmed int `json:"unconfirmed"`
@@ -197,6 +199,7 @@ type runData struct {
 	orders       map[string]bool // order ids recorded at the origin
 	origin       *OriginStats
 	replayWait   time.Duration
+	replayRate   float64 // orders/s still arriving when the wait ended
 	trans        *Transitions
 	transNote    string
 }
@@ -373,6 +376,9 @@ func ordersReport(in runData) Orders {
 		o.DupOrders, o.DupKeys = in.origin.DupOrders, in.origin.DupKeys
 	}
 	o.ReplayWaitS = math.Round(in.replayWait.Seconds()*10) / 10
+	if o.Lost > 0 {
+		o.StillArrivingPerS = math.Round(in.replayRate*10) / 10
+	}
 	return o
 }
 
@@ -462,8 +468,8 @@ func printRun(w io.Writer, r Report) {
 		k.Served, k.Cached, k.Degraded, k.Captured, k.Shed, k.OriginErr, k.ProxyErr, k.ConnErr, k.NoAnswer)
 	tw.Flush()
 	o := r.Orders
-	fmt.Fprintf(w, "orders: %d submitted, %d answered 2xx + %d captured 202 = %.1f%% confirmed, %d failed, %d no answer; after %.0fs of replay wait: %d reached the origin, %d confirmed but lost, %d recorded without confirmation, %d duplicated at the origin (%d repeated keys deduplicated)\n",
-		o.Submitted, o.Answered2xx, o.Captured, o.ConfirmedPct, o.Failed, o.NoAnswer, o.ReplayWaitS, o.ReachedOrigin, o.Lost, o.Unconfirmed, o.DupOrders, o.DupKeys)
+	fmt.Fprintf(w, "orders: %d submitted, %d answered 2xx + %d captured 202 = %.1f%% confirmed, %d failed, %d no answer; after %.0fs of replay wait: %d reached the origin, %d confirmed but not there%s, %d recorded without confirmation, %d duplicated at the origin (%d repeated keys deduplicated)\n",
+		o.Submitted, o.Answered2xx, o.Captured, o.ConfirmedPct, o.Failed, o.NoAnswer, o.ReplayWaitS, o.ReachedOrigin, o.Lost, stillArriving(o), o.Unconfirmed, o.DupOrders, o.DupKeys)
 	fmt.Fprintf(w, "degraded-mode transitions: %s\n", transText(r))
 	g := r.Generator
 	fmt.Fprintf(w, "generator: send lag p99 %.1fms, max %.1fms, overflow %d", g.LagP99ms, g.LagMaxms, g.Overflow)
@@ -564,11 +570,11 @@ func printComparison(w io.Writer, rs []Report) {
 	tw.Flush()
 	fmt.Fprintln(w, "\norders (checkout)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "proxy\tsubmitted\t2xx\tcaptured\tconfirmed\tfailed\tno answer\treached origin\tlost\tunconfirmed\tduplicated\treplay wait\t")
+	fmt.Fprintln(tw, "proxy\tsubmitted\t2xx\tcaptured\tconfirmed\tfailed\tno answer\treached origin\tconfirmed, not there\tunconfirmed\tduplicated\treplay wait\t")
 	for _, r := range ran {
 		o := r.Orders
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f%%\t%d\t%d\t%d\t%d\t%d\t%d\t%.0fs\t\n", r.Name, o.Submitted, o.Answered2xx, o.Captured,
-			o.ConfirmedPct, o.Failed, o.NoAnswer, o.ReachedOrigin, o.Lost, o.Unconfirmed, o.DupOrders, o.ReplayWaitS)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f%%\t%d\t%d\t%d\t%d%s\t%d\t%d\t%.0fs\t\n", r.Name, o.Submitted, o.Answered2xx, o.Captured,
+			o.ConfirmedPct, o.Failed, o.NoAnswer, o.ReachedOrigin, o.Lost, stillArriving(o), o.Unconfirmed, o.DupOrders, o.ReplayWaitS)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nCPU during the load, % of one CPU (proxy on its own CPU; generator and origin share the other)")
@@ -589,6 +595,15 @@ func printComparison(w io.Writer, rs []Report) {
 			fmt.Fprintf(w, "WARNING %s: %.0f%% of a CPU used by something else during the load: the run may be disturbed\n", r.Name, r.Machine.OtherPct)
 		}
 	}
+}
+
+// stillArriving says, after a count of missing orders, whether replay was still
+// delivering them when the wait ended, and how long the rest would take at that rate.
+func stillArriving(o Orders) string {
+	if o.Lost == 0 || o.StillArrivingPerS <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (still arriving at %.0f/s: ~%.0fs more)", o.StillArrivingPerS, float64(o.Lost)/o.StillArrivingPerS)
 }
 
 // disturbed reports whether much CPU time during the load belongs to none of the

@@ -231,6 +231,7 @@ func TestAnalyze(t *testing.T) {
 		}
 	}
 	in.origin = &OriginStats{DupOrders: 1, DupKeys: 2}
+	in.replayRate = 2.5
 	rep := analyze(in)
 
 	p := rep.Plateau
@@ -264,9 +265,12 @@ func TestAnalyze(t *testing.T) {
 	}
 	o := rep.Orders
 	want := Orders{Submitted: 4, Answered2xx: 1, Captured: 2, Failed: 1, ConfirmedPct: 75,
-		ReachedOrigin: 3, Lost: 1, Unconfirmed: 1, DupOrders: 1, DupKeys: 2, Foreign: 1}
+		ReachedOrigin: 3, Lost: 1, StillArrivingPerS: 2.5, Unconfirmed: 1, DupOrders: 1, DupKeys: 2, Foreign: 1}
 	if o != want {
 		t.Errorf("orders\n got %+v\nwant %+v", o, want)
+	}
+	if got := stillArriving(o); got != " (still arriving at 2/s: ~0s more)" {
+		t.Errorf("stillArriving = %q", got)
 	}
 	if rep.Generator.LagMaxms != 11 || rep.Generator.Overflow != 1 {
 		t.Errorf("generator %+v", rep.Generator)
