@@ -78,7 +78,7 @@ routes:
 	}
 	fmt.Fprintf(stdout, "floodgate demo: proxy on %s, backends %s (weight 3), %s (2), %s (1)\n", *listen, addrs[0], addrs[1], addrs[2])
 	fmt.Fprintf(stdout, "try: for i in 1 2 3 4 5 6; do curl -s localhost%s/; done\n", portOf(*listen))
-	fmt.Fprintf(stdout, "admin API on %s: curl -s %s/api/v1/pools\n", *adminListen, *adminListen)
+	fmt.Fprintf(stdout, "admin API on %s: curl -s %s/api/v1/pools; status page: http://%s/\n", *adminListen, *adminListen, *adminListen)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, log, serveOptions{cfg: cfg}); err != nil {

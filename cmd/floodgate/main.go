@@ -47,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	ignoreState := fs.Bool("ignore-state", false, "start even if admin.state_file is corrupt: move it aside and start without the backends it holds")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage:\n  floodgate -config PATH\n  floodgate -check -config PATH\n  floodgate demo\n  floodgate version\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage:\n  floodgate -config PATH\n  floodgate -check -config PATH\n  floodgate demo\n  floodgate status [-admin URL] [-token-file F] [-json]\n  floodgate version\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

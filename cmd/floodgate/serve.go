@@ -237,6 +237,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return px.Serve(ln) })
 	g.Go(func() error { return mon.Run(gctx) })
+	g.Go(func() error { return api.Run(gctx) }) // the status page's once-a-second sampler
 	if certs != nil {
 		g.Go(func() error { return px.ServeTLS(tlsLn, certs) })
 		if err := certs.Watch(gctx); err != nil {
