@@ -248,7 +248,7 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, degrade.ErrUnknownPool), errors.Is(err, capture.ErrNotFound):
 		status = http.StatusNotFound
 	case errors.Is(err, registry.ErrConflict), errors.Is(err, ErrNoConfigFile), errors.Is(err, errNoDegrade),
-		errors.Is(err, errNoCapture), errors.Is(err, capture.ErrState):
+		errors.Is(err, errNoCapture), errors.Is(err, capture.ErrState), errors.Is(err, errNoCache):
 		status = http.StatusConflict
 	case errors.Is(err, registry.ErrClosed), errors.Is(err, degrade.ErrClosed), errors.Is(err, capture.ErrClosed),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

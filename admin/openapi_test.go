@@ -94,6 +94,7 @@ func TestOpenAPISchemasMatchTheAnswers(t *testing.T) {
 		{"Capture", recordJSON{}},
 		{"CaptureChange", captureChange{}},
 		{"Replay", replayJSON{}},
+		{"Purge", purgeJSON{}},
 	} {
 		name, prop, _ := strings.Cut(tt.schema, ".")
 		sc, ok := doc.Components.Schemas[name]

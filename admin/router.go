@@ -45,6 +45,7 @@ var routes = []route{
 	{Route: Route{http.MethodDelete, "/api/v1/captures/{id}"}, handle: (*Server).discardCapture},
 	{Route: Route{http.MethodPost, "/api/v1/captures/{id}/retry"}, handle: (*Server).retryCapture},
 	{Route: Route{http.MethodGet, "/api/v1/status"}, handle: (*Server).status},
+	{Route: Route{http.MethodDelete, "/api/v1/cache"}, handle: (*Server).purgeCache},
 	{Route: Route{http.MethodPost, "/api/v1/reload"}, handle: (*Server).reload},
 	{Route: Route{http.MethodGet, "/metrics"}, handle: (*Server).metrics},
 	{Route: Route{http.MethodGet, "/healthz"}, public: true, handle: (*Server).healthz},

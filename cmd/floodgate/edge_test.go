@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -192,4 +193,54 @@ routes:
 		}
 		return false
 	})
+}
+
+// TestCachePurgeThroughTheAPI: a stored page is served from the cache until
+// DELETE /api/v1/cache purges it; bad purge requests are 400.
+func TestCachePurgeThroughTheAPI(t *testing.T) {
+	var hits atomic.Int64
+	be := backend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=600")
+		io.WriteString(w, "page")
+	})
+	addr, adminAddr := freePort(t), freePort(t)
+	cfg := writeFile(t, t.TempDir(), "f.yaml", fmt.Sprintf(`listen: %q
+admin: {listen: %q}
+cache: {max_bytes: 16MB}
+pools:
+  - name: shop
+    backends: [{address: %q}]
+routes:
+  - {name: site, path_prefix: /, pool: shop, cache: {enabled: true}}
+`, addr, adminAddr, be))
+	p := start(t, "-config", cfg)
+	p.waitLog(t, "floodgate listening")
+	get(t, "http://"+addr+"/products/42")
+	get(t, "http://"+addr+"/products/42")
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("backend hit %d times, want 1 (cached)", n)
+	}
+	purge := func(q string) (int, string) {
+		req, _ := http.NewRequest(http.MethodDelete, "http://"+adminAddr+"/api/v1/cache?"+q, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := purge("prefix=/products/"); code != 200 || !strings.Contains(body, `"purged": 1`) {
+		t.Fatalf("purge: %d %s", code, body)
+	}
+	get(t, "http://"+addr+"/products/42")
+	if n := hits.Load(); n != 2 {
+		t.Fatalf("after the purge the backend was hit %d times in all, want 2", n)
+	}
+	for _, q := range []string{"", "prefix=/a&key=/b", "prefix=nope", "bogus=1"} {
+		if code, _ := purge(q); code != 400 {
+			t.Errorf("purge %q: %d, want 400", q, code)
+		}
+	}
 }
