@@ -473,7 +473,7 @@ func printRun(w io.Writer, r Report) {
 	fmt.Fprintf(w, "degraded-mode transitions: %s\n", transText(r))
 	g := r.Generator
 	fmt.Fprintf(w, "generator: send lag p99 %.1fms, max %.1fms, overflow %d", g.LagP99ms, g.LagMaxms, g.Overflow)
-	if g.LagP99ms > 50 || g.Overflow > 0 {
+	if g.LagP99ms > 10 || g.Overflow > 0 {
 		fmt.Fprint(w, "  (WARNING: the generator fell behind; the run is suspect)")
 	}
 	fmt.Fprintln(w)
@@ -588,11 +588,12 @@ func printComparison(w io.Writer, rs []Report) {
 	tw.Flush()
 	for _, r := range ran {
 		g := r.Generator
-		if g.LagP99ms > 50 || g.Overflow > 0 {
+		if g.LagP99ms > 10 || g.Overflow > 0 {
 			fmt.Fprintf(w, "WARNING %s: generator send lag p99 %.0fms, overflow %d: the run is suspect\n", r.Name, g.LagP99ms, g.Overflow)
 		}
-		if disturbed(r) {
-			fmt.Fprintf(w, "WARNING %s: %.0f%% of a CPU used by something else during the load: the run may be disturbed\n", r.Name, r.Machine.OtherPct)
+		if disturbed(r) && r.Machine != nil {
+			fmt.Fprintf(w, "WARNING %s: something else used the CPUs during the load (%.0f%% of a CPU on average, %.0f%% over the worst %ds): the run may be disturbed\n",
+				r.Name, r.Machine.OtherPct, r.Machine.PeakOtherPct, peakWindow)
 		}
 	}
 }
@@ -606,10 +607,17 @@ func stillArriving(o Orders) string {
 	return fmt.Sprintf(" (still arriving at %.0f/s: ~%.0fs more)", o.StillArrivingPerS, float64(o.Lost)/o.StillArrivingPerS)
 }
 
-// disturbed reports whether much CPU time during the load belongs to none of the
-// run's processes. Loopback networking leaves some softirq time unattributed (about
-// 10-20% of a CPU at the peak here), hence the margin.
-func disturbed(r Report) bool { return r.Machine != nil && r.Machine.OtherPct > 35 }
+// disturbed reports whether something else competed for the CPUs during the load:
+// much CPU time that belongs to none of the run's processes, on average or over a
+// few seconds (loopback networking leaves some softirq time unattributed, about
+// 10-20% of a CPU at the peak here, hence the margins), or a generator that sent
+// late (1-2 ms at p99 when the machine is otherwise idle).
+func disturbed(r Report) bool {
+	if r.Generator.LagP99ms > 10 || r.Generator.Overflow > 0 {
+		return true
+	}
+	return r.Machine != nil && (r.Machine.OtherPct > 35 || r.Machine.PeakOtherPct > 70)
+}
 
 // classOK is a class's success ratio: ok% (served or cached), or answered% for
 // checkout when answered is set (a captured order counts as a success there).

@@ -393,3 +393,39 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not reached in 2s")
 }
+
+func TestDisturbed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		r    Report
+		want bool
+	}{
+		{"quiet", Report{Machine: &Machine{OtherPct: 15, PeakOtherPct: 30}, Generator: GenStats{LagP99ms: 1.5}}, false},
+		{"busy on average", Report{Machine: &Machine{OtherPct: 40, PeakOtherPct: 50}, Generator: GenStats{LagP99ms: 1.5}}, true},
+		{"a burst", Report{Machine: &Machine{OtherPct: 20, PeakOtherPct: 90}, Generator: GenStats{LagP99ms: 1.5}}, true},
+		{"late generator", Report{Machine: &Machine{OtherPct: 20, PeakOtherPct: 30}, Generator: GenStats{LagP99ms: 26}}, true},
+		{"overflow", Report{Generator: GenStats{Overflow: 1}}, true},
+		{"no machine figures", Report{}, false},
+	}
+	for _, tt := range tests {
+		if got := disturbed(tt.r); got != tt.want {
+			t.Errorf("%s: disturbed = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestBetween(t *testing.T) {
+	t.Parallel()
+	at := time.Now()
+	a := reading{at: at, cpus: map[string]cpuTimes{"cpu": {0, 0}, "cpu0": {0, 0}, "cpu1": {0, 0}}, haveProxy: true}
+	// 2 s later: cpu0 busy 150 of 200 ticks, cpu1 50 of 200; the run's processes
+	// used 0.5 s (generator), 0.3 s (origin), 0.4 s (proxy).
+	b := reading{at: at.Add(2 * time.Second), cpus: map[string]cpuTimes{"cpu": {200, 400}, "cpu0": {150, 200}, "cpu1": {50, 200}},
+		self: 500 * time.Millisecond, origin: 300 * time.Millisecond, proxy: 400 * time.Millisecond, haveProxy: true}
+	m := between(a, b)
+	if m.CPUBusyPct["cpu0"] != 75 || m.CPUBusyPct["cpu1"] != 25 || m.GeneratorPct != 25 || m.OriginPct != 15 || m.ProxyPct != 20 ||
+		math.Abs(m.OtherPct-40) > 1e-9 {
+		t.Errorf("between = %+v", m)
+	}
+}
