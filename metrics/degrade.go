@@ -24,6 +24,8 @@ var (
 		"Client connections open.", nil, nil)
 	descLogDropped = prometheus.NewDesc("floodgate_access_log_dropped_total",
 		"Access log lines dropped because the writer fell behind.", nil, nil)
+	descCacheMax = prometheus.NewDesc("floodgate_cache_max_bytes",
+		"The response cache's byte budget (cache.max_bytes).", nil, nil)
 )
 
 // EdgeSources are the degraded-mode, connection and access-log figures; any nil
@@ -33,6 +35,8 @@ type EdgeSources struct {
 	Routes    func() []*proxy.RouteStats
 	Conns     func() proxy.ConnStats
 	AccessLog *proxy.AccessLog
+	// CacheMaxBytes is the cache budget; 0 leaves floodgate_cache_max_bytes out.
+	CacheMaxBytes int64
 }
 
 // RegisterEdge registers a collector for src on reg. It reads live counters at
@@ -44,7 +48,7 @@ func RegisterEdge(reg prometheus.Registerer, src EdgeSources) error {
 type edgeCollector struct{ src EdgeSources }
 
 func (c edgeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDegraded, descDegradeLevel, descTransitions, descShed, descDegradedAnswers, descConnRefused, descConnOpen, descLogDropped} {
+	for _, d := range []*prometheus.Desc{descDegraded, descDegradeLevel, descTransitions, descShed, descDegradedAnswers, descConnRefused, descConnOpen, descLogDropped, descCacheMax} {
 		ch <- d
 	}
 }
@@ -80,5 +84,8 @@ func (c edgeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.AccessLog != nil {
 		ch <- prometheus.MustNewConstMetric(descLogDropped, prometheus.CounterValue, float64(c.src.AccessLog.Dropped()))
+	}
+	if c.src.CacheMaxBytes > 0 {
+		ch <- prometheus.MustNewConstMetric(descCacheMax, prometheus.GaugeValue, float64(c.src.CacheMaxBytes))
 	}
 }

@@ -159,7 +159,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := metrics.RegisterEdge(prom, metrics.EdgeSources{Degrade: mon.Stats, Routes: px.RouteStats, Conns: px.ConnStats, AccessLog: accessLog}); err != nil {
+	if err := metrics.RegisterEdge(prom, metrics.EdgeSources{Degrade: mon.Stats, Routes: px.RouteStats, Conns: px.ConnStats, AccessLog: accessLog, CacheMaxBytes: cfg.Cache.MaxBytes}); err != nil {
 		return err
 	}
 
