@@ -41,7 +41,7 @@ type holder struct {
 }
 
 // maxHeld is the largest write held back; bigger writes (bodies) go out at once.
-const maxHeld = 8192
+const maxHeld = 32 << 10
 
 func newHolderPool() *sync.Pool {
 	return &sync.Pool{New: func() any { b := make([]byte, 0, maxHeld); return &b }}
@@ -134,6 +134,9 @@ func (h *holder) readHeld(fd uintptr) bool {
 			}
 			h.held = h.held[n:]
 		}
+		// Sent: give the buffer back now rather than after the wait, so that an
+		// idle keep-alive connection holds no buffer while it waits.
+		h.release()
 		return false // wait until the answer is readable
 	}
 	for {

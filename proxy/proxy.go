@@ -115,8 +115,8 @@ func New(opts Options) *Server {
 		// cheaply than fasthttp's two deadlines per request.
 		MaxRequestBodySize:           int(min(opts.MaxRequestBody, int64(^uint(0)>>1))),
 		ReadBufferSize:               opts.MaxHeaderBytes,
-		WriteBufferSize:              8192,
-		Concurrency:                  1 << 30, // the listener enforces MaxConns, with an answer and a count
+		WriteBufferSize:              32 << 10, // a response up to 32 KB leaves in one write (and can be held, hold.go)
+		Concurrency:                  1 << 30,  // the listener enforces MaxConns, with an answer and a count
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
 		NoDefaultServerHeader:        true,
