@@ -145,7 +145,8 @@
 //     the calibration, by construction: -backlog-penalty 0.15 was chosen for it, and
 //     the origin's own overflow 503s (3 s after arrival) make the rest;
 //   - HAProxy with maxconn = slots keeps the origin's queue empty, so the penalty
-//     never applies: it delivers 92-96% of capacity, the loss being the turnaround
+//     never applies: it delivers about 93% of capacity (92-94% over quiet full
+//     runs), the loss being the turnaround
 //     between a response and the next request on a slot (0.4-0.7 ms on loopback
 //     across processes here), not overload. The 87% for HAProxy needs a
 //     maxconn above the origin's slots (then it behaves like nginx) and is not

@@ -579,10 +579,10 @@ func printComparison(w io.Writer, rs []Report) {
 	tw.Flush()
 	fmt.Fprintln(w, "\nCPU during the load, % of one CPU (proxy on its own CPU; generator and origin share the other)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "proxy	proxy	generator	origin	unattributed	send lag p99	")
+	fmt.Fprintln(tw, "proxy\tproxy\tgenerator\torigin\tunattributed\tworst 5s\tsend lag p99\t")
 	for _, r := range ran {
 		if m := r.Machine; m != nil {
-			fmt.Fprintf(tw, "%s	%.0f%%	%.0f%%	%.0f%%	%.0f%%	%.1fms	\n", r.Name, m.ProxyPct, m.GeneratorPct, m.OriginPct, m.OtherPct, r.Generator.LagP99ms)
+			fmt.Fprintf(tw, "%s\t%.0f%%\t%.0f%%\t%.0f%%\t%.0f%%\t%.0f%%\t%.1fms\t\n", r.Name, m.ProxyPct, m.GeneratorPct, m.OriginPct, m.OtherPct, m.PeakOtherPct, r.Generator.LagP99ms)
 		}
 	}
 	tw.Flush()
