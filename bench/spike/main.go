@@ -140,17 +140,17 @@
 // buyers and search fails entirely. Measured with the defaults above on the 2-core
 // machine (full length, undisturbed runs):
 //
-//   - nginx forwards everything: the origin's accept queue fills (4,096 waiting) and
-//     the 15% backlog penalty sets its goodput at 87.0% of capacity. That figure is
-//     the calibration, by construction: -backlog-penalty 0.15 was chosen for it, and
-//     the origin's own overflow 503s (3 s after arrival) make the rest;
+//   - nginx forwards everything: the origin's accept queue fills (4,096 waiting),
+//     the requests beyond it get the origin's immediate 503, those served have
+//     waited about 3 s, and the 15% backlog penalty sets goodput at 87.0% of
+//     capacity. That figure is the calibration, by construction: -backlog-penalty
+//     0.15 was chosen for it;
 //   - HAProxy with maxconn = slots keeps the origin's queue empty, so the penalty
 //     never applies: it delivers about 93% of capacity (92-94% over quiet full
-//     runs), the loss being the turnaround
-//     between a response and the next request on a slot (0.4-0.7 ms on loopback
-//     across processes here), not overload. The 87% for HAProxy needs a
-//     maxconn above the origin's slots (then it behaves like nginx) and is not
-//     reproduced with a competent config;
+//     runs), the loss being the turnaround between a response and the next request
+//     on a slot (0.4-0.7 ms on loopback across processes here), not overload. The
+//     issue's 87% for HAProxy needs a maxconn above the origin's slots (then it
+//     behaves like nginx) and is not reproduced with a competent config;
 //   - both admit first come, first served, so the two thirds of the plateau that
 //     cannot be served fail evenly across classes: checkout fails for about two
 //     thirds of the buyers (65-68% over the whole run), search and the back office
