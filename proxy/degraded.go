@@ -10,15 +10,7 @@ import (
 // pool's gate is raised. It answers and returns true unless the request is to be
 // forwarded as usual.
 func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level, info *reqInfo) bool {
-	out := degrade.Decide(lvl, rt.prio, rt.action, rt.captured(ctx.Request.Header.Method()))
-	if (out == degrade.OutcomeShed || out == degrade.OutcomeStatic) && rt.cache != nil && s.cache.ServeStale(ctx, rt.cache) {
-		// A refused request on a cached route still gets a stored answer when
-		// there is one: it costs the backends nothing (the spike run showed
-		// fresh hits shed otherwise).
-		s.divert(rt, degrade.OutcomeStale, info)
-		return true
-	}
-	switch out {
+	switch degrade.Decide(lvl, rt.prio, rt.action, rt.captured(ctx.Request.Header.Method())) {
 	case degrade.OutcomeForward:
 		return false
 	case degrade.OutcomeStale:

@@ -149,27 +149,3 @@ func TestDegradedSaturationGetsTheAction(t *testing.T) {
 	close(a.block)
 	<-done
 }
-
-// TestDegradedShedRouteStillServesCache: a refused request on a cached route gets
-// the stored answer instead of the shed response.
-func TestDegradedShedRouteStillServesCache(t *testing.T) {
-	c, err := cache.New(cache.Options{MaxBytes: 1 << 20, ErrorHandler: CacheError})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	be := newRawBackend(t, func(string, []byte) string {
-		return "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 3\r\n\r\nimg"
-	})
-	px, mon := degradedProxy(t, Options{Cache: c}, PoolSpec{}, be.addr(),
-		RouteSpec{Name: "static", PathPrefix: "/", Pool: "p", Priority: degrade.PriorityLow, Action: degrade.ActionShed,
-			Cache: &cache.PolicyOptions{MaxObjectBytes: 1 << 20}})
-	exchange(t, px.addr, "GET /a.png HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond)
-	mon.SetOverride("p", degrade.OverrideDegraded)
-	if r, _ := exchange(t, px.addr, "GET /a.png HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond); statusOfRaw(r) != 200 || !strings.HasSuffix(r, "img") {
-		t.Fatalf("cached page on a shed route while degraded: %q", r)
-	}
-	if r, _ := exchange(t, px.addr, "GET /b.png HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond); statusOfRaw(r) != 503 {
-		t.Fatalf("uncached page on a shed route while degraded: %q", r)
-	}
-}
