@@ -44,15 +44,31 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a loopback address that was free a moment ago.
+// freePort returns a loopback address nobody listens on now and that no
+// earlier call in this test binary returned: the kernel may hand the same
+// just-closed port to two calls in a row (CI saw listen and admin collide).
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !portsGiven[addr] {
+			portsGiven[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[string]bool{}
+)
 
 // adminLine is a config line putting the admin API on a free loopback port, so
 // that tests never collide on the default 127.0.0.1:9090.
