@@ -572,6 +572,40 @@ func TestServeStale(t *testing.T) {
 	}
 }
 
+// TestServeFresh covers what degraded mode does with a refused request on a
+// cached route: a fresh entry is served as an ordinary hit, an expired one is
+// not, and nothing is written without an entry.
+func TestServeFresh(t *testing.T) {
+	h := newHarness(t, harnessOpts{policy: PolicyOptions{MaxStale: 10 * time.Minute}})
+	h.setScript(func(int, seenReq) originResp {
+		return originResp{headers: []string{"Cache-Control: max-age=10"}, body: "page"}
+	})
+	h.get("/page")
+	refused := func(uri string) (*fasthttp.RequestCtx, bool) {
+		ctx := newCtx(uri)
+		ctx.Request.Header.SetHost("example.test")
+		return ctx, h.cache.ServeFresh(ctx, h.policy)
+	}
+	h.clock.Advance(4 * time.Second)
+	ctx, ok := refused("/page")
+	if !ok || string(ctx.Response.Body()) != "page" || ctx.Response.StatusCode() != 200 {
+		t.Fatalf("ServeFresh of a fresh entry: %v %d %q", ok, ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if cs := string(ctx.Response.Header.Peek("Cache-Status")); cs != "floodgate; hit; ttl=6" {
+		t.Errorf("Cache-Status %q, want an ordinary hit", cs)
+	}
+	if ctx, ok := refused("/missing"); ok || len(ctx.Response.Body()) != 0 || len(ctx.Response.Header.Peek("Cache-Status")) != 0 {
+		t.Errorf("ServeFresh without an entry wrote something")
+	}
+	h.clock.Advance(7 * time.Second)
+	if ctx, ok := refused("/page"); ok || len(ctx.Response.Body()) != 0 {
+		t.Errorf("ServeFresh served an entry 1s past expiry")
+	}
+	if st := h.cache.Stats(); st.Hits != 1 || st.Stale != 0 {
+		t.Errorf("hits %d stale %d, want 1 and 0", st.Hits, st.Stale)
+	}
+}
+
 // TestMetrics checks the Prometheus series and that policies of one route
 // share their counters.
 func TestMetrics(t *testing.T) {

@@ -1294,6 +1294,23 @@ func sameOriginPath(scheme string, host, reqURI, ref []byte) ([]byte, bool) {
 // backends are saturated, and serving a page a few minutes old beats
 // failing. Warning is not generated (RFC 9111 obsoleted it).
 func (c *Cache) ServeStale(ctx *fasthttp.RequestCtx, p *Policy) bool {
+	return c.serveStored(ctx, p, p.maxStaleNs, "degraded", Stale)
+}
+
+// ServeFresh serves a stored response for ctx only if it is fresh, as a hit
+// ("Cache-Status: floodgate; hit; ttl=N"), and returns true; otherwise it writes
+// nothing and returns false. It never contacts a backend. Degraded mode uses it
+// for requests it refuses: a fresh page costs the backends nothing, so refusing
+// it would only throw an answer away. Request directives (no-cache, max-age)
+// are not honoured: the alternative is a refusal, not a fresher copy.
+func (c *Cache) ServeFresh(ctx *fasthttp.RequestCtx, p *Policy) bool {
+	return c.serveStored(ctx, p, -1, "", Hit)
+}
+
+// serveStored answers from a stored entry at most maxStaleNs past its
+// freshness lifetime (negative: fresh only), with detail in Cache-Status, and
+// counts r.
+func (c *Cache) serveStored(ctx *fasthttp.RequestCtx, p *Policy, maxStaleNs int64, detail string, r Result) bool {
 	h := &ctx.Request.Header
 	if !h.IsGet() && !h.IsHead() {
 		return false
@@ -1310,11 +1327,11 @@ func (c *Cache) ServeStale(ctx *fasthttp.RequestCtx, p *Policy) bool {
 		return false
 	}
 	ttl := e.ttlNs(now)
-	if ttl <= 0 && -ttl > p.maxStaleNs {
+	if ttl <= 0 && (maxStaleNs < 0 || -ttl > maxStaleNs) {
 		return false
 	}
-	sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, ttl, "degraded")
+	sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, ttl, detail)
 	c.respond(ctx, sc, e, &rq, now)
-	c.count(p, now, Stale)
+	c.count(p, now, r)
 	return true
 }
