@@ -407,6 +407,11 @@ type OnDegraded struct {
 	// Methods are the methods captured. Default [POST] for capture, nil for
 	// other actions; GET and HEAD are not allowed.
 	Methods []string `yaml:"methods"`
+	// When is when capture journals a request: "refused" (default for
+	// capture) when admission refuses it or no slot frees in time, so that
+	// admitted orders keep the backends busy; "degraded" whenever the pool is
+	// degraded. Empty for other actions.
+	When string `yaml:"when"`
 }
 
 // RouteTimeouts overrides pool timeouts for one route.

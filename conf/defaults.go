@@ -121,6 +121,9 @@ func (d *decoder) fill(c *Config) {
 				if !d.has(f + ".on_degraded.methods") {
 					od.Methods = []string{"POST"}
 				}
+				if !d.has(f + ".on_degraded.when") {
+					od.When = "refused"
+				}
 			}
 		}
 	}

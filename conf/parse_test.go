@@ -223,6 +223,8 @@ func TestParseErrors(t *testing.T) {
 		{"capture GET", "capture: {dir: /j}\n" + pools1 + "routes:\n  - name: a\n    path_prefix: /a\n    pool: shop\n    on_degraded:\n      action: capture\n      methods: [POST, GET]\n", `9: routes[0].on_degraded.methods[1]: GET cannot be captured`, 0},
 		{"capture empty methods", "capture: {dir: /j}\n" + pools1 + "routes:\n  - name: a\n    path_prefix: /a\n    pool: shop\n    on_degraded:\n      action: capture\n      methods: []\n", `9: routes[0].on_degraded.methods: list at least one method`, 0},
 		{"capture without capture section", pools1 + "routes:\n  - name: a\n    path_prefix: /a\n    pool: shop\n    on_degraded:\n      action: capture\n", `7: capture.dir: required because routes[0] uses on_degraded action capture`, 0},
+		{"capture when unknown", "capture: {dir: /j}\n" + pools1 + "routes:\n  - name: a\n    path_prefix: /a\n    pool: shop\n    on_degraded:\n      action: capture\n      when: refuse\n", `9: routes[0].on_degraded.when: must be one of refused, degraded, got "refuse", did you mean refused?`, 0},
+		{"when with shed", pools1 + "routes:\n  - name: a\n    path_prefix: /a\n    pool: shop\n    on_degraded: {action: shed, when: degraded}\n", `6: routes[0].on_degraded.when: only valid with action capture`, 0},
 		{"methods with shed", pools1 + "routes:\n  - name: a\n    path_prefix: /a\n    pool: shop\n    on_degraded: {action: shed, methods: [POST]}\n", `6: routes[0].on_degraded.methods: only valid with action capture`, 0},
 		{"stale without cache", pools1 + "routes:\n  - name: a\n    path_prefix: /a\n    pool: shop\n    on_degraded:\n      action: stale\n", `7: routes[0].on_degraded.action: stale needs cache.enabled on this route`, 0},
 		{"stale with max_stale 0", pools1 + "routes:\n  - name: a\n    path_prefix: /a\n    pool: shop\n    cache: {enabled: true, max_stale: 0s}\n    on_degraded:\n      action: stale\n", `8: routes[0].on_degraded.action: stale needs cache.max_stale > 0`, 0},
@@ -410,7 +412,7 @@ routes:
 			},
 			{
 				Name: "order", PathPrefix: "/order", Pool: "api", Priority: PriorityNormal,
-				OnDegraded: &OnDegraded{Action: ActionCapture, Methods: []string{"POST"}},
+				OnDegraded: &OnDegraded{Action: ActionCapture, Methods: []string{"POST"}, When: "refused"},
 			},
 		},
 	}

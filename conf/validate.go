@@ -359,8 +359,14 @@ func (d *decoder) route(f string, r *Route, c *Config) {
 					}
 				}
 			}
-		} else if od.Methods != nil {
-			d.errorf(of+".methods", "only valid with action capture")
+			d.enum(of+".when", od.When, "refused", "degraded")
+		} else {
+			if od.Methods != nil {
+				d.errorf(of+".methods", "only valid with action capture")
+			}
+			if od.When != "" {
+				d.errorf(of+".when", "only valid with action capture")
+			}
 		}
 		if od.Action == ActionStale {
 			switch {
