@@ -161,8 +161,8 @@ const (
 	// ActionShed: refused requests get status 503 or 429 with Retry-After.
 	ActionShed
 	// ActionCapture: requests with a captured method are journalled and
-	// answered 202 whenever the pool is degraded, admitted or not; other
-	// methods are admitted or shed.
+	// answered 202 when refused (or, with CaptureAlways, whenever the pool is
+	// degraded); other methods are admitted or shed.
 	ActionCapture
 )
 
@@ -235,34 +235,55 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("outcome(%d)", uint8(o))
 }
 
+// Capture says whether a request is one its route journals while degraded,
+// and when.
+type Capture uint8
+
+// Capture values.
+const (
+	// CaptureNo: the route does not capture, or not this method.
+	CaptureNo Capture = iota
+	// CaptureRefused: journalled when admission refuses it or no slot frees in
+	// time; admitted orders go to the backends (on_degraded.when: refused,
+	// the default), which keeps them at full use with real checkouts.
+	CaptureRefused
+	// CaptureAlways: journalled whenever the pool is degraded (when:
+	// degraded), for backends that should get no orders at all meanwhile.
+	CaptureAlways
+)
+
 // Decide is the whole degraded-mode policy for one request, as a pure function
-// of the pool's level, the route's priority and action, and whether the
-// request's method is one the route captures. It allocates nothing.
+// of the pool's level, the route's priority and action, and whether and when
+// the request's method is captured. It allocates nothing.
 //
 //   - Not degraded (LevelNormal): forward.
-//   - capture with a captured method: capture, even when admission would
-//     admit. An order answered from the journal cannot fail or time out, and
-//     every order of a degraded period then takes the same path, which keeps
-//     replay exactly-once simple.
+//   - capture, CaptureAlways: capture.
 //   - stale: the cache first, whatever the priority, because a stale page
 //     costs the backends nothing; the proxy calls Admit on a miss.
-//   - admitted: forward.
-//   - otherwise the route's action: static for static, shed for everything
-//     else (shed, none, and capture's other methods).
+//   - admitted: forward. A forwarded request that then finds no slot in time
+//     gets its route's action too (the proxy's refuse), so a captured order
+//     admitted here is journalled rather than failed.
+//   - otherwise the route's action: capture for a captured method, static for
+//     static, shed for everything else (shed, none, and capture's other
+//     methods). The proxy first answers a refused request from the cache when
+//     it holds a fresh copy.
 //
 // Requests that are not forwarded should be counted with Recorder.Divert so
 // that the monitor knows the demand it is holding back.
-func Decide(l Level, p Priority, a Action, captured bool) Outcome {
+func Decide(l Level, p Priority, a Action, c Capture) Outcome {
 	if l == LevelNormal {
 		return OutcomeForward
 	}
+	captured := a == ActionCapture && c != CaptureNo
 	switch {
-	case a == ActionCapture && captured:
+	case captured && c == CaptureAlways:
 		return OutcomeCapture
 	case a == ActionStale:
 		return OutcomeStale
 	case Admit(p, l):
 		return OutcomeForward
+	case captured:
+		return OutcomeCapture
 	case a == ActionStatic:
 		return OutcomeStatic
 	}

@@ -51,30 +51,35 @@ func TestDecide(t *testing.T) {
 	tests := []struct {
 		a        Action
 		p        Priority
-		captured bool
+		captured Capture
 		want     [4]Outcome
 	}{
-		{ActionNone, PriorityLow, false, [4]Outcome{F, X, X, X}},
-		{ActionNone, PriorityNormal, false, [4]Outcome{F, F, X, X}},
-		{ActionNone, PriorityHigh, false, [4]Outcome{F, F, F, X}},
-		{ActionNone, PriorityCritical, false, [4]Outcome{F, F, F, F}},
-		{ActionShed, PriorityLow, false, [4]Outcome{F, X, X, X}},
-		{ActionShed, PriorityHigh, false, [4]Outcome{F, F, F, X}},
-		{ActionStatic, PriorityLow, false, [4]Outcome{F, S, S, S}},
-		{ActionStatic, PriorityNormal, false, [4]Outcome{F, F, S, S}},
-		{ActionStatic, PriorityCritical, false, [4]Outcome{F, F, F, F}},
-		{ActionStale, PriorityLow, false, [4]Outcome{F, T, T, T}},
-		{ActionStale, PriorityCritical, false, [4]Outcome{F, T, T, T}},
-		{ActionCapture, PriorityHigh, true, [4]Outcome{F, C, C, C}},
-		{ActionCapture, PriorityCritical, true, [4]Outcome{F, C, C, C}},
-		{ActionCapture, PriorityHigh, false, [4]Outcome{F, F, F, X}},
-		{ActionCapture, PriorityLow, false, [4]Outcome{F, X, X, X}},
-		{ActionShed, PriorityLow, true, [4]Outcome{F, X, X, X}}, // captured means nothing without capture
+		{ActionNone, PriorityLow, CaptureNo, [4]Outcome{F, X, X, X}},
+		{ActionNone, PriorityNormal, CaptureNo, [4]Outcome{F, F, X, X}},
+		{ActionNone, PriorityHigh, CaptureNo, [4]Outcome{F, F, F, X}},
+		{ActionNone, PriorityCritical, CaptureNo, [4]Outcome{F, F, F, F}},
+		{ActionShed, PriorityLow, CaptureNo, [4]Outcome{F, X, X, X}},
+		{ActionShed, PriorityHigh, CaptureNo, [4]Outcome{F, F, F, X}},
+		{ActionStatic, PriorityLow, CaptureNo, [4]Outcome{F, S, S, S}},
+		{ActionStatic, PriorityNormal, CaptureNo, [4]Outcome{F, F, S, S}},
+		{ActionStatic, PriorityCritical, CaptureNo, [4]Outcome{F, F, F, F}},
+		{ActionStale, PriorityLow, CaptureNo, [4]Outcome{F, T, T, T}},
+		{ActionStale, PriorityCritical, CaptureNo, [4]Outcome{F, T, T, T}},
+		{ActionCapture, PriorityHigh, CaptureAlways, [4]Outcome{F, C, C, C}},
+		{ActionCapture, PriorityCritical, CaptureAlways, [4]Outcome{F, C, C, C}},
+		{ActionCapture, PriorityHigh, CaptureRefused, [4]Outcome{F, F, F, C}},
+		{ActionCapture, PriorityNormal, CaptureRefused, [4]Outcome{F, F, C, C}},
+		{ActionCapture, PriorityLow, CaptureRefused, [4]Outcome{F, C, C, C}},
+		{ActionCapture, PriorityCritical, CaptureRefused, [4]Outcome{F, F, F, F}},
+		{ActionCapture, PriorityHigh, CaptureNo, [4]Outcome{F, F, F, X}},
+		{ActionCapture, PriorityLow, CaptureNo, [4]Outcome{F, X, X, X}},
+		{ActionShed, PriorityLow, CaptureAlways, [4]Outcome{F, X, X, X}}, // captured means nothing without capture
+		{ActionShed, PriorityLow, CaptureRefused, [4]Outcome{F, X, X, X}},
 	}
 	for _, tt := range tests {
 		for l := LevelNormal; l <= MaxLevel; l++ {
 			if got := Decide(l, tt.p, tt.a, tt.captured); got != tt.want[l] {
-				t.Errorf("Decide(%v, %v, %q, captured=%v) = %v, want %v", l, tt.p, tt.a, tt.captured, got, tt.want[l])
+				t.Errorf("Decide(%v, %v, %q, capture=%v) = %v, want %v", l, tt.p, tt.a, tt.captured, got, tt.want[l])
 			}
 		}
 	}

@@ -65,6 +65,12 @@ func (b *countingBackend) stop() {
 // weightedProxy is a Server with one pool of the given backends and weights.
 func weightedProxy(t testing.TB, ps PoolSpec, po balancer.PoolOptions, addrs []string, weights []int) (*testProxy, *balancer.Pool) {
 	t.Helper()
+	return weightedProxyOpts(t, Options{}, ps, po, addrs, weights)
+}
+
+// weightedProxyOpts is weightedProxy with the proxy's options.
+func weightedProxyOpts(t testing.TB, opts Options, ps PoolSpec, po balancer.PoolOptions, addrs []string, weights []int) (*testProxy, *balancer.Pool) {
+	t.Helper()
 	for i, a := range addrs {
 		po.Backends = append(po.Backends, balancer.BackendSpec{Address: a, Weight: weights[i], State: balancer.NewBackendState("p/" + a)})
 	}
@@ -77,7 +83,7 @@ func weightedProxy(t testing.TB, ps PoolSpec, po balancer.PoolOptions, addrs []s
 		t.Fatal(err)
 	}
 	ps.Pool = pool
-	s := New(Options{})
+	s := New(opts)
 	snap, err := s.Build(Spec{Gen: 1, Pools: []PoolSpec{ps}, Routes: []RouteSpec{{Name: "r", PathPrefix: "/", Pool: "p"}}})
 	if err != nil {
 		t.Fatal(err)

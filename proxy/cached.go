@@ -35,11 +35,16 @@ func (f *cacheFetch) fetch(req *fasthttp.Request, resp *fasthttp.Response) error
 func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rt *route, o *outbound, info *reqInfo) {
 	f := s.fetches.Get().(*cacheFetch)
 	f.s, f.rt, f.ctx, f.o, f.err, f.info = s, rt, ctx, *o, nil, reqInfo{}
-	info.cache = s.cache.Serve(ctx, rt.cache, f.fn).String()
+	res := s.cache.Serve(ctx, rt.cache, f.fn)
+	info.cache = res.String()
 	info.backend = f.info.backend
 	if f.err != nil {
 		if clientError(f.err, ctx.RemoteAddr(), o.fr.chunked) != nil {
 			ctx.SetConnectionClose()
+		} else if res != cache.Stale && noBackend(f.err) && rt.pool.gate.Degraded() {
+			// Admitted, but no slot freed in time: the route's degraded
+			// answer rather than the cache's error page.
+			s.refuse(ctx, rt, info)
 		}
 	}
 	f.rt, f.ctx, f.o, f.err, f.info = nil, nil, outbound{}, nil, reqInfo{}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
 )
@@ -22,7 +23,7 @@ func TestCaptureThenReplay(t *testing.T) {
 	}
 	be := newRawBackend(t, nil)
 	px, mon := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
-		RouteSpec{Name: "checkout", PathPrefix: "/checkout", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionCapture})
+		RouteSpec{Name: "checkout", PathPrefix: "/checkout", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionCapture, CaptureAlways: true})
 	mon.SetOverride("p", degrade.OverrideDegraded)
 	order := "POST /checkout?cart=7 HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/json\r\nIdempotency-Key: client-key-1\r\nX-Session: s1\r\nContent-Length: 13\r\n\r\n{\"items\":[1]}"
 	r1, _ := exchange(t, px.addr, order, 300*time.Millisecond)
@@ -73,7 +74,7 @@ func TestCaptureJournalFailureIs503(t *testing.T) {
 	c, _ := NewCapture(CaptureOptions{Journal: j})
 	be := newRawBackend(t, nil)
 	px, mon := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
-		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture})
+		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture, CaptureAlways: true})
 	mon.SetOverride("p", degrade.OverrideDegraded)
 	j.Close() // every append now fails
 	r, _ := exchange(t, px.addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 300*time.Millisecond)
@@ -94,7 +95,7 @@ func TestResubmittedOrderAfterRecovery(t *testing.T) {
 	c, _ := NewCapture(CaptureOptions{Journal: j})
 	be := newRawBackend(t, nil)
 	px, mon := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
-		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture})
+		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture, CaptureAlways: true})
 	order := "POST /o HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k9\r\nContent-Length: 2\r\n\r\n{}"
 	mon.SetOverride("p", degrade.OverrideDegraded)
 	r1, _ := exchange(t, px.addr, order, 300*time.Millisecond)
@@ -135,5 +136,51 @@ func TestCaptureWhenNoBackendIsUp(t *testing.T) {
 	}
 	if r, _ := exchange(t, px.addr, "GET /o HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond); statusOfRaw(r) != 503 {
 		t.Fatalf("a GET is never captured: %q", r)
+	}
+}
+
+// TestCaptureWhenRefused: with the default when: refused, an order admitted
+// while the pool is degraded goes to the backend; one that finds every slot
+// busy until the queue gives up is journalled and answered 202, not failed.
+func TestCaptureWhenRefused(t *testing.T) {
+	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	c, _ := NewCapture(CaptureOptions{Journal: j})
+	be := &countingBackend{t: t, block: make(chan struct{})}
+	be.start("127.0.0.1:0")
+	t.Cleanup(be.stop)
+	mon := degrade.NewMonitor(degrade.MonitorOptions{})
+	t.Cleanup(mon.Close)
+	mon.Configure([]degrade.PoolConfig{{Name: "p"}})
+	px, pool := weightedProxyOpts(t, Options{Capture: c}, PoolSpec{MaxConnsPerBackend: 1}, balancer.PoolOptions{MaxConnsPerBackend: 1}, []string{be.addr}, []int{1})
+	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: pool, MaxConnsPerBackend: 1, Gate: mon.Gate("p"), Recorder: mon.Recorder("p")}},
+		Routes: []RouteSpec{{Name: "checkout", PathPrefix: "/", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionCapture}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.s.Swap(snap)
+	mon.SetOverride("p", degrade.OverrideDegraded)
+
+	// Admitted with a free slot: forwarded (the backend holds it).
+	done := make(chan string, 1)
+	go func() {
+		r, _ := exchange(t, px.addr, "POST /o HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 5*time.Second)
+		done <- r
+	}()
+	waitUntil(t, "the admitted order at the backend", func() bool { return pool.Backends()[0].State.Inflight() == 1 })
+	// No slot: journalled at once (the pool has no queue).
+	r, _ := exchange(t, px.addr, "POST /o HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 300*time.Millisecond)
+	if statusOfRaw(r) != 202 || !strings.Contains(r, "Floodgate-Capture-Id: ") {
+		t.Fatalf("order refused for want of a slot while degraded: %q, want 202 with a capture id", r)
+	}
+	close(be.block)
+	if r := <-done; statusOfRaw(r) != 200 {
+		t.Fatalf("admitted order while degraded: %q, want the backend's 200", r)
+	}
+	if st := j.Stats(); st.Backlog["p"] != 1 {
+		t.Fatalf("backlog %v, want the one refused order", st.Backlog)
 	}
 }

@@ -10,7 +10,7 @@ import (
 // pool's gate is raised. It answers and returns true unless the request is to be
 // forwarded as usual.
 func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level, info *reqInfo) bool {
-	switch degrade.Decide(lvl, rt.prio, rt.action, rt.captured(ctx.Request.Header.Method())) {
+	switch degrade.Decide(lvl, rt.prio, rt.action, rt.capture(ctx.Request.Header.Method())) {
 	case degrade.OutcomeForward:
 		return false
 	case degrade.OutcomeStale:
@@ -25,9 +25,6 @@ func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level
 		}
 		s.answerShed(ctx, rt)
 		s.divert(rt, degrade.OutcomeShed, info)
-	case degrade.OutcomeStatic:
-		s.answerStatic(ctx, rt)
-		s.divert(rt, degrade.OutcomeStatic, info)
 	case degrade.OutcomeCapture:
 		if s.capture(ctx, rt, info) {
 			s.divert(rt, degrade.OutcomeCapture, info)
@@ -36,25 +33,45 @@ func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level
 		s.answerShed(ctx, rt)
 		s.divert(rt, degrade.OutcomeShed, info)
 	default:
-		s.answerShed(ctx, rt)
-		s.divert(rt, degrade.OutcomeShed, info)
+		// Refused: static or shed. A fresh copy in the cache costs the
+		// backends nothing, so it is still the answer (the spike showed
+		// fresh hits of refused routes thrown away otherwise); it is an
+		// ordinary hit, not held-back demand.
+		if rt.cache != nil && s.cache.ServeFresh(ctx, rt.cache) {
+			info.cache = "hit"
+			return true
+		}
+		s.refusedAnswer(ctx, rt, info)
 	}
 	return true
 }
 
-// refuse answers a request the pool could not take (every slot busy) while the
-// pool is degraded, with the route's degraded answer.
+// refuse answers a request that was admitted but that the pool could not take
+// (every slot busy until the queue timeout, or no backend up) while the pool
+// is degraded, with the route's degraded answer: an order is journalled, a
+// cached page is served stale if the route allows it.
 func (s *Server) refuse(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo) {
+	ctx.Response.Reset()
 	switch {
-	case rt.action == degrade.ActionCapture && rt.captured(ctx.Request.Header.Method()) && s.capture(ctx, rt, info):
+	case rt.capture(ctx.Request.Header.Method()) != degrade.CaptureNo && s.capture(ctx, rt, info):
 		s.divert(rt, degrade.OutcomeCapture, info)
-	case rt.action == degrade.ActionStatic:
+	case rt.action == degrade.ActionStale && rt.cache != nil && s.cache.ServeStale(ctx, rt.cache):
+		s.divert(rt, degrade.OutcomeStale, info)
+	default:
+		s.refusedAnswer(ctx, rt, info)
+	}
+}
+
+// refusedAnswer writes the route's answer to a refused request: its static
+// page, or the shed answer.
+func (s *Server) refusedAnswer(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo) {
+	if rt.action == degrade.ActionStatic {
 		s.answerStatic(ctx, rt)
 		s.divert(rt, degrade.OutcomeStatic, info)
-	default:
-		s.answerShed(ctx, rt)
-		s.divert(rt, degrade.OutcomeShed, info)
+		return
 	}
+	s.answerShed(ctx, rt)
+	s.divert(rt, degrade.OutcomeShed, info)
 }
 
 func (s *Server) divert(rt *route, o degrade.Outcome, info *reqInfo) {

@@ -149,3 +149,82 @@ func TestDegradedSaturationGetsTheAction(t *testing.T) {
 	close(a.block)
 	<-done
 }
+
+// TestDegradedRefusedRouteServesFreshHits: a refused request on a cached route
+// gets a fresh stored answer as an ordinary hit, not the shed answer, and the
+// backend is not asked; expired entries and misses are shed.
+func TestDegradedRefusedRouteServesFreshHits(t *testing.T) {
+	c, err := cache.New(cache.Options{MaxBytes: 1 << 20, ErrorHandler: CacheError})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	be := newRawBackend(t, func(target string, _ []byte) string {
+		if strings.Contains(target, "old") {
+			return "HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: \"o\"\r\nContent-Length: 3\r\n\r\nold"
+		}
+		return "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 3\r\n\r\nimg"
+	})
+	px, mon := degradedProxy(t, Options{Cache: c}, PoolSpec{}, be.addr(),
+		RouteSpec{Name: "static", PathPrefix: "/", Pool: "p", Priority: degrade.PriorityLow, Action: degrade.ActionShed,
+			Cache: &cache.PolicyOptions{MaxObjectBytes: 1 << 20, MaxStale: time.Hour}})
+	exchange(t, px.addr, "GET /a.png HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond)
+	exchange(t, px.addr, "GET /old.png HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond)
+	mon.SetOverride("p", degrade.OverrideDegraded)
+	n := len(be.requests())
+	r, _ := exchange(t, px.addr, "GET /a.png HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond)
+	if statusOfRaw(r) != 200 || !strings.HasSuffix(r, "img") || !strings.Contains(r, "Cache-Status: floodgate; hit; ttl=") || strings.Contains(r, "degraded") {
+		t.Fatalf("fresh page on a refused route while degraded: want an ordinary hit, got %q", r)
+	}
+	if r, _ := exchange(t, px.addr, "GET /old.png HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond); statusOfRaw(r) != 503 {
+		t.Fatalf("expired page on a shed route while degraded: %q, want the shed answer", r)
+	}
+	if r, _ := exchange(t, px.addr, "GET /b.png HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond); statusOfRaw(r) != 503 {
+		t.Fatalf("uncached page on a shed route while degraded: %q", r)
+	}
+	if got := len(be.requests()) - n; got != 0 {
+		t.Fatalf("backend got %d requests for refused requests", got)
+	}
+	for _, st := range px.s.RouteStats() {
+		if st.Route == "static" && st.Shed() != 2 {
+			t.Errorf("shed %d, want 2 (the fresh hit is not held-back demand)", st.Shed())
+		}
+	}
+}
+
+// TestDegradedCachedRouteSaturatedServesStale: on a stale route, a miss that
+// is admitted but finds every slot busy while the pool is degraded gets the
+// route's degraded answer (here a stale copy of another variant is not there,
+// so the shed answer with Retry-After), never the cache's bare error page.
+func TestDegradedCachedRouteSaturatedServesStale(t *testing.T) {
+	c, err := cache.New(cache.Options{MaxBytes: 1 << 20, ErrorHandler: CacheError})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	a := &countingBackend{t: t, block: make(chan struct{})}
+	a.start("127.0.0.1:0")
+	t.Cleanup(a.stop)
+	mon := degrade.NewMonitor(degrade.MonitorOptions{})
+	t.Cleanup(mon.Close)
+	mon.Configure([]degrade.PoolConfig{{Name: "p"}})
+	shed, _ := degrade.NewShed(503, 7*time.Second)
+	px, pool := weightedProxyOpts(t, Options{Cache: c}, PoolSpec{MaxConnsPerBackend: 1}, balancer.PoolOptions{MaxConnsPerBackend: 1}, []string{a.addr}, []int{1})
+	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: pool, MaxConnsPerBackend: 1, Gate: mon.Gate("p"), Recorder: mon.Recorder("p")}},
+		Routes: []RouteSpec{{Name: "product", PathPrefix: "/", Pool: "p", Action: degrade.ActionStale, Shed: shed,
+			Cache: &cache.PolicyOptions{MaxObjectBytes: 1 << 20, MaxStale: time.Hour}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.s.Swap(snap)
+	mon.SetOverride("p", degrade.OverrideDegraded)
+	done := make(chan struct{})
+	go func() { exchange(t, px.addr, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n", 5*time.Second); close(done) }()
+	waitUntil(t, "the slot taken", func() bool { return pool.Backends()[0].State.Inflight() == 1 })
+	r, _ := exchange(t, px.addr, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond)
+	if statusOfRaw(r) != 503 || !strings.Contains(r, "Retry-After: 7\r\n") || strings.Contains(r, "detail=error") {
+		t.Fatalf("cached route saturated while degraded: want the route's shed answer, got %q", r)
+	}
+	close(a.block)
+	<-done
+}

@@ -433,14 +433,14 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 		return
 	}
 	if err := s.exchange(ctx.RemoteAddr(), rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
-		noBackend := errors.Is(err, balancer.ErrSaturated) || errors.Is(err, balancer.ErrNoHealthyBackend)
-		if noBackend && rt.pool.gate.Degraded() {
+		none := noBackend(err)
+		if none && rt.pool.gate.Degraded() {
 			// Every slot is taken while the pool is degraded: the route's
 			// degraded answer, not a bare 503.
 			s.refuse(ctx, rt, info)
 			return
 		}
-		if noBackend && rt.action == degrade.ActionCapture && rt.captured(req.Header.Method()) && s.capture(ctx, rt, info) {
+		if none && rt.action == degrade.ActionCapture && rt.captured(req.Header.Method()) && s.capture(ctx, rt, info) {
 			// No backend can take an order: journal it rather than lose it,
 			// degraded mode or not.
 			s.divert(rt, degrade.OutcomeCapture, info)
@@ -462,6 +462,12 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 			c.holdNext = true
 		}
 	}
+}
+
+// noBackend reports whether err means that no backend could take the request:
+// every slot busy until the queue gave up, or none up. Nothing was sent.
+func noBackend(err error) bool {
+	return errors.Is(err, balancer.ErrSaturated) || errors.Is(err, balancer.ErrNoHealthyBackend)
 }
 
 // exchange sends req to a backend of the route's pool, retrying where that is

@@ -55,6 +55,7 @@ type RouteSpec struct {
 	Static         *degrade.Static // for ActionStatic
 	Shed           *degrade.Shed   // the answer to refused requests; nil = 503 with Retry-After: 5
 	CaptureMethods []string        // for ActionCapture; empty = POST
+	CaptureAlways  bool            // for ActionCapture: journal every order while degraded, admitted or not
 }
 
 // Snapshot is one immutable generation of routes and pools. The request path loads
@@ -83,7 +84,8 @@ type route struct {
 	action   degrade.Action
 	static   *degrade.Static
 	shed     *degrade.Shed
-	captures []string // methods captured while degraded
+	captures []string        // methods captured while degraded
+	when     degrade.Capture // CaptureRefused or CaptureAlways, for ActionCapture
 }
 
 // captured reports whether requests with this method are journalled while the
@@ -95,6 +97,15 @@ func (r *route) captured(method []byte) bool {
 		}
 	}
 	return false
+}
+
+// capture says whether and when a request with this method is journalled
+// while the route's pool is degraded (degrade.Decide).
+func (r *route) capture(method []byte) degrade.Capture {
+	if r.action != degrade.ActionCapture || !r.captured(method) {
+		return degrade.CaptureNo
+	}
+	return r.when
 }
 
 type pool struct {
@@ -199,6 +210,10 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 			r.captures = rs.CaptureMethods
 			if len(r.captures) == 0 {
 				r.captures = []string{"POST"}
+			}
+			r.when = degrade.CaptureRefused
+			if rs.CaptureAlways {
+				r.when = degrade.CaptureAlways
 			}
 		}
 		if rs.Cache != nil {

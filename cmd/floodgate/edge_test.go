@@ -142,7 +142,8 @@ pools:
     max_conns_per_backend: 20
 routes:
   - {name: search, path_prefix: /search, pool: shop, priority: low, on_degraded: {action: shed, retry_after: 15s}}
-  - {name: checkout, path_prefix: /checkout, pool: shop, priority: high, on_degraded: {action: capture}}
+  - {name: checkout, path_prefix: /checkout, pool: shop, priority: high, on_degraded: {action: capture, when: degraded}}
+  - {name: order, path_prefix: /order, pool: shop, priority: high, on_degraded: {action: capture}}
   - {name: admin, path_prefix: /admin/, pool: shop, priority: critical}
 `, addr, adminAddr, filepath.Join(dir, "journal"), be))
 	p := start(t, "-config", cfg)
@@ -175,6 +176,16 @@ routes:
 	id := resp.Header.Get("Floodgate-Capture-Id")
 	if resp.StatusCode != 202 || id == "" {
 		t.Fatalf("order while degraded: %d id %q", resp.StatusCode, id)
+	}
+	// when: refused (the default): an admitted order with a free slot goes to
+	// the backend.
+	resp, err = http.Post("http://"+addr+"/order", "application/json", strings.NewReader(`{"cart":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Floodgate-Capture-Id") != "" {
+		t.Fatalf("admitted order with when: refused while degraded: %d, want the backend's 200", resp.StatusCode)
 	}
 	if code, _ := get(t, "http://"+addr+"/admin/"); code != 200 {
 		t.Fatalf("back office while degraded: %d", code)

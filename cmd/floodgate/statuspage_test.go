@@ -112,7 +112,7 @@ pools:
 routes:
   - {name: static, path_prefix: /static/, pool: shop, cache: {enabled: true}}
   - {name: search, path_prefix: /search, pool: shop, priority: low, on_degraded: {action: shed}}
-  - {name: checkout, path_prefix: /checkout, pool: shop, priority: high, on_degraded: {action: capture}}
+  - {name: checkout, path_prefix: /checkout, pool: shop, priority: high, on_degraded: {action: capture, when: degraded}}
   - {name: backoffice, path_prefix: /admin/, pool: backoffice, priority: critical}
   - {name: site, path_prefix: /, pool: shop}
 `, filepath.Join(dir, "journal"), a, b, c, bo))
