@@ -85,10 +85,14 @@ func degradedRoute(rs *proxy.RouteSpec, rc conf.Route) error {
 	if rs.Action, err = degrade.ParseAction(string(od.Action)); err != nil {
 		return err
 	}
-	if rs.Shed, err = degrade.NewShed(od.Status, od.RetryAfter); err != nil && od.Action == conf.ActionShed {
-		return fmt.Errorf("routes %q: on_degraded: %w", rc.Name, err)
-	}
-	if rs.Shed == nil {
+	if od.Action == conf.ActionShed {
+		if rs.Shed, err = degrade.NewShed(od.Status, od.RetryAfter); err != nil {
+			return fmt.Errorf("routes %q: on_degraded: %w", rc.Name, err)
+		}
+	} else {
+		// The busy answer of the other actions (a stale miss that is not
+		// admitted, a method capture does not take): 503 with Retry-After,
+		// so that clients and crawlers know to come back.
 		rs.Shed, _ = degrade.NewShed(0, 30*time.Second)
 	}
 	switch od.Action {

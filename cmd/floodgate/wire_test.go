@@ -110,8 +110,13 @@ routes:
 	if search.Priority != degrade.PriorityLow || search.Action != degrade.ActionShed || search.Shed.Status != 429 || search.Shed.RetryAfter != "10" {
 		t.Errorf("search: %+v %+v", search, search.Shed)
 	}
-	if checkout.Action != degrade.ActionCapture || strings.Join(checkout.CaptureMethods, ",") != "POST,PUT" {
+	if checkout.Action != degrade.ActionCapture || strings.Join(checkout.CaptureMethods, ",") != "POST,PUT" || checkout.CaptureAlways {
 		t.Errorf("checkout: %+v", checkout)
+	}
+	// The busy answer of a route whose action is not shed (a GET on the
+	// capture route) still says when to come back.
+	if checkout.Shed == nil || checkout.Shed.Status != 503 || checkout.Shed.RetryAfter != "30" {
+		t.Errorf("checkout busy answer: %+v, want 503 with Retry-After: 30", checkout.Shed)
 	}
 	if admin.Priority != degrade.PriorityCritical {
 		t.Errorf("admin: %+v", admin)
