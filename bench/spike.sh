@@ -30,22 +30,23 @@
 # -a attempts (default 3), and the least disturbed attempt is kept.
 #
 # usage: spike.sh [-b FLOODGATE_BIN] [-c FLOODGATE_YAML] [-C BASIC_YAML] [-p PROXIES]
-#                 [-s SCALE] [-w REPLAY_WAIT_S] [-o OUT_DIR] [-P PORT_BASE] [-q QUIET_WAIT] [-a N]
+#                 [-s SCALE] [-w REPLAY_WAIT_S] [-o OUT_DIR] [-P PORT_BASE] [-q QUIET_WAIT] [-a N] [-m MAXCONN]
 #                 [-- extra flags for `spike run`, e.g. -class-timeout search=2s]
 #   -s 0.25 runs every phase at a quarter of its length (35 s per proxy).
+#   -m sets HAProxy's maxconn on the server line (default 16, the origin's slots).
 #   Ports: PORT_BASE..PORT_BASE+5 on 127.0.0.1 (default 17150: origin, origin
 #   control, haproxy, nginx, floodgate, floodgate admin), within 17101-17199.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="" fg_cfg="$root/bench/spike/floodgate.yaml" basic_cfg="$root/bench/spike/floodgate-basic.yaml"
-proxies="haproxy,nginx,floodgate-basic,floodgate" scale=1 replay_wait=120 out="" base=17150 quiet_wait=10m attempts=3
-while getopts "b:c:C:p:s:w:o:P:q:a:h" opt; do
+proxies="haproxy,nginx,floodgate-basic,floodgate" haproxy_maxconn=16 scale=1 replay_wait=120 out="" base=17150 quiet_wait=10m attempts=3
+while getopts "b:c:C:p:s:w:o:P:q:a:m:h" opt; do
   case $opt in
     b) bin=$OPTARG ;; c) fg_cfg=$OPTARG ;; C) basic_cfg=$OPTARG ;; p) proxies=$OPTARG ;;
     s) scale=$OPTARG ;; w) replay_wait=$OPTARG ;; o) out=$OPTARG ;; P) base=$OPTARG ;;
-    q) quiet_wait=$OPTARG ;; a) attempts=$OPTARG ;;
-    *) sed -n '2,38p' "$0"; exit 2 ;;
+    q) quiet_wait=$OPTARG ;; a) attempts=$OPTARG ;; m) haproxy_maxconn=$OPTARG ;;
+    *) sed -n '2,39p' "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -144,7 +145,7 @@ frontend fe
   bind 127.0.0.1:$hp
   default_backend shop
 backend shop
-  server origin 127.0.0.1:$op maxconn 16
+  server origin 127.0.0.1:$op maxconn $haproxy_maxconn
 EOF
 cat >"$work/nginx.conf" <<EOF
 daemon off; worker_processes 1; worker_rlimit_nofile 20000;
