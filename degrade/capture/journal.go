@@ -142,8 +142,9 @@ type entry struct {
 	prev, next *entry // the pool's pending list, in capture order
 
 	// replay bookkeeping, under Journal.mu
-	retryAt int64 // unix ns before which the record is not resent
-	sentOK  bool  // a backend answered 2xx but MarkDelivered failed
+	retryAt  int64 // unix ns before which the record is not resent
+	sentOK   bool  // a backend answered 2xx but MarkDelivered failed
+	inflight bool  // a replay send (and its outcome) is in progress
 }
 
 func isLive(s Status) bool { return s == StatusPending || s == StatusDead }

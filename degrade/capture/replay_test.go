@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,8 @@ func (h *harness) delivered(n uint64) func() bool {
 	return func() bool { s := h.J.Stats(); return s.Delivered >= n }
 }
 
+// With Concurrency 1, each pool's records are sent strictly in capture order,
+// one at a time (head-of-line).
 func TestReplayDeliversInCaptureOrder(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	h := newHarness(t, func(o *Options) { o.Registerer = reg })
@@ -88,7 +91,7 @@ func TestReplayDeliversInCaptureOrder(t *testing.T) {
 		want[p] = append(want[p], h.append(order(p, i, 200)))
 	}
 	be := newBackend(nil)
-	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{}))
+	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{Concurrency: 1}))
 	defer stop()
 	h.waitFor("all delivered", h.delivered(60))
 	for p, w := range want {
@@ -193,8 +196,9 @@ func TestReplayDeadLettersA4xx(t *testing.T) {
 	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{}))
 	defer stop()
 	h.waitFor("4 delivered, 1 dead", func() bool { s := h.J.Stats(); return s.Delivered == 4 && s.DeadLetters == 1 })
-	if got := be.sent("shop"); strings.Join(got, ",") != strings.Join(all, ",") {
-		t.Fatalf("sent %v, want each once in order", got)
+	// Sends run concurrently: each once, in any order among themselves.
+	if got := slices.Sorted(slices.Values(be.sent("shop"))); !slices.Equal(got, all) {
+		t.Fatalf("sent %v, want each once", got)
 	}
 	dl := h.J.DeadLetters()
 	if len(dl) != 1 || dl[0].ID != all[1] || dl[0].Reason != "backend answered 422" || dl[0].Attempts != 1 || dl[0].Pool != "shop" {
@@ -202,8 +206,9 @@ func TestReplayDeadLettersA4xx(t *testing.T) {
 	}
 }
 
-// A failing head record blocks its pool (delivery follows capture order), is
-// retried with growing delays, then dead-lettered; other pools go on.
+// With Concurrency 1, a failing head record blocks its pool (delivery follows
+// capture order), is retried with growing delays, then dead-lettered; other
+// pools go on.
 func TestReplayRetriesWithBackoffThenDeadLetters(t *testing.T) {
 	h := newHarness(t, nil)
 	a1 := h.append(order("a", 1, 100))
@@ -216,7 +221,7 @@ func TestReplayRetriesWithBackoffThenDeadLetters(t *testing.T) {
 		return 200, nil
 	})
 	base := 5 * time.Millisecond
-	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{MaxAttempts: 4, BackoffBase: base, BackoffMax: 4 * base}))
+	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{Concurrency: 1, MaxAttempts: 4, BackoffBase: base, BackoffMax: 4 * base}))
 	defer stop()
 	h.waitFor("a2 and b1 delivered", h.delivered(2))
 	if got := be.sent("a"); strings.Join(got, ",") != strings.Join([]string{a1, a1, a1, a1, a2}, ",") {
@@ -305,13 +310,13 @@ func TestReplayPauseResume(t *testing.T) {
 		t.Fatal("still paused")
 	}
 	h.waitFor("pool a delivered", h.delivered(4))
-	if got := be.sent("a"); strings.Join(got, ",") != strings.Join(want, ",") {
+	if got := slices.Sorted(slices.Values(be.sent("a"))); !slices.Equal(got, want) {
 		t.Fatalf("sent %v", got)
 	}
 }
 
 // Pausing while a record is in flight lets that one finish and holds the
-// rest.
+// rest (Concurrency 1, so that only one is in flight).
 func TestReplayPauseMidStream(t *testing.T) {
 	h := newHarness(t, nil)
 	a1 := h.append(order("a", 1, 100))
@@ -325,7 +330,7 @@ func TestReplayPauseMidStream(t *testing.T) {
 		}
 		return 200, nil
 	})
-	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{}))
+	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{Concurrency: 1}))
 	defer stop()
 	<-inFlight
 	h.J.PauseReplay("a")
@@ -356,7 +361,7 @@ func TestRetryAndDiscardDeadLetters(t *testing.T) {
 		}
 		return 400, nil
 	})
-	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{}))
+	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{Concurrency: 1}))
 	defer stop()
 	h.waitFor("two dead letters", func() bool { return h.J.Stats().DeadLetters == 2 && h.J.Stats().Delivered == 1 })
 
@@ -438,7 +443,7 @@ func TestReplayAfterReopen(t *testing.T) {
 	}
 	h.reopen()
 	be := newBackend(nil)
-	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{}))
+	stop := h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{Concurrency: 1}))
 	defer stop()
 	h.waitFor("delivered", h.delivered(9))
 	if got := be.sent(""); strings.Join(got, ",") != strings.Join(want[1:], ",") {
@@ -454,5 +459,239 @@ func TestBackoff(t *testing.T) {
 				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", attempt, d, step/2, step)
 			}
 		}
+	}
+}
+
+// slowSender is a Sender that takes d per record and counts the sends in
+// flight; idx maps each id to its capture position.
+type slowSender struct {
+	d        time.Duration
+	inFlight atomic.Int64
+	maxSeen  atomic.Int64
+
+	mu       sync.Mutex
+	idx      map[string]int
+	returned []bool // by capture position: a send of it has returned
+	sends    map[string]int
+	early    []string // sends that started before enough earlier ones returned
+	window   int      // Concurrency
+}
+
+func newSlowSender(d time.Duration, ids []string, window int) *slowSender {
+	s := &slowSender{d: d, idx: map[string]int{}, returned: make([]bool, len(ids)), sends: map[string]int{}, window: window}
+	for i, id := range ids {
+		s.idx[id] = i
+	}
+	return s
+}
+
+func (s *slowSender) send(ctx context.Context, r *Record) (int, error) {
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for {
+		m := s.maxSeen.Load()
+		if n <= m || s.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	s.mu.Lock()
+	i := s.idx[r.ID]
+	s.sends[r.ID]++
+	// Records are dispatched in capture order with at most window in flight,
+	// so when record i starts, at least i-(window-1) of the records before it
+	// have returned.
+	done := 0
+	for _, ok := range s.returned[:i] {
+		if ok {
+			done++
+		}
+	}
+	if done < i-(s.window-1) {
+		s.early = append(s.early, r.ID)
+	}
+	s.mu.Unlock()
+	select {
+	case <-time.After(s.d):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	s.mu.Lock()
+	s.returned[i] = true
+	s.mu.Unlock()
+	return 200, nil
+}
+
+// With a slow backend, Concurrency sends of a pool are in flight at once,
+// never more, dispatched in capture order, and each record is delivered once.
+func TestReplayConcurrentSlowBackend(t *testing.T) {
+	h := newHarness(t, nil)
+	const n, conc = 200, 8
+	var all []string
+	for i := 0; i < n; i++ {
+		all = append(all, h.append(order("shop", i, 100)))
+	}
+	s := newSlowSender(30*time.Millisecond, all, conc)
+	stop := h.J.StartReplay(context.Background(), s.send, fast(ReplayOptions{Concurrency: conc}))
+	defer stop()
+	h.waitFor("all delivered", h.delivered(n))
+	stop()
+	if m := s.maxSeen.Load(); m != conc {
+		t.Errorf("at most %d sends in flight, want exactly %d", m, conc)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range all {
+		if s.sends[id] != 1 {
+			t.Errorf("%s sent %d times, want 1", id, s.sends[id])
+		}
+	}
+	if len(s.early) > 0 {
+		t.Errorf("sent out of capture order: %v", s.early)
+	}
+	if st := h.J.Stats(); st.Pending != 0 || st.DeadLetters != 0 || st.Delivered != n {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// With Concurrency 4, a record that fails is retried before any record
+// behind it that was not already in flight is sent: not while it waits for
+// its retry, nor while its retry is in flight, even when a slot is free.
+func TestReplayFailedRecordNotOvertaken(t *testing.T) {
+	h := newHarness(t, nil)
+	var all []string
+	for i := 0; i < 12; i++ {
+		all = append(all, h.append(order("shop", i, 100)))
+	}
+	bad := all[2]
+	retrying := make(chan struct{}) // closed when bad's second try starts
+	gate := make(chan struct{})     // closed once bad is accepted
+	var mu sync.Mutex
+	var beforeGate []string // sends started before bad was accepted
+	tries := 0
+	wait := func(ctx context.Context, c chan struct{}) (int, error) {
+		select {
+		case <-c:
+			return 200, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	send := func(ctx context.Context, r *Record) (int, error) {
+		mu.Lock()
+		select {
+		case <-gate:
+		default:
+			beforeGate = append(beforeGate, r.ID)
+		}
+		if r.ID != bad {
+			mu.Unlock()
+			if r.ID == all[0] {
+				return wait(ctx, retrying)
+			}
+			// The others hold their slots until bad is accepted.
+			return wait(ctx, gate)
+		}
+		tries++
+		switch tries {
+		case 1:
+			mu.Unlock()
+			return 503, nil
+		case 2:
+			// all[0] now frees its slot while bad's retry is in flight:
+			// the free slot must stay unused until bad is resolved.
+			close(retrying)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+			return 503, nil
+		}
+		close(gate)
+		mu.Unlock()
+		return 200, nil
+	}
+	stop := h.J.StartReplay(context.Background(), send, fast(ReplayOptions{Concurrency: 4, MaxAttempts: 5}))
+	defer stop()
+	h.waitFor("all delivered", h.delivered(uint64(len(all))))
+	mu.Lock()
+	defer mu.Unlock()
+	// In flight when bad first failed: all[0], all[1], all[3]. Nothing
+	// dispatched after the failure went before bad's retries.
+	slices.Sort(beforeGate)
+	want := []string{all[0], all[1], bad, bad, bad, all[3]}
+	if !slices.Equal(beforeGate, want) {
+		t.Fatalf("sent before %s was accepted: %v\nwant %v", bad, beforeGate, want)
+	}
+	if len(h.J.DeadLetters()) != 0 {
+		t.Fatal("dead-lettered")
+	}
+}
+
+// Stopping with many sends in flight: each record is either delivered (its
+// send returned 2xx before the stop) or still pending, none is lost or
+// dead-lettered, no send outlives stop, and the next replay delivers the rest.
+func TestReplayStopMidFlightConcurrent(t *testing.T) {
+	h := newHarness(t, nil)
+	const n, conc = 40, 8
+	var all []string
+	for i := 0; i < n; i++ {
+		all = append(all, h.append(order("shop", i, 100)))
+	}
+	var inFlight atomic.Int64
+	blocked := make(chan struct{}, n)
+	var mu sync.Mutex
+	accepted := map[string]bool{}
+	send := func(ctx context.Context, r *Record) (int, error) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		if r.Time.Nanosecond()%2 == 0 { // order(pool, i, ...) has Time ns = i
+			mu.Lock()
+			accepted[r.ID] = true
+			mu.Unlock()
+			return 200, nil
+		}
+		select {
+		case blocked <- struct{}{}:
+		case <-ctx.Done():
+		}
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	stop := h.J.StartReplay(context.Background(), send, fast(ReplayOptions{Concurrency: conc}))
+	for i := 0; i < conc; i++ {
+		<-blocked // eventually every slot holds a record that never answers
+	}
+	stop()
+	if k := inFlight.Load(); k != 0 {
+		t.Fatalf("%d sends still running after stop", k)
+	}
+	mu.Lock()
+	delivered := len(accepted)
+	for _, id := range all {
+		_, st, ok := h.J.Get(id)
+		switch {
+		case !ok:
+			t.Fatalf("%s lost", id)
+		case accepted[id] && st != StatusDelivered:
+			t.Fatalf("%s accepted by the backend but %v", id, st)
+		case !accepted[id] && st != StatusPending:
+			t.Fatalf("%s never accepted but %v", id, st)
+		}
+	}
+	mu.Unlock()
+	h.J.mu.Lock()
+	for _, e := range h.J.byID {
+		if e.inflight {
+			t.Errorf("%s still marked in flight after stop", e.id)
+		}
+	}
+	h.J.mu.Unlock()
+	if st := h.J.Stats(); st.DeadLetters != 0 || st.Pending != n-delivered || delivered == 0 {
+		t.Fatalf("stats %+v, %d delivered", st, delivered)
+	}
+	be := newBackend(nil)
+	stop = h.J.StartReplay(context.Background(), be.send, fast(ReplayOptions{Concurrency: conc}))
+	defer stop()
+	h.waitFor("the rest delivered", h.delivered(n))
+	if got := len(be.sent("")); got != n-delivered {
+		t.Fatalf("second replay sent %d, want %d", got, n-delivered)
 	}
 }
