@@ -1,11 +1,14 @@
 package capture
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // benchRecord is a checkout of 1 KiB, as the proxy would capture it.
@@ -99,5 +102,53 @@ func TestAppendThroughput64(t *testing.T) {
 		s.Fsyncs, float64(s.Fsyncs)/float64(len(all)), float64(len(all))/float64(s.Fsyncs), raceEnabled)
 	if !raceEnabled && (rate < 2000 || q(0.99) > 50*time.Millisecond) {
 		t.Fatalf("below the goal: %.0f orders/s, p99 %v", rate, q(0.99))
+	}
+}
+
+// BenchmarkReplaySlowBackend measures replay throughput of one pool to a
+// backend that takes 30 ms per order (the spike benchmark's checkout), with
+// no rate bound, one record at a time and 8 at once. One op is one record
+// delivered (sent, answered 2xx, marked delivered durably); fsyncs/op below 1
+// means concurrent MarkDelivered calls share group commits.
+func BenchmarkReplaySlowBackend(b *testing.B) {
+	const latency = 30 * time.Millisecond
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			h := newHarness(b, nil)
+			var wg sync.WaitGroup
+			for g := 0; g < 8; g++ { // parallel appends: setup only
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r := benchRecord()
+					for i := g; i < b.N; i += 8 {
+						if _, _, err := h.J.Append(r); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			send := func(ctx context.Context, _ *Record) (int, error) {
+				select {
+				case <-time.After(latency):
+					return 200, nil
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				}
+			}
+			fsyncs := h.J.Stats().Fsyncs
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			stop := h.J.StartReplay(context.Background(), send, ReplayOptions{Rate: rate.Inf, Concurrency: conc})
+			h.waitFor("backlog delivered", h.delivered(uint64(b.N)))
+			el := time.Since(start)
+			b.StopTimer()
+			stop()
+			b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
+			b.ReportMetric(float64(h.J.Stats().Fsyncs-fsyncs)/float64(b.N), "fsyncs/op")
+		})
 	}
 }
