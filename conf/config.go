@@ -150,6 +150,9 @@ type Capture struct {
 	// ReplayRate paces replay of captured requests to their pool once it leaves
 	// degraded mode. Default 50/s.
 	ReplayRate Rate `yaml:"replay_rate"`
+	// ReplayConcurrency is how many captured requests of one pool are replayed
+	// at once (1..256); 1 is strict capture order. Default 8.
+	ReplayConcurrency int `yaml:"replay_concurrency"`
 }
 
 // Rate is a number of events per period, written "N/s", "N/m" or "N/h" in the

@@ -44,7 +44,9 @@ func (a *Admin) setDefaults() {
 
 func (c *Cache) setDefaults() { c.MaxBytes = 256 << 20 }
 
-func (c *Capture) setDefaults() { c.ReplayRate = Rate{Events: 50, Per: time.Second} }
+func (c *Capture) setDefaults() {
+	*c = Capture{ReplayRate: Rate{Events: 50, Per: time.Second}, ReplayConcurrency: 8}
+}
 
 func (p *Pool) setDefaults() {
 	*p = Pool{

@@ -138,6 +138,9 @@ func TestParseErrors(t *testing.T) {
 		{"rate bad unit", "capture:\n  dir: /j\n  replay_rate: 5/d\n" + pools1 + routes1, `3: capture.replay_rate: invalid rate "5/d"`, 0},
 		{"rate too high", "capture:\n  dir: /j\n  replay_rate: 2000000/s\n" + pools1 + routes1, `3: capture.replay_rate: must be at most 1000000/s, got 2e+06/s`, 0},
 		{"rate is a map", "capture:\n  dir: /j\n  replay_rate: {n: 5}\n" + pools1 + routes1, `3: capture.replay_rate: must be a rate like 50/s`, 0},
+		{"replay concurrency zero", "capture:\n  dir: /j\n  replay_concurrency: 0\n" + pools1 + routes1, `3: capture.replay_concurrency: must be between 1 and 256, got 0`, 0},
+		{"replay concurrency too high", "capture:\n  dir: /j\n  replay_concurrency: 257\n" + pools1 + routes1, `3: capture.replay_concurrency: must be between 1 and 256, got 257`, 0},
+		{"replay concurrency not int", "capture: {dir: /j, replay_concurrency: 8/s}\n" + pools1 + routes1, `1: capture.replay_concurrency: must be an integer, got string "8/s"`, 0},
 
 		// pools.
 		{"no pools", routes1, `1: pools: at least one pool is required`, 2},
@@ -375,7 +378,7 @@ routes:
 		Admin:     Admin{Listen: "127.0.0.1:9090", DrainTimeout: 30 * s},
 		AccessLog: &AccessLog{Path: "stderr"},
 		Cache:     Cache{MaxBytes: 256 << 20},
-		Capture:   &Capture{Dir: "/var/lib/floodgate/journal", ReplayRate: Rate{Events: 50, Per: s}},
+		Capture:   &Capture{Dir: "/var/lib/floodgate/journal", ReplayRate: Rate{Events: 50, Per: s}, ReplayConcurrency: 8},
 		Pools: []Pool{
 			{
 				Name:            "shop",
@@ -463,7 +466,7 @@ func TestArchitectureExample(t *testing.T) {
 	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}; !reflect.DeepEqual(c.TrustedProxies, want) {
 		t.Errorf("trusted_proxies = %v", c.TrustedProxies)
 	}
-	if c.Capture.ReplayRate.PerSecond() != 50 || c.Cache.MaxBytes != 256<<20 || c.AccessLog.Path != "stdout" {
+	if c.Capture.ReplayRate.PerSecond() != 50 || c.Capture.ReplayConcurrency != 8 || c.Cache.MaxBytes != 256<<20 || c.AccessLog.Path != "stdout" {
 		t.Errorf("capture/cache/access_log = %+v %+v %+v", c.Capture, c.Cache, c.AccessLog)
 	}
 	names := []string{}
@@ -538,6 +541,9 @@ func TestValidValues(t *testing.T) {
 			return c.Routes[0].OnDegraded.File == "/srv/busy.html" && c.Routes[0].OnDegraded.Status == 0
 		}},
 		{"same prefix different hosts", pools1 + "routes: [{name: a, path_prefix: /, pool: shop, host: a.example}, {name: b, path_prefix: /, pool: shop, host: b.example}, {name: c, path_prefix: /, pool: shop}]\n", func(c *Config) bool { return len(c.Routes) == 3 }},
+		{"replay concurrency bounds", "capture: {dir: /j, replay_concurrency: 1}\n" + pools1 + routes1, func(c *Config) bool { return c.Capture.ReplayConcurrency == 1 }},
+		{"replay concurrency max", "capture: {dir: /j, replay_concurrency: 256}\n" + pools1 + routes1, func(c *Config) bool { return c.Capture.ReplayConcurrency == 256 }},
+		{"replay concurrency default", "capture: {dir: /j}\n" + pools1 + routes1, func(c *Config) bool { return c.Capture.ReplayConcurrency == 8 }},
 		{"pool with no backends", "pools: [{name: shop}]\n" + routes1, func(c *Config) bool { return c.Pools[0].Backends == nil }},
 		{"empty sections", "tls:\nadmin:\naccess_log:\ncapture:\n" + pools1 + routes1, func(c *Config) bool {
 			return c.TLS == nil && c.AccessLog == nil && c.Capture == nil && c.Admin.Listen == "127.0.0.1:9090"

@@ -42,6 +42,7 @@ const (
 	maxBurst       = 10_000_000
 	maxKeys        = 10_000_000
 	maxWindows     = 100
+	maxReplayConc  = 256
 	minWindow      = 100 * time.Millisecond
 	maxWindow      = time.Minute
 )
@@ -95,6 +96,7 @@ func (d *decoder) validate(c *Config) {
 	if cp := c.Capture; cp != nil {
 		d.required("capture.dir", cp.Dir)
 		d.rate("capture.replay_rate", cp.ReplayRate)
+		d.intRange("capture.replay_concurrency", cp.ReplayConcurrency, 1, maxReplayConc)
 	}
 
 	switch {
