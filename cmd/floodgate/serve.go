@@ -246,7 +246,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	}
 	if journal != nil {
 		rate := rate.Limit(cfg.Capture.ReplayRate.PerSecond())
-		stopReplay := journal.StartReplay(gctx, px.Sender(), capture.ReplayOptions{Rate: rate, Ready: px.PoolReady})
+		stopReplay := journal.StartReplay(gctx, px.Sender(), capture.ReplayOptions{Rate: rate, Concurrency: cfg.Capture.ReplayConcurrency, Ready: px.PoolReady})
 		defer stopReplay()
 	}
 	if accessLog != nil {
