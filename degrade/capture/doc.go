@@ -10,8 +10,8 @@
 //     compacted once every record in them is resolved;
 //   - the state rebuilt from those files: pending records per pool in capture
 //     order, delivered records, dead letters and the idempotency-key index;
-//   - replay: one goroutine per pool that sends records in capture order at a
-//     bounded rate when the pool is ready, with Idempotency-Key set to the
+//   - replay: per pool, up to Concurrency sends at once, started in capture
+//     order at a bounded rate when the pool is ready, with Idempotency-Key set to the
 //     capture id, retrying with backoff and dead-lettering what the backend
 //     refuses.
 //
