@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
 )
@@ -149,20 +148,8 @@ func TestCaptureWhenRefused(t *testing.T) {
 	}
 	defer j.Close()
 	c, _ := NewCapture(CaptureOptions{Journal: j})
-	be := &countingBackend{t: t, block: make(chan struct{})}
-	be.start("127.0.0.1:0")
-	t.Cleanup(be.stop)
-	mon := degrade.NewMonitor(degrade.MonitorOptions{})
-	t.Cleanup(mon.Close)
-	mon.Configure([]degrade.PoolConfig{{Name: "p"}})
-	px, pool := weightedProxyOpts(t, Options{Capture: c}, PoolSpec{MaxConnsPerBackend: 1}, balancer.PoolOptions{MaxConnsPerBackend: 1}, []string{be.addr}, []int{1})
-	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: pool, MaxConnsPerBackend: 1, Gate: mon.Gate("p"), Recorder: mon.Recorder("p")}},
-		Routes: []RouteSpec{{Name: "checkout", PathPrefix: "/", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionCapture}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	px.s.Swap(snap)
-	mon.SetOverride("p", degrade.OverrideDegraded)
+	px, pool, block := saturableDegradedProxy(t, Options{Capture: c},
+		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionCapture})
 
 	// Admitted with a free slot: forwarded (the backend holds it).
 	done := make(chan string, 1)
@@ -176,7 +163,7 @@ func TestCaptureWhenRefused(t *testing.T) {
 	if statusOfRaw(r) != 202 || !strings.Contains(r, "Floodgate-Capture-Id: ") {
 		t.Fatalf("order refused for want of a slot while degraded: %q, want 202 with a capture id", r)
 	}
-	close(be.block)
+	close(block)
 	if r := <-done; statusOfRaw(r) != 200 {
 		t.Fatalf("admitted order while degraded: %q, want the backend's 200", r)
 	}

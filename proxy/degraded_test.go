@@ -31,6 +31,27 @@ func degradedProxy(t *testing.T, opts Options, ps PoolSpec, be string, routes ..
 	return px, mon
 }
 
+// saturableDegradedProxy builds a proxy whose pool "p" has one backend that
+// holds every request until block is closed, a limit of one connection, and a
+// gate forced to degraded by the monitor's override, with the given routes.
+func saturableDegradedProxy(t *testing.T, opts Options, routes ...RouteSpec) (px *testProxy, pool *balancer.Pool, block chan struct{}) {
+	t.Helper()
+	a := &countingBackend{t: t, block: make(chan struct{})}
+	a.start("127.0.0.1:0")
+	t.Cleanup(a.stop)
+	mon := degrade.NewMonitor(degrade.MonitorOptions{})
+	t.Cleanup(mon.Close)
+	mon.Configure([]degrade.PoolConfig{{Name: "p"}})
+	px, pool = weightedProxyOpts(t, opts, PoolSpec{MaxConnsPerBackend: 1}, balancer.PoolOptions{MaxConnsPerBackend: 1}, []string{a.addr}, []int{1})
+	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: pool, MaxConnsPerBackend: 1, Gate: mon.Gate("p"), Recorder: mon.Recorder("p")}}, Routes: routes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.s.Swap(snap)
+	mon.SetOverride("p", degrade.OverrideDegraded)
+	return px, pool, a.block
+}
+
 func TestDegradedActions(t *testing.T) {
 	be := newRawBackend(t, nil)
 	page := filepath.Join(t.TempDir(), "busy.html")
@@ -124,21 +145,9 @@ func TestDegradedStaleFromCache(t *testing.T) {
 // TestDegradedSaturationGetsTheAction: when every slot is busy while the pool is
 // degraded, a request gets its route's degraded answer, not a bare 503.
 func TestDegradedSaturationGetsTheAction(t *testing.T) {
-	a := &countingBackend{t: t, block: make(chan struct{})}
-	a.start("127.0.0.1:0")
-	t.Cleanup(a.stop)
-	mon := degrade.NewMonitor(degrade.MonitorOptions{})
-	t.Cleanup(mon.Close)
-	mon.Configure([]degrade.PoolConfig{{Name: "p"}})
 	shed, _ := degrade.NewShed(503, 7*time.Second)
-	px, pool := weightedProxy(t, PoolSpec{MaxConnsPerBackend: 1}, balancer.PoolOptions{MaxConnsPerBackend: 1}, []string{a.addr}, []int{1})
-	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: pool, MaxConnsPerBackend: 1, Gate: mon.Gate("p"), Recorder: mon.Recorder("p")}},
-		Routes: []RouteSpec{{Name: "r", PathPrefix: "/", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionShed, Shed: shed}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	px.s.Swap(snap)
-	mon.SetOverride("p", degrade.OverrideDegraded)
+	px, pool, block := saturableDegradedProxy(t, Options{},
+		RouteSpec{Name: "r", PathPrefix: "/", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionShed, Shed: shed})
 	done := make(chan struct{})
 	go func() { exchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 5*time.Second); close(done) }()
 	waitUntil(t, "the slot taken", func() bool { return pool.Backends()[0].State.Inflight() == 1 })
@@ -146,7 +155,7 @@ func TestDegradedSaturationGetsTheAction(t *testing.T) {
 	if statusOfRaw(r) != 503 || !strings.Contains(r, "Retry-After: 7\r\n") {
 		t.Fatalf("saturated and degraded: want the route's shed answer, got %q", r)
 	}
-	close(a.block)
+	close(block)
 	<-done
 }
 
@@ -202,22 +211,10 @@ func TestDegradedCachedRouteSaturatedServesStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	a := &countingBackend{t: t, block: make(chan struct{})}
-	a.start("127.0.0.1:0")
-	t.Cleanup(a.stop)
-	mon := degrade.NewMonitor(degrade.MonitorOptions{})
-	t.Cleanup(mon.Close)
-	mon.Configure([]degrade.PoolConfig{{Name: "p"}})
 	shed, _ := degrade.NewShed(503, 7*time.Second)
-	px, pool := weightedProxyOpts(t, Options{Cache: c}, PoolSpec{MaxConnsPerBackend: 1}, balancer.PoolOptions{MaxConnsPerBackend: 1}, []string{a.addr}, []int{1})
-	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: pool, MaxConnsPerBackend: 1, Gate: mon.Gate("p"), Recorder: mon.Recorder("p")}},
-		Routes: []RouteSpec{{Name: "product", PathPrefix: "/", Pool: "p", Action: degrade.ActionStale, Shed: shed,
-			Cache: &cache.PolicyOptions{MaxObjectBytes: 1 << 20, MaxStale: time.Hour}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	px.s.Swap(snap)
-	mon.SetOverride("p", degrade.OverrideDegraded)
+	px, pool, block := saturableDegradedProxy(t, Options{Cache: c},
+		RouteSpec{Name: "product", PathPrefix: "/", Pool: "p", Action: degrade.ActionStale, Shed: shed,
+			Cache: &cache.PolicyOptions{MaxObjectBytes: 1 << 20, MaxStale: time.Hour}})
 	done := make(chan struct{})
 	go func() { exchange(t, px.addr, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n", 5*time.Second); close(done) }()
 	waitUntil(t, "the slot taken", func() bool { return pool.Backends()[0].State.Inflight() == 1 })
@@ -225,6 +222,6 @@ func TestDegradedCachedRouteSaturatedServesStale(t *testing.T) {
 	if statusOfRaw(r) != 503 || !strings.Contains(r, "Retry-After: 7\r\n") || strings.Contains(r, "detail=error") {
 		t.Fatalf("cached route saturated while degraded: want the route's shed answer, got %q", r)
 	}
-	close(a.block)
+	close(block)
 	<-done
 }
