@@ -82,6 +82,10 @@ type Server struct {
 	clock *clock
 	snap  atomic.Pointer[Snapshot]
 
+	lnMu     sync.Mutex
+	shutdown bool           // Shutdown was called: Serve refuses new listeners
+	lns      []net.Listener // every listener Serve was given, closed by Shutdown
+
 	upMu      sync.Mutex
 	upstreams map[string]*upstream // by backend ID, for reuse across generations
 	live      map[*upstream]bool   // every upstream not yet closed
@@ -141,9 +145,34 @@ func (s *Server) Swap(snap *Snapshot) *Snapshot {
 // Current returns the snapshot in service, or nil before the first Swap.
 func (s *Server) Current() *Snapshot { return s.snap.Load() }
 
-// Serve accepts connections on ln until Shutdown. It returns nil after a Shutdown.
+// Serve accepts connections on ln until Shutdown. It returns nil after a Shutdown,
+// also when Shutdown came first.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(s.wrap(ln))
+	return s.serveOn(ln, s.wrap(ln))
+}
+
+// serveOn runs fasthttp on wrapped, a listener built over ln. fasthttp's
+// Shutdown closes only the listeners its Serve has registered, so a Shutdown
+// that runs before this goroutine gets that far (a signal at start-up, a test
+// that stops at once) would leave Serve accepting forever; ln is therefore
+// registered here first and closed by Shutdown too.
+func (s *Server) serveOn(ln, wrapped net.Listener) error {
+	s.lnMu.Lock()
+	if s.shutdown {
+		s.lnMu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.lns = append(s.lns, ln)
+	s.lnMu.Unlock()
+	err := s.srv.Serve(wrapped)
+	s.lnMu.Lock()
+	down := s.shutdown
+	s.lnMu.Unlock()
+	if down {
+		return nil
+	}
+	return err
 }
 
 // wrap gives a listener floodgate's connection handling and limits.
@@ -155,7 +184,14 @@ func (s *Server) wrap(ln net.Listener) net.Listener {
 // Shutdown stops accepting, waits for in-flight requests until ctx ends, then closes
 // what is left. It returns ctx's error if requests were cut.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.lnMu.Lock()
+	s.shutdown = true
+	lns := s.lns
+	s.lnMu.Unlock()
 	err := s.srv.ShutdownWithContext(ctx)
+	for _, ln := range lns {
+		ln.Close() // already closed by fasthttp unless its Serve had not started
+	}
 	s.clock.Close()
 	s.upMu.Lock()
 	for u := range s.live {

@@ -210,5 +210,5 @@ func (cs *CertStore) Watch(ctx context.Context) error {
 // ServeTLS accepts TLS connections on ln with the store's certificates until
 // Shutdown.
 func (s *Server) ServeTLS(ln net.Listener, cs *CertStore) error {
-	return s.srv.Serve(tls.NewListener(s.wrap(ln), cs.TLSConfig()))
+	return s.serveOn(ln, tls.NewListener(s.wrap(ln), cs.TLSConfig()))
 }
