@@ -23,15 +23,13 @@ func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level
 		if degrade.Admit(rt.prio, lvl) {
 			return false
 		}
-		s.answerShed(ctx, rt)
-		s.divert(rt, degrade.OutcomeShed, info)
+		s.refusedAnswer(ctx, rt, info)
 	case degrade.OutcomeCapture:
 		if s.capture(ctx, rt, info) {
 			s.divert(rt, degrade.OutcomeCapture, info)
 			return true
 		}
-		s.answerShed(ctx, rt)
-		s.divert(rt, degrade.OutcomeShed, info)
+		s.refusedAnswer(ctx, rt, info)
 	default:
 		// Refused: static or shed. A fresh copy in the cache costs the
 		// backends nothing, so it is still the answer (the spike showed
