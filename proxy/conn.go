@@ -50,6 +50,20 @@ type conn struct {
 	limits *connLimits
 	ip     netip.Addr
 	closed atomic.Bool
+
+	// ipText is the peer's IP as X-Forwarded-For writes it, formatted on first
+	// use into ipBuf: once per connection instead of once per request.
+	ipText []byte
+	ipBuf  [48]byte
+}
+
+// peerIPText returns the peer's IP as text (appendAddr of RemoteAddr), cached.
+// Only the connection's goroutine calls it.
+func (c *conn) peerIPText() []byte {
+	if c.ipText == nil {
+		c.ipText = appendAddr(c.ipBuf[:0], c.RemoteAddr())
+	}
+	return c.ipText
 }
 
 // Phases of conn.phase.

@@ -73,7 +73,9 @@ func (h *holder) hold(p []byte) bool {
 
 // flush writes what is held, the ordinary way.
 func (h *holder) flush() error {
-	if !h.pending.CompareAndSwap(true, false) {
+	// A plain load first: nothing is held on most calls, and a failed
+	// compare-and-swap is a locked instruction all the same.
+	if !h.pending.Load() || !h.pending.CompareAndSwap(true, false) {
 		return nil
 	}
 	_, err := h.c.Write(h.held)
@@ -92,7 +94,7 @@ func (h *holder) release() {
 // read is Read for the owner: with something held, write it and wait for the answer
 // inside one RawConn.Read.
 func (h *holder) read(p []byte) (int, error) {
-	if !h.pending.CompareAndSwap(true, false) {
+	if !h.pending.Load() || !h.pending.CompareAndSwap(true, false) {
 		return h.c.Read(p)
 	}
 	h.rp, h.rn, h.rerr, h.wdone = p, 0, nil, false

@@ -98,6 +98,7 @@ type Server struct {
 
 	limits   *connLimits
 	relays   sync.Pool  // *bodyRelay
+	resps    sync.Pool  // *fasthttp.Response for backend answers, see acquireResponse
 	holdBufs *sync.Pool // held writes, see hold.go
 	copyBufs sync.Pool  // *[]byte, request body copy buffers
 }
@@ -108,6 +109,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool),
 		stats: make(map[string]*RouteStats), limiters: make(map[string]*limiter), policies: make(map[string]*cache.Policy), cache: opts.Cache, unrouted: &RouteStats{Route: "-", Pool: "-"}}
 	s.relays.New = func() any { return new(bodyRelay) }
+	s.resps.New = func() any { return &fasthttp.Response{KeepBodyBuffer: true} }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.holdBufs = newHolderPool()
 	s.limits = &connLimits{max: opts.MaxConns, perIP: opts.MaxConnsPerIP, byIP: make(map[netip.Addr]int)}
@@ -252,22 +254,27 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	if c := clientConn(ctx); c != nil {
 		c.served()
 	}
-	start := time.Now()
+	t0 := time.Since(epoch)
 	var info reqInfo
-	rt := s.handle(ctx, start, &info)
+	rt := s.handle(ctx, t0, &info)
 	st := s.unrouted
 	if rt != nil {
 		st = rt.stats
 	}
-	d := time.Since(start)
+	d := time.Since(epoch) - t0
 	st.record(ctx.Response.StatusCode(), d)
 	if info.forwarded && rt != nil {
 		rt.pool.rec.Observe(d, info.failed)
 	}
 	if s.opts.AccessLog != nil {
-		s.logAccess(ctx, rt, &info, start, d)
+		// The wall clock only for the log line, where it is printed.
+		s.logAccess(ctx, rt, &info, time.Now().Add(-d), d)
 	}
 }
+
+// epoch anchors the request path's timing: time.Since(epoch) reads only the
+// monotonic clock, one vDSO call, where time.Now reads the wall clock too.
+var epoch = time.Now()
 
 // reqInfo collects, on the caller's stack, what the access log says beyond the
 // request and response themselves.
@@ -282,9 +289,15 @@ type reqInfo struct {
 // logAccess writes the request's access log line.
 func (s *Server) logAccess(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo, start time.Time, d time.Duration) {
 	var ipBuf [64]byte
+	var client []byte
+	if c := clientConn(ctx); c != nil {
+		client = c.peerIPText()
+	} else {
+		client = appendAddr(ipBuf[:0], ctx.RemoteAddr())
+	}
 	e := entry{
 		start: start, dur: d,
-		client:   appendAddr(ipBuf[:0], ctx.RemoteAddr()),
+		client:   client,
 		method:   ctx.Request.Header.Method(),
 		target:   ctx.Request.Header.RequestURI(),
 		route:    "-",
@@ -307,7 +320,8 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo, s
 }
 
 // handle answers one request and returns its route, or nil when none matched.
-func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time, info *reqInfo) *route {
+// t0 is the request's arrival, as time.Since(epoch).
+func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInfo) *route {
 	snap := s.snap.Load()
 	req := &ctx.Request
 	h := &req.Header
@@ -338,7 +352,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, now time.Time, info *reqInfo) 
 		return rt
 	}
 	if rt.acl != nil || rt.limit != nil {
-		if !s.guard(ctx, rt, now) {
+		if !s.guard(ctx, rt, epoch.Add(t0)) {
 			return rt
 		}
 	}
@@ -451,7 +465,11 @@ func isIdempotent(m []byte) bool {
 // through the route's cache when it has one.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *reqInfo) {
 	req := &ctx.Request
+	c := clientConn(ctx)
 	o := outbound{fr: fr, peer: ctx.RemoteAddr(), tls: ctx.IsTLS()}
+	if c != nil {
+		o.peerIP = c.peerIPText()
+	}
 	if len(req.Header.Host()) == 0 {
 		o.host = []byte(rt.pool.upstreams[0].addr)
 	}
@@ -459,7 +477,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 		bp := s.copyBufs.Get().(*[]byte)
 		defer s.copyBufs.Put(bp)
 		o.copyBuf = *bp
-		if c := clientConn(ctx); c != nil {
+		if c != nil {
 			c.startBody(s.opts.MaxRequestBody)
 			defer c.endBody()
 		}
@@ -468,7 +486,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 		s.serveCached(ctx, rt, &o, info)
 		return
 	}
-	if err := s.exchange(ctx.RemoteAddr(), rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
+	if err := s.exchange(o.peer, rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
 		none := noBackend(err)
 		if none && rt.pool.gate.Degraded() {
 			// Every slot is taken while the pool is degraded: the route's
@@ -482,7 +500,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 			s.divert(rt, degrade.OutcomeCapture, info)
 			return
 		}
-		if cerr := clientError(err, ctx.RemoteAddr(), fr.chunked); cerr != nil {
+		if cerr := clientError(err, o.peer, fr.chunked); cerr != nil {
 			// The client, not the backend, failed: a broken chunk, a body over
 			// the limit, a stalled upload. The stream cannot be trusted further.
 			ctx.SetConnectionClose()
@@ -494,7 +512,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 	if !ctx.Response.IsBodyStream() {
 		// The whole response is in hand, so fasthttp will write it in one go and
 		// then read the next request: that write may be held (hold.go).
-		if c := clientConn(ctx); c != nil {
+		if c != nil {
 			c.holdNext = true
 		}
 	}
@@ -527,9 +545,7 @@ func (s *Server) exchange(peer net.Addr, rt *route, req *fasthttp.Request, o *ou
 		if err != nil {
 			return err
 		}
-		resp := fasthttp.AcquireResponse()
-		resp.Header.SetNoDefaultContentType(true)
-		resp.Header.DisableNormalizing()
+		resp := s.acquireResponse()
 		info.backend, info.forwarded = b.Address, true
 		bc, err := p.upstreams[b.Index].roundTrip(req, resp, head, o, bufferMax)
 		info.failed = err != nil || resp.StatusCode() >= 500
@@ -538,7 +554,7 @@ func (s *Server) exchange(peer net.Addr, rt *route, req *fasthttp.Request, o *ou
 			s.relay(out, resp, b, bc)
 			return nil
 		}
-		fasthttp.ReleaseResponse(resp)
+		s.releaseResponse(resp)
 		b.Release()
 		if clientError(err, peer, o.fr.chunked) != nil {
 			return err
@@ -615,6 +631,26 @@ func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
+// acquireResponse returns a Response for a backend's answer. These Responses keep
+// their body buffer across uses (KeepBodyBuffer), where fasthttp's own pool hands
+// it back to its byte buffer pool on every release, which costs as much as the
+// rest of the release.
+func (s *Server) acquireResponse() *fasthttp.Response {
+	resp := s.resps.Get().(*fasthttp.Response)
+	resp.Header.SetNoDefaultContentType(true)
+	resp.Header.DisableNormalizing()
+	return resp
+}
+
+// releaseResponse resets resp for the next acquireResponse. A body buffer grown
+// well beyond what a buffered answer takes (capture's replay buffers up to 1 MiB)
+// is dropped, so the pool keeps at most 2*bufferedBodyMax per idle Response.
+func (s *Server) releaseResponse(resp *fasthttp.Response) {
+	resp.ReleaseBody(2 * bufferedBodyMax)
+	resp.Reset()
+	s.resps.Put(resp)
+}
+
 // relay hands the backend's response to the client. A streamed body keeps the
 // backend connection and the in-flight slot until fasthttp has written the last
 // byte, or failed to; a small body was read whole and both are released now.
@@ -622,7 +658,7 @@ func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balan
 	copyResponseHeader(&out.Header, &resp.Header)
 	if bc == nil {
 		out.SetBody(resp.Body())
-		fasthttp.ReleaseResponse(resp)
+		s.releaseResponse(resp)
 		b.Release()
 		return
 	}
@@ -667,9 +703,9 @@ func (r *bodyRelay) Close() error {
 	// backend did not ask to close; a body ended by the backend closing the
 	// connection (no length, no chunking) never is.
 	r.bc.done(r.eof && !r.failed && !r.resp.Header.ConnectionClose() && r.resp.Header.ContentLength() != -2)
-	fasthttp.ReleaseResponse(r.resp)
-	r.b.Release()
 	s := r.s
+	s.releaseResponse(r.resp)
+	r.b.Release()
 	*r = bodyRelay{}
 	s.relays.Put(r)
 	return err

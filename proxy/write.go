@@ -19,6 +19,7 @@ import (
 type outbound struct {
 	fr      framing
 	peer    net.Addr
+	peerIP  []byte // peer's IP as text when already known (the client conn caches it); nil = from peer
 	tls     bool
 	host    []byte // Host to add when the client sent none (HTTP/1.0)
 	upgrade []byte // Upgrade value to keep for a protocol switch (WebSocket)
@@ -60,7 +61,11 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 			}
 		}
 	}
-	bw.Write(appendAddr(bw.AvailableBuffer(), o.peer))
+	if o.peerIP != nil {
+		bw.Write(o.peerIP)
+	} else {
+		bw.Write(appendAddr(bw.AvailableBuffer(), o.peer))
+	}
 	if o.tls {
 		bw.WriteString("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ")
 	} else {
