@@ -117,12 +117,13 @@ func (h *holder) read(p []byte) (int, error) {
 }
 
 // readHeld is the RawConn.Read callback: the first call writes what is held and asks
-// to wait for readability; later calls read.
+// to wait for readability; later calls read. Both are raw system calls
+// (rawio_linux.go): the socket is non-blocking.
 func (h *holder) readHeld(fd uintptr) bool {
 	if !h.wdone {
 		h.wdone = true
 		for len(h.held) > 0 {
-			n, err := syscall.Write(int(fd), h.held)
+			n, err := rawWrite(int(fd), h.held)
 			if err == syscall.EINTR {
 				continue
 			}
@@ -142,7 +143,7 @@ func (h *holder) readHeld(fd uintptr) bool {
 		return false // wait until the answer is readable
 	}
 	for {
-		n, err := syscall.Read(int(fd), h.rp)
+		n, err := rawRead(int(fd), h.rp)
 		switch {
 		case err == syscall.EINTR:
 			continue
