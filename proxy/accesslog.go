@@ -11,14 +11,19 @@ import (
 	"time"
 )
 
-// AccessLog writes one JSON line per request through a bounded queue drained by
-// one goroutine, so the request path never waits for the disk: when the writer
-// falls behind, lines are dropped and counted (Dropped), never queued without
+// AccessLog writes one JSON line per request. Request goroutines append their
+// formatted line to a pending block under a short lock; one goroutine takes the
+// block every accessLogFlushDelay (or sooner when it is half full) and writes it,
+// so the request path never waits for the disk: when the writer falls behind and
+// the block is full, lines are dropped and counted (Dropped), never queued without
 // bound. Safe for concurrent use.
 type AccessLog struct {
 	path    string
-	queue   chan *[]byte
-	bufs    sync.Pool
+	max     int        // bytes of lines that may wait for the writer
+	pmu     sync.Mutex // guards pending and closed
+	pending []byte     // lines not yet taken by the writer
+	closed  bool
+	spare   []byte // the writer's block, swapped with pending
 	dropped atomic.Uint64
 	written atomic.Uint64
 
@@ -26,12 +31,13 @@ type AccessLog struct {
 	out *bufio.Writer
 	f   *os.File // nil for stdout/stderr
 
+	kick   chan struct{} // wakes the writer before its tick: block half full, or Close
 	reopen chan chan error
 	done   chan struct{}
 }
 
-// accessLogQueue is how many lines may wait for the writer: at 50,000 requests a
-// second, a fifth of a second of disk stall.
+// accessLogQueue is how many lines (of 512 bytes) may wait for the writer: at
+// 50,000 requests a second, a fifth of a second of disk stall.
 const accessLogQueue = 8192
 
 // NewAccessLog opens path ("stdout", "stderr" or a file, appended to, created
@@ -46,9 +52,7 @@ func NewAccessLog(path string) (*AccessLog, error) {
 }
 
 func newAccessLog(path string, queue int) *AccessLog {
-	l := &AccessLog{path: path, queue: make(chan *[]byte, queue), reopen: make(chan chan error), done: make(chan struct{})}
-	l.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
-	return l
+	return &AccessLog{path: path, max: queue * 512, kick: make(chan struct{}, 1), reopen: make(chan chan error), done: make(chan struct{})}
 }
 
 func (l *AccessLog) open() error {
@@ -81,6 +85,14 @@ func (l *AccessLog) Reopen() error {
 	}
 }
 
+// wake asks the writer to drain the queue now, without waiting.
+func (l *AccessLog) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
 // Dropped is the number of lines dropped because the writer fell behind.
 func (l *AccessLog) Dropped() uint64 { return l.dropped.Load() }
 
@@ -90,7 +102,10 @@ func (l *AccessLog) Written() uint64 { return l.written.Load() }
 // Close writes what is queued and stops the writer. Lines logged after Close are
 // dropped.
 func (l *AccessLog) Close() error {
-	close(l.queue)
+	l.pmu.Lock()
+	l.closed = true
+	l.pmu.Unlock()
+	l.wake()
 	<-l.done
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -103,43 +118,24 @@ func (l *AccessLog) Close() error {
 	return err
 }
 
-// accessLogFlushDelay is how long a line may wait in the writer's buffer. Flushing
-// as soon as the queue was empty cost a write(2) for every third request under
-// load, since with one CPU the writer usually finds a single line queued.
+// accessLogFlushDelay is how often the writer takes the pending lines and writes
+// them. A writer woken by every line, as a queue drained by a goroutine is, costs
+// a goroutine switch per request, and with one CPU it usually finds a single line
+// to write: a write(2) for every third request.
 const accessLogFlushDelay = 50 * time.Millisecond
 
 func (l *AccessLog) run() {
 	defer close(l.done)
-	flush := time.NewTimer(time.Hour)
-	flush.Stop()
-	armed := false
+	tick := time.NewTicker(accessLogFlushDelay)
+	defer tick.Stop()
 	for {
 		select {
-		case b, ok := <-l.queue:
-			if !ok {
-				flush.Stop()
-				return
-			}
-			l.mu.Lock()
-			l.out.Write(*b) // a full buffer is written out here
-			l.mu.Unlock()
-			*b = (*b)[:0]
-			l.bufs.Put(b)
-			// Flush within accessLogFlushDelay of the first unflushed line, so
-			// a quiet period leaves nothing buffered for long and a busy one
-			// writes in large blocks.
-			if !armed {
-				flush.Reset(accessLogFlushDelay)
-				armed = true
-			}
-		case <-flush.C:
-			armed = false
-			l.mu.Lock()
-			l.out.Flush()
-			l.mu.Unlock()
+		case <-tick.C:
+		case <-l.kick:
 		case ch := <-l.reopen:
+			// Lines logged before the call go to the old file.
+			open := l.drain()
 			l.mu.Lock()
-			l.out.Flush()
 			old := l.f
 			err := l.open()
 			if err == nil && old != nil {
@@ -149,8 +145,32 @@ func (l *AccessLog) run() {
 			}
 			l.mu.Unlock()
 			ch <- err
+			if !open {
+				return
+			}
+			continue
+		}
+		if !l.drain() {
+			return
 		}
 	}
+}
+
+// drain writes the pending lines and flushes. It reports false once the log is
+// closed: nothing more will be pending.
+func (l *AccessLog) drain() bool {
+	l.pmu.Lock()
+	b, closed := l.pending, l.closed
+	l.pending = l.spare[:0]
+	l.pmu.Unlock()
+	l.mu.Lock()
+	if len(b) > 0 {
+		l.out.Write(b)
+	}
+	l.out.Flush()
+	l.mu.Unlock()
+	l.spare = b[:0]
+	return !closed
 }
 
 // entry is what a line says about one request.
@@ -170,13 +190,14 @@ type entry struct {
 	degraded string
 }
 
-// log formats e and queues it, or drops it when the queue is full. Allocation-free.
+// log formats e and adds it to the pending lines, or drops it when they are at
+// their limit. Allocation-free once the pending block has grown to its working size.
 func (l *AccessLog) log(e *entry) {
 	if l == nil {
 		return
 	}
-	bp := l.bufs.Get().(*[]byte)
-	b := (*bp)[:0]
+	var buf [512]byte // on the stack: copied into pending below
+	b := buf[:0]
 	b = append(b, `{"time":"`...)
 	b = e.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	b = append(b, `","client":"`...)
@@ -204,14 +225,18 @@ func (l *AccessLog) log(e *entry) {
 	b = append(b, `","degraded":"`...)
 	b = append(b, e.degraded...)
 	b = append(b, "\"}\n"...)
-	*bp = b
-	select {
-	case l.queue <- bp:
-		l.written.Add(1)
-	default:
+	l.pmu.Lock()
+	if l.closed || len(l.pending)+len(b) > l.max {
+		l.pmu.Unlock()
 		l.dropped.Add(1)
-		*bp = (*bp)[:0]
-		l.bufs.Put(bp)
+		return
+	}
+	l.pending = append(l.pending, b...)
+	half := len(l.pending) >= l.max/2
+	l.pmu.Unlock()
+	l.written.Add(1)
+	if half {
+		l.wake()
 	}
 }
 
