@@ -180,32 +180,12 @@ type testProxy struct {
 
 func newTestProxy(t testing.TB, opts Options, ps PoolSpec, backends ...string) *testProxy {
 	t.Helper()
-	var specs []balancer.BackendSpec
-	for _, a := range backends {
-		specs = append(specs, balancer.BackendSpec{Address: a, Weight: 1, State: balancer.NewBackendState("p/" + a)})
+	weights := make([]int, len(backends))
+	for i := range weights {
+		weights[i] = 1
 	}
-	pool, err := balancer.NewPool(balancer.PoolOptions{Name: "p", State: balancer.NewPoolState("p"), Backends: specs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps.Pool = pool
-	s := New(opts)
-	snap, err := s.Build(Spec{Gen: 1, Pools: []PoolSpec{ps}, Routes: []RouteSpec{{Name: "r", PathPrefix: "/", Pool: "p"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Swap(snap)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = s.Shutdown(contextWithTimeout(t, 5*time.Second))
-		<-done
-	})
-	return &testProxy{s: s, addr: ln.Addr().String()}
+	px, _ := weightedProxyOpts(t, opts, ps, balancer.PoolOptions{}, backends, weights)
+	return px
 }
 
 // exchange writes raw bytes to the proxy and returns everything it answers until it
