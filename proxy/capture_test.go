@@ -10,16 +10,24 @@ import (
 	"github.com/floodgate/floodgate/degrade/capture"
 )
 
-func TestCaptureThenReplay(t *testing.T) {
+// openCapture opens a journal in a temporary directory, closed when the test
+// ends, and the proxy's capture over it.
+func openCapture(t *testing.T) (*capture.Journal, *Capture) {
+	t.Helper()
 	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer j.Close()
+	t.Cleanup(func() { j.Close() })
 	c, err := NewCapture(CaptureOptions{Journal: j})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return j, c
+}
+
+func TestCaptureThenReplay(t *testing.T) {
+	j, c := openCapture(t)
 	be := newRawBackend(t, nil)
 	px, mon := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
 		RouteSpec{Name: "checkout", PathPrefix: "/checkout", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionCapture, CaptureAlways: true})
@@ -66,11 +74,7 @@ func TestCaptureThenReplay(t *testing.T) {
 }
 
 func TestCaptureJournalFailureIs503(t *testing.T) {
-	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := NewCapture(CaptureOptions{Journal: j})
+	j, c := openCapture(t)
 	be := newRawBackend(t, nil)
 	px, mon := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
 		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture, CaptureAlways: true})
@@ -86,12 +90,7 @@ func TestCaptureJournalFailureIs503(t *testing.T) {
 // (same Idempotency-Key) once the pool is normal again gets the same capture id,
 // and the backend sees the order once, from replay, not twice.
 func TestResubmittedOrderAfterRecovery(t *testing.T) {
-	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	c, _ := NewCapture(CaptureOptions{Journal: j})
+	_, c := openCapture(t)
 	be := newRawBackend(t, nil)
 	px, mon := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
 		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture, CaptureAlways: true})
@@ -119,12 +118,7 @@ func TestResubmittedOrderAfterRecovery(t *testing.T) {
 // TestCaptureWhenNoBackendIsUp: an order is journalled, not refused, when no
 // backend of its pool is up, even outside degraded mode.
 func TestCaptureWhenNoBackendIsUp(t *testing.T) {
-	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	c, _ := NewCapture(CaptureOptions{Journal: j})
+	_, c := openCapture(t)
 	be := newRawBackend(t, nil)
 	px, _ := degradedProxy(t, Options{Capture: c}, PoolSpec{}, be.addr(),
 		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Action: degrade.ActionCapture})
@@ -142,12 +136,7 @@ func TestCaptureWhenNoBackendIsUp(t *testing.T) {
 // while the pool is degraded goes to the backend; one that finds every slot
 // busy until the queue gives up is journalled and answered 202, not failed.
 func TestCaptureWhenRefused(t *testing.T) {
-	j, err := capture.Open(capture.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	c, _ := NewCapture(CaptureOptions{Journal: j})
+	j, c := openCapture(t)
 	px, pool, block := saturableDegradedProxy(t, Options{Capture: c},
 		RouteSpec{Name: "checkout", PathPrefix: "/", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionCapture})
 
