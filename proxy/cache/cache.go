@@ -42,7 +42,24 @@ type Options struct {
 	// for timeouts and 502 Bad Gateway for anything else. The proxy passes
 	// its own so that error-to-status mapping stays in one place.
 	ErrorHandler func(ctx *fasthttp.RequestCtx, err error)
+	// Forwarded gives the request as the backend receives it, for Vary
+	// (RFC 9111 §4.1 matches the fields of the request that was sent). nil
+	// means the proxy forwards every field as received.
+	Forwarded Forwarded
+	// OnPanic is called after a panic in a background refresh was recovered
+	// and logged (at error level, with the stack). nil lets the panic take
+	// the process down, which is what tests want.
+	OnPanic func(v any)
 }
+
+// Forwarded appends to dst the value the backend receives for the request
+// field name (lower case) of ctx's request, when the proxy adds, replaces or
+// removes that field on the way (X-Forwarded-For, hop-by-hop fields, ...):
+// present false means the backend receives no such field. handled false
+// means the field is forwarded as the client sent it. It is called on the
+// request's goroutine, only for names a stored response's Vary lists, and
+// must not allocate.
+type Forwarded func(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, present, handled bool)
 
 // Stats is a snapshot of the cache's counters.
 type Stats struct {
@@ -75,6 +92,8 @@ type Cache struct {
 	coalesce time.Duration
 	log      *slog.Logger
 	onError  func(ctx *fasthttp.RequestCtx, err error)
+	fwdView  Forwarded
+	onPanic  func(v any)
 
 	// hot maps a hash of the primary key to a recently hit entry that is
 	// alone in its variant chain, so a hit on a popular URL needs no
@@ -124,6 +143,8 @@ func New(opts Options) (*Cache, error) {
 		coalesce: opts.CoalesceWait,
 		log:      opts.Logger,
 		onError:  opts.ErrorHandler,
+		fwdView:  opts.Forwarded,
+		onPanic:  opts.OnPanic,
 		bgSlots:  make(chan struct{}, maxBackgroundRefreshes),
 		stop:     make(chan struct{}),
 		reg:      opts.Registerer,

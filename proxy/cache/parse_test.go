@@ -171,7 +171,7 @@ func TestVaryKey(t *testing.T) {
 			k, v, _ := strings.Cut(x, ": ")
 			h.Add(k, v)
 		}
-		return string(appendVaryKey(nil, names, &h))
+		return string(appendVaryKey(nil, names, &h, nil, nil, nil))
 	}
 	same := [][2][]string{
 		{{"Accept-Encoding: gzip, br"}, {"Accept-Encoding: GZIP,br"}},
@@ -295,6 +295,6 @@ func FuzzDirectives(f *testing.F) {
 		names, _, _ := appendVaryNames(nil, [][]byte{b})
 		var h fasthttp.RequestHeader
 		h.Set("Accept", s)
-		appendVaryKey(nil, names, &h)
+		appendVaryKey(nil, names, &h, nil, nil, nil)
 	})
 }
