@@ -1090,3 +1090,40 @@ func TestPreconditions(t *testing.T) {
 		}},
 	})
 }
+
+// TestCDNCacheControl covers RFC 9213, after the suite's cdn-cache-control
+// checks: a valid CDN-Cache-Control replaces Cache-Control and Expires for
+// this cache; an invalid one is ignored whole.
+func TestCDNCacheControl(t *testing.T) {
+	runCases(t, []rfcCase{
+		reuse("max-age", pause, true, "CDN-Cache-Control: max-age=3600"),
+		reuse("max-age beyond 2^31 is clamped", pause, true, "CDN-Cache-Control: max-age=99999999999"),
+		reuse("Age beyond max-age", pause, false, "Date: @0", "CDN-Cache-Control: max-age=3600", "Age: 7200"),
+		reuse("max-age=0", pause, false, "CDN-Cache-Control: max-age=0"),
+		reuse("unknown member", pause, true, "CDN-Cache-Control: foobar, max-age=3600"),
+		reuse("past Expires ignored", pause, true, "CDN-Cache-Control: max-age=3600", "Expires: @-10000", "Date: @0"),
+		reuse("max-age=0 wins over a future Expires", pause, false, "CDN-Cache-Control: max-age=0", "Expires: @+10000", "Date: @0"),
+		reuse("longer than Cache-Control", pause, true, "Cache-Control: max-age=1", "CDN-Cache-Control: max-age=3600"),
+		reuse("shorter than Cache-Control", pause, false, "Cache-Control: max-age=3600", "CDN-Cache-Control: max-age=1"),
+		reuse("private", pause, false, "CDN-Cache-Control: private", "Cache-Control: max-age=10000", "Expires: @+10000", "Date: @0"),
+		reuse("no-cache", pause, false, "CDN-Cache-Control: no-cache", "Cache-Control: max-age=10000", "Expires: @+10000", "Date: @0"),
+		reuse("no-store", pause, false, "Cache-Control: max-age=10000", "CDN-Cache-Control: no-store", "Expires: @+10000", "Date: @0"),
+		reuse("fresh despite Cache-Control no-store", pause, true, "Cache-Control: no-store", "CDN-Cache-Control: max-age=10000"),
+		reuse("not a Structured Field: ignored", pause, false, "CDN-Cache-Control: max-age=10000, &&&&&", "Cache-Control: no-store"),
+		reuse("max-age not an Integer: ignored", pause, false, `CDN-Cache-Control: max-age="10000"`, "Cache-Control: no-store"),
+		reuse("trailing comma: ignored", pause, false, "CDN-Cache-Control: max-age=10000,", "Cache-Control: no-store"),
+		reuse("parameters and inner lists parse", pause, true, `CDN-Cache-Control: max-age=3600, x=(1 "b" c);y, z=?1;q=2, w=:aGk=:, v=1.5`),
+	})
+}
+
+// TestContentRangeOnComplete: Content-Range has a meaning only on 206 and 416
+// (RFC 9110 §14.4); a 200 carrying one is a complete response and is stored
+// with the field, as the suite's headers-store-Content-Range expects.
+func TestContentRangeOnComplete(t *testing.T) {
+	runCases(t, []rfcCase{
+		{name: "200 with Content-Range", steps: []step{
+			{resp: resp("Cache-Control: max-age=3600", "Content-Range: bytes 1-2/3"), cached: fromOrigin},
+			{advance: pause, cached: fromCache, body: "stored", has: []string{"Content-Range: bytes 1-2/3"}},
+		}},
+	})
+}
