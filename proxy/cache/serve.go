@@ -788,8 +788,9 @@ func storable(p *Policy, rq *reqInfo, status int, m *respMeta, bodyLen int) (ok,
 	if rq.cc.has(qcNoStore) {
 		return false, false
 	}
-	if status < 200 || status == fasthttp.StatusPartialContent || status == fasthttp.StatusNotModified || m.has&mContentRange != 0 {
-		return false, false // partial content is not combined or stored
+	if status < 200 || status == fasthttp.StatusPartialContent || status == fasthttp.StatusNotModified ||
+		(status == fasthttp.StatusRequestedRangeNotSatisfiable && m.has&mContentRange != 0) {
+		return false, false // partial content is not combined or stored; a 200 with Content-Range is whole (RFC 9110 §14.4)
 	}
 	understood := understoodStatus(status)
 	if m.cc.has(rcMustUnderstand) && !understood {
