@@ -213,7 +213,7 @@ func TestKey(t *testing.T) {
 			t.Errorf("key(%s, %s, %s) = %s, want %s", tt.scheme, tt.host, tt.uri, got, tt.want)
 		}
 	}
-	h, p := splitKey("https://a.example:8443/x?y")
+	_, h, p := splitKey("https://a.example:8443/x?y")
 	if h != "a.example:8443" || p != "/x?y" {
 		t.Errorf("splitKey = %q %q", h, p)
 	}

@@ -247,8 +247,8 @@ func readBlock(dst *fasthttp.ResponseHeader, block []byte, sc *scratch) error {
 
 var errBlockTooLarge = errors.New("cache: header section too large")
 
-// appendKey appends the primary cache key of the request: scheme, lower-case
-// host (without a default port) and the request target's path and query as
+// appendKey appends the primary cache key of the request: scheme, host in
+// its canonical form (appendHost) and the request target's path and query as
 // received, byte for byte (RFC 9111 §2).
 func appendKey(dst []byte, ctx *fasthttp.RequestCtx) []byte {
 	scheme := "http"
@@ -274,15 +274,7 @@ func appendKeyParts(dst []byte, scheme string, host, uri []byte) []byte {
 	}
 	dst = append(dst, scheme...)
 	dst = append(dst, "://"...)
-	switch {
-	case scheme == "http" && bytes.HasSuffix(host, []byte(":80")):
-		host = host[:len(host)-3]
-	case scheme == "https" && bytes.HasSuffix(host, []byte(":443")):
-		host = host[:len(host)-4]
-	}
-	for _, c := range host {
-		dst = append(dst, lowerASCII(c))
-	}
+	dst = appendHost(dst, scheme, host)
 	if len(uri) == 0 || uri[0] != '/' {
 		dst = append(dst, '/')
 	}
