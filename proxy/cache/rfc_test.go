@@ -1127,3 +1127,45 @@ func TestContentRangeOnComplete(t *testing.T) {
 		}},
 	})
 }
+
+// TestDateAddedWhenMissing (issue 13, item 11, the cache's part): a response
+// without Date gets the time it was received, on the miss and in the stored
+// copy, so every hit carries that same Date (RFC 9110 §6.6.1) and the age is
+// counted from it; an origin's Date is kept as sent and used for the age
+// and for Expires.
+func TestDateAddedWhenMissing(t *testing.T) {
+	var noDate, kept sameDate
+	runCases(t, []rfcCase{
+		{name: "no Date", steps: []step{
+			{resp: resp("Cache-Control: max-age=3600"), cached: fromOrigin, check: noDate.record},
+			{advance: 10 * time.Second, cached: fromCache, has: []string{"Age: 10"}, check: noDate.same},
+		}},
+		{name: "origin Date kept", steps: []step{
+			{resp: resp("Cache-Control: max-age=3600", "Date: Fri, 14 Mar 2025 11:59:55 GMT"), cached: fromOrigin,
+				has: []string{"Date: Fri, 14 Mar 2025 11:59:55 GMT"}, check: kept.record},
+			{advance: 10 * time.Second, cached: fromCache, has: []string{"Age: 15"}, check: kept.same},
+		}},
+		{name: "Expires relative to Date", steps: []step{
+			{resp: resp("Expires: @300", "Date: @400"), cached: fromOrigin},
+			{advance: pause, cached: fromOrigin},
+		}},
+	})
+}
+
+// sameDate checks that a later answer carries the Date an earlier one had.
+type sameDate struct{ v string }
+
+func (d *sameDate) record(t *testing.T, a answer) {
+	t.Helper()
+	d.v = a.get("Date")
+	if _, err := time.Parse(time.RFC1123, d.v); err != nil {
+		t.Errorf("Date %q: %v", d.v, err)
+	}
+}
+
+func (d *sameDate) same(t *testing.T, a answer) {
+	t.Helper()
+	if got := a.get("Date"); got != d.v {
+		t.Errorf("Date %q, want %q (the first answer's)", got, d.v)
+	}
+}

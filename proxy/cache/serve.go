@@ -184,6 +184,7 @@ type scratch struct {
 	cs    []byte
 	blk   []byte
 	fwd   []byte // a forwarded field value (Options.Forwarded)
+	date  []byte // a Date added to a response without one
 	kvs   []kv
 	kvs2  []kv
 	rd    bytes.Reader
@@ -643,13 +644,14 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scr
 	status := resp.StatusCode()
 	if resp.IsBodyStream() {
 		// Too large to buffer: cannot be stored; stream it through.
-		c.transfer(ctx, sc, resp, nil, fwd, status)
+		c.transfer(ctx, sc, resp, nil, fwd, status, respTime)
 		c.count(p, respTime, result)
 		return result, true
 	}
 	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
 	var m respMeta
 	m.analyze(sc.kvs)
+	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
 
 	if validated && status == fasthttp.StatusNotModified {
 		if e2 := c.freshen(sc, s, e, &m, p, rq, reqTime, respTime, false); e2 != nil {
@@ -692,7 +694,7 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scr
 				return Revalidated, false
 			}
 		}
-		c.transfer(ctx, sc, resp, nil, fwd, status)
+		c.transfer(ctx, sc, resp, nil, fwd, status, respTime)
 		c.count(p, respTime, result)
 		return result, false
 	}
@@ -706,10 +708,31 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scr
 		c.count(p, respTime, result)
 		return result, false
 	}
-	keep := c.transfer(ctx, sc, resp, stored, fwd, status)
+	keep := c.transfer(ctx, sc, resp, stored, fwd, status, respTime)
 	c.count(p, respTime, result)
 	return result, keep
 }
+
+// addDate adds to a backend response without Date the time it was received,
+// as a recipient with a clock must before storing or forwarding it (RFC 9110
+// §6.6.1); that Date is then what the stored response carries on every hit.
+// An origin's Date, even an invalid one, is left as it is.
+func addDate(kvs []kv, m *respMeta, sc *scratch, respTime int64) []kv {
+	if m.has&mDate != 0 {
+		return kvs
+	}
+	for i := range kvs {
+		if eqFold(kvs[i].k, "date") {
+			return kvs
+		}
+	}
+	sc.date = fasthttp.AppendHTTPDate(sc.date[:0], time.Unix(0, respTime))
+	m.has |= mDate
+	m.date = respTime / 1e9
+	return append(kvs, kv{strDate, sc.date})
+}
+
+var strDate = []byte("Date")
 
 // collectFields lists every header field of h in order.
 func collectFields(dst []kv, h *fasthttp.ResponseHeader) []kv {
@@ -982,13 +1005,14 @@ var (
 // was stored, which are identical and need no copy). It reports whether
 // ctx.Response now references resp's memory (resp must then not be
 // released).
-func (c *Cache) transfer(ctx *fasthttp.RequestCtx, sc *scratch, resp *fasthttp.Response, stored *entry, fwd fwdReason, status int) bool {
+func (c *Cache) transfer(ctx *fasthttp.RequestCtx, sc *scratch, resp *fasthttp.Response, stored *entry, fwd fwdReason, status int, respTime int64) bool {
 	r := &ctx.Response
 	head := ctx.Request.Header.IsHead()
 	clear(sc.kvs)
 	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
 	var m respMeta
 	m.analyze(sc.kvs)
+	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
 	cl := int64(-1)
 	switch {
 	case resp.IsBodyStream():
@@ -1207,6 +1231,7 @@ func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entr
 	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
 	var m respMeta
 	m.analyze(sc.kvs)
+	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
 	switch {
 	case status == fasthttp.StatusNotModified && e.hasValidator():
 		if c.freshen(sc, s, e, &m, p, &rq, reqTime, respTime, false) == nil {
