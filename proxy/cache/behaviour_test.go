@@ -848,3 +848,41 @@ func TestHostSpellingsShareKeysAndPurges(t *testing.T) {
 		t.Errorf("after purging every host: %s, want a miss", r)
 	}
 }
+
+// TestBackgroundRefreshPanicIsContained: a panic in a stale-while-revalidate
+// refresh (a background goroutine) is recovered, logged and reported to
+// Options.OnPanic, and the stale answer was served all the same.
+func TestBackgroundRefreshPanicIsContained(t *testing.T) {
+	panics := make(chan any, 1)
+	c, err := New(Options{MaxBytes: 1 << 20, OnPanic: func(v any) { panics <- v }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := c.NewPolicy(PolicyOptions{Route: "r"})
+	n := 0
+	fetch := func(req *fasthttp.Request, resp *fasthttp.Response) error {
+		n++
+		if n > 1 {
+			panic("backend exploded")
+		}
+		resp.Header.Set("Cache-Control", "max-age=0, stale-while-revalidate=60")
+		resp.SetBodyString("v1")
+		return nil
+	}
+	if r := c.Serve(newCtx("/swr"), p, fetch); r != Miss {
+		t.Fatalf("first: %v", r)
+	}
+	ctx := newCtx("/swr")
+	if r := c.Serve(ctx, p, fetch); r != Stale || string(ctx.Response.Body()) != "v1" {
+		t.Fatalf("second: %v %q", r, ctx.Response.Body())
+	}
+	select {
+	case v := <-panics:
+		if v != "backend exploded" {
+			t.Fatalf("OnPanic got %v", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnPanic was not called")
+	}
+}
