@@ -6,36 +6,69 @@ import (
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
-// cacheFetch carries one request's forwarding state into the cache's Fetcher. Its
-// fetch method value is bound once and the struct pooled, so handing the cache a
-// Fetcher allocates nothing per request (a closure would).
+// cacheFetch carries one request's forwarding state into the cache (a
+// cache.Upstream). It is pooled and handed to the cache as a pointer, so
+// serving through the cache allocates nothing per request (a closure would).
+// It is recycled as soon as Serve returns: a background refresh gets its own
+// fetcher from Detach and never sees this one.
 type cacheFetch struct {
 	s    *Server
 	rt   *route
 	ctx  *fasthttp.RequestCtx
 	o    outbound // a copy: a pointer to the caller's would move it to the heap
-	fn   cache.Fetcher
 	err  error
 	info reqInfo // a copy, for the same reason as o
 }
 
-func (f *cacheFetch) fetch(req *fasthttp.Request, resp *fasthttp.Response) error {
+var _ cache.Upstream = (*cacheFetch)(nil)
+
+// Fetch is the cache's Fetcher for this request.
+func (f *cacheFetch) Fetch(req *fasthttp.Request, resp *fasthttp.Response) error {
 	o := f.o
 	if req != &f.ctx.Request {
 		// The cache's own request (a revalidation): written from fasthttp's
 		// parsed header, which the cache edited, rather than the client's lines.
 		o.parsed = true
 	}
-	err := f.s.exchange(f.ctx.RemoteAddr(), f.rt, req, &o, resp, f.rt.cache.Options().MaxObjectBytes, &f.info)
+	err := f.s.exchange(o.peer, f.rt, req, &o, resp, f.rt.cache.Options().MaxObjectBytes, &f.info)
 	f.err = err
 	return err
+}
+
+// Detach returns the fetcher of a background refresh: it owns copies of what it
+// needs from this request (the route, the client's address as forwarded, the
+// scheme) and nothing that is recycled when the request ends. The request it is
+// given is the cache's own copy, without a body.
+func (f *cacheFetch) Detach() cache.Fetcher {
+	d := &refreshFetch{s: f.s, rt: f.rt}
+	d.o = outbound{
+		peer:   f.o.peer,
+		peerIP: append([]byte(nil), f.o.peerIP...),
+		tls:    f.o.tls,
+		host:   f.o.host,
+		parsed: true,
+	}
+	return d.fetch
+}
+
+// refreshFetch is a detached cacheFetch, for one background refresh.
+type refreshFetch struct {
+	s  *Server
+	rt *route
+	o  outbound
+}
+
+func (d *refreshFetch) fetch(req *fasthttp.Request, resp *fasthttp.Response) error {
+	o := d.o
+	var info reqInfo
+	return d.s.exchange(o.peer, d.rt, req, &o, resp, d.rt.cache.Options().MaxObjectBytes, &info)
 }
 
 // serveCached answers through the route's cache.
 func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rt *route, o *outbound, info *reqInfo) {
 	f := s.fetches.Get().(*cacheFetch)
 	f.s, f.rt, f.ctx, f.o, f.err, f.info = s, rt, ctx, *o, nil, reqInfo{}
-	res := s.cache.Serve(ctx, rt.cache, f.fn)
+	res := s.cache.ServeUpstream(ctx, rt.cache, f)
 	info.cache = res.String()
 	info.backend = f.info.backend
 	if f.err != nil {
@@ -64,4 +97,80 @@ func CacheError(ctx *fasthttp.RequestCtx, err error) {
 		err = cerr
 	}
 	writeError(ctx, "", err)
+}
+
+// CacheForwarded is the cache's view of a request as writeRequest forwards it
+// (cache.Options.Forwarded), so that Vary selects variants on what the backend
+// received (RFC 9111 §4.1): X-Forwarded-For is the client's list with the peer's
+// address appended, X-Forwarded-Proto and X-Forwarded-Host are floodgate's own,
+// and hop-by-hop fields, fields named in Connection and Content-Length never reach
+// the backend. Any other field is forwarded as received. It must agree with
+// writeRequest (write.go); TestCacheVaryUsesForwardedRequest checks it does.
+func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, present, handled bool) {
+	h := &ctx.Request.Header
+	raw := h.RawHeaders()
+	switch {
+	case equalFold(name, "x-forwarded-for"):
+		for it := (lineIter{raw}); ; {
+			n, v, ok := it.next()
+			if !ok {
+				break
+			}
+			if equalFold(n, "x-forwarded-for") {
+				dst = append(dst, v...)
+				dst = append(dst, ", "...)
+			}
+		}
+		if c := clientConn(ctx); c != nil {
+			dst = append(dst, c.peerIPText()...)
+		} else {
+			dst = appendAddr(dst, ctx.RemoteAddr())
+		}
+		return dst, true, true
+	case equalFold(name, "x-forwarded-proto"):
+		if ctx.IsTLS() {
+			return append(dst, "https"...), true, true
+		}
+		return append(dst, "http"...), true, true
+	case equalFold(name, "x-forwarded-host"):
+		return append(dst, h.Host()...), true, true
+	case len(name) == 0 || isHopHeader(name) || isFramingOrForwarded(name):
+		return dst, false, true
+	}
+	for it := (lineIter{raw}); ; {
+		n, v, ok := it.next()
+		if !ok {
+			break
+		}
+		if equalFold(n, "connection") && hasListToken(v, name) {
+			return dst, false, true
+		}
+	}
+	return dst, false, false
+}
+
+// hasListToken reports whether the comma-separated list v has the token name,
+// case-insensitively.
+func hasListToken(v, name []byte) bool {
+	for len(v) > 0 {
+		var t []byte
+		if i := indexComma(v); i >= 0 {
+			t, v = v[:i], v[i+1:]
+		} else {
+			t, v = v, nil
+		}
+		if t = trimOWS(t); len(t) == len(name) && equalFoldBytes(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func indexComma(b []byte) int {
+	for i, c := range b {
+		if c == ',' {
+			return i
+		}
+	}
+	return -1
 }

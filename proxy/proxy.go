@@ -113,7 +113,7 @@ func New(opts Options) *Server {
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.holdBufs = newHolderPool()
 	s.limits = &connLimits{max: opts.MaxConns, perIP: opts.MaxConnsPerIP, byIP: make(map[netip.Addr]int)}
-	s.fetches.New = func() any { f := new(cacheFetch); f.fn = f.fetch; return f }
+	s.fetches.New = func() any { return new(cacheFetch) }
 	s.srv = &fasthttp.Server{
 		Handler:      s.serve,
 		ErrorHandler: s.parseError,

@@ -116,7 +116,11 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var respCache *cache.Cache
 	if cfg.Cache.MaxBytes > 0 {
-		respCache, err = cache.New(cache.Options{MaxBytes: cfg.Cache.MaxBytes, Registerer: prom, ErrorHandler: proxy.CacheError, Logger: log})
+		respCache, err = cache.New(cache.Options{
+			MaxBytes: cfg.Cache.MaxBytes, Registerer: prom, Logger: log,
+			ErrorHandler: proxy.CacheError, Forwarded: proxy.CacheForwarded,
+			OnPanic: func(any) {}, // the cache logs it with its stack; the process goes on
+		})
 		if err != nil {
 			return err
 		}

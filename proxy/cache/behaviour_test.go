@@ -1,8 +1,11 @@
 package cache
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -777,5 +780,109 @@ func TestRefreshOnce(t *testing.T) {
 	}
 	if a := h.get("/once"); a.result != "hit" || a.body != "v2" {
 		t.Fatalf("after the refresh: %s %q", a.result, a.body)
+	}
+}
+
+// rawGet sends one GET with the given Host line to the front server on a new
+// connection and returns the answer.
+func (h *harness) rawGet(uri, host string) *fasthttp.Response {
+	h.t.Helper()
+	c, err := net.Dial("tcp", h.frontAddr)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET "+uri+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); err != nil {
+		h.t.Fatal(err)
+	}
+	resp := new(fasthttp.Response)
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+// TestHostSpellingsShareKeysAndPurges (issue 13, item 24): the spellings of
+// one host share one stored response, and a purge names the host in any of
+// them; a purge by key without a host purges that key on every host.
+func TestHostSpellingsShareKeysAndPurges(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.setScript(func(n int, _ seenReq) originResp {
+		return originResp{headers: []string{"Cache-Control: max-age=600"}, body: "body-" + strconv.Itoa(n)}
+	})
+	stored := func(host string) string {
+		t.Helper()
+		return string(h.rawGet("/p", host).Header.Peek("X-Result"))
+	}
+	if r := stored("localhost:19001"); r != "miss" {
+		t.Fatalf("first GET: %s", r)
+	}
+	for _, host := range []string{"LOCALHOST:019001", "localhost.:19001", "LocalHost.:0019001"} {
+		if r := stored(host); r != "hit" {
+			t.Errorf("Host %q: %s, want a hit on the response stored for localhost:19001", host, r)
+		}
+	}
+	for _, host := range []string{"[::FFFF:7F00:1]:80", "[0:0:0:0:0:ffff:127.0.0.1]"} {
+		stored(host)
+	}
+	if r := stored("[::ffff:127.0.0.1]"); r != "hit" {
+		t.Errorf("IPv6 spellings: %s, want a hit", r)
+	}
+	stored("example.test:80")
+	if r := stored("example.test"); r != "hit" {
+		t.Errorf("default port: %s, want a hit", r)
+	}
+	if n := h.cache.PurgeKey("LOCALHOST.:019001", "/p"); n != 1 {
+		t.Errorf("PurgeKey(LOCALHOST.:019001) = %d, want 1", n)
+	}
+	stored("localhost:19001")
+	if n := h.cache.Purge("localhost.:19001", "/"); n != 1 {
+		t.Errorf("Purge(localhost.:19001) = %d, want 1", n)
+	}
+	stored("localhost:19001")
+	if n := h.cache.PurgeKey("", "/p"); n != 3 {
+		t.Errorf("PurgeKey without a host = %d, want 3 (every host)", n)
+	}
+	if r := stored("example.test"); r != "miss" {
+		t.Errorf("after purging every host: %s, want a miss", r)
+	}
+}
+
+// TestBackgroundRefreshPanicIsContained: a panic in a stale-while-revalidate
+// refresh (a background goroutine) is recovered, logged and reported to
+// Options.OnPanic, and the stale answer was served all the same.
+func TestBackgroundRefreshPanicIsContained(t *testing.T) {
+	panics := make(chan any, 1)
+	c, err := New(Options{MaxBytes: 1 << 20, OnPanic: func(v any) { panics <- v }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := c.NewPolicy(PolicyOptions{Route: "r"})
+	n := 0
+	fetch := func(req *fasthttp.Request, resp *fasthttp.Response) error {
+		n++
+		if n > 1 {
+			panic("backend exploded")
+		}
+		resp.Header.Set("Cache-Control", "max-age=0, stale-while-revalidate=60")
+		resp.SetBodyString("v1")
+		return nil
+	}
+	if r := c.Serve(newCtx("/swr"), p, fetch); r != Miss {
+		t.Fatalf("first: %v", r)
+	}
+	ctx := newCtx("/swr")
+	if r := c.Serve(ctx, p, fetch); r != Stale || string(ctx.Response.Body()) != "v1" {
+		t.Fatalf("second: %v %q", r, ctx.Response.Body())
+	}
+	select {
+	case v := <-panics:
+		if v != "backend exploded" {
+			t.Fatalf("OnPanic got %v", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnPanic was not called")
 	}
 }

@@ -42,7 +42,24 @@ type Options struct {
 	// for timeouts and 502 Bad Gateway for anything else. The proxy passes
 	// its own so that error-to-status mapping stays in one place.
 	ErrorHandler func(ctx *fasthttp.RequestCtx, err error)
+	// Forwarded gives the request as the backend receives it, for Vary
+	// (RFC 9111 §4.1 matches the fields of the request that was sent). nil
+	// means the proxy forwards every field as received.
+	Forwarded Forwarded
+	// OnPanic is called after a panic in a background refresh was recovered
+	// and logged (at error level, with the stack). nil lets the panic take
+	// the process down, which is what tests want.
+	OnPanic func(v any)
 }
+
+// Forwarded appends to dst the value the backend receives for the request
+// field name (lower case) of ctx's request, when the proxy adds, replaces or
+// removes that field on the way (X-Forwarded-For, hop-by-hop fields, ...):
+// present false means the backend receives no such field. handled false
+// means the field is forwarded as the client sent it. It is called on the
+// request's goroutine, only for names a stored response's Vary lists, and
+// must not allocate.
+type Forwarded func(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, present, handled bool)
 
 // Stats is a snapshot of the cache's counters.
 type Stats struct {
@@ -75,6 +92,8 @@ type Cache struct {
 	coalesce time.Duration
 	log      *slog.Logger
 	onError  func(ctx *fasthttp.RequestCtx, err error)
+	fwdView  Forwarded
+	onPanic  func(v any)
 
 	// hot maps a hash of the primary key to a recently hit entry that is
 	// alone in its variant chain, so a hit on a popular URL needs no
@@ -124,6 +143,8 @@ func New(opts Options) (*Cache, error) {
 		coalesce: opts.CoalesceWait,
 		log:      opts.Logger,
 		onError:  opts.ErrorHandler,
+		fwdView:  opts.Forwarded,
+		onPanic:  opts.OnPanic,
 		bgSlots:  make(chan struct{}, maxBackgroundRefreshes),
 		stop:     make(chan struct{}),
 		reg:      opts.Registerer,
@@ -231,37 +252,24 @@ func (c *Cache) Stats() Stats {
 }
 
 // Purge removes every stored response whose path (with its query) starts
-// with prefix, for the given host, or for every host when host is "". Host
-// comparison is case-insensitive and exact otherwise (a port, if the
-// requests carried one, is part of the host). Both schemes are purged. It
-// returns how many responses were removed (each Vary variant counts). Purge
-// walks the whole index, one shard lock at a time: it is an admin
-// operation, not a request-path one.
+// with prefix, for the given host, or for every host when host is "". The
+// host is compared in the canonical form the keys use (see appendHost:
+// case, a trailing dot, the port's leading zeros and the scheme's default
+// port, IPv6 spelling do not matter). Both schemes are purged. It returns
+// how many responses were removed (each Vary variant counts). Purge walks
+// the whole index, one shard lock at a time: it is an admin operation, not
+// a request-path one.
 func (c *Cache) Purge(host, prefix string) int {
-	host = strings.ToLower(host)
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		for k := range s.m {
-			h, path := splitKey(k)
-			if host != "" && h != host {
-				continue
-			}
-			if !strings.HasPrefix(path, prefix) {
-				continue
-			}
-			n += c.removeChainLocked(s, s2b(k))
-		}
-		s.mu.Unlock()
-	}
-	return n
+	return c.purgeWhere(host, func(path string) bool { return strings.HasPrefix(path, prefix) })
 }
 
-// PurgeKey removes the responses stored for exactly host and pathAndQuery
-// (for example "/a/b?x=1"), every variant, both schemes, and returns how
-// many it removed.
+// PurgeKey removes the responses stored for exactly pathAndQuery (for
+// example "/a/b?x=1") on host, or on every host when host is "", every
+// variant, both schemes, and returns how many it removed.
 func (c *Cache) PurgeKey(host, pathAndQuery string) int {
+	if host == "" {
+		return c.purgeWhere("", func(path string) bool { return path == pathAndQuery })
+	}
 	n := 0
 	var buf []byte
 	for _, scheme := range [...]string{"http", "https"} {
@@ -274,19 +282,52 @@ func (c *Cache) PurgeKey(host, pathAndQuery string) int {
 	return n
 }
 
-// splitKey splits a primary key "scheme://host/path?query" into host and
-// path-and-query.
-func splitKey(k string) (host, path string) {
+// purgeWhere removes the stored responses on host (canonicalised per
+// scheme; "" is every host) whose path and query satisfy match.
+func (c *Cache) purgeWhere(host string, match func(path string) bool) int {
+	var hosts [2]string // http, https
+	if host != "" {
+		hosts[0] = string(appendHost(nil, "http", []byte(host)))
+		hosts[1] = string(appendHost(nil, "https", []byte(host)))
+	}
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for k := range s.m {
+			scheme, h, path := splitKey(k)
+			if host != "" {
+				want := hosts[0]
+				if scheme == "https" {
+					want = hosts[1]
+				}
+				if h != want {
+					continue
+				}
+			}
+			if !match(path) {
+				continue
+			}
+			n += c.removeChainLocked(s, s2b(k))
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// splitKey splits a primary key "scheme://host/path?query" into scheme,
+// host and path-and-query.
+func splitKey(k string) (scheme, host, path string) {
 	i := strings.Index(k, "://")
 	if i < 0 {
-		return "", k
+		return "", "", k
 	}
 	rest := k[i+3:]
 	j := strings.IndexByte(rest, '/')
 	if j < 0 {
-		return rest, ""
+		return k[:i], rest, ""
 	}
-	return rest[:j], rest[j:]
+	return k[:i], rest[:j], rest[j:]
 }
 
 func (c *Cache) hash(key []byte) uint64     { return maphash.Bytes(c.seed, key) }

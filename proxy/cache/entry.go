@@ -161,6 +161,8 @@ type respMeta struct {
 	nVary         int
 	conn          [4][]byte // Connection field lines (RFC 9110 §7.6.1)
 	nConn         int
+	cdn           [maxCDNLines][]byte // CDN-Cache-Control field lines (RFC 9213)
+	nCDN          int
 }
 
 // analyze fills m from the field lines. The first of repeated singleton
@@ -246,6 +248,21 @@ func (m *respMeta) analyze(fields []kv) {
 					m.contentLength = n
 				}
 			}
+		case 17:
+			if eqFold(k, "cdn-cache-control") {
+				if m.nCDN < len(m.cdn) {
+					m.cdn[m.nCDN] = v
+				}
+				m.nCDN++
+			}
+		}
+	}
+	if m.nCDN > 0 && m.nCDN <= len(m.cdn) {
+		// RFC 9213 §2.1: a valid, non-empty CDN-Cache-Control replaces
+		// Cache-Control and Expires for this cache.
+		if d, ok := targeted(m.cdn[:m.nCDN]); ok {
+			m.cc = d
+			m.has &^= mExpires | mExpiresBad
 		}
 	}
 }

@@ -171,7 +171,7 @@ func TestVaryKey(t *testing.T) {
 			k, v, _ := strings.Cut(x, ": ")
 			h.Add(k, v)
 		}
-		return string(appendVaryKey(nil, names, &h))
+		return string(appendVaryKey(nil, names, &h, nil, nil, nil))
 	}
 	same := [][2][]string{
 		{{"Accept-Encoding: gzip, br"}, {"Accept-Encoding: GZIP,br"}},
@@ -213,7 +213,7 @@ func TestKey(t *testing.T) {
 			t.Errorf("key(%s, %s, %s) = %s, want %s", tt.scheme, tt.host, tt.uri, got, tt.want)
 		}
 	}
-	h, p := splitKey("https://a.example:8443/x?y")
+	_, h, p := splitKey("https://a.example:8443/x?y")
 	if h != "a.example:8443" || p != "/x?y" {
 		t.Errorf("splitKey = %q %q", h, p)
 	}
@@ -295,6 +295,6 @@ func FuzzDirectives(f *testing.F) {
 		names, _, _ := appendVaryNames(nil, [][]byte{b})
 		var h fasthttp.RequestHeader
 		h.Set("Accept", s)
-		appendVaryKey(nil, names, &h)
+		appendVaryKey(nil, names, &h, nil, nil, nil)
 	})
 }

@@ -1090,3 +1090,82 @@ func TestPreconditions(t *testing.T) {
 		}},
 	})
 }
+
+// TestCDNCacheControl covers RFC 9213, after the suite's cdn-cache-control
+// checks: a valid CDN-Cache-Control replaces Cache-Control and Expires for
+// this cache; an invalid one is ignored whole.
+func TestCDNCacheControl(t *testing.T) {
+	runCases(t, []rfcCase{
+		reuse("max-age", pause, true, "CDN-Cache-Control: max-age=3600"),
+		reuse("max-age beyond 2^31 is clamped", pause, true, "CDN-Cache-Control: max-age=99999999999"),
+		reuse("Age beyond max-age", pause, false, "Date: @0", "CDN-Cache-Control: max-age=3600", "Age: 7200"),
+		reuse("max-age=0", pause, false, "CDN-Cache-Control: max-age=0"),
+		reuse("unknown member", pause, true, "CDN-Cache-Control: foobar, max-age=3600"),
+		reuse("past Expires ignored", pause, true, "CDN-Cache-Control: max-age=3600", "Expires: @-10000", "Date: @0"),
+		reuse("max-age=0 wins over a future Expires", pause, false, "CDN-Cache-Control: max-age=0", "Expires: @+10000", "Date: @0"),
+		reuse("longer than Cache-Control", pause, true, "Cache-Control: max-age=1", "CDN-Cache-Control: max-age=3600"),
+		reuse("shorter than Cache-Control", pause, false, "Cache-Control: max-age=3600", "CDN-Cache-Control: max-age=1"),
+		reuse("private", pause, false, "CDN-Cache-Control: private", "Cache-Control: max-age=10000", "Expires: @+10000", "Date: @0"),
+		reuse("no-cache", pause, false, "CDN-Cache-Control: no-cache", "Cache-Control: max-age=10000", "Expires: @+10000", "Date: @0"),
+		reuse("no-store", pause, false, "Cache-Control: max-age=10000", "CDN-Cache-Control: no-store", "Expires: @+10000", "Date: @0"),
+		reuse("fresh despite Cache-Control no-store", pause, true, "Cache-Control: no-store", "CDN-Cache-Control: max-age=10000"),
+		reuse("not a Structured Field: ignored", pause, false, "CDN-Cache-Control: max-age=10000, &&&&&", "Cache-Control: no-store"),
+		reuse("max-age not an Integer: ignored", pause, false, `CDN-Cache-Control: max-age="10000"`, "Cache-Control: no-store"),
+		reuse("trailing comma: ignored", pause, false, "CDN-Cache-Control: max-age=10000,", "Cache-Control: no-store"),
+		reuse("parameters and inner lists parse", pause, true, `CDN-Cache-Control: max-age=3600, x=(1 "b" c);y, z=?1;q=2, w=:aGk=:, v=1.5`),
+	})
+}
+
+// TestContentRangeOnComplete: Content-Range has a meaning only on 206 and 416
+// (RFC 9110 §14.4); a 200 carrying one is a complete response and is stored
+// with the field, as the suite's headers-store-Content-Range expects.
+func TestContentRangeOnComplete(t *testing.T) {
+	runCases(t, []rfcCase{
+		{name: "200 with Content-Range", steps: []step{
+			{resp: resp("Cache-Control: max-age=3600", "Content-Range: bytes 1-2/3"), cached: fromOrigin},
+			{advance: pause, cached: fromCache, body: "stored", has: []string{"Content-Range: bytes 1-2/3"}},
+		}},
+	})
+}
+
+// TestDateAddedWhenMissing (issue 13, item 11, the cache's part): a response
+// without Date gets the time it was received, on the miss and in the stored
+// copy, so every hit carries that same Date (RFC 9110 §6.6.1) and the age is
+// counted from it; an origin's Date is kept as sent and used for the age
+// and for Expires.
+func TestDateAddedWhenMissing(t *testing.T) {
+	var noDate, kept sameDate
+	runCases(t, []rfcCase{
+		{name: "no Date", steps: []step{
+			{resp: resp("Cache-Control: max-age=3600"), cached: fromOrigin, check: noDate.record},
+			{advance: 10 * time.Second, cached: fromCache, has: []string{"Age: 10"}, check: noDate.same},
+		}},
+		{name: "origin Date kept", steps: []step{
+			{resp: resp("Cache-Control: max-age=3600", "Date: Fri, 14 Mar 2025 11:59:55 GMT"), cached: fromOrigin,
+				has: []string{"Date: Fri, 14 Mar 2025 11:59:55 GMT"}, check: kept.record},
+			{advance: 10 * time.Second, cached: fromCache, has: []string{"Age: 15"}, check: kept.same},
+		}},
+		{name: "Expires relative to Date", steps: []step{
+			{resp: resp("Expires: @300", "Date: @400"), cached: fromOrigin},
+			{advance: pause, cached: fromOrigin},
+		}},
+	})
+}
+
+// sameDate checks that a later answer carries the Date an earlier one had.
+type sameDate struct{ v string }
+
+func (d *sameDate) record(t *testing.T, a answer) {
+	t.Helper()
+	d.v = a.get("Date")
+	if _, err := time.Parse(time.RFC1123, d.v); err != nil {
+		t.Errorf("Date %q: %v", d.v, err)
+	}
+}
+
+func (d *sameDate) same(t *testing.T, a answer) {
+	t.Helper()
+	if got := a.get("Date"); got != d.v {
+		t.Errorf("Date %q, want %q (the first answer's)", got, d.v)
+	}
+}

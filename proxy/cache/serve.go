@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -20,6 +21,27 @@ import (
 // the same req/resp pair. Background refreshes call it from another
 // goroutine after Serve has returned, with their own req and resp.
 type Fetcher func(req *fasthttp.Request, resp *fasthttp.Response) error
+
+// Upstream is a request's way to its backend, for ServeUpstream. Fetch is
+// called like a Fetcher, only on the goroutine of the Serve call and before it
+// returns, so it may use per-request state the caller recycles afterwards.
+// Detach is called (on that goroutine, before Serve returns) when a
+// stale-while-revalidate refresh is about to start in the background: it
+// returns a Fetcher that owns everything it needs, stays valid after Serve
+// returns, and is called once, from another goroutine, with the refresh's own
+// request and response.
+type Upstream interface {
+	Fetch(req *fasthttp.Request, resp *fasthttp.Response) error
+	Detach() Fetcher
+}
+
+// Fetch calls f.
+func (f Fetcher) Fetch(req *fasthttp.Request, resp *fasthttp.Response) error { return f(req, resp) }
+
+// Detach returns f itself: a plain Fetcher must stay valid after Serve returns.
+func (f Fetcher) Detach() Fetcher { return f }
+
+var _ Upstream = Fetcher(nil)
 
 // fwdReason is the RFC 9211 fwd parameter: why the request went forward.
 type fwdReason uint8
@@ -161,6 +183,8 @@ type scratch struct {
 	num   []byte
 	cs    []byte
 	blk   []byte
+	fwd   []byte // a forwarded field value (Options.Forwarded)
+	date  []byte // a Date added to a response without one
 	kvs   []kv
 	kvs2  []kv
 	rd    bytes.Reader
@@ -224,8 +248,8 @@ func readBlock(dst *fasthttp.ResponseHeader, block []byte, sc *scratch) error {
 
 var errBlockTooLarge = errors.New("cache: header section too large")
 
-// appendKey appends the primary cache key of the request: scheme, lower-case
-// host (without a default port) and the request target's path and query as
+// appendKey appends the primary cache key of the request: scheme, host in
+// its canonical form (appendHost) and the request target's path and query as
 // received, byte for byte (RFC 9111 §2).
 func appendKey(dst []byte, ctx *fasthttp.RequestCtx) []byte {
 	scheme := "http"
@@ -251,15 +275,7 @@ func appendKeyParts(dst []byte, scheme string, host, uri []byte) []byte {
 	}
 	dst = append(dst, scheme...)
 	dst = append(dst, "://"...)
-	switch {
-	case scheme == "http" && bytes.HasSuffix(host, []byte(":80")):
-		host = host[:len(host)-3]
-	case scheme == "https" && bytes.HasSuffix(host, []byte(":443")):
-		host = host[:len(host)-4]
-	}
-	for _, c := range host {
-		dst = append(dst, lowerASCII(c))
-	}
+	dst = appendHost(dst, scheme, host)
 	if len(uri) == 0 || uri[0] != '/' {
 		dst = append(dst, '/')
 	}
@@ -276,13 +292,13 @@ func appendKeyParts(dst []byte, scheme string, host, uri []byte) []byte {
 // c.hot without any lock: one atomic load and a key comparison. Entries are
 // immutable and every removal clears their hot slot, so a hot hit is
 // exactly as current as a locked one that ran a moment earlier.
-func (c *Cache) lookup(s *shard, h uint64, sc *scratch, req *fasthttp.RequestHeader, now int64) (e *entry, fwd fwdReason, marker bool) {
+func (c *Cache) lookup(s *shard, h uint64, sc *scratch, ctx *fasthttp.RequestCtx, now int64) (e *entry, fwd fwdReason, marker bool) {
 	slot := &c.hot[hotIndex(h)]
 	computed := false
 	if e = slot.Load(); e != nil && e.deadAt > now && bytes.Equal(e.key(), sc.key) {
 		if vn := e.vary(); len(vn) == 0 {
 			goto found
-		} else if sc.vkey = appendVaryKey(sc.vkey[:0], vn, req); bytes.Equal(sc.vkey, e.vkey()) {
+		} else if sc.vkey = c.appendVaryKey(sc.vkey[:0], vn, ctx, sc); bytes.Equal(sc.vkey, e.vkey()) {
 			goto found
 		}
 	}
@@ -309,7 +325,7 @@ func (c *Cache) lookup(s *shard, h uint64, sc *scratch, req *fasthttp.RequestHea
 				break
 			}
 			if !computed || !bytes.Equal(vn, names) {
-				sc.vkey = appendVaryKey(sc.vkey[:0], vn, req)
+				sc.vkey = c.appendVaryKey(sc.vkey[:0], vn, ctx, sc)
 				names, computed = vn, true
 			}
 			if bytes.Equal(sc.vkey, v.vkey()) {
@@ -423,17 +439,23 @@ func staleIfError(e *entry, rq *reqInfo, now int64) bool {
 // from the store, and returns what it did. p and fetch must not be nil.
 // A hit allocates nothing. Serve does not retain ctx after returning.
 func (c *Cache) Serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher) Result {
+	return c.ServeUpstream(ctx, p, fetch)
+}
+
+// ServeUpstream is Serve with an Upstream, for a fetcher bound to per-request
+// state that a background refresh must not share: see Upstream.
+func (c *Cache) ServeUpstream(ctx *fasthttp.RequestCtx, p *Policy, up Upstream) Result {
 	h := &ctx.Request.Header
 	if !h.IsGet() && !h.IsHead() {
-		return c.serveUnsafe(ctx, p, fetch)
+		return c.serveUnsafe(ctx, p, up)
 	}
 	sc := getScratch()
-	r := c.serve(ctx, p, fetch, sc)
+	r := c.serve(ctx, p, up, sc)
 	putScratch(sc)
 	return r
 }
 
-func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *scratch) Result {
+func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scratch) Result {
 	now := c.nowNano()
 	var rq reqInfo
 	rq.parse(&ctx.Request.Header)
@@ -444,14 +466,14 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 	if rq.flags&rqPrecondition != 0 {
 		// RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the
 		// origin to evaluate; pass the request through untouched.
-		res := c.forward(ctx, p, fetch, sc, s, &rq, nil, fwdBypass, now)
+		res := c.forward(ctx, p, up, sc, s, &rq, nil, fwdBypass, now)
 		if res == Miss {
 			res = Bypass
 		}
 		return res
 	}
 
-	e, fwd, marker := c.lookup(s, hash, sc, &ctx.Request.Header, now)
+	e, fwd, marker := c.lookup(s, hash, sc, ctx, now)
 	if marker {
 		rq.flags |= rqMarked
 	}
@@ -471,7 +493,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 			c.count(p, now, Stale)
 			return Stale
 		case actSWR:
-			c.refreshAsync(ctx, p, fetch, e)
+			c.refreshAsync(ctx, p, up, e)
 			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "stale-while-revalidate")
 			c.respond(ctx, sc, e, &rq, now)
 			c.count(p, now, Stale)
@@ -493,7 +515,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 		rq.flags&(rqHead|rqRange) == 0 && !rq.cc.has(qcNoStore|qcNoCache|qcMaxAge|qcMinFresh) &&
 		(e == nil || (e.lifetime > 0 && e.flags&fNoCache == 0))
 	if !collapse {
-		return c.forward(ctx, p, fetch, sc, s, &rq, e, fwd, now)
+		return c.forward(ctx, p, up, sc, s, &rq, e, fwd, now)
 	}
 	sc.fkey = append(sc.fkey[:0], sc.key...)
 	switch {
@@ -505,7 +527,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 	f, leader := s.join(sc.fkey)
 	if leader {
 		defer s.finish(f)
-		return c.forward(ctx, p, fetch, sc, s, &rq, e, fwd, now)
+		return c.forward(ctx, p, up, sc, s, &rq, e, fwd, now)
 	}
 	if c.onWait != nil {
 		c.onWait()
@@ -520,7 +542,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 	t.Stop()
 	// Waiting took time: read the clock again for this decision.
 	now = c.nowNano()
-	e, fwd, _ = c.lookup(s, hash, sc, &ctx.Request.Header, now)
+	e, fwd, _ = c.lookup(s, hash, sc, ctx, now)
 	if e != nil {
 		act, forced := decide(e, &rq, now)
 		if act == actFresh {
@@ -544,13 +566,13 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *sc
 	// The leader's answer was not reusable (private, uncacheable, an
 	// error) or took too long: go to the backend ourselves. One client's
 	// unstored response is never handed to another.
-	return c.forward(ctx, p, fetch, sc, s, &rq, e, fwd, now)
+	return c.forward(ctx, p, up, sc, s, &rq, e, fwd, now)
 }
 
 // forward fetches from the backend, validating e when it has validators, and
 // writes the answer: the stored (or freshened) response, a stale one when
 // stale-if-error allows it, or the backend's response passed through.
-func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime int64) Result {
+func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime int64) Result {
 	head := rq.flags&rqHead != 0
 	bypass := fwd == fwdBypass
 	validate := e != nil && !head && !bypass && e.hasValidator()
@@ -580,12 +602,12 @@ func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *
 		breq = own
 	}
 	resp := fasthttp.AcquireResponse()
-	err := fetch(breq, resp)
+	err := up.Fetch(breq, resp)
 	respTime := c.nowNano()
 	if own != nil {
 		fasthttp.ReleaseRequest(own)
 	}
-	res, keep := c.answer(ctx, p, fetch, sc, s, rq, e, fwd, reqTime, respTime, resp, err, validate, bypass)
+	res, keep := c.answer(ctx, p, up, sc, s, rq, e, fwd, reqTime, respTime, resp, err, validate, bypass)
 	if !keep {
 		fasthttp.ReleaseResponse(resp)
 	}
@@ -595,7 +617,7 @@ func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *
 // answer turns the backend's response (or error) into the client's answer.
 // keep reports that resp's body now belongs to ctx.Response and resp must
 // not be released.
-func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime, respTime int64, resp *fasthttp.Response, err error, validated, bypass bool) (Result, bool) {
+func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime, respTime int64, resp *fasthttp.Response, err error, validated, bypass bool) (Result, bool) {
 	result := Miss
 	if bypass {
 		result = Bypass
@@ -622,13 +644,14 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 	status := resp.StatusCode()
 	if resp.IsBodyStream() {
 		// Too large to buffer: cannot be stored; stream it through.
-		c.transfer(ctx, sc, resp, nil, fwd, status)
+		c.transfer(ctx, sc, resp, nil, fwd, status, respTime)
 		c.count(p, respTime, result)
 		return result, true
 	}
 	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
 	var m respMeta
 	m.analyze(sc.kvs)
+	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
 
 	if validated && status == fasthttp.StatusNotModified {
 		if e2 := c.freshen(sc, s, e, &m, p, rq, reqTime, respTime, false); e2 != nil {
@@ -642,7 +665,7 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 		// finds no response to update): drop it and fetch afresh.
 		c.remove(s, e)
 		fasthttp.ReleaseResponse(resp)
-		return c.forward(ctx, p, fetch, sc, s, rq, nil, fwdMiss, respTime), true
+		return c.forward(ctx, p, up, sc, s, rq, nil, fwdMiss, respTime), true
 	}
 	if status >= 500 && e != nil && !bypass {
 		// RFC 9111 §4.3.3: on a 5xx during validation the cache may act as
@@ -671,13 +694,13 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 				return Revalidated, false
 			}
 		}
-		c.transfer(ctx, sc, resp, nil, fwd, status)
+		c.transfer(ctx, sc, resp, nil, fwd, status, respTime)
 		c.count(p, respTime, result)
 		return result, false
 	}
 	var stored *entry
 	if !bypass {
-		stored = c.storeResponse(sc, s, p, rq, &ctx.Request.Header, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime)
+		stored = c.storeResponse(sc, s, p, rq, ctx, nil, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime)
 	}
 	if stored != nil && rq.flags&(rqINM|rqIMS) != 0 && rq.notModified(stored) {
 		sc.cs = appendStatus(sc.cs[:0], csStored, fwd, status, stored.ttlNs(respTime), "")
@@ -685,10 +708,31 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, sc *s
 		c.count(p, respTime, result)
 		return result, false
 	}
-	keep := c.transfer(ctx, sc, resp, stored, fwd, status)
+	keep := c.transfer(ctx, sc, resp, stored, fwd, status, respTime)
 	c.count(p, respTime, result)
 	return result, keep
 }
+
+// addDate adds to a backend response without Date the time it was received,
+// as a recipient with a clock must before storing or forwarding it (RFC 9110
+// §6.6.1); that Date is then what the stored response carries on every hit.
+// An origin's Date, even an invalid one, is left as it is.
+func addDate(kvs []kv, m *respMeta, sc *scratch, respTime int64) []kv {
+	if m.has&mDate != 0 {
+		return kvs
+	}
+	for i := range kvs {
+		if eqFold(kvs[i].k, "date") {
+			return kvs
+		}
+	}
+	sc.date = fasthttp.AppendHTTPDate(sc.date[:0], time.Unix(0, respTime))
+	m.has |= mDate
+	m.date = respTime / 1e9
+	return append(kvs, kv{strDate, sc.date})
+}
+
+var strDate = []byte("Date")
 
 // collectFields lists every header field of h in order.
 func collectFields(dst []kv, h *fasthttp.ResponseHeader) []kv {
@@ -703,7 +747,11 @@ func collectFields(dst []kv, h *fasthttp.ResponseHeader) []kv {
 // unstorable for reasons of its own (not of this request), it leaves a
 // hit-for-miss marker so the next requests for the URL do not queue behind
 // one another only to fetch anyway.
-func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, reqHdr *fasthttp.RequestHeader, status int, reason []byte, m *respMeta, body []byte, reqTime, respTime int64) *entry {
+//
+// The secondary key comes from ctx's request as forwarded; a background
+// refresh has no client request (ctx is nil) and stores under prev's
+// secondary key, which needs the same Vary names.
+func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, ctx *fasthttp.RequestCtx, prev *entry, status int, reason []byte, m *respMeta, body []byte, reqTime, respTime int64) *entry {
 	ok, mark := storable(p, rq, status, m, len(body))
 	var initAge, lifetime int64
 	if ok {
@@ -727,7 +775,14 @@ func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, req
 		}
 		return nil
 	}
-	sc.vkey2 = appendVaryKey(sc.vkey2[:0], sc.names, reqHdr)
+	switch {
+	case ctx != nil:
+		sc.vkey2 = c.appendVaryKey(sc.vkey2[:0], sc.names, ctx, sc)
+	case prev != nil && bytes.Equal(sc.names, prev.vary()):
+		sc.vkey2 = append(sc.vkey2[:0], prev.vkey()...)
+	default:
+		return nil
+	}
 	var bi blockInfo
 	sc.blk, bi = appendBlock(sc.blk[:0], status, reason, sc.kvs, (*respMeta).storedField, m, int64(len(body)))
 	if len(sc.blk) > maxBlock {
@@ -748,8 +803,9 @@ func storable(p *Policy, rq *reqInfo, status int, m *respMeta, bodyLen int) (ok,
 	if rq.cc.has(qcNoStore) {
 		return false, false
 	}
-	if status < 200 || status == fasthttp.StatusPartialContent || status == fasthttp.StatusNotModified || m.has&mContentRange != 0 {
-		return false, false // partial content is not combined or stored
+	if status < 200 || status == fasthttp.StatusPartialContent || status == fasthttp.StatusNotModified ||
+		(status == fasthttp.StatusRequestedRangeNotSatisfiable && m.has&mContentRange != 0) {
+		return false, false // partial content is not combined or stored; a 200 with Content-Range is whole (RFC 9110 §14.4)
 	}
 	understood := understoodStatus(status)
 	if m.cc.has(rcMustUnderstand) && !understood {
@@ -949,13 +1005,14 @@ var (
 // was stored, which are identical and need no copy). It reports whether
 // ctx.Response now references resp's memory (resp must then not be
 // released).
-func (c *Cache) transfer(ctx *fasthttp.RequestCtx, sc *scratch, resp *fasthttp.Response, stored *entry, fwd fwdReason, status int) bool {
+func (c *Cache) transfer(ctx *fasthttp.RequestCtx, sc *scratch, resp *fasthttp.Response, stored *entry, fwd fwdReason, status int, respTime int64) bool {
 	r := &ctx.Response
 	head := ctx.Request.Header.IsHead()
 	clear(sc.kvs)
 	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
 	var m respMeta
 	m.analyze(sc.kvs)
+	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
 	cl := int64(-1)
 	switch {
 	case resp.IsBodyStream():
@@ -1079,8 +1136,10 @@ func floorDiv(a, b int64) int64 {
 
 // refreshAsync starts one background refresh of e for
 // stale-while-revalidate (RFC 5861 §3), unless one is already running, the
-// cache is closed, or too many are in flight.
-func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher, e *entry) {
+// cache is closed, or too many are in flight. The refresh owns everything it
+// uses: a copy of the request, a Fetcher from up.Detach, its own response;
+// nothing of ctx or of up's per-request state outlives Serve.
+func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, e *entry) {
 	if !e.refreshing.CompareAndSwap(0, 1) {
 		return
 	}
@@ -1099,30 +1158,44 @@ func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher,
 	}
 	c.bg.Add(1)
 	c.bgMu.Unlock()
+	fetch := up.Detach()
 	req := fasthttp.AcquireRequest()
-	ctx.Request.CopyTo(req)
-	tls := ctx.IsTLS()
+	ctx.Request.Header.CopyTo(&req.Header) // the header only: a GET's body is not resent
 	go func() {
 		defer func() {
 			fasthttp.ReleaseRequest(req)
+			e.refreshing.Store(0)
 			<-c.bgSlots
 			c.bg.Done()
 		}()
-		c.refresh(req, tls, p, fetch, e)
+		defer c.recoverBackground("stale-while-revalidate refresh")
+		c.refresh(req, p, fetch, e)
 	}()
 }
 
+// recoverBackground, deferred at the top of a background goroutine, turns a
+// panic into an error log line with the stack and a call of
+// Options.OnPanic; without OnPanic the panic goes on (tests must see it).
+func (c *Cache) recoverBackground(what string) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if c.onPanic == nil {
+		panic(v)
+	}
+	c.log.Error("cache: panic in "+what, "panic", v, "stack", string(debug.Stack()))
+	c.onPanic(v)
+}
+
 // refresh revalidates or refetches e in the background and stores the
-// result.
-func (c *Cache) refresh(req *fasthttp.Request, tls bool, p *Policy, fetch Fetcher, e *entry) {
-	defer e.refreshing.Store(0)
+// result. It releases its response in every path: a body too large to buffer
+// arrives as a stream that holds the backend's connection and in-flight slot,
+// and is closed unread.
+func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entry) {
 	sc := getScratch()
 	defer putScratch(sc)
-	scheme := "http"
-	if tls {
-		scheme = "https"
-	}
-	sc.key = appendKeyParts(sc.key[:0], scheme, req.Header.Host(), req.Header.RequestURI())
+	sc.key = append(sc.key[:0], e.key()...)
 	s := c.shardFor(sc.key)
 	var rq reqInfo
 	rq.parse(&req.Header)
@@ -1138,23 +1211,27 @@ func (c *Cache) refresh(req *fasthttp.Request, tls bool, p *Policy, fetch Fetche
 	}
 	rq.flags &^= rqINM | rqIMS | rqIfRange | rqRange
 	resp := fasthttp.AcquireResponse()
+	defer func() {
+		if resp.IsBodyStream() {
+			_ = resp.CloseBodyStream()
+		}
+		fasthttp.ReleaseResponse(resp)
+	}()
 	reqTime := c.nowNano()
 	err := fetch(req, resp)
 	respTime := c.nowNano()
-	if err != nil || resp.IsBodyStream() {
-		if err != nil {
-			c.log.Debug("cache: background revalidation failed", "key", string(sc.key), "error", err)
-		}
-		if !resp.IsBodyStream() {
-			fasthttp.ReleaseResponse(resp)
-		}
+	if err != nil {
+		c.log.Debug("cache: background revalidation failed", "key", string(sc.key), "error", err)
 		return
 	}
-	defer fasthttp.ReleaseResponse(resp)
+	if resp.IsBodyStream() {
+		return // too large to store; closed unread by the deferred release
+	}
 	status := resp.StatusCode()
 	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
 	var m respMeta
 	m.analyze(sc.kvs)
+	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
 	switch {
 	case status == fasthttp.StatusNotModified && e.hasValidator():
 		if c.freshen(sc, s, e, &m, p, &rq, reqTime, respTime, false) == nil {
@@ -1163,19 +1240,19 @@ func (c *Cache) refresh(req *fasthttp.Request, tls bool, p *Policy, fetch Fetche
 	case status >= 500:
 		c.log.Debug("cache: background revalidation got a server error", "key", string(sc.key), "status", status)
 	default:
-		if c.storeResponse(sc, s, p, &rq, &req.Header, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime) == nil {
-			c.remove(s, e) // the origin no longer allows storing it
+		if c.storeResponse(sc, s, p, &rq, nil, e, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime) == nil {
+			c.remove(s, e) // the origin no longer allows storing it, or it varies otherwise
 		}
 	}
 }
 
 // serveUnsafe forwards a method the cache does not answer and applies
 // RFC 9111 §4.4 invalidation after a non-error response to an unsafe one.
-func (c *Cache) serveUnsafe(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher) Result {
+func (c *Cache) serveUnsafe(ctx *fasthttp.RequestCtx, p *Policy, up Upstream) Result {
 	sc := getScratch()
 	defer putScratch(sc)
 	sc.key = appendKey(sc.key[:0], ctx)
-	if err := fetch(&ctx.Request, &ctx.Response); err != nil {
+	if err := up.Fetch(&ctx.Request, &ctx.Response); err != nil {
 		c.onError(ctx, err)
 		sc.cs = appendStatus(sc.cs[:0], csForward, fwdMethod, 0, 0, "error")
 		ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
@@ -1322,7 +1399,7 @@ func (c *Cache) serveStored(ctx *fasthttp.RequestCtx, p *Policy, maxStaleNs int6
 	rq.parse(h)
 	sc.key = appendKey(sc.key[:0], ctx)
 	hash := c.hash(sc.key)
-	e, _, _ := c.lookup(c.shardOf(hash), hash, sc, h, now)
+	e, _, _ := c.lookup(c.shardOf(hash), hash, sc, ctx, now)
 	if e == nil {
 		return false
 	}

@@ -93,6 +93,18 @@ func caseInsensitiveValue(name []byte) bool {
 	return false
 }
 
+// appendVaryKey appends the secondary cache key of ctx's request as the
+// backend receives it (c's Forwarded view) for the canonical Vary names: a
+// field the proxy adds or replaces, such as X-Forwarded-For, is keyed on the
+// value it forwards, not on what the client sent, and a field it strips is
+// absent. Without a Forwarded view (or ctx) it keys the request as received.
+func (c *Cache) appendVaryKey(dst, names []byte, ctx *fasthttp.RequestCtx, sc *scratch) []byte {
+	if c.fwdView == nil {
+		return appendVaryKey(dst, names, &ctx.Request.Header, nil, nil, nil)
+	}
+	return appendVaryKey(dst, names, &ctx.Request.Header, c.fwdView, ctx, &sc.fwd)
+}
+
 // appendVaryKey appends the secondary cache key of req for the canonical
 // Vary names to dst. For each name it records either "absent" or the
 // normalised field value: every line of that field combined, split into
@@ -102,7 +114,10 @@ func caseInsensitiveValue(name []byte) bool {
 // "combining multiple header field lines"). An absent field only matches an
 // absent field (RFC 9111 §4.1). Values are length-prefixed so no value can
 // imitate another name's boundary. It does not allocate once dst has grown.
-func appendVaryKey(dst, names []byte, req *fasthttp.RequestHeader) []byte {
+//
+// view, when not nil, gives the forwarded value of a field the proxy
+// handles itself (see Forwarded), using *tmp as its buffer.
+func appendVaryKey(dst, names []byte, req *fasthttp.RequestHeader, view Forwarded, ctx *fasthttp.RequestCtx, tmp *[]byte) []byte {
 	for len(names) > 0 {
 		var name []byte
 		if i := bytes.IndexByte(names, ','); i >= 0 {
@@ -115,39 +130,57 @@ func appendVaryKey(dst, names []byte, req *fasthttp.RequestHeader) []byte {
 		dst = append(dst, 0, 0, 0, 0, 0)
 		start := len(dst)
 		found := false
+		if view != nil {
+			if v, present, handled := view(ctx, name, (*tmp)[:0]); handled {
+				if present {
+					*tmp = v
+					found = true
+					dst = appendMembers(dst, start, v, fold)
+				}
+				goto done
+			}
+		}
 		for k, v := range req.All() {
 			if !eqFoldBytes(k, name) {
 				continue
 			}
 			found = true
-			for len(v) > 0 {
-				var m []byte
-				if i := bytes.IndexByte(v, ','); i >= 0 {
-					m, v = v[:i], v[i+1:]
-				} else {
-					m, v = v, nil
-				}
-				if m = trimOWS(m); len(m) == 0 {
-					continue
-				}
-				if len(dst) > start {
-					dst = append(dst, ',')
-				}
-				if fold {
-					for _, c := range m {
-						dst = append(dst, lowerASCII(c))
-					}
-				} else {
-					dst = append(dst, m...)
-				}
-			}
+			dst = appendMembers(dst, start, v, fold)
 		}
+	done:
 		if !found {
 			dst = dst[:mark+1] // single 0 byte: absent
 			continue
 		}
 		dst[mark] = 1
 		binary.BigEndian.PutUint32(dst[mark+1:], uint32(len(dst)-start))
+	}
+	return dst
+}
+
+// appendMembers appends the list members of the field value v to dst, after
+// a comma when dst already holds members past start.
+func appendMembers(dst []byte, start int, v []byte, fold bool) []byte {
+	for len(v) > 0 {
+		var m []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			m, v = v[:i], v[i+1:]
+		} else {
+			m, v = v, nil
+		}
+		if m = trimOWS(m); len(m) == 0 {
+			continue
+		}
+		if len(dst) > start {
+			dst = append(dst, ',')
+		}
+		if fold {
+			for _, c := range m {
+				dst = append(dst, lowerASCII(c))
+			}
+		} else {
+			dst = append(dst, m...)
+		}
 	}
 	return dst
 }
