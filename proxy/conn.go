@@ -51,8 +51,10 @@ type conn struct {
 	ip     netip.Addr
 	closed atomic.Bool
 
-	// head watches the bytes of request heads as they are read (headwatch.go).
-	head headWatch
+	// head watches the bytes of request heads as they are read (headwatch.go);
+	// under TLS, plainHeadConn feeds it the decrypted bytes instead (plainAbove).
+	head       headWatch
+	plainAbove bool
 
 	// ipText is the peer's IP as X-Forwarded-For writes it, formatted on first
 	// use into ipBuf: once per connection instead of once per request.
@@ -105,7 +107,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	if n > 0 && c.phase == phaseIdle && !body {
 		c.phase, c.hdrStart, c.hdrReads = phaseHeader, c.clock.ticks.Load(), 1
 	}
-	if n > 0 && !body && !c.tunneled {
+	if n > 0 && !body && !c.tunneled && !c.plainAbove {
 		if werr := c.head.scan(p[:n]); werr != nil {
 			return n, werr
 		}

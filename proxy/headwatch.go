@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
+	"net"
 )
 
 // headWatch follows the bytes of a request head as they are read from the client,
@@ -95,4 +97,44 @@ func (w *headWatch) scan(p []byte) error {
 		w.p1, w.p2 = p[0], w.p1
 	}
 	return nil
+}
+
+// Under TLS the client connection (*conn) carries ciphertext: the head is
+// watched one layer up, on what the TLS connection decrypts. serveOn puts this
+// listener over the TLS one.
+type plainHeadListener struct{ net.Listener }
+
+func (l plainHeadListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return c, nil
+	}
+	pc, _ := tc.NetConn().(*conn)
+	if pc == nil {
+		return c, nil
+	}
+	pc.plainAbove = true // the ciphertext is not scanned
+	return &plainHeadConn{Conn: tc, pc: pc}, nil
+}
+
+// plainHeadConn is a TLS connection whose reads feed the client connection's
+// head watch. Embedding *tls.Conn keeps everything fasthttp and clientConn look
+// for (ConnectionState, Handshake, NetConn).
+type plainHeadConn struct {
+	*tls.Conn
+	pc *conn
+}
+
+func (c *plainHeadConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.pc.inBody.Load() && !c.pc.tunneled {
+		if werr := c.pc.head.scan(p[:n]); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
 }

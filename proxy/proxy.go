@@ -174,6 +174,9 @@ func (s *Server) serveOn(ln, wrapped net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.lnMu.Unlock()
+	if _, plain := wrapped.(*listener); !plain {
+		wrapped = plainHeadListener{wrapped} // TLS: watch request heads in plain text
+	}
 	err := s.srv.Serve(wrapped)
 	s.lnMu.Lock()
 	down := s.shutdown

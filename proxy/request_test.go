@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/netip"
@@ -466,6 +467,38 @@ func TestRequestSideAllocatesNothing(t *testing.T) {
 		}
 		if n := steadyAllocs(func() { h.do(t) }); n != 0 {
 			t.Errorf("%q: %.2f allocations per request, want 0", raw, n)
+		}
+	}
+}
+
+// Items 12 and 14 over TLS: the head is watched in plain text there too.
+func TestBareLFAndOverlongLineOverTLS(t *testing.T) {
+	cs, err := NewCertStore([]CertFiles{writeCert(t, t.TempDir(), "shop", 1, "shop.example")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := newRawBackend(t, nil)
+	px := newTestProxy(t, Options{ReadHeaderTimeout: 3 * time.Second, MaxHeaderBytes: 4 << 10}, PoolSpec{}, be.addr())
+	addr := tlsProxy(t, px, cs)
+	for _, tt := range []struct {
+		raw  string
+		want int
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"GET / HTTP/1.1\nHost: x\n\n", 400},
+		{"GET /" + strings.Repeat("a", 8<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+		{"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + strings.Repeat("a", 8<<10) + "\r\n\r\n", 431},
+	} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "shop.example", InsecureSkipVerify: true}) //nolint:gosec // self-signed test certificate
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		io.WriteString(c, tt.raw)
+		resp, _ := readUntilQuiet(c, 2*time.Second)
+		c.Close()
+		if got := statusOfRaw(resp); got != tt.want || time.Since(start) > time.Second && tt.want == 400 {
+			t.Errorf("%.40q: %d after %v, want %d at once", tt.raw, got, time.Since(start), tt.want)
 		}
 	}
 }
