@@ -555,7 +555,7 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, rt *route, now time.Time, info 
 	if l := rt.limit; l != nil {
 		var ok bool
 		if l.spec.Header == "" {
-			ok = l.allowIP(ip, now)
+			ok = l.allowIP(limitIP(ip), now)
 		} else {
 			key, single := limitKey(ctx.Request.Header.RawHeaders(), l.spec.Header)
 			if !single {
@@ -572,6 +572,19 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, rt *route, now time.Time, info 
 		}
 	}
 	return true
+}
+
+// limitIP is the rate-limit key of a client address: an IPv4 address, or the /64
+// of an IPv6 one. Any IPv6 client can use every address of its /64 (the smallest
+// prefix delegated to a network), so counting per address would give it 2^64
+// buckets.
+func limitIP(ip netip.Addr) netip.Addr {
+	if ip.Is6() {
+		b := ip.As16()
+		clear(b[8:])
+		return netip.AddrFrom16(b)
+	}
+	return ip
 }
 
 // hostOnly strips the port from a Host value. The result aliases h and must not be

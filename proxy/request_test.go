@@ -502,3 +502,26 @@ func TestBareLFAndOverlongLineOverTLS(t *testing.T) {
 		}
 	}
 }
+
+// An IPv6 client holds a /64 at least: counting it per address would give it 2^64
+// buckets. The rate limit counts IPv6 clients per /64.
+func TestRateLimitIPv6PerSlash64(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.3/32")}
+	px, _ := guardedProxy(t, Options{TrustedProxies: trusted}, RouteSpec{RateLimit: &RateLimitSpec{Rate: 0.01, Burst: 1}})
+	for i, tt := range []struct {
+		client string
+		want   int
+	}{
+		{"2001:db8:1:2::1", 200},
+		{"2001:db8:1:2::2", 429},
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", 429},
+		{"2001:db8:1:3::1", 200},
+		{"192.0.2.1", 200},
+		{"192.0.2.2", 200},
+	} {
+		resp, _ := exchangeFrom(t, "127.0.0.3", px.addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: "+tt.client+"\r\n\r\n", 300*time.Millisecond)
+		if got := statusOfRaw(resp); got != tt.want {
+			t.Errorf("request %d from %s: %d, want %d", i, tt.client, got, tt.want)
+		}
+	}
+}
