@@ -114,6 +114,9 @@ func TestValidRequestsAccepted(t *testing.T) {
 		// so no two parsers can disagree about it.
 		{"bare LF after request line", "GET / HTTP/1.1\nHost: x\r\n\r\n"},
 		{"percent-encoded target", "GET /a%20b?q=%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"absolute-form", "GET http://x/a?b HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"h2c upgrade, forwarded without it", "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"},
+		{"100 header fields", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-F: 1\r\n", 99) + "\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
