@@ -525,3 +525,23 @@ func TestRateLimitIPv6PerSlash64(t *testing.T) {
 		}
 	}
 }
+
+// CGI-style backends (PHP, WSGI, Rack) read X_Forwarded_For as X-Forwarded-For:
+// the fields floodgate itself writes cannot be smuggled in under that spelling.
+func TestForwardedFieldsWithUnderscoresRefused(t *testing.T) {
+	be := newRawBackend(t, nil)
+	px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+	for _, f := range []string{"X_Forwarded_For: 127.0.0.2", "x_forwarded-for: 127.0.0.2", "X-Forwarded_Proto: https", "X_FORWARDED_HOST: admin.example"} {
+		resp, closed := exchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\n"+f+"\r\n\r\n", 300*time.Millisecond)
+		if got := statusOfRaw(resp); got != 400 || !closed {
+			t.Errorf("%q: %d closed %v, want 400 closed", f, got, closed)
+		}
+	}
+	if n := len(be.requests()); n != 0 {
+		t.Fatalf("%d requests reached the backend", n)
+	}
+	resp, _ := exchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\nX_Other: 1\r\n\r\n", 300*time.Millisecond)
+	if got := statusOfRaw(resp); got != 200 {
+		t.Fatalf("another field with underscores: %d, want 200", got)
+	}
+}

@@ -1,6 +1,9 @@
 package proxy
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // Request validation. fasthttp is a lenient parser; a proxy must not be, because any
 // message that two parsers could frame differently is a smuggling vector (RFC 9112
@@ -355,6 +358,11 @@ func validateHeaders(raw []byte, http11 bool) (framing, error) {
 			if hasToken(value, "upgrade") {
 				f.connUpgrade = true
 			}
+		case (name[0]|0x20) == 'x' && isForwardedAlias(name):
+			// X_Forwarded_For and the like: CGI-style backends (PHP, WSGI,
+			// Rack) read them as the X-Forwarded-* fields floodgate writes,
+			// so a client could set its own address or scheme past them.
+			return f, ErrBadHeaderName
 		case equalFold(name, "upgrade"):
 			// Only WebSocket is tunnelled. Any other upgrade (h2c above all) is
 			// dropped with the hop-by-hop fields, and the request forwarded as
@@ -373,6 +381,15 @@ func validateHeaders(raw []byte, http11 bool) (framing, error) {
 	}
 	f.upgrade = f.connUpgrade && f.websocket
 	return f, nil
+}
+
+// isForwardedAlias reports whether name is X-Forwarded-For, -Proto or -Host
+// spelled with at least one underscore for a dash.
+func isForwardedAlias(name []byte) bool {
+	if len(name) < 15 || len(name) > 17 || bytes.IndexByte(name, '_') < 0 {
+		return false
+	}
+	return equalFoldDash(name, "x-forwarded-for") || equalFoldDash(name, "x-forwarded-proto") || equalFoldDash(name, "x-forwarded-host")
 }
 
 // validHost accepts uri-host [":" port] (RFC 9110 §7.2): reg-name characters, an
