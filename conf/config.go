@@ -83,6 +83,9 @@ type Limits struct {
 	// MaxHeaderBytes is the largest request header block, in bytes (1KB..1MB).
 	// Default 16KB.
 	MaxHeaderBytes int `yaml:"max_header_bytes,size"`
+	// MaxHeaderFields is the most header fields (lines) a request may have
+	// (1..10000); more get 431. Default 100.
+	MaxHeaderFields int `yaml:"max_header_fields"`
 	// MaxConns caps concurrent client connections across listeners; 0 means
 	// unlimited. Default 10000. Changes need a restart.
 	MaxConns int `yaml:"max_conns"`

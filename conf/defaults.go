@@ -30,9 +30,10 @@ func (t *Timeouts) setDefaults() {
 
 func (l *Limits) setDefaults() {
 	*l = Limits{
-		MaxRequestBody: 64 << 20,
-		MaxHeaderBytes: 16 << 10,
-		MaxConns:       10000,
+		MaxRequestBody:  64 << 20,
+		MaxHeaderBytes:  16 << 10,
+		MaxHeaderFields: 100,
+		MaxConns:        10000,
 	}
 }
 

@@ -31,6 +31,8 @@ const (
 	minHeaderSize = 1 << 10
 	maxHeaderSize = 1 << 20
 
+	maxHeaderFields = 10_000
+
 	maxConns       = 10_000_000
 	maxConnsPerBe  = 1_000_000
 	maxQueue       = 1_000_000
@@ -59,6 +61,7 @@ func (d *decoder) validate(c *Config) {
 
 	d.size("limits.max_request_body", c.Limits.MaxRequestBody, 1, maxBodySize)
 	d.size("limits.max_header_bytes", int64(c.Limits.MaxHeaderBytes), minHeaderSize, maxHeaderSize)
+	d.intRange("limits.max_header_fields", c.Limits.MaxHeaderFields, 1, maxHeaderFields)
 	d.intRange("limits.max_conns", c.Limits.MaxConns, 0, maxConns)
 	d.intRange("limits.max_conns_per_ip", c.Limits.MaxConnsPerIP, 0, maxConns)
 	if l := c.Limits; l.MaxConns > 0 && l.MaxConnsPerIP > l.MaxConns {

@@ -51,6 +51,11 @@ type conn struct {
 	ip     netip.Addr
 	closed atomic.Bool
 
+	// head watches the bytes of request heads as they are read (headwatch.go);
+	// under TLS, plainHeadConn feeds it the decrypted bytes instead (plainAbove).
+	head       headWatch
+	plainAbove bool
+
 	// ipText is the peer's IP as X-Forwarded-For writes it, formatted on first
 	// use into ipBuf: once per connection instead of once per request.
 	ipText []byte
@@ -75,7 +80,10 @@ const (
 )
 
 // served marks the start of the handler.
-func (c *conn) served() { c.phase = phaseServed }
+func (c *conn) served() {
+	c.phase = phaseServed
+	c.head.disarm()
+}
 
 func (c *conn) Read(p []byte) (int, error) {
 	body := c.inBody.Load()
@@ -98,6 +106,11 @@ func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.h.read(p)
 	if n > 0 && c.phase == phaseIdle && !body {
 		c.phase, c.hdrStart, c.hdrReads = phaseHeader, c.clock.ticks.Load(), 1
+	}
+	if n > 0 && !body && !c.tunneled && !c.plainAbove {
+		if werr := c.head.scan(p[:n]); werr != nil {
+			return n, werr
+		}
 	}
 	if n > 0 && body {
 		c.extend(&c.lastRead, c.bodyIdle, c.Conn.SetReadDeadline)
@@ -253,6 +266,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, header: l.header, idle: l.idle, limits: l.limits, ip: ip}
 		pc.h.init(c, l.holdBufs)
+		pc.head.arm()
 		return pc, nil
 	}
 }

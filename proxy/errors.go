@@ -71,7 +71,11 @@ const retryAfterSeconds = 5
 // so an operator reading a client's report knows where to look.
 func writeError(ctx *fasthttp.RequestCtx, routeName string, err error) {
 	status, reason := statusOf(err)
+	closeConn := ctx.Response.ConnectionClose() // a caller's SetConnectionClose survives the Reset
 	ctx.Response.Reset()
+	if closeConn {
+		ctx.Response.SetConnectionClose()
+	}
 	ctx.Response.SetStatusCode(status)
 	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 	if status == fasthttp.StatusServiceUnavailable {
