@@ -16,6 +16,9 @@ const (
 	rampFloor = 102
 )
 
+// DefaultMaxEjectionPercent is PoolOptions.MaxEjectionPercent's default.
+const DefaultMaxEjectionPercent = 50
+
 // minScan is the fewest ring positions a pick examines before falling back to a
 // linear pass over the backends; see Pool.scan.
 const minScan = 64
@@ -72,6 +75,12 @@ type PoolOptions struct {
 	// again soon after re-admission, up to 8x. It must be positive when MaxFails
 	// is.
 	EjectFor time.Duration
+	// MaxEjectionPercent bounds passive health like Envoy's outlier detection:
+	// at most this percentage of the weighted backends (rounded down, but at
+	// least one) is ejected at once, and the last weighted backend up is never
+	// ejected, so that a few dropped connections cannot empty the pool. 0
+	// means DefaultMaxEjectionPercent; at most 100.
+	MaxEjectionPercent int
 	// Now is the clock for slow start and ejection; nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -162,6 +171,9 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	if opts.EjectFor < 0 || (opts.MaxFails > 0 && opts.EjectFor == 0) {
 		errs = append(errs, fmt.Errorf("eject for %v: must be > 0 with max fails", opts.EjectFor))
 	}
+	if opts.MaxEjectionPercent < 0 || opts.MaxEjectionPercent > 100 {
+		errs = append(errs, fmt.Errorf("max ejection percent %d: must be in [0, 100]", opts.MaxEjectionPercent))
+	}
 	addrs := make(map[string]int, len(opts.Backends))
 	states := make(map[*BackendState]int, len(opts.Backends))
 	for i, spec := range opts.Backends {
@@ -229,7 +241,16 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	pol := &statePolicy{maxFails: int64(opts.MaxFails), ejectFor: int64(opts.EjectFor), now: p.now, log: log, pool: opts.Name}
+	pct := opts.MaxEjectionPercent
+	if pct == 0 {
+		pct = DefaultMaxEjectionPercent
+	}
+	members := make([]*BackendState, 0, len(p.active))
+	for _, i := range p.active {
+		members = append(members, p.backends[i].State)
+	}
+	pol := &statePolicy{maxFails: int64(opts.MaxFails), ejectFor: int64(opts.EjectFor), now: p.now, log: log, pool: opts.Name,
+		members: members, maxEjected: max(1, len(members)*pct/100), ejectMu: &p.state.ejectMu}
 	for _, b := range p.backends {
 		b.State.policy.Store(pol)
 		b.State.owner.Store(p.state)

@@ -269,6 +269,10 @@ type Passive struct {
 	MaxFails int `yaml:"max_fails"`
 	// EjectFor is how long an ejected backend gets no traffic. Default 10s.
 	EjectFor time.Duration `yaml:"eject_for"`
+	// MaxEjectionPercent is the most of the pool's weighted backends ejected
+	// at once, in percent (1..100, rounded down but at least one backend);
+	// whatever it says, the last backend up is never ejected. Default 50.
+	MaxEjectionPercent int `yaml:"max_ejection_percent"`
 }
 
 // Degrade is a pool's degraded-mode trigger, with hysteresis: the pool enters

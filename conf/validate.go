@@ -239,6 +239,7 @@ func (d *decoder) pool(f string, p *Pool) {
 	d.intRange(f+".retries", p.Retries, 0, maxRetries)
 	d.intRange(f+".passive.max_fails", p.Passive.MaxFails, 0, maxFails)
 	d.duration(f+".passive.eject_for", p.Passive.EjectFor, 1, maxTimeout)
+	d.intRange(f+".passive.max_ejection_percent", p.Passive.MaxEjectionPercent, 1, 100)
 
 	if g := p.Degrade; g != nil {
 		d.degrade(f+".degrade", g)

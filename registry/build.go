@@ -96,6 +96,7 @@ func (r *Registry) build(txn *memdb.Txn, idx uint64) error {
 			SlowStart:          c.SlowStart,
 			MaxFails:           c.MaxFails,
 			EjectFor:           c.EjectFor,
+			MaxEjectionPercent: c.MaxEjectionPercent,
 			Reserved:           c.Reserved,
 			Logger:             r.log,
 		}

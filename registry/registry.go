@@ -712,6 +712,9 @@ func check(txn *memdb.Txn) error {
 		if c.EjectFor < 0 || (c.MaxFails > 0 && c.EjectFor == 0) {
 			errs = append(errs, errors.New("passive health needs an ejection period"))
 		}
+		if c.MaxEjectionPercent < 0 || c.MaxEjectionPercent > 100 {
+			errs = append(errs, errors.New("max ejection percent out of range 0-100"))
+		}
 		if c.SlowStart < 0 || c.ConnectTimeout < 0 || c.ResponseTimeout < 0 {
 			errs = append(errs, errors.New("negative duration"))
 		}
