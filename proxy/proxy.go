@@ -87,10 +87,10 @@ type Server struct {
 	lns      []net.Listener // every listener Serve was given, closed by Shutdown
 
 	upMu      sync.Mutex
-	upstreams map[string]*upstream // by backend ID, for reuse across generations
-	live      map[*upstream]bool   // every upstream not yet closed
-	stats     map[string]*RouteStats
-	limiters  map[string]*limiter // by route name, reused across generations
+	upstreams map[string]*upstream      // by backend ID, for reuse across generations
+	live      map[*upstream]bool        // every upstream not yet closed
+	stats     map[string]*routeCounters // by route and pool, reused across generations
+	limiters  map[string]*limiter       // by route name, reused across generations
 	policies  map[string]*cache.Policy
 	cache     *cache.Cache
 	fetches   sync.Pool // *cacheFetch
@@ -107,7 +107,7 @@ type Server struct {
 func New(opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool),
-		stats: make(map[string]*RouteStats), limiters: make(map[string]*limiter), policies: make(map[string]*cache.Policy), cache: opts.Cache, unrouted: &RouteStats{Route: "-", Pool: "-"}}
+		stats: make(map[string]*routeCounters), limiters: make(map[string]*limiter), policies: make(map[string]*cache.Policy), cache: opts.Cache, unrouted: &RouteStats{Route: "-", Pool: "-", routeCounters: new(routeCounters)}}
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.resps.New = func() any { return &fasthttp.Response{KeepBodyBuffer: true} }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
