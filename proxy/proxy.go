@@ -141,6 +141,7 @@ func New(opts Options) *Server {
 func (s *Server) Swap(snap *Snapshot) *Snapshot {
 	old := s.snap.Swap(snap)
 	s.retireUpstreams(snap)
+	s.pruneRoutes(snap)
 	return old
 }
 

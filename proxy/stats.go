@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/proxy/cache"
 )
 
 // LatencyBuckets are the upper bounds, in seconds, of the request duration
@@ -132,6 +133,42 @@ func (s *Server) routeStatsLocked(route, pool, priority string) *RouteStats {
 		s.stats[key] = c
 	}
 	return &RouteStats{Route: route, Pool: pool, Priority: priority, routeCounters: c}
+}
+
+// pruneRoutes forgets the counters, rate limiters and cache policies of routes
+// that cur no longer has (or has without a rate limit or a cache), so that
+// reloads renaming routes do not grow these tables for ever. What cur still
+// uses is kept: counters of a route that stays go on counting.
+func (s *Server) pruneRoutes(cur *Snapshot) {
+	stats := make(map[*routeCounters]bool, len(cur.routes))
+	limiters := make(map[*limiter]bool)
+	policies := make(map[*cache.Policy]bool)
+	for _, r := range cur.routes {
+		stats[r.stats.routeCounters] = true
+		if r.limit != nil {
+			limiters[r.limit] = true
+		}
+		if r.cache != nil {
+			policies[r.cache] = true
+		}
+	}
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	for k, c := range s.stats {
+		if !stats[c] {
+			delete(s.stats, k)
+		}
+	}
+	for k, l := range s.limiters {
+		if !limiters[l] {
+			delete(s.limiters, k)
+		}
+	}
+	for k, p := range s.policies {
+		if !policies[p] {
+			delete(s.policies, k)
+		}
+	}
 }
 
 // RouteStats returns the stats of the routes of the current generation, plus
