@@ -207,7 +207,10 @@ type Pool struct {
 
 // Backend is one upstream server of a pool.
 type Backend struct {
-	// Address is host:port; the host is required.
+	// Address is host:port; the host is required. Parse writes it in its
+	// canonical form (package internal/hostport): port without leading zeros,
+	// IPv4-mapped IPv6 as IPv4, IPv6 compressed, host names in lower case.
+	// The unspecified addresses, port 0 and IPv6 zones are refused.
 	Address string `yaml:"address"`
 	// Weight is the share of the pool's traffic (0..1000). 0 means draining:
 	// no new requests. Default 1.

@@ -41,6 +41,9 @@ type removal struct {
 // returns its result. If ctx ends first Remove returns ctx's error, but the
 // removal carries on: a half-drained backend is never left behind.
 func (r *Registry) Remove(ctx context.Context, pool, address string, timeout time.Duration) (Removal, error) {
+	if c, err := CanonicalAddress(address); err == nil {
+		address = c // one removal per backend, however it is spelt
+	}
 	id := BackendID(pool, address)
 	r.remMu.Lock()
 	rm := r.removals[id]

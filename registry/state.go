@@ -115,9 +115,11 @@ func ParseState(data []byte) (State, error) {
 		if !validName(b.Pool) {
 			return State{}, fmt.Errorf("%s: invalid pool name %q", where, b.Pool)
 		}
-		if err := CheckAddress(b.Address); err != nil {
+		addr, err := CanonicalAddress(b.Address)
+		if err != nil {
 			return State{}, fmt.Errorf("%s: %v", where, err)
 		}
+		st.Backends[i].Address, b.Address = addr, addr
 		if b.Weight < 0 || b.Weight > maxWeight {
 			return State{}, fmt.Errorf("%s: weight %d out of range 0-%d", where, b.Weight, maxWeight)
 		}

@@ -95,3 +95,76 @@ routes:
 		t.Errorf("the skipped ejection is not logged:\n%s", in.logText())
 	}
 }
+
+// TestCheckAndStartAgreeOnAddresses (issue 13, item 22): -check accepted a
+// backend address that the start then refused ("[fe80::1%lo]:8080"): both now
+// run one check, so -check refuses what the start would, naming the field.
+func TestCheckAndStartAgreeOnAddresses(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ addr, why string }{
+		{"[fe80::1%lo]:8080", "zones"},
+		{"0.0.0.0:8080", "unspecified"},
+		{"127.0.0.1:0", "port 0"},
+		{"127.0.0.01:8080", "invalid IPv4"},
+	} {
+		cfg := writeFile(t, dir, "f.yaml", fmt.Sprintf("listen: %q\n%spools:\n  - name: p\n    backends: [{address: %q}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n",
+			freePort(t), adminLine(t), c.addr))
+		chk := start(t, "-check", "-config", cfg)
+		code := chk.exitCode(t)
+		srv := start(t, "-config", cfg)
+		srvCode := srv.exitCode(t)
+		if code != 1 || srvCode != 1 {
+			t.Errorf("backend %s: -check exits %d, start exits %d; want both to refuse it (1)\n-check: %s\nstart: %s", c.addr, code, srvCode, chk.logText(), srv.logText())
+			continue
+		}
+		if out := chk.logText(); !strings.Contains(out, "pools[0].backends[0].address") || !strings.Contains(out, c.why) {
+			t.Errorf("backend %s: -check says %q, want the field and %q", c.addr, out, c.why)
+		}
+	}
+}
+
+// TestAdminAPICanonicalAddresses (issue 13, item 23): the admin API
+// registered "127.0.0.1:0P", "[::ffff:127.0.0.1]:P" and "LOCALHOST:P" beside
+// "127.0.0.1:P" as other backends (each with its own health checks and
+// connection limits), and accepted the unspecified address as a backend.
+func TestAdminAPICanonicalAddresses(t *testing.T) {
+	a := backend(t, "a", nil)
+	host, port, _ := net.SplitHostPort(a)
+	dir := t.TempDir()
+	cfg, addr, adminAddr := config(t, dir, "pools:\n  - {name: p}\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n")
+	in := startInstance(t, cfg, addr, adminAddr, "")
+
+	m := in.mustAPI(t, "POST", "/api/v1/pools/p/backends", fmt.Sprintf(`{"address": "%s:0%s"}`, host, port), 201)
+	if m["address"] != a {
+		t.Fatalf("registered as %v, want %s", m["address"], a)
+	}
+	for _, same := range []string{a, "[::ffff:" + host + "]:" + port, host + ":00" + port} {
+		m := in.mustAPI(t, "POST", "/api/v1/pools/p/backends", fmt.Sprintf(`{"address": %q}`, same), 200)
+		if m["address"] != a {
+			t.Fatalf("%s: answered as %v, want the backend %s", same, m["address"], a)
+		}
+	}
+	in.mustAPI(t, "POST", "/api/v1/pools/p/backends", `{"address": "LocalHost:`+port+`"}`, 201)
+	if b := in.backendOf(t, "p", "localhost:"+port); b == nil {
+		t.Fatal("a host name is not stored in lower case")
+	}
+	ps := in.mustAPI(t, "GET", "/api/v1/pools", "", 200)["pools"].([]any)
+	if bs := ps[0].(map[string]any)["backends"].([]any); len(bs) != 2 {
+		t.Fatalf("pool holds %d backends, want 2 (%s and localhost:%s): %v", len(bs), a, port, bs)
+	}
+	for _, bad := range []string{"0.0.0.0:" + port, "[::]:" + port, host + ":0", "[fe80::1%lo]:" + port} {
+		code, m := in.api(t, "POST", "/api/v1/pools/p/backends", fmt.Sprintf(`{"address": %q}`, bad))
+		if code != 400 {
+			t.Errorf("registering %s: %d %v, want 400", bad, code, m)
+		}
+	}
+	// PATCH and DELETE find the backend however it is spelt.
+	in.mustAPI(t, "PATCH", "/api/v1/pools/p/backends/"+host+":0"+port, `{"weight": 3}`, 200)
+	if b := in.backendOf(t, "p", a); b == nil || b["weight"].(float64) != 3 {
+		t.Fatalf("after PATCH by another spelling: %v", b)
+	}
+	m = in.mustAPI(t, "DELETE", "/api/v1/pools/p/backends/"+host+":0"+port, "", 200)
+	if m["address"] != a || in.backendOf(t, "p", a) != nil {
+		t.Fatalf("DELETE by another spelling: %v", m)
+	}
+}
