@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // CertFiles names one certificate chain and its key, in PEM.
@@ -248,12 +250,20 @@ func (cs *CertStore) Watch(ctx context.Context) error {
 				}
 				cs.log.Warn("certificate watch", "error", err.Error())
 			case <-debounce.C:
-				_ = cs.Reload()             // logged inside
+				cs.watchReload()
 				watched = cs.watchedNames() // a symlink may point elsewhere now
 			}
 		}
 	}()
 	return nil
+}
+
+// watchReload is the watcher's Reload: failures are logged inside, and a panic
+// (in the parsing of files anyone with write access to the directory controls)
+// is contained, so the watcher and the process go on.
+func (cs *CertStore) watchReload() {
+	defer panics.Recover(cs.log, "certificate reload")
+	_ = cs.Reload()
 }
 
 // watchedNames returns the paths whose events may change a certificate or key

@@ -57,7 +57,10 @@ func (r *Registry) Remove(ctx context.Context, pool, address string, timeout tim
 		r.remWG.Add(1)
 		go func() {
 			defer r.remWG.Done()
-			rm.res, rm.err = r.remove(context.WithoutCancel(ctx), pool, address, timeout)
+			rm.err = r.safely("registry remove", func() (err error) {
+				rm.res, err = r.remove(context.WithoutCancel(ctx), pool, address, timeout)
+				return err
+			})
 			r.remMu.Lock()
 			delete(r.removals, id)
 			r.remMu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Control-plane defects of issue 13, each through the real binary, its sockets,
@@ -166,5 +167,41 @@ func TestAdminAPICanonicalAddresses(t *testing.T) {
 	m = in.mustAPI(t, "DELETE", "/api/v1/pools/p/backends/"+host+":0"+port, "", 200)
 	if m["address"] != a || in.backendOf(t, "p", a) != nil {
 		t.Fatalf("DELETE by another spelling: %v", m)
+	}
+}
+
+// rawGet sends raw bytes to addr and returns what comes back until the
+// connection closes (bounded by a deadline).
+func rawGet(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+// TestEmptyPoolHostlessRequest: an HTTP/1.0 request without Host to a route
+// whose pool has no backend yet (a pool filled over the admin API) indexed its
+// first backend and took the whole process down. It is a 503, and
+// floodgate_panics_total is exported and stays 0.
+func TestEmptyPoolHostlessRequest(t *testing.T) {
+	dir := t.TempDir()
+	cfg, addr, adminAddr := config(t, dir, "pools:\n  - {name: p}\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n")
+	in := startInstance(t, cfg, addr, adminAddr, "")
+	if resp := rawGet(t, addr, "GET / HTTP/1.0\r\n\r\n"); !strings.HasPrefix(resp, "HTTP/1.1 503 ") && !strings.HasPrefix(resp, "HTTP/1.0 503 ") {
+		t.Fatalf("HTTP/1.0 without Host to an empty pool: %q, want 503", resp)
+	}
+	if code, _ := get(t, "http://"+addr+"/"); code != 503 {
+		t.Fatalf("the next request: %d, want 503 (no backend)", code)
+	}
+	if v := in.metric(t, "floodgate_panics_total"); v != 0 {
+		t.Fatalf("floodgate_panics_total = %v, want 0 (exported, nothing contained)", v)
 	}
 }

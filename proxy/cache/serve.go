@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // Fetcher sends req to a backend and fills resp: status, header fields and
@@ -1108,6 +1110,7 @@ func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, fetch Fetcher,
 			<-c.bgSlots
 			c.bg.Done()
 		}()
+		defer panics.Recover(c.log, "cache refresh")
 		c.refresh(req, tls, p, fetch, e)
 	}()
 }
