@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -102,4 +103,49 @@ func readAll(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestCertificateReloadThroughSecretVolumeSwap: with events filtered to the
+// certificate files, a Kubernetes secret volume must still reload: there the
+// files are symlinks through "..data", and an update swaps "..data" only.
+func TestCertificateReloadThroughSecretVolumeSwap(t *testing.T) {
+	dir := t.TempDir()
+	v1 := filepath.Join(dir, "..v1")
+	if err := os.Mkdir(v1, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeCert(t, v1, "tls", 1, "shop.example")
+	if err := os.Symlink("..v1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	files := CertFiles{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
+	for _, name := range []string{"tls.crt", "tls.key"} {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := NewCertStore([]CertFiles{files}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := contextCancel(t)
+	defer cancel()
+	if err := cs.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v2 := filepath.Join(dir, "..v2")
+	if err := os.Mkdir(v2, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeCert(t, v2, "tls", 2, "shop.example")
+	if err := os.Symlink("..v2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the swapped secret to be loaded", func() bool { ok, _ := cs.Reloads(); return ok == 1 })
+	if c, _ := cs.GetCertificate(&tls.ClientHelloInfo{ServerName: "shop.example"}); c.Leaf.SerialNumber.Int64() != 2 {
+		t.Fatalf("serving certificate %d after the swap, want 2", c.Leaf.SerialNumber.Int64())
+	}
 }
