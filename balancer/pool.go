@@ -83,6 +83,10 @@ type PoolOptions struct {
 	MaxEjectionPercent int
 	// Now is the clock for slow start and ejection; nil means time.Now. For tests.
 	Now func() time.Time
+	// Staged builds the pool without recording its settings in the shared
+	// BackendStates; call Pool.Adopt once it is in service. Without it NewPool
+	// adopts at once, which suits a pool that is never rebuilt.
+	Staged bool
 }
 
 // Backend is one backend as seen by one pool generation. Index is its position in
@@ -119,6 +123,7 @@ type Pool struct {
 	// linear pass over active.
 	scanLimit int
 	byState   map[*BackendState]*Backend
+	policy    *statePolicy // recorded in the BackendStates by Adopt
 
 	maxConns     int64
 	reserved     int64
@@ -141,8 +146,9 @@ type Pool struct {
 // BackendState used twice, more than MaxBackends backends, negative limits or
 // durations, a queue without a timeout, passive health without an ejection period.
 //
-// On success it records the pool's passive-health settings, clock and PoolState in
-// each BackendState, so Report and SetProbeUp follow the newest generation.
+// On success, unless opts.Staged, it records the pool's passive-health settings,
+// clock and PoolState in each BackendState (see Adopt), so Report and
+// SetProbeUp follow the newest generation.
 // NewPool is safe for concurrent use, but two pools built over the same
 // BackendStates at once race for which settings win.
 func NewPool(opts PoolOptions) (*Pool, error) {
@@ -249,13 +255,26 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	for _, i := range p.active {
 		members = append(members, p.backends[i].State)
 	}
-	pol := &statePolicy{maxFails: int64(opts.MaxFails), ejectFor: int64(opts.EjectFor), now: p.now, log: log, pool: opts.Name,
+	p.policy = &statePolicy{maxFails: int64(opts.MaxFails), ejectFor: int64(opts.EjectFor), now: p.now, log: log, pool: opts.Name,
 		members: members, maxEjected: max(1, len(members)*pct/100), ejectMu: &p.state.ejectMu}
-	for _, b := range p.backends {
-		b.State.policy.Store(pol)
-		b.State.owner.Store(p.state)
+	if !opts.Staged {
+		p.Adopt()
 	}
 	return p, nil
+}
+
+// Adopt records the pool's passive-health settings, members, clock and
+// PoolState in its BackendStates, so that Report and SetProbeUp follow this
+// generation from now on. NewPool does it, unless PoolOptions.Staged is set;
+// a control plane that builds a generation while the previous one serves
+// stages it and adopts it once it is swapped in, so that a build (which may
+// yet fail) changes nothing the generation in service reads. Safe for
+// concurrent use; calling it again is harmless.
+func (p *Pool) Adopt() {
+	for _, b := range p.backends {
+		b.State.policy.Store(p.policy)
+		b.State.owner.Store(p.state)
+	}
 }
 
 // Name returns the pool's name.

@@ -504,3 +504,24 @@ func TestEjectionNeverEmptiesThePool(t *testing.T) {
 		t.Fatal("a draining backend is not protected by the bound")
 	}
 }
+
+// TestStagedPoolChangesNothingUntilAdopted: a generation built while another
+// serves (and whose build may yet fail) must not change the passive-health
+// settings the serving one applies; Adopt hands them over.
+func TestStagedPoolChangesNothingUntilAdopted(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	sp := specs(1, 1)
+	ps := NewPoolState("test")
+	mustPool(t, PoolOptions{State: ps, Backends: sp, MaxFails: 100, EjectFor: time.Second, Now: clk.Now})
+	next := mustPool(t, PoolOptions{State: ps, Backends: sp, MaxFails: 1, EjectFor: time.Second, Now: clk.Now, Staged: true})
+	sp[0].State.Report(false)
+	if !sp[0].State.Up() {
+		t.Fatal("a staged generation's max fails (1) applied before it was adopted")
+	}
+	next.Adopt()
+	sp[0].State.Report(false)
+	if sp[0].State.Up() {
+		t.Fatal("the adopted generation's max fails (1) does not apply")
+	}
+}

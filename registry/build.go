@@ -114,6 +114,7 @@ func (r *Registry) build(txn *memdb.Txn, idx uint64) error {
 			MaxEjectionPercent: c.MaxEjectionPercent,
 			Reserved:           c.Reserved,
 			Logger:             r.log,
+			Staged:             true, // adopted below, once in service
 		}
 		pv := &PoolView{Name: p.Name, Config: c, State: ps}
 		for _, b := range poolBackends(txn, p.Name) {
@@ -169,6 +170,9 @@ func (r *Registry) build(txn *memdb.Txn, idx uint64) error {
 
 	// Commit: nothing below fails.
 	r.dp.Swap(snap)
+	for _, ps := range spec.Pools {
+		ps.Pool.Adopt()
+	}
 	r.states, r.pools = states, pstates
 	for _, ps := range pstates {
 		ps.Kick()
