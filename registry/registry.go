@@ -438,6 +438,7 @@ func applyBackends(txn *memdb.Txn, ps PoolSpec, boot bool, res *ApplyResult) err
 
 // restore applies a saved State on top of the config.
 func restore(txn *memdb.Txn, saved State, res *InitResult) error {
+	res.Skipped = append(res.Skipped, saved.merged...)
 	for _, sb := range saved.Backends {
 		id := BackendID(sb.Pool, sb.Address)
 		if p, _ := first[poolRow](txn, tablePools, sb.Pool); p == nil {
