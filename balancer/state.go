@@ -205,7 +205,8 @@ func (s *BackendState) Inflight() int64 { return s.inflight.Load() }
 // Failures reported while the backend is ejected are not counted: they come from
 // requests sent before the ejection. The pool's MaxEjectionPercent bounds how
 // many backends are ejected at once, and the last weighted backend up is never
-// ejected: its failures are counted, the ejection is skipped (and logged once). Ejection is independent of the probe state.
+// ejected: its failures are counted, the ejection is skipped (and logged once).
+// Ejection is independent of the probe state.
 // Re-admission is lazy (the next Up or pick after EjectFor sees it), so requests
 // already queued notice it at the next Release or PoolState.Kick.
 //
@@ -252,8 +253,8 @@ func (s *BackendState) Report(ok bool) {
 	until := now + pol.ejectFor<<shift
 	// Rare by construction (once per MaxFails failures), so the lock and the
 	// logging here cost the request path nothing in steady state.
-	ok, why := pol.admitEjection(s, now, until)
-	if !ok {
+	admitted, why := pol.admitEjection(s, now, until)
+	if !admitted {
 		if !s.held.Swap(true) && pol.log.Enabled(context.Background(), slog.LevelWarn) {
 			pol.log.Warn("backend not ejected despite consecutive failures: "+why, "pool", pol.pool, "backend", s.id,
 				"failures", pol.maxFails)

@@ -38,11 +38,12 @@ type CertStore struct {
 	set   atomic.Pointer[certSet]
 	hash  [sha256.Size]byte // of the files last loaded (or tried)
 
-	mu      sync.Mutex        // serialises Reload, guards the two below
-	failed  [sha256.Size]byte // the contents that last failed to load, not retried
-	lastErr string            // the last error logged
-	reloads atomic.Uint64
-	errors  atomic.Uint64
+	mu        sync.Mutex        // serialises Reload, guards the three below
+	failed    [sha256.Size]byte // the contents that last failed to load, not retried
+	failedErr error             // ... and why
+	lastErr   string            // the last error logged
+	reloads   atomic.Uint64
+	errors    atomic.Uint64
 }
 
 type certSet struct {
@@ -176,16 +177,16 @@ func (cs *CertStore) Reload() error {
 		return nil
 	}
 	if sum == cs.failed {
-		return errors.New(cs.lastErr)
+		return cs.failedErr
 	}
 	set, err := parseCerts(cs.files, raw)
 	if err != nil {
-		cs.failed = sum
+		cs.failed, cs.failedErr = sum, err
 		cs.failLocked(err.Error())
 		return err
 	}
 	cs.set.Store(set)
-	cs.hash, cs.failed, cs.lastErr = sum, [sha256.Size]byte{}, ""
+	cs.hash, cs.failed, cs.failedErr, cs.lastErr = sum, [sha256.Size]byte{}, nil, ""
 	cs.reloads.Add(1)
 	cs.log.Info("certificates reloaded", "certificates", len(cs.files))
 	return nil
