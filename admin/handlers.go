@@ -114,6 +114,14 @@ func (s *Server) registerBackend(w http.ResponseWriter, r *http.Request, p param
 	if !decode(w, r, &req, false) {
 		return
 	}
+	// One spelling per backend: the answer, the log and the lookups below
+	// use the address as the registry stores it.
+	addr, err := registry.CanonicalAddress(req.Address)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	req.Address = addr
 	created, err := s.opts.Registry.Register(r.Context(), p["pool"], req.Address, req.Weight)
 	if err != nil {
 		s.writeErr(w, err)
@@ -138,6 +146,7 @@ func (s *Server) updateBackend(w http.ResponseWriter, r *http.Request, p params)
 	if !decode(w, r, &req, false) {
 		return
 	}
+	canonicalAddress(p)
 	err := s.opts.Registry.Update(r.Context(), p["pool"], p["address"], registry.BackendUpdate{Weight: req.Weight, Drain: req.Drain})
 	if err != nil {
 		s.writeErr(w, err)
@@ -158,6 +167,15 @@ func (s *Server) writeBackend(w http.ResponseWriter, status int, pool, address s
 	writeJSON(w, status, s.backendJSON(b, v.Pool(pool).Config.Health.Type != "" && v.Pool(pool).Config.Health.Type != "none"))
 }
 
+// canonicalAddress writes the {address} path parameter in the registry's
+// spelling, when it is a valid address at all (an invalid one is simply not
+// found).
+func canonicalAddress(p params) {
+	if c, err := registry.CanonicalAddress(p["address"]); err == nil {
+		p["address"] = c
+	}
+}
+
 // removal is the answer of DELETE .../backends/{address}.
 type removal struct {
 	Pool          string  `json:"pool"`
@@ -172,6 +190,7 @@ func (s *Server) removeBackend(w http.ResponseWriter, r *http.Request, p params)
 	if !decode(w, r, nil, true) {
 		return
 	}
+	canonicalAddress(p)
 	res, err := s.opts.Registry.Remove(r.Context(), p["pool"], p["address"], s.opts.DrainTimeout())
 	if err != nil {
 		s.writeErr(w, err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/health"
+	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/proxy/cache"
 	"github.com/floodgate/floodgate/registry"
@@ -182,6 +183,7 @@ func (s *Server) SetDraining() { s.draining.Store(true) }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
+	defer s.recoverCall(sw, r)
 	s.serve(sw, r)
 	level := slog.LevelDebug
 	if r.Method != http.MethodGet || sw.status >= 400 {
@@ -193,6 +195,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.Int("status", sw.status), slog.String("remote", r.RemoteAddr),
 			slog.Duration("took", time.Since(start)))
 	}
+}
+
+// recoverCall contains a panic of an admin handler: net/http would recover it
+// too, but log it at debug level (the server's ErrorLog) and count nothing. It
+// is counted and logged once with its stack; the call gets a 500, or, when
+// part of the answer is already out, its connection is closed
+// (http.ErrAbortHandler, which net/http closes quietly).
+func (s *Server) recoverCall(w *statusWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler { //nolint:errorlint // the sentinel is compared as net/http does
+		panic(v)
+	}
+	panics.Contain(s.log, "admin "+r.Method+" "+r.URL.Path, v)
+	if w.status != 0 {
+		panic(http.ErrAbortHandler)
+	}
+	writeError(w, http.StatusInternalServerError, "internal error; see the floodgate log")
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {

@@ -77,7 +77,9 @@ func (h *Health) setDefaults() {
 
 func (q *Queue) setDefaults() { *q = Queue{Timeout: time.Second} }
 
-func (p *Passive) setDefaults() { *p = Passive{MaxFails: 5, EjectFor: 10 * time.Second} }
+func (p *Passive) setDefaults() {
+	*p = Passive{MaxFails: 5, EjectFor: 10 * time.Second, MaxEjectionPercent: 50}
+}
 
 func (d *Degrade) setDefaults() {
 	*d = Degrade{Hold: 30 * time.Second, Window: 2 * time.Second, Windows: 2}

@@ -390,7 +390,7 @@ routes:
 				ConnectTimeout:  2 * s,
 				ResponseTimeout: 30 * s,
 				Retries:         1,
-				Passive:         Passive{MaxFails: 5, EjectFor: 10 * s},
+				Passive:         Passive{MaxFails: 5, EjectFor: 10 * s, MaxEjectionPercent: 50},
 			},
 			{
 				Name:            "api",
@@ -399,7 +399,7 @@ routes:
 				ConnectTimeout:  2 * s,
 				ResponseTimeout: 30 * s,
 				Retries:         1,
-				Passive:         Passive{MaxFails: 5, EjectFor: 10 * s},
+				Passive:         Passive{MaxFails: 5, EjectFor: 10 * s, MaxEjectionPercent: 50},
 				Degrade: &Degrade{
 					Enter: Thresholds{P95Latency: s}, Exit: Thresholds{P95Latency: s / 2},
 					Hold: 30 * s, Window: 2 * s, Windows: 2,

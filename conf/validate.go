@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/hostport"
 )
 
 // Bounds. Every list, count and duration has one, so that a typo (an extra
@@ -182,12 +184,21 @@ func (d *decoder) pool(f string, p *Pool) {
 	addrs := make(map[string]int, len(p.Backends))
 	for i, b := range p.Backends {
 		bf := field(f+".backends", i)
-		if d.hostPort(bf+".address", b.Address, true) {
-			key := strings.ToLower(b.Address)
-			if first, dup := addrs[key]; dup {
-				d.errorf(bf+".address", "duplicate backend %s, first at line %d", quote(b.Address), d.lineOf(field(f+".backends", first)))
+		// The check the registry makes at start and on the admin API, and
+		// the address in its one spelling from here on (so two spellings of
+		// one backend are a duplicate, not two backends).
+		if c, err := hostport.Backend(b.Address); err != nil {
+			d.errorf(bf+".address", "%v", err)
+		} else {
+			p.Backends[i].Address = c
+			if first, dup := addrs[c]; dup {
+				msg := quote(b.Address)
+				if c != b.Address {
+					msg += " (" + c + ")"
+				}
+				d.errorf(bf+".address", "duplicate backend %s, first at line %d", msg, d.lineOf(field(f+".backends", first)))
 			} else {
-				addrs[key] = i
+				addrs[c] = i
 			}
 		}
 		d.intRange(bf+".weight", b.Weight, 0, maxWeight)
@@ -242,6 +253,7 @@ func (d *decoder) pool(f string, p *Pool) {
 	d.intRange(f+".retries", p.Retries, 0, maxRetries)
 	d.intRange(f+".passive.max_fails", p.Passive.MaxFails, 0, maxFails)
 	d.duration(f+".passive.eject_for", p.Passive.EjectFor, 1, maxTimeout)
+	d.intRange(f+".passive.max_ejection_percent", p.Passive.MaxEjectionPercent, 1, 100)
 
 	if g := p.Degrade; g != nil {
 		d.degrade(f+".degrade", g)
@@ -599,8 +611,9 @@ func isToken(s string) bool {
 	return true
 }
 
-// hostPort checks "host:port". needHost is for addresses we dial, where an
-// empty host means nothing.
+// hostPort checks a listen address "host:port". needHost is for addresses we
+// dial, where an empty host means nothing; backend addresses go through
+// hostport.Backend instead.
 func (d *decoder) hostPort(f, v string, needHost bool) bool {
 	if v == "" {
 		d.errorf(f, "required, e.g. 10.0.0.1:8080")
@@ -632,26 +645,7 @@ func (d *decoder) hostPort(f, v string, needHost bool) bool {
 	return true
 }
 
-// isHostname accepts DNS names, letters in either case, underscores allowed
-// (service names use them).
-func isHostname(h string) bool {
-	h = strings.TrimSuffix(h, ".")
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
-}
+func isHostname(h string) bool { return hostport.IsHostname(h) }
 
 func isLoopback(listen string) bool {
 	host, _, err := net.SplitHostPort(listen)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/registry"
 )
@@ -53,7 +54,11 @@ func New(reg prometheus.Registerer, src Sources) (*Metrics, error) {
 	m.reloads.WithLabelValues(ResultError)
 	m.lastSuccess.Set(1)
 	m.lastReloadTS.SetToCurrentTime()
-	cs := []prometheus.Collector{m.reloads, m.lastSuccess, m.lastReloadTS}
+	panicsTotal := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "floodgate_panics_total",
+		Help: "Panics contained at a goroutine boundary (a request, a connection, a probe, a replay, a watcher, an admin call): each is a bug, logged once with its stack.",
+	}, func() float64 { return float64(panics.Total()) })
+	cs := []prometheus.Collector{m.reloads, m.lastSuccess, m.lastReloadTS, panicsTotal}
 	if src.View != nil {
 		cs = append(cs, viewCollector{src.View})
 	}

@@ -268,20 +268,28 @@ const limiterShards = 64
 // MaxKeys keys: when a shard is full, the least recently used of a few sampled
 // entries is evicted (Redis's approximated LRU), so an attacker rotating through
 // millions of addresses costs a bounded amount of memory and only ever evicts
-// idle or other attacking keys first. The per-request path allocates nothing for
-// a known key; a new key allocates its entry.
+// idle or other attacking keys first. Header values are the client's choice, up
+// to the header limit (16 KiB by default): those longer than maxKeyBytes are
+// kept as a 128-bit keyed hash, so every key costs at most maxKeyBytes and a
+// route's table at most MaxKeys of them. The per-request path allocates nothing
+// for a known key; a new key allocates its entry.
 type limiter struct {
 	spec     RateLimitSpec
 	perShard int
 	seed     maphash.Seed
+	long     [2]maphash.Seed // for the hash of long keys
 	shards   [limiterShards]limiterShard
 	evicted  atomic.Uint64
 }
 
+// maxKeyBytes is the longest header value a limiter stores as it is.
+const maxKeyBytes = 64
+
 type limiterShard struct {
 	mu   sync.Mutex
 	ips  map[netip.Addr]*bucket
-	strs map[string]*bucket
+	strs map[string]*bucket    // header values up to maxKeyBytes
+	long map[[2]uint64]*bucket // longer header values, by keyed hash
 }
 
 type bucket struct {
@@ -291,10 +299,12 @@ type bucket struct {
 
 func newLimiter(spec RateLimitSpec) *limiter {
 	spec = newLimiterSpec(spec)
-	l := &limiter{spec: spec, perShard: max(1, spec.MaxKeys/limiterShards), seed: maphash.MakeSeed()}
+	l := &limiter{spec: spec, perShard: max(1, spec.MaxKeys/limiterShards), seed: maphash.MakeSeed(),
+		long: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	for i := range l.shards {
 		l.shards[i].ips = make(map[netip.Addr]*bucket)
 		l.shards[i].strs = make(map[string]*bucket)
+		l.shards[i].long = make(map[[2]uint64]*bucket)
 	}
 	return l
 }
@@ -317,6 +327,9 @@ func (l *limiter) allowIP(ip netip.Addr, now time.Time) bool {
 
 // allowKey takes a token for a header value.
 func (l *limiter) allowKey(key []byte, now time.Time) bool {
+	if len(key) > maxKeyBytes {
+		return l.allowLong([2]uint64{maphash.Bytes(l.long[0], key), maphash.Bytes(l.long[1], key)}, now)
+	}
 	sh := &l.shards[maphash.Bytes(l.seed, key)%limiterShards]
 	sh.mu.Lock()
 	b := sh.strs[string(key)]
@@ -330,20 +343,39 @@ func (l *limiter) allowKey(key []byte, now time.Time) bool {
 	return b.lim.AllowN(now, 1)
 }
 
+// allowLong takes a token for a long header value, by its hash. The hash is
+// keyed with seeds drawn at start, so a client cannot choose values that
+// collide with another client's.
+func (l *limiter) allowLong(h [2]uint64, now time.Time) bool {
+	sh := &l.shards[h[0]%limiterShards]
+	sh.mu.Lock()
+	b := sh.long[h]
+	if b == nil {
+		l.evictLocked(sh, now)
+		b = &bucket{lim: rate.NewLimiter(rate.Limit(l.spec.Rate), l.spec.Burst)}
+		sh.long[h] = b
+	}
+	b.lastSeen = now.UnixNano()
+	sh.mu.Unlock()
+	return b.lim.AllowN(now, 1)
+}
+
 // evictLocked makes room for one more key in a full shard: among a few entries
-// (Go's map iteration order is randomised, which makes this a random sample) the
-// least recently seen goes.
+// of each table (Go's map iteration order is randomised, which makes this a
+// random sample) the least recently seen goes.
 func (l *limiter) evictLocked(sh *limiterShard, now time.Time) {
-	if len(sh.ips)+len(sh.strs) < l.perShard {
+	if len(sh.ips)+len(sh.strs)+len(sh.long) < l.perShard {
 		return
 	}
 	const sample = 8
 	var oldIP netip.Addr
 	var oldKey string
-	oldest, isIP, n := int64(math.MaxInt64), false, 0
+	var oldLong [2]uint64
+	const inIPs, inStrs, inLong = 1, 2, 3
+	oldest, from, n := int64(math.MaxInt64), 0, 0
 	for k, b := range sh.ips {
 		if b.lastSeen < oldest {
-			oldest, oldIP, isIP = b.lastSeen, k, true
+			oldest, oldIP, from = b.lastSeen, k, inIPs
 		}
 		if n++; n == sample {
 			break
@@ -352,16 +384,28 @@ func (l *limiter) evictLocked(sh *limiterShard, now time.Time) {
 	n = 0
 	for k, b := range sh.strs {
 		if b.lastSeen < oldest {
-			oldest, oldKey, isIP = b.lastSeen, k, false
+			oldest, oldKey, from = b.lastSeen, k, inStrs
 		}
 		if n++; n == sample {
 			break
 		}
 	}
-	if isIP {
+	n = 0
+	for k, b := range sh.long {
+		if b.lastSeen < oldest {
+			oldest, oldLong, from = b.lastSeen, k, inLong
+		}
+		if n++; n == sample {
+			break
+		}
+	}
+	switch from {
+	case inIPs:
 		delete(sh.ips, oldIP)
-	} else {
+	case inStrs:
 		delete(sh.strs, oldKey)
+	case inLong:
+		delete(sh.long, oldLong)
 	}
 	l.evicted.Add(1)
 }
@@ -372,7 +416,23 @@ func (l *limiter) keys() int {
 	for i := range l.shards {
 		sh := &l.shards[i]
 		sh.mu.Lock()
-		n += len(sh.ips) + len(sh.strs)
+		n += len(sh.ips) + len(sh.strs) + len(sh.long)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// keyBytes returns the bytes of header values the limiter holds as keys: at
+// most maxKeyBytes each (a hashed key counts its 16 bytes).
+func (l *limiter) keyBytes() int {
+	n := 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for k := range sh.strs {
+			n += len(k)
+		}
+		n += 16 * len(sh.long)
 		sh.mu.Unlock()
 	}
 	return n

@@ -19,6 +19,7 @@ import (
 
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
@@ -92,10 +93,10 @@ type Server struct {
 	lns      []net.Listener // every listener Serve was given, closed by Shutdown
 
 	upMu      sync.Mutex
-	upstreams map[string]*upstream // by backend ID, for reuse across generations
-	live      map[*upstream]bool   // every upstream not yet closed
-	stats     map[string]*RouteStats
-	limiters  map[string]*limiter // by route name, reused across generations
+	upstreams map[string]*upstream      // by backend ID, for reuse across generations
+	live      map[*upstream]bool        // every upstream not yet closed
+	stats     map[string]*routeCounters // by route and pool, reused across generations
+	limiters  map[string]*limiter       // by route name, reused across generations
 	policies  map[string]*cache.Policy
 	cache     *cache.Cache
 	fetches   sync.Pool // *cacheFetch
@@ -106,13 +107,17 @@ type Server struct {
 	resps    sync.Pool  // *fasthttp.Response for backend answers, see acquireResponse
 	holdBufs *sync.Pool // held writes, see hold.go
 	copyBufs sync.Pool  // *[]byte, request body copy buffers
+
+	// requestHook, when set (by tests), runs at the start of every request:
+	// the containment test makes it panic.
+	requestHook func(*fasthttp.RequestCtx)
 }
 
 // New returns a Server that answers 503 until the first Swap.
 func New(opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool),
-		stats: make(map[string]*RouteStats), limiters: make(map[string]*limiter), policies: make(map[string]*cache.Policy), cache: opts.Cache, unrouted: &RouteStats{Route: "-", Pool: "-"}}
+		stats: make(map[string]*routeCounters), limiters: make(map[string]*limiter), policies: make(map[string]*cache.Policy), cache: opts.Cache, unrouted: &RouteStats{Route: "-", Pool: "-", routeCounters: new(routeCounters)}}
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.resps.New = func() any { return &fasthttp.Response{KeepBodyBuffer: true} }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
@@ -148,6 +153,7 @@ func New(opts Options) *Server {
 func (s *Server) Swap(snap *Snapshot) *Snapshot {
 	old := s.snap.Swap(snap)
 	s.retireUpstreams(snap)
+	s.pruneRoutes(snap)
 	return old
 }
 
@@ -223,11 +229,32 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 	}
 }
 
+// recoverRequest contains a panic of the request path (fasthttp has no panic
+// handler of its own): the panic is counted and logged with its stack, the
+// request gets a 500 and its connection is closed, since whatever it was doing
+// with the stream was cut short. Resetting the response closes a body stream
+// already set, which gives back the backend connection and slot it holds;
+// every other request and connection carries on.
+func (s *Server) recoverRequest(ctx *fasthttp.RequestCtx) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	panics.Contain(s.log, "request", v)
+	ctx.Response.Reset()
+	ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("500 Internal Server Error\n")
+	ctx.SetConnectionClose()
+	s.unrouted.record(fasthttp.StatusInternalServerError, 0)
+}
+
 // parseError answers requests that fasthttp itself could not parse: 400 (or 413 for
 // an oversized body, 414 for an overlong request line, 431 for oversized headers)
 // and the connection is closed, since the stream can no longer be trusted. A head
 // with bare LF line endings fails its read (errBareLF) and gets its 400 here.
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	defer s.recoverRequest(ctx)
 	status := fasthttp.StatusBadRequest
 	var small *fasthttp.ErrSmallBuffer
 	switch {
@@ -313,6 +340,10 @@ func badRequest(ctx *fasthttp.RequestCtx) {
 
 // serve is the request path.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	defer s.recoverRequest(ctx)
+	if s.requestHook != nil {
+		s.requestHook(ctx)
+	}
 	c := clientConn(ctx)
 	if c != nil {
 		c.served()
@@ -622,7 +653,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 	if c != nil {
 		o.peerIP = c.peerIPText()
 	}
-	if len(req.Header.Host()) == 0 {
+	if len(req.Header.Host()) == 0 && len(rt.pool.upstreams) > 0 { // an empty pool answers 503 below
 		o.host = []byte(rt.pool.upstreams[0].addr)
 	}
 	if fr.chunked || fr.contentLength {

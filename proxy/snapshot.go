@@ -216,7 +216,8 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		if len(rs.PathPrefix) > canonicalPathMax {
 			return nil, fmt.Errorf("proxy: route %q: path prefix longer than %d bytes", rs.Name, canonicalPathMax)
 		}
-		r := &route{name: rs.Name, prefix: rs.PathPrefix, canon: string(canon), methods: rs.Methods, pool: p, stats: s.routeStatsLocked(rs.Name, rs.Pool)}
+		r := &route{name: rs.Name, prefix: rs.PathPrefix, canon: string(canon), methods: rs.Methods, pool: p, prio: rs.Priority,
+			stats: s.routeStatsLocked(rs.Name, rs.Pool, rs.Priority.String())}
 		if len(rs.AllowCIDRs)+len(rs.DenyCIDRs) > 0 {
 			r.acl = &acl{allow: rs.AllowCIDRs, deny: rs.DenyCIDRs}
 		}
@@ -226,8 +227,7 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 			}
 			r.limit = s.limiterLocked(rs.Name, *rs.RateLimit)
 		}
-		r.prio, r.action, r.static, r.shed = rs.Priority, rs.Action, rs.Static, rs.Shed
-		r.stats.Priority = r.prio.String()
+		r.action, r.static, r.shed = rs.Action, rs.Static, rs.Shed
 		if r.action == degrade.ActionStatic && r.static == nil {
 			return nil, fmt.Errorf("proxy: route %q: static action without a static answer", rs.Name)
 		}
@@ -300,5 +300,5 @@ func (s *Snapshot) routeNamed(name, pool string) *route {
 	if p == nil {
 		return nil
 	}
-	return &route{name: name, pool: p, stats: &RouteStats{Route: name, Pool: pool}}
+	return &route{name: name, pool: p, stats: &RouteStats{Route: name, Pool: pool, routeCounters: new(routeCounters)}}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // tunnel proxies a protocol upgrade (WebSocket): the handshake goes to a backend
@@ -74,9 +76,10 @@ func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route) {
 	_ = bc.SetDeadline(time.Time{})
 	head := appendSwitchingHead(nil, &resp.Header)
 	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(cc net.Conn) {
+	ctx.Hijack(func(cc net.Conn) { // run by fasthttp in a goroutine of its own
 		defer b.Release()
 		defer bc.Close()
+		defer panics.Recover(s.log, "websocket tunnel") // the deferred closes above still run
 		if pc, ok := cc.(*conn); ok {
 			pc.tunneled = true // a WebSocket may stay quiet for long
 		}

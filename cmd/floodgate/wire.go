@@ -119,6 +119,7 @@ func registryConfig(cfg *conf.Config) (registry.Config, error) {
 			SlowStart:          pc.SlowStart,
 			MaxFails:           pc.Passive.MaxFails,
 			EjectFor:           pc.Passive.EjectFor,
+			MaxEjectionPercent: pc.Passive.MaxEjectionPercent,
 			ConnectTimeout:     pc.ConnectTimeout,
 			ResponseTimeout:    pc.ResponseTimeout,
 			Retries:            pc.Retries,
