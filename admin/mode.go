@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/floodgate/floodgate/degrade"
@@ -133,7 +134,7 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request) {
 	}
 	o, err := degrade.ParseOverride(*req.Mode)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "mode "+quote(*req.Mode)+": want auto, degraded or normal")
+		writeError(w, http.StatusBadRequest, "mode "+strconv.Quote(*req.Mode)+": want auto, degraded or normal")
 		return
 	}
 	if !s.knownPool(w, pool) {
