@@ -135,7 +135,9 @@ func (d *decoder) fill(c *Config) {
 }
 
 // lowerASCII lowercases host names; a non-ASCII host is left for validation
-// to refuse (hosts must be written in their punycode form).
+// to refuse (hosts must be written in their punycode form). Not
+// strings.ToLower, which maps some non-ASCII letters to ASCII (the Kelvin sign
+// U+212A to "k") and so would let such a host pass.
 func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c >= 'A' && c <= 'Z' {

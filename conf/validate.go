@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -578,21 +579,12 @@ func (d *decoder) methods(f string, ms []string) bool {
 		case strings.ToUpper(m) != m:
 			d.errorf(mf, "methods are case-sensitive and upper-case, did you mean %s?", strings.ToUpper(m))
 			ok = false
-		case indexOf(ms[:i], m) >= 0:
+		case slices.Contains(ms[:i], m):
 			d.errorf(mf, "duplicate method %s", m)
 			ok = false
 		}
 	}
 	return ok
-}
-
-func indexOf(s []string, v string) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
 
 // isToken reports whether s is an RFC 9110 token, the syntax of methods and

@@ -10,14 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
+	"github.com/floodgate/floodgate/internal/filewatch"
 	"github.com/floodgate/floodgate/internal/panics"
 )
 
@@ -202,59 +200,24 @@ func (cs *CertStore) failLocked(msg string) {
 // Reloads returns how many reloads changed the certificates, and how many failed.
 func (cs *CertStore) Reloads() (ok, failed uint64) { return cs.reloads.Load(), cs.errors.Load() }
 
-// Watch reloads when a certificate or key file changes on disk, until ctx ends. It
-// watches the files' directories, not the files: tools that renew certificates
-// (and Kubernetes secrets) replace files by rename or symlink swap, which ends a
-// watch on the file itself. Only events for the files themselves count, or for
-// the first step of a relative symlink they are (Kubernetes's "..data"): a
+// Watch reloads when a certificate or key file changes on disk, until ctx ends.
+// It watches the files' directories, not the files (tools that renew
+// certificates, and Kubernetes secrets, replace files by rename or symlink
+// swap), and only events about the files and their symlink chains count: a
 // directory that also holds the log, written at every line, must not make the
 // watcher reload (and log a failing certificate) in a loop. Events are
-// debounced.
+// debounced. See package internal/filewatch.
 func (cs *CertStore) Watch(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("tls: watch: %w", err)
-	}
-	dirs := map[string]bool{}
+	var paths []string
 	for _, f := range cs.files {
-		for _, p := range []string{f.CertFile, f.KeyFile} {
-			d := filepath.Dir(p)
-			if !dirs[d] {
-				dirs[d] = true
-				if err := w.Add(d); err != nil {
-					w.Close()
-					return fmt.Errorf("tls: watch %s: %w", d, err)
-				}
-			}
-		}
+		paths = append(paths, f.CertFile, f.KeyFile)
 	}
-	watched := cs.watchedNames()
+	w, err := filewatch.New(paths, filewatch.DefaultDebounce)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
 	go func() {
-		defer w.Close()
-		debounce := time.NewTimer(time.Hour)
-		debounce.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if !watched[filepath.Clean(ev.Name)] {
-					continue
-				}
-				debounce.Reset(200 * time.Millisecond)
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				cs.log.Warn("certificate watch", "error", err.Error())
-			case <-debounce.C:
-				cs.watchReload()
-				watched = cs.watchedNames() // a symlink may point elsewhere now
-			}
-		}
+		_ = w.Run(ctx, cs.watchReload, func(err error) { cs.log.Warn("certificate watch", "error", err.Error()) })
 	}()
 	return nil
 }
@@ -265,29 +228,6 @@ func (cs *CertStore) Watch(ctx context.Context) error {
 func (cs *CertStore) watchReload() {
 	defer panics.Recover(cs.log, "certificate reload")
 	_ = cs.Reload()
-}
-
-// watchedNames returns the paths whose events may change a certificate or key
-// file: the files, and for a file that is a relative symlink, the first name
-// of its target in the same directory (a Kubernetes secret volume's
-// "tls.crt -> ..data/tls.crt", where an update swaps "..data").
-func (cs *CertStore) watchedNames() map[string]bool {
-	names := make(map[string]bool)
-	for _, f := range cs.files {
-		for _, p := range []string{f.CertFile, f.KeyFile} {
-			p = filepath.Clean(p)
-			names[p] = true
-			target, err := os.Readlink(p)
-			if err != nil || filepath.IsAbs(target) {
-				continue
-			}
-			first, _, _ := strings.Cut(filepath.ToSlash(filepath.Clean(target)), "/")
-			if first != "" && first != "." && first != ".." {
-				names[filepath.Join(filepath.Dir(p), first)] = true
-			}
-		}
-	}
-	return names
 }
 
 // ServeTLS accepts TLS connections on ln with the store's certificates until
