@@ -253,6 +253,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, header: l.header, idle: l.idle, limits: l.limits, ip: ip}
 		pc.h.init(c, l.holdBufs)
+		pc.h.readFirst = true
 		return pc, nil
 	}
 }
