@@ -414,6 +414,9 @@ func TestOriginDateIsForwarded(t *testing.T) {
 			if n := strings.Count(lower, "\r\ndate:"); n != 1 || !strings.Contains(resp, date) {
 				t.Fatalf("%d Date fields, want the origin's only:\n%s", n, resp)
 			}
+			if strings.Contains(lower, "connection: close") {
+				t.Fatalf("keeping the Date closed the connection:\n%s", resp)
+			}
 		})
 	}
 	be := newRawBackend(t, nil)
@@ -421,6 +424,29 @@ func TestOriginDateIsForwarded(t *testing.T) {
 	resp, _ := exchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 500*time.Millisecond)
 	if n := strings.Count(strings.ToLower(resp), "\r\ndate:"); n != 1 {
 		t.Fatalf("origin sent no Date: %d Date fields, want 1:\n%s", n, resp)
+	}
+	// Bodyless answers keep their framing with a Date: no Content-Length on a
+	// 304 or 204 that had none, and HEAD keeps the backend's.
+	be2 := newRawBackend(t, func(head string, _ []byte) string {
+		switch {
+		case strings.HasPrefix(head, "HEAD"):
+			return "HTTP/1.1 200 OK\r\nDate: " + date + "\r\nContent-Length: 1234\r\n\r\n"
+		case pathOf(head) == "/304":
+			return "HTTP/1.1 304 Not Modified\r\nDate: " + date + "\r\nETag: \"x\"\r\n\r\n"
+		}
+		return "HTTP/1.1 204 No Content\r\nDate: " + date + "\r\n\r\n"
+	})
+	px2 := newTestProxy(t, Options{}, PoolSpec{}, be2.addr())
+	for _, tt := range []struct{ req, status, cl string }{
+		{"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 OK\r\n", "\r\nContent-Length: 1234\r\n"},
+		{"GET /304 HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 304 Not Modified\r\n", ""},
+		{"GET /204 HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 204 No Content\r\n", ""},
+	} {
+		h, closed := exchange(t, px2.addr, tt.req, 300*time.Millisecond)
+		if !strings.HasPrefix(h, tt.status) || closed || strings.Contains(h, "Connection: close") || !strings.Contains(h, "\r\nDate: "+date+"\r\n") ||
+			(tt.cl == "" && strings.Contains(h, "Content-Length")) || (tt.cl != "" && !strings.Contains(h, tt.cl)) {
+			t.Fatalf("%q:\n%s", tt.req, h)
+		}
 	}
 }
 

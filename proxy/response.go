@@ -159,6 +159,13 @@ func resetForCopy(dst, src *fasthttp.ResponseHeader) {
 	dp.br.Reset(&dp.rd)
 	if err := dst.Read(dp.br); err != nil {
 		dst.Reset() // a Date too long for the parser's buffer: ours instead
+	} else {
+		// Undo what parsing a head without a length implies: a body read
+		// until close.
+		dst.ResetConnectionClose()
+		dst.Del("Content-Length")
+		dst.SetStatusMessage(nil) // the standard reason of the status set next
+		dst.SetProtocol(nil)
 	}
 	dateParsers.Put(dp)
 }
