@@ -483,3 +483,32 @@ func TestInterimResponsesForwarded(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeAnswerIsChecked: the answer to an upgrade is held to the same rules
+// as any other: HTTP/1.x only, interim answers before the 101 skipped.
+func TestUpgradeAnswerIsChecked(t *testing.T) {
+	const switched = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+	for name, tt := range map[string]struct {
+		reply  string
+		status int
+	}{
+		"not HTTP/1.x":        {"HTTP/2.0 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 502},
+		"status out of range": {"HTTP/1.1 099 Low\r\n\r\n", 502},
+		"103 before the 101":  {"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + switched, 101},
+		"1xx flood":           {strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 100) + switched, 502},
+	} {
+		t.Run(name, func(t *testing.T) {
+			be := newScriptBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+				if _, _, err := readRawRequest(br); err == nil {
+					io.WriteString(c, tt.reply)
+					io.Copy(io.Discard, br)
+				}
+			})
+			px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+			resp, _ := exchange(t, px.addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n", 300*time.Millisecond)
+			if got := statusOfRaw(resp); got != tt.status {
+				t.Fatalf("status %d, want %d:\n%q", got, tt.status, resp)
+			}
+		})
+	}
+}

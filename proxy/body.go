@@ -99,6 +99,8 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 			return n, r.fail(err)
 		}
 		return n, nil
+	case bodyNone:
+		return 0, io.EOF // a zero bodyReader too
 	case bodyToClose:
 		n, err := r.br.Read(p)
 		if err != nil {
