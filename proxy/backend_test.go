@@ -512,3 +512,56 @@ func TestUpgradeAnswerIsChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestReusedConnectionRaceIsRetried: a reused connection that the backend closes
+// as our request arrives, or answers with 408 (its idle timeout crossed our
+// request), did not process it: an idempotent request goes once more on a fresh
+// connection, even with retries: 0. A POST gets the 408 as it is.
+func TestReusedConnectionRaceIsRetried(t *testing.T) {
+	for name, second := range map[string]string{
+		"408":   "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+		"close": "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			be := newScriptBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+				for i := 0; ; i++ {
+					head, _, err := readRawRequest(br)
+					if err != nil {
+						return
+					}
+					if n == 0 && i == 1 {
+						io.WriteString(c, second)
+						return
+					}
+					io.WriteString(c, echoPath(head))
+				}
+			})
+			px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+			cl := dialClient(t, px.addr)
+			for _, p := range []string{"/1", "/2", "/3"} {
+				if r := cl.do("GET "+p+" HTTP/1.1\r\nHost: x\r\n\r\n", false); r.StatusCode() != 200 || string(r.Body()) != p {
+					t.Fatalf("GET %s: %d %q", p, r.StatusCode(), r.Body())
+				}
+			}
+		})
+	}
+	be := newScriptBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			head, _, err := readRawRequest(br)
+			if err != nil {
+				return
+			}
+			if i == 1 {
+				io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+				return
+			}
+			io.WriteString(c, echoPath(head))
+		}
+	})
+	px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+	cl := dialClient(t, px.addr)
+	cl.do("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n", false)
+	if r := cl.do("POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na", false); r.StatusCode() != 408 {
+		t.Fatalf("POST: %d, want the backend's 408", r.StatusCode())
+	}
+}

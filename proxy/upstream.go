@@ -208,50 +208,51 @@ func (u *upstream) close() {
 // did not process the request: one that can be sent again (idempotent, body in
 // memory) is, once, on a fresh connection.
 func (u *upstream) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, head bool, o *outbound, bufferMax int) (*bconn, error) {
+	resend := isIdempotent(req.Header.Method()) && !req.IsBodyStream()
 	for try := 0; ; try++ {
 		bc, reused, err := u.get()
 		if err != nil {
 			return nil, err
 		}
-		bc, err = bc.exchange(req, resp, head, o, bufferMax, reused)
+		bc, err = bc.exchange(req, resp, head, o, bufferMax, reused, reused && resend && try == 0)
 		if err == errStaleConn {
-			if try == 0 && isIdempotent(req.Header.Method()) && !req.IsBodyStream() {
-				resp.Reset()
-				resp.Header.SetNoDefaultContentType(true)
-				resp.Header.DisableNormalizing()
-				continue
-			}
-			if resp.StatusCode() == fasthttp.StatusRequestTimeout {
-				return nil, nil // the 408 itself, read whole, is the answer
-			}
-			err = errClosedBeforeResponse
+			resp.Reset()
+			resp.Header.SetNoDefaultContentType(true)
+			resp.Header.DisableNormalizing()
+			continue
 		}
 		return bc, err
 	}
 }
 
 // errStaleConn: a reused connection turned out to be closed or timed out by the
-// backend before it took the request.
+// backend before it took the request, which may be sent again.
 var errStaleConn = errors.New("proxy: backend connection went stale before the response")
 
-// exchange is one attempt of roundTrip on bc.
-func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head bool, o *outbound, bufferMax int, reused bool) (*bconn, error) {
+// exchange is one attempt of roundTrip on bc. With stale set, a failure that
+// shows the backend had closed the connection before taking the request returns
+// errStaleConn.
+func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head bool, o *outbound, bufferMax int, reused, stale bool) (*bconn, error) {
 	bc.arm()
-	if err := writeRequest(bc.bw, req, o); err == nil {
+	err := writeRequest(bc.bw, req, o)
+	if err == nil {
 		err = bc.bw.Flush()
-		if err != nil {
-			return nil, bc.fail(err, reused)
-		}
-	} else {
-		return nil, bc.fail(err, reused)
 	}
-	mode, n, err := readResponseHead(bc.br, resp, head, o)
+	var mode uint8
+	var n int64
+	if err == nil {
+		mode, n, err = readResponseHead(bc.br, resp, head, o)
+	}
 	if err != nil {
 		err = bc.fail(err, reused)
-		if reused && err == errClosedBeforeResponse {
+		if stale && err == errClosedBeforeResponse {
 			return nil, errStaleConn
 		}
 		return nil, err
+	}
+	if stale && resp.StatusCode() == fasthttp.StatusRequestTimeout {
+		bc.c.Close()
+		return nil, errStaleConn
 	}
 	keep := !resp.Header.ConnectionClose() && mode != bodyToClose
 	switch {
@@ -262,10 +263,6 @@ func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head b
 		if err := resp.ReadBody(bc.br, 0); err != nil {
 			bc.c.Close()
 			return nil, err
-		}
-		if reused && resp.StatusCode() == fasthttp.StatusRequestTimeout {
-			bc.c.Close()
-			return nil, errStaleConn
 		}
 		bc.done(keep)
 		return nil, nil
