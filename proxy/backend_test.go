@@ -263,6 +263,21 @@ func TestTruncatedChunkedBodyIsNotPassedOffAsWhole(t *testing.T) {
 			t.Fatalf("truncated count = %d, want 2", n)
 		}
 	})
+	t.Run("content-length", func(t *testing.T) {
+		be := newScriptBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+			if _, _, err := readRawRequest(br); err == nil {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 70000))
+			}
+		})
+		px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+		resp, closed := exchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 3*time.Second)
+		if !closed || len(resp) >= 100000 {
+			t.Fatalf("closed=%v after %d bytes", closed, len(resp))
+		}
+		if n := px.s.Current().routes[0].stats.Truncated(); n != 1 {
+			t.Fatalf("truncated count = %d, want 1", n)
+		}
+	})
 	t.Run("cached", func(t *testing.T) {
 		var mu sync.Mutex
 		hits := 0
