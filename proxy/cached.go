@@ -25,7 +25,6 @@ func (f *cacheFetch) fetch(req *fasthttp.Request, resp *fasthttp.Response) error
 		// The cache's own request (a revalidation): written from fasthttp's
 		// parsed header, which the cache edited, rather than the client's lines.
 		o.parsed = true
-		o.interim = nil
 	}
 	err := f.s.exchange(f.ctx.RemoteAddr(), f.rt, req, &o, resp, f.rt.cache.Options().MaxObjectBytes, &f.info)
 	f.err = err

@@ -473,9 +473,6 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 	if len(req.Header.Host()) == 0 {
 		o.host = []byte(rt.pool.upstreams[0].addr)
 	}
-	if c != nil && c.quiet && req.Header.IsHTTP11() {
-		o.interim = ctx.Conn()
-	}
 	if fr.chunked || fr.contentLength {
 		bp := s.copyBufs.Get().(*[]byte)
 		defer s.copyBufs.Put(bp)
@@ -491,6 +488,11 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 	if rt.cache != nil {
 		s.serveCached(ctx, rt, &o, info)
 		return
+	}
+	if c != nil && c.quiet && req.Header.IsHTTP11() {
+		// Interim answers straight to the client connection; not on cached
+		// routes, whose fetches may outlive the request (background refresh).
+		o.interim = ctx.Conn()
 	}
 	if err := s.exchange(o.peer, rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
 		none := noBackend(err)
