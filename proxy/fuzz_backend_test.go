@@ -95,7 +95,8 @@ func FuzzResponseHead(f *testing.F) {
 			t.Fatalf("status %d became %d", code, back.StatusCode())
 		}
 		checkNoHop(t, wire)
-		if d := originDate(h); len(d) > 0 && len(d) < 200 && !bytes.Contains(wire, append([]byte("\r\nDate: "), d...)) {
+		// The Date as forwarded is the origin's less trailing whitespace.
+		if d := bytes.TrimRight(originDate(h), " \t"); len(d) > 0 && len(d) < 200 && !bytes.Contains(wire, append([]byte("\r\nDate: "), d...)) {
 			t.Fatalf("origin Date %q not forwarded:\n%q", d, wire)
 		}
 		if n := bytes.Count(bytes.ToLower(wire), []byte("\r\ndate:")); n != 1 {
