@@ -37,6 +37,9 @@ const maxInterim = 8
 func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *outbound) (mode uint8, n int64, err error) {
 	h := &resp.Header
 	for interim := 0; ; interim++ {
+		if err := checkStatusDigit(br); err != nil {
+			return 0, 0, err
+		}
 		if err := h.Read(br); err != nil {
 			if interim > 0 && (errors.Is(err, io.EOF) || isReset(err)) {
 				return 0, 0, errAfterInterim
@@ -77,6 +80,20 @@ func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *o
 	default:
 		return bodyToClose, 0, nil
 	}
+}
+
+// checkStatusDigit refuses a status line whose code does not start with 1-5 before
+// fasthttp parses it: fasthttp reads "000" as status 0 and then reports it as 200.
+// A head too short to tell is left to the parser, which says why.
+func checkStatusDigit(br *bufio.Reader) error {
+	b, err := br.Peek(len("HTTP/1.1 200"))
+	if err != nil || string(b[:7]) != "HTTP/1." || b[8] != ' ' {
+		return nil
+	}
+	if c := b[9]; c < '1' || c > '5' {
+		return errBadStatus
+	}
+	return nil
 }
 
 // appendInterimHead appends an interim response head for the client: the

@@ -118,6 +118,9 @@ func closeWrite(c net.Conn) {
 // most maxInterim); the answer must be HTTP/1.x with a status in 100-599.
 func readUpgradeHead(br *bufio.Reader, h *fasthttp.ResponseHeader) error {
 	for interim := 0; ; interim++ {
+		if err := checkStatusDigit(br); err != nil {
+			return err
+		}
 		if err := h.Read(br); err != nil {
 			return err
 		}
