@@ -585,3 +585,31 @@ func TestReusedConnectionRaceIsRetried(t *testing.T) {
 		t.Fatalf("POST: %d, want the backend's 408", r.StatusCode())
 	}
 }
+
+// TestDrippedResponseHeadIsChecked: a head sent a byte at a time gets the same
+// checks as one sent at once (a status of 000 is a 502) and the same answers.
+func TestDrippedResponseHeadIsChecked(t *testing.T) {
+	for reply, want := range map[string]int{
+		"HTTP/1.1 000 Zero\r\nContent-Length: 2\r\n\r\nok": 502,
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":   200,
+		"hello\r\n\r\n": 502,
+	} {
+		be := newScriptBackend(t, func(n int, c net.Conn, br *bufio.Reader) {
+			if _, _, err := readRawRequest(br); err != nil {
+				return
+			}
+			for i := range len(reply) {
+				if _, err := io.WriteString(c, reply[i:i+1]); err != nil {
+					return
+				}
+				time.Sleep(time.Millisecond) // a drip, not synchronisation: any timing must give the same answer
+			}
+			io.Copy(io.Discard, br)
+		})
+		px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+		resp, _ := exchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", time.Second)
+		if got := statusOfRaw(resp); got != want {
+			t.Fatalf("%q dripped: status %d, want %d:\n%q", reply, got, want, resp)
+		}
+	}
+}

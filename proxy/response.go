@@ -84,16 +84,30 @@ func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *o
 
 // checkStatusDigit refuses a status line whose code does not start with 1-5 before
 // fasthttp parses it: fasthttp reads "000" as status 0 and then reports it as 200.
-// A head too short to tell is left to the parser, which says why.
+// It waits for no more than the parser would: up to the first 12 bytes, or the
+// end of a shorter first line, which it leaves to the parser to refuse.
 func checkStatusDigit(br *bufio.Reader) error {
-	b, err := br.Peek(len("HTTP/1.1 200"))
-	if err != nil || string(b[:7]) != "HTTP/1." || b[8] != ' ' {
+	const n = len("HTTP/1.1 200")
+	for want := 1; ; {
+		if _, err := br.Peek(want); err != nil {
+			return nil // the parser says why
+		}
+		b, _ := br.Peek(min(br.Buffered(), n))
+		if len(b) < n {
+			if bytes.IndexByte(b, '\n') >= 0 {
+				return nil
+			}
+			want = min(br.Buffered()+1, n)
+			continue
+		}
+		if string(b[:7]) != "HTTP/1." || b[8] != ' ' {
+			return nil
+		}
+		if c := b[9]; c < '1' || c > '5' {
+			return errBadStatus
+		}
 		return nil
 	}
-	if c := b[9]; c < '1' || c > '5' {
-		return errBadStatus
-	}
-	return nil
 }
 
 // appendInterimHead appends an interim response head for the client: the
