@@ -177,6 +177,8 @@ var (
 		"Requests refused by the route's rate limit (429).", []string{"route"}, nil)
 	descDenied = prometheus.NewDesc("floodgate_denied_total",
 		"Requests refused by the route's allow_cidrs or deny_cidrs (403).", []string{"route"}, nil)
+	descTruncated = prometheus.NewDesc("floodgate_upstream_truncated_total",
+		"Backend responses whose body ended early (backend closed or broke the framing mid-body) while relayed: the client connection was closed.", []string{"route"}, nil)
 )
 
 // routeCollector exports the proxy's per-route counters, read at scrape time
@@ -188,6 +190,7 @@ func (c routeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descDuration
 	ch <- descRateLimited
 	ch <- descDenied
+	ch <- descTruncated
 }
 
 func (c routeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -206,6 +209,7 @@ func (c routeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descRateLimited, prometheus.CounterValue, float64(rs.RateLimited()), rs.Route)
 		ch <- prometheus.MustNewConstMetric(descDenied, prometheus.CounterValue, float64(rs.Denied()), rs.Route)
+		ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(rs.Truncated()), rs.Route)
 	}
 }
 

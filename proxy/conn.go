@@ -34,6 +34,7 @@ type conn struct {
 	phase     uint8
 	hdrStart  int64 // clock tick of the header's first byte
 	hdrReads  int
+	quiet     bool         // see served
 	tunneled  bool         // hijacked for a WebSocket: no request deadlines any more
 	inBody    atomic.Bool  // set by the handler while it streams a request body
 	bodyLeft  int64        // bytes the body may still take, framing included; only the request goroutine touches it
@@ -79,8 +80,12 @@ const (
 	phaseServed        // the handler ran; the next read starts a new request
 )
 
-// served marks the start of the handler.
+// served marks the start of the handler. quiet records whether the connection was
+// read from since the previous handler: fasthttp flushes its write buffer before it
+// waits for a read, so then nothing of an earlier response is still buffered and an
+// interim response may be written to the connection directly.
 func (c *conn) served() {
+	c.quiet = c.phase != phaseServed
 	c.phase = phaseServed
 	c.head.disarm()
 }
@@ -266,6 +271,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, header: l.header, idle: l.idle, limits: l.limits, ip: ip}
 		pc.h.init(c, l.holdBufs)
+		pc.h.readFirst = true
 		pc.head.arm()
 		return pc, nil
 	}

@@ -50,11 +50,8 @@ func copyResponseHeader(dst, src *fasthttp.ResponseHeader) {
 	for _, v := range src.PeekAll("Connection") {
 		connection, _ = appendTokens(connection, v)
 	}
-	// Reset also turns fasthttp's Date handling back on for this response: fasthttp
-	// drops a Date field set through its API and writes the current time instead,
-	// which is what nginx does with a proxied Date too. (Cached answers keep their
-	// stored Date: the server runs with NoDefaultDate.)
-	dst.Reset()
+	// The origin's Date is kept; fasthttp writes one only if it sent none.
+	resetForCopy(dst, src)
 	dst.DisableNormalizing()
 	dst.SetStatusCode(src.StatusCode())
 	dst.SetNoDefaultContentType(true)

@@ -665,9 +665,17 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 			defer c.endBody()
 		}
 	}
+	if !req.Header.IsHTTP11() {
+		defer closeDelimited(ctx)
+	}
 	if rt.cache != nil {
 		s.serveCached(ctx, rt, &o, info)
 		return
+	}
+	if c != nil && c.quiet && req.Header.IsHTTP11() {
+		// Interim answers straight to the client connection; not on cached
+		// routes, whose fetches may outlive the request (background refresh).
+		o.interim = ctx.Conn()
 	}
 	err := s.exchange(o.peer, rt, req, &o, &ctx.Response, bufferedBodyMax, info)
 	info.bodyRead = err == nil
@@ -736,7 +744,7 @@ func (s *Server) exchange(peer net.Addr, rt *route, req *fasthttp.Request, o *ou
 		info.failed = err != nil || resp.StatusCode() >= 500
 		if err == nil {
 			b.State.Report(resp.StatusCode() < 500)
-			s.relay(out, resp, b, bc)
+			s.relay(out, resp, b, bc, rt.stats)
 			return nil
 		}
 		s.releaseResponse(resp)
@@ -839,7 +847,7 @@ func (s *Server) releaseResponse(resp *fasthttp.Response) {
 // relay hands the backend's response to the client. A streamed body keeps the
 // backend connection and the in-flight slot until fasthttp has written the last
 // byte, or failed to; a small body was read whole and both are released now.
-func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balancer.Backend, bc *bconn) {
+func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balancer.Backend, bc *bconn, st *RouteStats) {
 	copyResponseHeader(&out.Header, &resp.Header)
 	if bc == nil {
 		out.SetBody(resp.Body())
@@ -848,50 +856,52 @@ func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balan
 		return
 	}
 	r := s.relays.Get().(*bodyRelay)
-	r.s, r.resp, r.b, r.bc, r.stream = s, resp, b, bc, resp.BodyStream()
-	cl := resp.Header.ContentLength()
-	if cl < 0 {
-		cl = -1 // chunked or read-to-close from the backend: chunked to the client
+	r.s, r.resp, r.b, r.bc, r.st = s, resp, b, bc, st
+	cl := -1 // chunked or read-to-close from the backend: chunked to the client
+	if bc.body.mode == bodyFixed {
+		cl = int(bc.body.left)
 	}
 	out.SetBodyStream(r, cl)
 }
 
 // bodyRelay is the response body stream handed to fasthttp. Close returns the
 // backend connection, the in-flight slot and the relay itself to their pools.
+//
+// A body that fails midway (the backend closed or reset in the middle, or broke
+// the chunked framing) fails the Read: fasthttp then stops writing, sends no last
+// chunk and closes the client connection, and the cache does not store it. The
+// route counts it (Truncated).
 type bodyRelay struct {
 	s      *Server
 	resp   *fasthttp.Response
 	b      *balancer.Backend
 	bc     *bconn
-	stream io.Reader
-	eof    bool
+	st     *RouteStats
 	failed bool
 }
 
 func (r *bodyRelay) Read(p []byte) (int, error) {
-	n, err := r.stream.Read(p)
-	switch {
-	case err == io.EOF:
-		r.eof = true
-	case err != nil:
+	n, err := r.bc.body.Read(p)
+	if err != nil && err != io.EOF && !r.failed {
 		r.failed = true
+		r.st.truncated.Add(1)
 	}
 	return n, err
 }
 
 func (r *bodyRelay) Close() error {
-	err := r.resp.CloseBodyStream()
 	if r.failed {
 		r.b.State.Report(false)
 	}
-	// The connection is reusable only if the body was read to its end and the
-	// backend did not ask to close; a body ended by the backend closing the
+	// The connection is reusable only if the body was read to its exact end and
+	// the backend did not ask to close; a body ended by the backend closing the
 	// connection (no length, no chunking) never is.
-	r.bc.done(r.eof && !r.failed && !r.resp.Header.ConnectionClose() && r.resp.Header.ContentLength() != -2)
+	r.bc.done(r.bc.body.complete() && !r.failed && !r.resp.Header.ConnectionClose() && r.bc.body.mode != bodyToClose)
+	r.bc.body = bodyReader{}
 	s := r.s
 	s.releaseResponse(r.resp)
 	r.b.Release()
 	*r = bodyRelay{}
 	s.relays.Put(r)
-	return err
+	return nil
 }

@@ -50,6 +50,7 @@ type routeCounters struct {
 
 	rateLimited atomic.Uint64
 	denied      atomic.Uint64
+	truncated   atomic.Uint64                // backend responses cut short while relayed
 	degraded    [degradedKinds]atomic.Uint64 // by outcome: stale, static, shed, capture
 }
 
@@ -74,6 +75,11 @@ func (r *routeCounters) RateLimited() uint64 { return r.rateLimited.Load() }
 
 // Denied returns how many requests the route's allow/deny lists refused (403).
 func (r *routeCounters) Denied() uint64 { return r.denied.Load() }
+
+// Truncated returns how many backend responses ended before their body was
+// complete (the backend closed or failed mid-body) while being relayed: the client
+// connection was closed without passing the body off as whole.
+func (r *RouteStats) Truncated() uint64 { return r.truncated.Load() }
 
 // CodeCount is the number of responses with one status code.
 type CodeCount struct {

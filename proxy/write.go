@@ -25,6 +25,10 @@ type outbound struct {
 	upgrade []byte // Upgrade value to keep for a protocol switch (WebSocket)
 	parsed  bool   // write from fasthttp's parsed header (edited by the cache), not the raw lines
 	copyBuf []byte // body copy buffer
+	// interim receives the backend's interim responses (103 Early Hints) for the
+	// client; nil drops them. Set only when the client speaks HTTP/1.1 and
+	// nothing of an earlier response waits in fasthttp's write buffer.
+	interim io.Writer
 }
 
 // writeRequest writes the request line, the client's end-to-end header lines, the
