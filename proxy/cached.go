@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/valyala/fasthttp"
 
+	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
@@ -110,13 +111,13 @@ func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, p
 	h := &ctx.Request.Header
 	raw := h.RawHeaders()
 	switch {
-	case equalFold(name, "x-forwarded-for"):
-		for it := (lineIter{raw}); ; {
-			n, v, ok := it.next()
+	case httpwire.EqualFold(name, "x-forwarded-for"):
+		for it := httpwire.Fields(raw); ; {
+			n, v, ok := it.Next()
 			if !ok {
 				break
 			}
-			if equalFold(n, "x-forwarded-for") {
+			if httpwire.EqualFold(n, "x-forwarded-for") {
 				dst = append(dst, v...)
 				dst = append(dst, ", "...)
 			}
@@ -127,50 +128,24 @@ func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, p
 			dst = appendAddr(dst, ctx.RemoteAddr())
 		}
 		return dst, true, true
-	case equalFold(name, "x-forwarded-proto"):
+	case httpwire.EqualFold(name, "x-forwarded-proto"):
 		if ctx.IsTLS() {
 			return append(dst, "https"...), true, true
 		}
 		return append(dst, "http"...), true, true
-	case equalFold(name, "x-forwarded-host"):
+	case httpwire.EqualFold(name, "x-forwarded-host"):
 		return append(dst, h.Host()...), true, true
-	case len(name) == 0 || isHopHeader(name) || isFramingOrForwarded(name):
+	case len(name) == 0 || httpwire.IsHopByHop(name) || isFramingOrForwarded(name):
 		return dst, false, true
 	}
-	for it := (lineIter{raw}); ; {
-		n, v, ok := it.next()
+	for it := httpwire.Fields(raw); ; {
+		n, v, ok := it.Next()
 		if !ok {
 			break
 		}
-		if equalFold(n, "connection") && hasListToken(v, name) {
+		if httpwire.EqualFold(n, "connection") && httpwire.ListHas(v, name) {
 			return dst, false, true
 		}
 	}
 	return dst, false, false
-}
-
-// hasListToken reports whether the comma-separated list v has the token name,
-// case-insensitively.
-func hasListToken(v, name []byte) bool {
-	for len(v) > 0 {
-		var t []byte
-		if i := indexComma(v); i >= 0 {
-			t, v = v[:i], v[i+1:]
-		} else {
-			t, v = v, nil
-		}
-		if t = trimOWS(t); len(t) == len(name) && equalFoldBytes(t, name) {
-			return true
-		}
-	}
-	return false
-}
-
-func indexComma(b []byte) int {
-	for i, c := range b {
-		if c == ',' {
-			return i
-		}
-	}
-	return -1
 }

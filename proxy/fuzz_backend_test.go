@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // FuzzResponseHead: what the proxy accepts as a backend's response head is HTTP/1.x
@@ -107,7 +109,7 @@ func FuzzResponseHead(f *testing.F) {
 
 func originDate(h *fasthttp.ResponseHeader) []byte {
 	for k, v := range h.All() {
-		if equalFold(k, "date") {
+		if httpwire.EqualFold(k, "date") {
 			return v
 		}
 	}
@@ -143,7 +145,7 @@ func checkNoHop(t *testing.T, wire []byte) {
 		if !ok {
 			continue
 		}
-		if isHopHeader([]byte(name)) && !equalFold([]byte(name), "transfer-encoding") && !(equalFold([]byte(name), "connection") && strings.TrimSpace(line[len(name)+1:]) == "close") {
+		if httpwire.IsHopByHop([]byte(name)) && !httpwire.EqualFold([]byte(name), "transfer-encoding") && !(httpwire.EqualFold([]byte(name), "connection") && strings.TrimSpace(line[len(name)+1:]) == "close") {
 			t.Fatalf("hop-by-hop field %q passed on:\n%q", name, wire)
 		}
 	}

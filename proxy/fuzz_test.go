@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 var fuzzSeeds = []string{
@@ -159,7 +161,7 @@ func FuzzOutboundRequest(f *testing.F) {
 		}
 		var named []string
 		forEachLine(req.Header.RawHeaders(), func(k, v []byte) {
-			if equalFold(k, "connection") {
+			if httpwire.EqualFold(k, "connection") {
 				for _, tok := range strings.Split(string(v), ",") {
 					if tok = strings.TrimSpace(tok); tok != "" {
 						named = append(named, strings.ToLower(tok))
@@ -190,7 +192,7 @@ func FuzzOutboundRequest(f *testing.F) {
 		forEachLine(back.Header.RawHeaders(), func(k, v []byte) {
 			lk := strings.ToLower(string(k))
 			counts[lk]++
-			if isHopHeader(k) && lk != "transfer-encoding" {
+			if httpwire.IsHopByHop(k) && lk != "transfer-encoding" {
 				t.Fatalf("hop-by-hop header %q forwarded:\n%q", k, out.Bytes())
 			}
 			for _, n := range named {
@@ -214,3 +216,14 @@ func FuzzOutboundRequest(f *testing.F) {
 }
 
 var fuzzPeer = &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1234}
+
+// forEachLine calls f with the name and value of each field line of raw.
+func forEachLine(raw []byte, f func(name, value []byte)) {
+	for it := httpwire.Fields(raw); ; {
+		name, value, ok := it.Next()
+		if !ok {
+			return
+		}
+		f(name, value)
+	}
+}

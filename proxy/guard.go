@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // Access control and rate limiting: the per-route guards that run before a request
@@ -48,7 +50,7 @@ func forwardedClient(ip netip.Addr, raw []byte, trusted []netip.Prefix) netip.Ad
 		}
 		line := raw[start:end]
 		end = start
-		if len(line) < len("x-forwarded-for:") || line[15] != ':' || !equalFold(line[:15], "x-forwarded-for") {
+		if len(line) < len("x-forwarded-for:") || line[15] != ':' || !httpwire.EqualFold(line[:15], "x-forwarded-for") {
 			continue
 		}
 		v := line[16:]
@@ -57,7 +59,7 @@ func forwardedClient(ip netip.Addr, raw []byte, trusted []netip.Prefix) netip.Ad
 			for j >= 0 && v[j] != ',' {
 				j--
 			}
-			a, ok := parseHop(trimOWS(v[j+1:]))
+			a, ok := parseHop(httpwire.TrimOWS(v[j+1:]))
 			if !ok {
 				return netip.Addr{}
 			}
@@ -160,8 +162,8 @@ func parseIPv6(b []byte) (netip.Addr, bool) {
 	}
 	for len(b) > 0 {
 		i, v := 0, 0
-		for i < len(b) && i < 5 && isHex(b[i]) {
-			v = v<<4 | int(unhex(b[i]))
+		for i < len(b) && i < 5 && httpwire.IsHex(b[i]) {
+			v = v<<4 | int(httpwire.Unhex(b[i]))
 			i++
 		}
 		if i == 0 || i > 4 {
@@ -479,55 +481,14 @@ func newLimiterSpec(spec RateLimitSpec) RateLimitSpec {
 // another value than the one counted, so such a request is refused.
 func limitKey(raw []byte, name string) (value []byte, ok bool) {
 	n := 0
-	for it := (lineIter{raw}); ; {
-		k, v, more := it.next()
+	for it := httpwire.Fields(raw); ; {
+		k, v, more := it.Next()
 		if !more {
 			return value, n <= 1
 		}
-		if len(k) == len(name) && equalFoldDash(k, name) {
+		if len(k) == len(name) && httpwire.EqualFoldDash(k, name) {
 			value = v
 			n++
-		}
-	}
-}
-
-// equalFoldDash is equalFoldBytes where '_' and '-' are the same.
-func equalFoldDash(a []byte, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x == '_' {
-			x = '-'
-		}
-		if y == '_' {
-			y = '-'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-// headerValue returns the first value of the named field in a raw header block,
-// ignoring the name's case (names are forwarded as sent, so fasthttp's own lookup
-// would be case-sensitive). nil when absent.
-func headerValue(raw []byte, name string) []byte {
-	for it := (lineIter{raw}); ; {
-		k, v, ok := it.next()
-		if !ok {
-			return nil
-		}
-		if len(k) == len(name) && equalFoldBytes(k, []byte(name)) {
-			return v
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
@@ -299,7 +300,7 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 // is over the limit (headerReceived), then 413 without a 100, and fasthttp closes
 // the connection. Everything else is decided after the 100, as before.
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	if n, ok := declaredLength(ctx.Request.Header.RawHeaders()); ok && n > s.opts.MaxRequestBody {
+	if n, ok := httpwire.DeclaredLength(ctx.Request.Header.RawHeaders()); ok && n > s.opts.MaxRequestBody {
 		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("413 Request Entity Too Large: request body too large\n")
 		s.unrouted.record(fasthttp.StatusRequestEntityTooLarge, 0)
@@ -311,22 +312,6 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 		return fasthttp.StatusRequestEntityTooLarge
 	}
 	return fasthttp.StatusContinue
-}
-
-// declaredLength returns the Content-Length of a raw header block.
-func declaredLength(raw []byte) (int64, bool) {
-	v := headerValue(raw, "content-length")
-	if len(v) == 0 || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 // badRequest answers a request that failed validation and closes the connection.

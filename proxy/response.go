@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // Errors of a backend's response head. Each maps to 502 (errors.go's default).
@@ -117,7 +119,7 @@ func appendInterimHead(dst []byte, src *fasthttp.ResponseHeader) []byte {
 	var connBuf [8][]byte
 	connection := connBuf[:0]
 	for _, v := range src.PeekAll("Connection") {
-		connection, _ = appendTokens(connection, v)
+		connection, _ = httpwire.AppendTokens(connection, v)
 	}
 	code := src.StatusCode()
 	dst = append(dst, "HTTP/1.1 "...)
@@ -126,7 +128,7 @@ func appendInterimHead(dst []byte, src *fasthttp.ResponseHeader) []byte {
 	dst = append(dst, fasthttp.StatusMessage(code)...)
 	dst = append(dst, "\r\n"...)
 	for k, v := range src.All() {
-		if isHopHeader(k) || namedIn(connection, k) || equalFold(k, "content-length") || equalFold(k, "content-type") {
+		if httpwire.IsHopByHop(k) || httpwire.NamedIn(connection, k) || httpwire.EqualFold(k, "content-length") || httpwire.EqualFold(k, "content-type") {
 			continue
 		}
 		dst = append(dst, k...)
@@ -173,7 +175,7 @@ func resetForCopy(dst, src *fasthttp.ResponseHeader) {
 	if len(date) == 0 {
 		// Names keep their case (normalizing is off): "date" is a Date too.
 		for k, v := range src.All() {
-			if equalFold(k, "date") {
+			if httpwire.EqualFold(k, "date") {
 				date = v
 				break
 			}

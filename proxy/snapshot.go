@@ -9,6 +9,7 @@ import (
 
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
@@ -137,12 +138,12 @@ func (s *Snapshot) match(host, path []byte, canon bool) *route {
 	}
 	if len(host) > 0 {
 		for _, r := range s.exact {
-			if equalFold(host, r.host) && r.hasPrefix(path, canon) {
+			if httpwire.EqualFold(host, r.host) && r.hasPrefix(path, canon) {
 				return r
 			}
 		}
 		for _, r := range s.wild {
-			if len(host) > len(r.host) && equalFold(host[len(host)-len(r.host):], r.host) && r.hasPrefix(path, canon) {
+			if len(host) > len(r.host) && httpwire.EqualFold(host[len(host)-len(r.host):], r.host) && r.hasPrefix(path, canon) {
 				return r
 			}
 		}

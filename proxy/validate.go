@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"errors"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // Request validation. fasthttp is a lenient parser; a proxy must not be, because any
@@ -28,23 +30,6 @@ var (
 	ErrBadHost          = errors.New("proxy: missing, repeated or invalid Host")
 )
 
-// tchar from RFC 9110 §5.6.2.
-var isTokenChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
 // validateRequestLine checks method, target and version as fasthttp split them.
 // The target must be origin-form ("/path?query"), absolute-form with an http or
 // https scheme ("http://host/path", which every HTTP/1.1 server must accept, RFC
@@ -55,7 +40,7 @@ func validateRequestLine(method, target, proto []byte) error {
 		return ErrBadRequestLine
 	}
 	for _, c := range method {
-		if !isTokenChar[c] {
+		if !httpwire.IsTokenChar(c) {
 			return ErrBadRequestLine
 		}
 	}
@@ -96,7 +81,7 @@ func splitAbsolute(target []byte) (authority, rest []byte, err error) {
 		i++
 	}
 	scheme := target[:i]
-	if !equalFold(scheme, "http") && !equalFold(scheme, "https") {
+	if !httpwire.EqualFold(scheme, "http") && !httpwire.EqualFold(scheme, "https") {
 		return nil, nil, ErrBadTarget
 	}
 	if len(target) < i+3 || string(target[i:i+3]) != "://" {
@@ -250,8 +235,8 @@ func canonicalPath(dst, p []byte) []byte {
 		case c == ';':
 			params = true
 			continue
-		case c == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]):
-			c = unhex(p[i+1])<<4 | unhex(p[i+2])
+		case c == '%' && i+2 < len(p) && httpwire.IsHex(p[i+1]) && httpwire.IsHex(p[i+2]):
+			c = httpwire.Unhex(p[i+1])<<4 | httpwire.Unhex(p[i+2])
 			i += 2
 		}
 		if c >= 'A' && c <= 'Z' {
@@ -260,17 +245,6 @@ func canonicalPath(dst, p []byte) []byte {
 		dst = append(dst, c)
 	}
 	return dst
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
-	default:
-		return c - 'A' + 10
-	}
 }
 
 // framing is what validateHeaders learns about the message while checking it.
@@ -318,7 +292,7 @@ func validateHeaders(raw []byte, http11 bool) (framing, error) {
 		f.fields++
 		colon := 0
 		for colon < len(line) && line[colon] != ':' {
-			if !isTokenChar[line[colon]] {
+			if !httpwire.IsTokenChar(line[colon]) {
 				return f, ErrBadHeaderName
 			}
 			colon++
@@ -326,14 +300,14 @@ func validateHeaders(raw []byte, http11 bool) (framing, error) {
 		if colon == 0 || colon == len(line) {
 			return f, ErrBadHeaderName
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
+		name, value := line[:colon], httpwire.TrimOWS(line[colon+1:])
 		for _, c := range value {
 			if (c < 0x20 && c != '\t') || c == 0x7f {
 				return f, ErrBadHeaderValue
 			}
 		}
 		switch {
-		case equalFold(name, "content-length"):
+		case httpwire.EqualFold(name, "content-length"):
 			if f.contentLength || len(value) == 0 || len(value) > 18 {
 				return f, ErrBadContentLength
 			}
@@ -344,18 +318,18 @@ func validateHeaders(raw []byte, http11 bool) (framing, error) {
 				f.length = f.length*10 + int64(c-'0')
 			}
 			f.contentLength = true
-		case equalFold(name, "transfer-encoding"):
-			if f.chunked || !http11 || !equalFold(value, "chunked") {
+		case httpwire.EqualFold(name, "transfer-encoding"):
+			if f.chunked || !http11 || !httpwire.EqualFold(value, "chunked") {
 				return f, ErrBadTransferEnc
 			}
 			f.chunked = true
-		case equalFold(name, "host"):
+		case httpwire.EqualFold(name, "host"):
 			f.host++
 			if !validHost(value) {
 				return f, ErrBadHost
 			}
-		case equalFold(name, "connection"):
-			if hasToken(value, "upgrade") {
+		case httpwire.EqualFold(name, "connection"):
+			if httpwire.HasToken(value, "upgrade") {
 				f.connUpgrade = true
 			}
 		case (name[0]|0x20) == 'x' && isForwardedAlias(name):
@@ -363,12 +337,12 @@ func validateHeaders(raw []byte, http11 bool) (framing, error) {
 			// Rack) read them as the X-Forwarded-* fields floodgate writes,
 			// so a client could set its own address or scheme past them.
 			return f, ErrBadHeaderName
-		case equalFold(name, "upgrade"):
+		case httpwire.EqualFold(name, "upgrade"):
 			// Only WebSocket is tunnelled. Any other upgrade (h2c above all) is
 			// dropped with the hop-by-hop fields, and the request forwarded as
 			// plain HTTP/1.1: a backend that switched to h2c behind floodgate
 			// would take requests that never went through its routing.
-			if hasToken(value, "websocket") {
+			if httpwire.HasToken(value, "websocket") {
 				f.websocket = true
 			}
 		}
@@ -389,7 +363,7 @@ func isForwardedAlias(name []byte) bool {
 	if len(name) < 15 || len(name) > 17 || bytes.IndexByte(name, '_') < 0 {
 		return false
 	}
-	return equalFoldDash(name, "x-forwarded-for") || equalFoldDash(name, "x-forwarded-proto") || equalFoldDash(name, "x-forwarded-host")
+	return httpwire.EqualFoldDash(name, "x-forwarded-for") || httpwire.EqualFoldDash(name, "x-forwarded-proto") || httpwire.EqualFoldDash(name, "x-forwarded-host")
 }
 
 // validHost accepts uri-host [":" port] (RFC 9110 §7.2): reg-name characters, an
@@ -403,7 +377,7 @@ func validHost(h []byte) bool {
 	if h[0] == '[' {
 		for i < len(h) && h[i] != ']' {
 			c := h[i]
-			if !(c == '[' || c == ':' || c == '.' || isHex(c)) {
+			if !(c == '[' || c == ':' || c == '.' || httpwire.IsHex(c)) {
 				return false
 			}
 			i++
@@ -438,54 +412,4 @@ func validHost(h []byte) bool {
 
 func isAlnum(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-}
-
-func isHex(c byte) bool {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// equalFold reports whether b equals the lower-case ASCII string s, ignoring case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// hasToken reports whether the comma-separated list v contains token (lower-case),
-// ignoring case and optional whitespace.
-func hasToken(v []byte, token string) bool {
-	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if equalFold(trimOWS(v[:i]), token) {
-			return true
-		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
-	}
-	return false
 }

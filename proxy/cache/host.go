@@ -3,6 +3,8 @@ package cache
 import (
 	"net/netip"
 	"unsafe"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // appendHost appends the canonical form of a request's authority for the
@@ -72,7 +74,7 @@ func lastColonOutsideBrackets(h []byte) int {
 
 func appendLower(dst, b []byte) []byte {
 	for _, c := range b {
-		dst = append(dst, lowerASCII(c))
+		dst = append(dst, httpwire.LowerASCII(c))
 	}
 	return dst
 }
