@@ -322,9 +322,9 @@ func writeFixed(bw *bufio.Writer, req *fasthttp.Request, n int64, buf []byte) er
 		}
 		if err != nil {
 			if err == io.EOF {
-				return io.ErrUnexpectedEOF
+				err = io.ErrUnexpectedEOF
 			}
-			return err
+			return &clientBodyError{err}
 		}
 	}
 	return nil
@@ -356,7 +356,7 @@ func writeChunked(bw *bufio.Writer, req *fasthttp.Request, buf []byte) error {
 			return err
 		}
 		if err != nil {
-			return err
+			return &clientBodyError{err}
 		}
 	}
 }
