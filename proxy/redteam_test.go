@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -54,4 +55,123 @@ func TestClientBodyFailureIsNotTheBackends(t *testing.T) {
 	if statusOfRaw(resp) != 200 || !strings.Contains(resp, "ok") {
 		t.Fatalf("a plain request after: %q", resp)
 	}
+}
+
+// Paths that a common backend reads as another route's path, by an encoding the
+// router does not decode, are refused: IIS's %uXXXX and other malformed
+// percent-encodings, overlong UTF-8 (old IIS, Tomcat CVE-2008-2938: %c0%ae is
+// a dot, %c0%af a slash), letters encoded twice for a backend that decodes
+// twice, and the trailing dots and spaces that Windows drops from a file or
+// directory name. What keeps to its route still passes, byte for byte.
+func TestPathEncodingTricksRefused(t *testing.T) {
+	px, be := routedProxy(t, Options{},
+		RouteSpec{Name: "admin", PathPrefix: "/admin/", AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}},
+		RouteSpec{Name: "www", PathPrefix: "/"},
+	)
+	tests := []struct {
+		target string
+		want   int
+	}{
+		{"/admin%u002fx", 400},
+		{"/%u0061dmin/x", 400},
+		{"/x/%u002e%u002e/admin/x", 400},
+		{"/x%zz", 400},
+		{"/x%", 400},
+		{"/x%4", 400},
+		{"/x/..%c0%afadmin/x", 400},
+		{"/x/%c0%ae%c0%ae/admin/x", 400},
+		{"/x/%C1%9C", 400},
+		{"/x/%e0%80%ae%e0%80%ae/admin/x", 400},
+		{"/x/%f0%80%80%af", 400},
+		{"/%2561dmin/x", 400},
+		{"/adm%2569n/x", 400},
+		{"/admin./x", 400},
+		{"/admin%20/x", 400},
+		{"/admin%2e/x", 400},
+		{"/admin.%20./x", 400},
+		// Still valid.
+		{"/files/r%C3%A9sum%C3%A9.pdf", 200},
+		{"/x/%e0%a4%85", 200}, // a 3-byte character, not overlong
+		{"/x/%f0%9f%98%80", 200},
+		{"/a%2541b", 200}, // a double-encoded letter that changes no route
+		{"/x./y", 200},
+		{"/x%20/y", 200},
+		{"/v1/items:batchGet", 200},
+		{"/admin", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target, func(t *testing.T) {
+			before := len(be.requests())
+			resp, closed := exchangeFrom(t, "127.0.0.1", px.addr, "GET "+tt.target+" HTTP/1.1\r\nHost: x\r\n\r\n", 300*time.Millisecond)
+			if got := statusOfRaw(resp); got != tt.want {
+				t.Fatalf("status %d, want %d: %.200q", got, tt.want, resp)
+			}
+			reqs := be.requests()
+			if tt.want != 200 {
+				if len(reqs) != before {
+					t.Fatalf("the backend got %q", reqs[len(reqs)-1])
+				}
+				if !closed {
+					t.Fatal("connection left open after a 400")
+				}
+				return
+			}
+			if len(reqs) != before+1 || !strings.HasPrefix(reqs[len(reqs)-1], "GET "+tt.target+" HTTP/1.1\r\n") {
+				t.Fatalf("the backend got %q, want the target as sent", reqs[len(reqs)-1])
+			}
+		})
+	}
+}
+
+// Requests refused before any backend sees them: a Connection field naming Host
+// (the backend would get a request without Host, and answer from its default
+// virtual host, past the host route that floodgate matched); CONNECT, whose
+// target is never a path; a WebSocket upgrade that offers another protocol
+// beside it (h2c above all: a backend that switched to it would take requests
+// straight from the client, past routing); a Host with an empty label, which
+// backends trim or split differently.
+func TestHostlessAndTunnelTricksRefused(t *testing.T) {
+	px, be := routedProxy(t, Options{},
+		RouteSpec{Name: "admin", Host: "admin.example", PathPrefix: "/", AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}},
+		RouteSpec{Name: "www", PathPrefix: "/"},
+	)
+	for _, raw := range []string{
+		"GET / HTTP/1.1\r\nHost: www.example\r\nConnection: Host\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: www.example\r\nConnection: keep-alive, host\r\n\r\n",
+		"GET / HTTP/1.1\r\nConnection: close\r\nHost: www.example\r\nConnection: HOST\r\n\r\n",
+		"CONNECT / HTTP/1.1\r\nHost: www.example\r\n\r\n",
+		"CONNECT /x HTTP/1.1\r\nHost: www.example\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: admin.example..\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: .admin.example\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: admin..example\r\n\r\n",
+		"GET http://admin.example../ HTTP/1.1\r\nHost: www.example\r\n\r\n",
+	} {
+		resp, closed := exchange(t, px.addr, raw, 300*time.Millisecond)
+		if got := statusOfRaw(resp); got != 400 || !closed {
+			t.Errorf("%q: %d closed %v, want 400 closed", raw, got, closed)
+		}
+	}
+	if n := len(be.requests()); n != 0 {
+		t.Fatalf("%d requests reached the backend: %q", n, be.requests())
+	}
+	// A WebSocket offer beside another protocol is not a WebSocket upgrade:
+	// it goes as a plain request, without its Upgrade.
+	resp, _ := exchange(t, px.addr, "GET / HTTP/1.1\r\nHost: www.example\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n\r\n", 300*time.Millisecond)
+	if got := statusOfRaw(resp); got != 200 {
+		t.Fatalf("websocket, h2c: %d", got)
+	}
+	if reqs := be.requests(); len(reqs) != 1 || strings.Contains(strings.ToLower(reqs[0]), "upgrade") || strings.Contains(reqs[0], "h2c") {
+		t.Fatalf("the backend got %q", reqs)
+	}
+	// A trailing dot is still one host (TestHostTrailingDotRoutes), and a
+	// WebSocket upgrade alone is still one.
+	if got := statusOfRaw(mustExchange(t, px.addr, "GET / HTTP/1.1\r\nHost: www.example.\r\n\r\n")); got != 200 {
+		t.Fatalf("Host with one trailing dot: %d", got)
+	}
+}
+
+func mustExchange(t *testing.T, addr, raw string) string {
+	t.Helper()
+	resp, _ := exchange(t, addr, raw, 300*time.Millisecond)
+	return resp
 }
