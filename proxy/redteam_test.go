@@ -175,3 +175,25 @@ func mustExchange(t *testing.T, addr, raw string) string {
 	resp, _ := exchange(t, addr, raw, 300*time.Millisecond)
 	return resp
 }
+
+// Forwarded (RFC 7239) says what X-Forwarded-For, -Proto and -Host say, and
+// frameworks that read it prefer it to them (Spring's ForwardedHeaderFilter
+// takes its first element's host and proto for every link and redirect it
+// builds). A client's Forwarded must not reach the backend beside floodgate's
+// own X-Forwarded-* fields, or the client picks the host and scheme the backend
+// believes it was reached by.
+func TestClientForwardedNotPassedOn(t *testing.T) {
+	be := newRawBackend(t, nil)
+	px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+	for _, f := range []string{"Forwarded: for=192.0.2.1;proto=https;host=evil.example", "forwarded: host=evil.example", "FORWARDED: for=\"[2001:db8::1]\""} {
+		resp, _ := exchange(t, px.addr, "GET / HTTP/1.1\r\nHost: shop.example\r\n"+f+"\r\nX-Other: 1\r\n\r\n", 300*time.Millisecond)
+		if got := statusOfRaw(resp); got != 200 {
+			t.Fatalf("%q: %d", f, got)
+		}
+		reqs := be.requests()
+		head := reqs[len(reqs)-1]
+		if strings.Contains(strings.ToLower(head), "\r\nforwarded:") || !strings.Contains(head, "\r\nX-Other: 1\r\n") || !strings.Contains(head, "\r\nX-Forwarded-Host: shop.example\r\n") {
+			t.Fatalf("%q: the backend got %q", f, head)
+		}
+	}
+}
