@@ -197,3 +197,57 @@ func TestClientForwardedNotPassedOn(t *testing.T) {
 		}
 	}
 }
+
+// dripExchange writes raw one byte per write and returns the answer and how
+// long it took from the last byte.
+func dripExchange(t *testing.T, addr, raw string, quiet time.Duration) (string, bool, time.Duration) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < len(raw); i++ {
+		if _, err := c.Write([]byte{raw[i]}); err != nil {
+			break // answered and closed before the end: the refusal came at once
+		}
+		// Pacing, not synchronisation: a slow link, so that the proxy's
+		// reads see the head in pieces.
+		time.Sleep(2 * time.Millisecond)
+	}
+	start := time.Now()
+	resp, closed := readUntilQuiet(c, quiet)
+	return resp, closed, time.Since(start)
+}
+
+// A head sent one byte per write (a slow link, or a client that means to
+// split the request line where the watch cannot see it) with bare LF line
+// endings is answered 400 as soon as it is complete, like one sent whole;
+// legitimate heads and bodies with LFs sent the same way are not refused.
+func TestBareLFHeadDrippedAnsweredAtOnce(t *testing.T) {
+	be := newRawBackend(t, nil)
+	px := newTestProxy(t, Options{ReadHeaderTimeout: 3 * time.Second}, PoolSpec{}, be.addr())
+	for _, raw := range []string{
+		"GET / HTTP/1.1\nHost: x\n\n",
+		"GET / HTTP/1.1\r\nHost: x\n\n",
+		"GET /a/long/path?q=1 HTTP/1.0\nHost: x\nX-A: 1\n\n",
+	} {
+		resp, closed, d := dripExchange(t, px.addr, raw, 2500*time.Millisecond)
+		if statusOfRaw(resp) != 400 || !closed || d > time.Second {
+			t.Errorf("%q dripped: status %d, closed %v after %v; want 400 at once and closed", raw, statusOfRaw(resp), closed, d)
+		}
+	}
+	for _, raw := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\nHost: x\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\na\nb\nc\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		resp, _, _ := dripExchange(t, px.addr, raw, 500*time.Millisecond)
+		if n := strings.Count(resp, "HTTP/1.1 200 OK\r\n"); n != strings.Count(raw, " HTTP/1.1\r")+strings.Count(raw, " HTTP/1.1\n") {
+			t.Errorf("%q dripped: %d answers: %q", raw, n, resp)
+		}
+	}
+	if n := len(be.requests()); n != 4 {
+		t.Fatalf("%d requests reached the backend, want 4", n)
+	}
+}
