@@ -220,23 +220,31 @@ func checkPath(p []byte) (mayDiffer bool, err error) {
 
 // badPercent reports whether p, which starts with '%', is not a valid
 // percent-encoding (RFC 3986 §2.1: '%' and two hex digits), as IIS's %uXXXX is
-// not ("%u002f" is a slash there), or encodes the first byte of an overlong
-// UTF-8 sequence (%C0 and %C1 always; %E0 before %80-%9F; %F0 before %80-%8F),
-// which old decoders (IIS, Tomcat CVE-2008-2938) turn into a dot or a slash.
-// Valid UTF-8 has no such byte, so no honest client sends one.
+// not ("%u002f" is a slash there), or starts an overlong UTF-8 sequence (%C0 or
+// %C1 before a continuation byte %80-%BF, %E0 before %80-%9F, %F0 before
+// %80-%8F), which old decoders (IIS, Tomcat CVE-2008-2938) turn into a dot or
+// a slash: "%c0%ae", "%c0%af". Valid UTF-8 has no such sequence; a Latin-1
+// path ("%C0-propos") is not one either.
 func badPercent(p []byte) bool {
 	if len(p) < 3 || !isHex(p[1]) || !isHex(p[2]) {
 		return true
 	}
+	var limit byte // the first continuation byte that would not be overlong
 	switch unhex(p[1])<<4 | unhex(p[2]) {
 	case 0xc0, 0xc1:
-		return true
+		limit = 0xc0
 	case 0xe0:
-		return len(p) >= 6 && p[3] == '%' && isHex(p[4]) && isHex(p[5]) && unhex(p[4])<<4|unhex(p[5]) < 0xa0
+		limit = 0xa0
 	case 0xf0:
-		return len(p) >= 6 && p[3] == '%' && isHex(p[4]) && isHex(p[5]) && unhex(p[4])<<4|unhex(p[5]) < 0x90
+		limit = 0x90
+	default:
+		return false
 	}
-	return false
+	if len(p) < 6 || p[3] != '%' || !isHex(p[4]) || !isHex(p[5]) {
+		return false
+	}
+	next := unhex(p[4])<<4 | unhex(p[5])
+	return next >= 0x80 && next < limit
 }
 
 // isEncodedSep reports whether p starts with %2F or %5C, in any case.
