@@ -252,3 +252,27 @@ func TestBareLFHeadDrippedAnsweredAtOnce(t *testing.T) {
 		t.Fatalf("%d requests reached the backend, want 4", n)
 	}
 }
+
+// X-Original-URL and X-Rewrite-URL replace the request line's path in backends
+// that read them from any client (Symfony before 3.4.14 and Zend, CVE-2018-14773;
+// IIS URL Rewrite sets them itself): "GET / " with "X-Original-URL: /admin/x"
+// is routed as "/" and served as "/admin/x". floodgate routes on the request
+// line alone, so these are refused, in any spelling a CGI backend reads alike.
+func TestPathOverrideFieldsRefused(t *testing.T) {
+	px, be := routedProxy(t, Options{},
+		RouteSpec{Name: "admin", PathPrefix: "/admin/", AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}},
+		RouteSpec{Name: "www", PathPrefix: "/"},
+	)
+	for _, f := range []string{"X-Original-URL: /admin/x", "x-rewrite-url: /admin/x", "X_Original_Url: /admin/x", "X-REWRITE_URL: /admin/x"} {
+		resp, closed := exchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\n"+f+"\r\n\r\n", 300*time.Millisecond)
+		if got := statusOfRaw(resp); got != 400 || !closed {
+			t.Errorf("%q: %d closed %v, want 400 closed", f, got, closed)
+		}
+	}
+	if n := len(be.requests()); n != 0 {
+		t.Fatalf("%d requests reached the backend", n)
+	}
+	if got := statusOfRaw(mustExchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Original-Host: y\r\n\r\n")); got != 200 {
+		t.Fatalf("another X-Original field: %d", got)
+	}
+}

@@ -432,6 +432,11 @@ func validateHeaders(raw []byte, http11 bool) (framing, error) {
 			// Rack) read them as the X-Forwarded-* fields floodgate writes,
 			// so a client could set its own address or scheme past them.
 			return f, ErrBadHeaderName
+		case (name[0]|0x20) == 'x' && (equalFoldDash(name, "x-original-url") || equalFoldDash(name, "x-rewrite-url")):
+			// Backends that take the path from these (Symfony before
+			// 3.4.14, Zend: CVE-2018-14773) would serve another path
+			// than the one routed, past its route's allow list.
+			return f, ErrBadHeaderName
 		case equalFold(name, "upgrade"):
 			// Only WebSocket is tunnelled. Any other upgrade (h2c above all) is
 			// dropped with the hop-by-hop fields, and the request forwarded as
