@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/degrade"
 )
 
 // Tests from a red-team pass over the client request side (issue #13): each is
@@ -274,5 +275,38 @@ func TestPathOverrideFieldsRefused(t *testing.T) {
 	}
 	if got := statusOfRaw(mustExchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Original-Host: y\r\n\r\n")); got != 200 {
 		t.Fatalf("another X-Original field: %d", got)
+	}
+}
+
+// The degraded-mode recorder hears only of the backend's failures: requests
+// whose client broke its own body are not counted as failed (nor as forwarded),
+// or a client could push a pool into degraded mode by error rate alone.
+func TestClientBodyFailureNotRecordedAsDegradeFailure(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	mon := degrade.NewMonitor(degrade.MonitorOptions{Now: func() time.Time { return now }})
+	t.Cleanup(mon.Close)
+	if err := mon.Configure([]degrade.PoolConfig{{Name: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	be := newRawBackend(t, nil)
+	px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: px.s.Current().Pool("p"), Gate: mon.Gate("p"), Recorder: mon.Recorder("p")}},
+		Routes: []RouteSpec{{Name: "r", PathPrefix: "/", Pool: "p"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.s.Swap(snap)
+	for i := 0; i < 5; i++ {
+		exchange(t, px.addr, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nContent-Length: 9\r\n\r\n", 300*time.Millisecond)
+		exchange(t, px.addr, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n", 300*time.Millisecond)
+	}
+	if got := statusOfRaw(mustExchange(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")); got != 200 {
+		t.Fatalf("a good request: %d", got)
+	}
+	now = now.Add(time.Hour)
+	mon.Step(now)
+	st, _ := mon.Status("p")
+	if st.Signals.Failed != 0 || st.Signals.Forwarded != 1 {
+		t.Fatalf("the recorder counted %d forwarded, %d failed; want 1 and 0", st.Signals.Forwarded, st.Signals.Failed)
 	}
 }
