@@ -90,6 +90,12 @@ func TestPathEncodingTricksRefused(t *testing.T) {
 		{"/admin%20/x", 400},
 		{"/admin%2e/x", 400},
 		{"/admin.%20./x", 400},
+		{"/(S(abc))/admin/x", 400},         // ASP.NET cookieless session segment
+		{"/(A(a)F(f))/admin/x", 400},       // ... several of them
+		{"/x/..%2f(S(a))/admin/x", 400},    // (a dot segment anyway)
+		{"/%28S%28abc%29%29/admin/x", 400}, // encoded
+		{"/(S(abc))/x", 200},               // the same route either way
+		{"/a(b)/x", 200},
 		// Still valid.
 		{"/files/r%C3%A9sum%C3%A9.pdf", 200},
 		{"/x/%e0%a4%85", 200}, // a 3-byte character, not overlong

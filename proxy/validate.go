@@ -142,7 +142,7 @@ func pathOf(target []byte) []byte {
 //
 // It reports whether the path has anything else that a backend may read
 // differently (percent-encoding, a ";", an upper-case letter, an empty segment,
-// a segment ending in a dot),
+// a segment ending in a dot, a "("),
 // so that handle checks that the route stays the same under that reading
 // (canonicalPath).
 func checkPath(p []byte) (mayDiffer bool, err error) {
@@ -200,8 +200,8 @@ func checkPath(p []byte) (mayDiffer bool, err error) {
 				dots++
 			}
 		default:
-			if c >= 'A' && c <= 'Z' {
-				mayDiffer = true
+			if (c >= 'A' && c <= 'Z') || c == '(' {
+				mayDiffer = true // '(': maybe an ASP.NET cookieless segment
 			}
 			if !params {
 				inDots = false
@@ -269,7 +269,8 @@ const canonicalPathMax = 1024
 // slashes and backslashes as separators and empty segments merged (nginx), and
 // trailing dots and spaces dropped from each segment (Windows drops them from
 // file and directory names: "/admin./x" and "/admin%20/x" open "/admin/x" on a
-// Windows backend). Dot segments are refused before (checkPath), so none are
+// Windows backend), and ASP.NET's cookieless session segments ("(S(...))")
+// dropped. Dot segments are refused before (checkPath), so none are
 // left to resolve. Route prefixes are put through the same function, and handle
 // refuses a request whose canonical path would pick another route than its raw
 // path does.
@@ -284,7 +285,7 @@ func canonicalPath(dst, p []byte) []byte {
 				i += 2
 			}
 			params = false
-			dst = trimSegment(dst, seg)
+			dst = dropCookieless(trimSegment(dst, seg), seg)
 			if len(dst) == 0 || dst[len(dst)-1] != '/' {
 				dst = append(dst, '/')
 			}
@@ -312,7 +313,18 @@ func canonicalPath(dst, p []byte) []byte {
 		dst = append(dst, c)
 	}
 	if i == len(p) {
-		dst = trimSegment(dst, seg) // the last segment, when it is whole
+		dst = dropCookieless(trimSegment(dst, seg), seg) // the last segment, when it is whole
+	}
+	return dst
+}
+
+// dropCookieless drops the segment dst[seg:] when it is an ASP.NET cookieless
+// session segment, "(S(...))" or "(A(...)F(...))": ASP.NET removes it from the
+// path before routing, so "/(S(x))/admin/" is "/admin/" there.
+func dropCookieless(dst []byte, seg int) []byte {
+	s := dst[seg:]
+	if n := len(s); n >= 5 && s[0] == '(' && s[1] >= 'a' && s[1] <= 'z' && s[2] == '(' && s[n-2] == ')' && s[n-1] == ')' {
+		return dst[:seg]
 	}
 	return dst
 }
