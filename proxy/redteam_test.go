@@ -316,3 +316,30 @@ func TestClientBodyFailureNotRecordedAsDegradeFailure(t *testing.T) {
 		t.Fatalf("the recorder counted %d forwarded, %d failed; want 1 and 0", st.Signals.Forwarded, st.Signals.Failed)
 	}
 }
+
+// A rate limit keyed by a header counts the value the backend reads: a client
+// that names the header in Connection (so that it is removed on the way) would
+// get a fresh bucket per made-up value while the backend sees no key at all,
+// and answers it as the keyless client that the shared bucket was to limit.
+func TestRateLimitKeyNamedInConnectionRefused(t *testing.T) {
+	px, be := guardedProxy(t, Options{}, RouteSpec{RateLimit: &RateLimitSpec{Header: "X-Api-Key", Rate: 0.01, Burst: 1}})
+	if got := statusFrom(t, "127.0.0.1", px.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); got != 200 {
+		t.Fatal(got)
+	}
+	for i, extra := range []string{
+		"X-Api-Key: fresh1\r\nConnection: X-Api-Key\r\n",
+		"Connection: keep-alive, x-api-key\r\nX-Api-Key: fresh2\r\n",
+		"X-Api-Key: fresh3\r\nConnection: X_Api_Key\r\n",
+	} {
+		before := len(be.requests())
+		if got := statusFrom(t, "127.0.0.1", px.addr, "GET / HTTP/1.1\r\nHost: x\r\n"+extra+"\r\n"); got != 400 {
+			t.Errorf("%d %q: %d, want 400", i, extra, got)
+		}
+		if len(be.requests()) != before {
+			t.Errorf("%q reached the backend", extra)
+		}
+	}
+	if got := statusFrom(t, "127.0.0.1", px.addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Api-Key: k9\r\nConnection: keep-alive\r\n\r\n"); got != 200 {
+		t.Fatalf("a key with an unrelated Connection: %d", got)
+	}
+}
