@@ -477,8 +477,9 @@ func newLimiterSpec(spec RateLimitSpec) RateLimitSpec {
 // block, ignoring the name's case (names are forwarded as sent, so fasthttp's own
 // lookup would be case-sensitive); nil when absent. ok is false when the field is
 // there more than once, also under a name with underscores for dashes, which
-// CGI-style backends (PHP, WSGI, Rack) merge with it: the backend may then use
-// another value than the one counted, so such a request is refused.
+// CGI-style backends (PHP, WSGI, Rack) merge with it, or when a Connection field
+// names it, so that it is removed on the way: the backend would then use
+// another value (or none) than the one counted, so such a request is refused.
 func limitKey(raw []byte, name string) (value []byte, ok bool) {
 	n := 0
 	for it := httpwire.Fields(raw); ; {
@@ -489,6 +490,27 @@ func limitKey(raw []byte, name string) (value []byte, ok bool) {
 		if len(k) == len(name) && httpwire.EqualFoldDash(k, name) {
 			value = v
 			n++
+		} else if httpwire.EqualFold(k, "connection") && namesDash(v, name) {
+			return nil, false
 		}
 	}
+}
+
+// namesDash reports whether the comma-separated list v has a token equal to
+// name, ignoring case and '_' for '-'.
+func namesDash(v []byte, name string) bool {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		if httpwire.EqualFoldDash(httpwire.TrimOWS(v[:i]), name) {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
 }

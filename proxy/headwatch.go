@@ -25,15 +25,44 @@ import (
 // bytes, and the bytes after a request whose body was read whole (rearm). The
 // first line must look like a request line (a token, and "HTTP/1.x" before its
 // LF), or the watch gives up for this request: the bytes could be a pipelined
-// request's body. A head split over reads in an awkward place is also given up
-// on; fasthttp's own rules and the header timeout still apply then. The scan
-// jumps from LF to LF and allocates nothing.
+// request's body. The last bytes of each read are kept (tail), so a head that
+// arrives in pieces, down to one byte per read, is judged as if it came whole.
+// The scan jumps from LF to LF and allocates nothing.
 type headWatch struct {
 	armed   bool // the next byte read starts a request head
 	started bool // ... it did, and looks like a request line
 	line    bool // the request line's LF was seen
 	done    bool // the head's end was seen, or the watch gave up
-	p1, p2  byte // the last two bytes scanned, for an LF at the start of a read
+	nt      int  // bytes held in tail
+	// tail holds the last bytes scanned before the current read, the most
+	// recent last: enough to see "HTTP/1.x\r" before an LF at a read's start.
+	tail [9]byte
+}
+
+// before returns the byte back positions before p[k] (back >= 1), from p or
+// from the bytes of earlier reads; ok is false when it was not seen.
+func (w *headWatch) before(p []byte, k, back int) (c byte, ok bool) {
+	if i := k - back; i >= 0 {
+		return p[i], true
+	}
+	j := back - k // 1 is the last byte of the previous read
+	if j > w.nt {
+		return 0, false
+	}
+	return w.tail[len(w.tail)-j], true
+}
+
+// keep appends the end of p to tail.
+func (w *headWatch) keep(p []byte) {
+	n := len(w.tail)
+	if len(p) >= n {
+		copy(w.tail[:], p[len(p)-n:])
+		w.nt = n
+		return
+	}
+	copy(w.tail[:], w.tail[len(p):])
+	copy(w.tail[n-len(p):], p)
+	w.nt = min(n, w.nt+len(p))
 }
 
 // errBareLF fails the read of a head with a bare LF line ending.
@@ -63,26 +92,24 @@ func (w *headWatch) scan(p []byte) error {
 			break
 		}
 		k := i + j // the LF
+		b1, _ := w.before(p, k, 1)
 		if !w.line {
-			end := k
-			if end > 0 && p[end-1] == '\r' {
-				end--
+			// "HTTP/1." then one digit, then CR or not, before the LF.
+			off := 2
+			if b1 == '\r' {
+				off = 3
 			}
-			if end < 8 || string(p[end-8:end-1]) != "HTTP/1." {
-				w.done = true // not a request line, or split where we cannot see it
-				return nil
+			for n := 0; n < 7; n++ {
+				if c, ok := w.before(p, k, off+6-n); !ok || c != "HTTP/1."[n] {
+					w.done = true // not a request line
+					return nil
+				}
 			}
 			w.line = true
 			i = k + 1
 			continue
 		}
-		b1, b2 := w.p1, w.p2
-		if k >= 1 {
-			b1, b2 = p[k-1], w.p1
-		}
-		if k >= 2 {
-			b2 = p[k-2]
-		}
+		b2, _ := w.before(p, k, 2)
 		if b1 != '\r' {
 			w.done = true
 			return errBareLF
@@ -93,11 +120,7 @@ func (w *headWatch) scan(p []byte) error {
 		}
 		i = k + 1
 	}
-	if n := len(p); n >= 2 {
-		w.p1, w.p2 = p[n-1], p[n-2]
-	} else {
-		w.p1, w.p2 = p[0], w.p1
-	}
+	w.keep(p)
 	return nil
 }
 

@@ -735,6 +735,9 @@ func (s *Server) exchange(peer net.Addr, rt *route, req *fasthttp.Request, o *ou
 		s.releaseResponse(resp)
 		b.Release()
 		if clientError(err, peer, o.fr.chunked) != nil {
+			// Not the backend's failure: neither its health nor the pool's
+			// degraded-mode recorder hears of it.
+			info.failed, info.forwarded = false, false
 			return err
 		}
 		b.State.Report(false)
@@ -781,6 +784,16 @@ func clientError(err error, client net.Addr, chunked bool) error {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge), errors.Is(err, errBodyLimit):
 		return ErrBodyTooLarge
 	case errors.As(err, &bc):
+		return ErrClientBody
+	}
+	var cb *clientBodyError
+	if errors.As(err, &cb) {
+		switch {
+		case errors.Is(cb.err, fasthttp.ErrBodyTooLarge), errors.Is(cb.err, errBodyLimit):
+			return ErrBodyTooLarge
+		case isTimeout(cb.err):
+			return ErrClientTimeout
+		}
 		return ErrClientBody
 	}
 	var oe *net.OpError

@@ -44,15 +44,14 @@ func validateRequestLine(method, target, proto []byte) error {
 			return ErrBadRequestLine
 		}
 	}
-	if len(target) == 0 {
+	if len(target) == 0 || string(method) == "CONNECT" {
+		// CONNECT's target is an authority (RFC 9110 §9.3.6), never a
+		// path: it is not proxied, whatever its target says.
 		return ErrBadTarget
 	}
 	if target[0] != '/' {
-		switch {
-		case len(target) == 1 && target[0] == '*' && string(method) == "OPTIONS":
+		if len(target) == 1 && target[0] == '*' && string(method) == "OPTIONS" {
 			return nil
-		case string(method) == "CONNECT":
-			return ErrBadTarget
 		}
 		if _, _, err := splitAbsolute(target); err != nil {
 			return err
@@ -122,10 +121,13 @@ func pathOf(target []byte) []byte {
 //     parameter (Tomcat and Spring read "..;x" as ".."), and with encoded
 //     slashes or backslashes (%2F, %5C) counting as separators;
 //   - a double-encoded dot, slash or backslash (%252E, %252F, %255C), which a
-//     backend that decodes twice turns into one of the above.
+//     backend that decodes twice turns into one of the above;
+//   - a malformed percent-encoding or the start of an overlong UTF-8 sequence
+//     (badPercent).
 //
 // It reports whether the path has anything else that a backend may read
-// differently (percent-encoding, a ";", an upper-case letter, an empty segment),
+// differently (percent-encoding, a ";", an upper-case letter, an empty segment,
+// a segment ending in a dot, a "("),
 // so that handle checks that the route stays the same under that reading
 // (canonicalPath).
 func checkPath(p []byte) (mayDiffer bool, err error) {
@@ -147,6 +149,9 @@ func checkPath(p []byte) (mayDiffer bool, err error) {
 			if i > 0 && endSegment() {
 				return true, ErrAmbiguousPath
 			}
+			if i > 0 && p[i-1] == '.' {
+				mayDiffer = true // "name.": Windows drops the dot
+			}
 			if c == '%' {
 				mayDiffer = true
 				i += 2
@@ -157,6 +162,9 @@ func checkPath(p []byte) (mayDiffer bool, err error) {
 			continue
 		case c == '%':
 			mayDiffer = true
+			if badPercent(p[i:]) {
+				return true, ErrAmbiguousPath
+			}
 			if len(p) >= i+5 && p[i+1] == '2' && p[i+2] == '5' && isEncodedDotOrSep(p[i+3], p[i+4]) {
 				return true, ErrAmbiguousPath
 			}
@@ -177,8 +185,8 @@ func checkPath(p []byte) (mayDiffer bool, err error) {
 				dots++
 			}
 		default:
-			if c >= 'A' && c <= 'Z' {
-				mayDiffer = true
+			if (c >= 'A' && c <= 'Z') || c == '(' {
+				mayDiffer = true // '(': maybe an ASP.NET cookieless segment
 			}
 			if !params {
 				inDots = false
@@ -189,7 +197,39 @@ func checkPath(p []byte) (mayDiffer bool, err error) {
 	if endSegment() {
 		return true, ErrAmbiguousPath
 	}
+	if len(p) > 0 && p[len(p)-1] == '.' {
+		mayDiffer = true
+	}
 	return mayDiffer, nil
+}
+
+// badPercent reports whether p, which starts with '%', is not a valid
+// percent-encoding (RFC 3986 §2.1: '%' and two hex digits), as IIS's %uXXXX is
+// not ("%u002f" is a slash there), or starts an overlong UTF-8 sequence (%C0 or
+// %C1 before a continuation byte %80-%BF, %E0 before %80-%9F, %F0 before
+// %80-%8F), which old decoders (IIS, Tomcat CVE-2008-2938) turn into a dot or
+// a slash: "%c0%ae", "%c0%af". Valid UTF-8 has no such sequence; a Latin-1
+// path ("%C0-propos") is not one either.
+func badPercent(p []byte) bool {
+	if len(p) < 3 || !httpwire.IsHex(p[1]) || !httpwire.IsHex(p[2]) {
+		return true
+	}
+	var limit byte // the first continuation byte that would not be overlong
+	switch httpwire.Unhex(p[1])<<4 | httpwire.Unhex(p[2]) {
+	case 0xc0, 0xc1:
+		limit = 0xc0
+	case 0xe0:
+		limit = 0xa0
+	case 0xf0:
+		limit = 0x90
+	default:
+		return false
+	}
+	if len(p) < 6 || p[3] != '%' || !httpwire.IsHex(p[4]) || !httpwire.IsHex(p[5]) {
+		return false
+	}
+	next := httpwire.Unhex(p[4])<<4 | httpwire.Unhex(p[5])
+	return next >= 0x80 && next < limit
 }
 
 // isEncodedSep reports whether p starts with %2F or %5C, in any case.
@@ -208,24 +248,33 @@ func isEncodedDotOrSep(a, b byte) bool {
 const canonicalPathMax = 1024
 
 // canonicalPath appends to dst (up to its capacity) the path as the most
-// lenient common backend reads it: percent-decoded, ASCII letters in lower case
-// (IIS), path parameters removed (Tomcat, Spring), encoded slashes and
-// backslashes as separators and empty segments merged (nginx). Dot segments are
-// refused before (checkPath), so none are left to resolve. Route prefixes are
-// put through the same function, and handle refuses a request whose canonical
-// path would pick another route than its raw path does.
+// lenient common backend reads it: percent-decoded, twice where a decoded '%'
+// makes another percent-encoding (a backend that decodes twice), ASCII letters
+// in lower case (IIS), path parameters removed (Tomcat, Spring), encoded
+// slashes and backslashes as separators and empty segments merged (nginx), and
+// trailing dots and spaces dropped from each segment (Windows drops them from
+// file and directory names: "/admin./x" and "/admin%20/x" open "/admin/x" on a
+// Windows backend), and ASP.NET's cookieless session segments ("(S(...))")
+// dropped. Dot segments are refused before (checkPath), so none are
+// left to resolve. Route prefixes are put through the same function, and handle
+// refuses a request whose canonical path would pick another route than its raw
+// path does.
 func canonicalPath(dst, p []byte) []byte {
 	params := false
-	for i := 0; i < len(p) && len(dst) < cap(dst); i++ {
+	seg := len(dst) // where the current segment starts in dst
+	i := 0
+	for ; i < len(p) && len(dst) < cap(dst); i++ {
 		c := p[i]
 		if c == '/' || c == '\\' || (c == '%' && isEncodedSep(p[i:])) {
 			if c == '%' {
 				i += 2
 			}
 			params = false
+			dst = dropCookieless(trimSegment(dst, seg), seg)
 			if len(dst) == 0 || dst[len(dst)-1] != '/' {
 				dst = append(dst, '/')
 			}
+			seg = len(dst)
 			continue
 		}
 		if params {
@@ -238,11 +287,37 @@ func canonicalPath(dst, p []byte) []byte {
 		case c == '%' && i+2 < len(p) && httpwire.IsHex(p[i+1]) && httpwire.IsHex(p[i+2]):
 			c = httpwire.Unhex(p[i+1])<<4 | httpwire.Unhex(p[i+2])
 			i += 2
+			if c == '%' && i+2 < len(p) && httpwire.IsHex(p[i+1]) && httpwire.IsHex(p[i+2]) {
+				c = httpwire.Unhex(p[i+1])<<4 | httpwire.Unhex(p[i+2]) // %2541: decoded twice, 'A'
+				i += 2
+			}
 		}
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}
 		dst = append(dst, c)
+	}
+	if i == len(p) {
+		dst = dropCookieless(trimSegment(dst, seg), seg) // the last segment, when it is whole
+	}
+	return dst
+}
+
+// dropCookieless drops the segment dst[seg:] when it is an ASP.NET cookieless
+// session segment, "(S(...))" or "(A(...)F(...))": ASP.NET removes it from the
+// path before routing, so "/(S(x))/admin/" is "/admin/" there.
+func dropCookieless(dst []byte, seg int) []byte {
+	s := dst[seg:]
+	if n := len(s); n >= 5 && s[0] == '(' && s[1] >= 'a' && s[1] <= 'z' && s[2] == '(' && s[n-2] == ')' && s[n-1] == ')' {
+		return dst[:seg]
+	}
+	return dst
+}
+
+// trimSegment drops the trailing dots and spaces of the segment dst[seg:].
+func trimSegment(dst []byte, seg int) []byte {
+	for len(dst) > seg && (dst[len(dst)-1] == '.' || dst[len(dst)-1] == ' ') {
+		dst = dst[:len(dst)-1]
 	}
 	return dst
 }
@@ -332,17 +407,30 @@ func validateHeaders(raw []byte, http11 bool) (framing, error) {
 			if httpwire.HasToken(value, "upgrade") {
 				f.connUpgrade = true
 			}
+			if httpwire.HasToken(value, "host") {
+				// The Host line would be removed as hop-by-hop: the
+				// backend would answer from its default virtual host,
+				// not the one floodgate routed on.
+				return f, ErrBadHeaderValue
+			}
 		case (name[0]|0x20) == 'x' && isForwardedAlias(name):
 			// X_Forwarded_For and the like: CGI-style backends (PHP, WSGI,
 			// Rack) read them as the X-Forwarded-* fields floodgate writes,
 			// so a client could set its own address or scheme past them.
+			return f, ErrBadHeaderName
+		case (name[0]|0x20) == 'x' && (httpwire.EqualFoldDash(name, "x-original-url") || httpwire.EqualFoldDash(name, "x-rewrite-url")):
+			// Backends that take the path from these (Symfony before
+			// 3.4.14, Zend: CVE-2018-14773) would serve another path
+			// than the one routed, past its route's allow list.
 			return f, ErrBadHeaderName
 		case httpwire.EqualFold(name, "upgrade"):
 			// Only WebSocket is tunnelled. Any other upgrade (h2c above all) is
 			// dropped with the hop-by-hop fields, and the request forwarded as
 			// plain HTTP/1.1: a backend that switched to h2c behind floodgate
 			// would take requests that never went through its routing.
-			if httpwire.HasToken(value, "websocket") {
+			// Only "websocket" alone: beside another protocol ("websocket,
+			// h2c") the backend would be free to switch to that one.
+			if httpwire.EqualFold(value, "websocket") {
 				f.websocket = true
 			}
 		}
@@ -389,6 +477,12 @@ func validHost(h []byte) bool {
 	} else {
 		for i < len(h) && h[i] != ':' {
 			c := h[i]
+			if c == '.' && (i == 0 || h[i-1] == '.') {
+				// An empty label (".a", "a..b", "a.."): backends trim or
+				// split it differently from the router (one trailing
+				// dot, "a.", is the same host as "a" and is allowed).
+				return false
+			}
 			if !(isAlnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '%' ||
 				c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
 				c == '*' || c == '+' || c == ',' || c == ';' || c == '=') {

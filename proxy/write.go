@@ -156,11 +156,17 @@ func writeParsedHeader(bw *bufio.Writer, h *fasthttp.RequestHeader) {
 	}
 }
 
-// isFramingOrForwarded: fields the proxy writes itself.
+// isFramingOrForwarded: fields the proxy writes itself, and the client's
+// Forwarded (RFC 7239), which says what the X-Forwarded-* fields say and which
+// frameworks that read it prefer to them: floodgate does not write one, so a
+// client's would stand beside floodgate's own word (as net/http/httputil's
+// ReverseProxy, floodgate removes it).
 func isFramingOrForwarded(name []byte) bool {
 	switch name[0] | 0x20 {
 	case 'c':
 		return httpwire.EqualFold(name, "content-length")
+	case 'f':
+		return httpwire.EqualFold(name, "forwarded")
 	case 'x':
 		return httpwire.EqualFold(name, "x-forwarded-for") || httpwire.EqualFold(name, "x-forwarded-proto") ||
 			httpwire.EqualFold(name, "x-forwarded-host")
@@ -192,9 +198,9 @@ func writeFixed(bw *bufio.Writer, req *fasthttp.Request, n int64, buf []byte) er
 		}
 		if err != nil {
 			if err == io.EOF {
-				return io.ErrUnexpectedEOF
+				err = io.ErrUnexpectedEOF
 			}
-			return err
+			return &clientBodyError{err}
 		}
 	}
 	return nil
@@ -226,7 +232,7 @@ func writeChunked(bw *bufio.Writer, req *fasthttp.Request, buf []byte) error {
 			return err
 		}
 		if err != nil {
-			return err
+			return &clientBodyError{err}
 		}
 	}
 }
