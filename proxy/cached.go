@@ -73,7 +73,7 @@ func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rt *route, o *outbound, i
 	info.cache = res.String()
 	info.backend = f.info.backend
 	if f.err != nil {
-		if clientError(f.err, ctx.RemoteAddr(), o.fr.chunked) != nil {
+		if clientError(f.err, ctx.RemoteAddr(), o.fr.Chunked) != nil {
 			ctx.SetConnectionClose()
 		} else if res != cache.Stale && noBackend(f.err) && rt.pool.gate.Degraded() {
 			// Admitted, but no slot freed in time: the route's degraded

@@ -230,13 +230,13 @@ func (s *Server) Sender() capture.Sender {
 		if err := req.Read(bufio.NewReader(&raw)); err != nil {
 			return 0, fmt.Errorf("proxy: captured request %s does not parse: %w", r.ID, err)
 		}
-		fr, err := validateHeaders(req.Header.RawHeaders(), true)
+		head, err := httpwire.ValidateHeaders(req.Header.RawHeaders(), true)
 		if err != nil {
 			return 0, fmt.Errorf("proxy: captured request %s: %w", r.ID, err)
 		}
 		// X-Forwarded-For names the client who placed the order.
 		peer := &net.TCPAddr{IP: net.ParseIP(r.Client)}
-		o := outbound{fr: fr, peer: peer, copyBuf: make([]byte, 32<<10)}
+		o := outbound{fr: framing{RequestHead: head}, peer: peer, copyBuf: make([]byte, 32<<10)}
 		var info reqInfo
 		resp := fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseResponse(resp)

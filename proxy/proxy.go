@@ -429,20 +429,21 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 	req := &ctx.Request
 	h := &req.Header
 	target := h.RequestURI()
-	if err := validateRequestLine(h.Method(), target, h.Protocol()); err != nil {
+	if err := httpwire.ValidateRequestLine(h.Method(), target, h.Protocol()); err != nil {
 		badRequest(ctx)
 		return nil
 	}
-	fr, err := validateHeaders(h.RawHeaders(), h.IsHTTP11())
+	head, err := httpwire.ValidateHeaders(h.RawHeaders(), h.IsHTTP11())
 	if err != nil {
 		badRequest(ctx)
 		return nil
 	}
-	if fr.fields > s.opts.MaxHeaderFields {
+	fr := framing{RequestHead: head}
+	if fr.Fields > s.opts.MaxHeaderFields {
 		refuseHead(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge)
 		return nil
 	}
-	if fr.contentLength && fr.length > s.opts.MaxRequestBody {
+	if fr.ContentLength && fr.Length > s.opts.MaxRequestBody {
 		// Refused before any of the body is read (the server's HeaderReceived
 		// hook kept fasthttp from waiting for it, and no 100 Continue went
 		// out): the body may be on its way, so the connection is closed.
@@ -455,9 +456,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		// routing, the guards, the cache and the backend, which gets the
 		// origin-form. When the client's Host line says something else, the
 		// request is written from the parsed header, with the new Host.
-		authority, rest, _ := splitAbsolute(target)
+		authority, rest, _ := httpwire.SplitAbsolute(target)
 		if !bytes.Equal(h.Host(), authority) {
-			if fr.upgrade {
+			if fr.Upgrade {
 				badRequest(ctx) // the tunnel writes the client's lines as sent
 				return nil
 			}
@@ -467,11 +468,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		h.SetRequestURIBytes(rest) // copies within the same buffer: memmove
 		target = h.RequestURI()
 	}
-	path := pathOf(target)
+	path := httpwire.PathOf(target)
 	if target[0] == '*' {
 		path = target[:0] // OPTIONS *: the server as a whole, the "/" routes
 	}
-	mayDiffer, err := checkPath(path)
+	mayDiffer, err := httpwire.CheckPath(path)
 	if err != nil {
 		badRequest(ctx)
 		return nil
@@ -488,14 +489,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 	// read it otherwise (decoding, case, path parameters, merged slashes), the
 	// route that reading picks must be the same one, or the request could
 	// reach a backend as another route's path, past that route's guards.
-	host := hostOnly(h.Host())
+	host := httpwire.HostOnly(h.Host())
 	if len(path) == 0 {
 		path = strSlash
 	}
 	rt := snap.match(host, path, false)
 	if mayDiffer {
-		var buf [canonicalPathMax]byte
-		if rc := snap.match(host, canonicalPath(buf[:0], path), true); !sameRoute(rc, rt) {
+		var buf [httpwire.CanonicalPathMax]byte
+		if rc := snap.match(host, httpwire.CanonicalPath(buf[:0], path), true); !sameRoute(rc, rt) {
 			badRequest(ctx)
 			return nil
 		}
@@ -522,7 +523,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		info.degraded = "capture"
 		return rt
 	}
-	if fr.upgrade {
+	if fr.Upgrade {
 		s.tunnel(ctx, rt)
 		return rt
 	}
@@ -547,7 +548,7 @@ func refuseHead(ctx *fasthttp.RequestCtx, status int) {
 func redirectHTTPS(ctx *fasthttp.RequestCtx, port int) {
 	h := &ctx.Request.Header
 	b := append(make([]byte, 0, 128), "https://"...)
-	b = append(b, hostOnly(h.Host())...)
+	b = append(b, httpwire.HostOnly(h.Host())...)
 	if port != 0 && port != 443 {
 		b = append(b, ':')
 		b = strconv.AppendInt(b, int64(port), 10)
@@ -603,22 +604,6 @@ func limitIP(ip netip.Addr) netip.Addr {
 	return ip
 }
 
-// hostOnly strips the port from a Host value. The result aliases h and must not be
-// modified: it is what the backend will see.
-func hostOnly(h []byte) []byte {
-	if n := len(h); n > 0 && h[n-1] != ']' {
-		for i := n - 1; i >= 0; i-- {
-			if h[i] == ':' {
-				return h[:i]
-			}
-			if h[i] < '0' || h[i] > '9' {
-				break
-			}
-		}
-	}
-	return h
-}
-
 // isIdempotent reports whether a request with this method may be sent twice
 // (RFC 9110 §9.2.2). POST and PATCH never are.
 func isIdempotent(m []byte) bool {
@@ -641,7 +626,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 	if len(req.Header.Host()) == 0 && len(rt.pool.upstreams) > 0 { // an empty pool answers 503 below
 		o.host = []byte(rt.pool.upstreams[0].addr)
 	}
-	if fr.chunked || fr.contentLength {
+	if fr.Chunked || fr.ContentLength {
 		bp := s.copyBufs.Get().(*[]byte)
 		defer s.copyBufs.Put(bp)
 		o.copyBuf = *bp
@@ -678,7 +663,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 			s.divert(rt, degrade.OutcomeCapture, info)
 			return
 		}
-		if cerr := clientError(err, o.peer, fr.chunked); cerr != nil {
+		if cerr := clientError(err, o.peer, fr.Chunked); cerr != nil {
 			// The client, not the backend, failed: a broken chunk, a body over
 			// the limit, a stalled upload. The stream cannot be trusted further.
 			ctx.SetConnectionClose()
@@ -734,7 +719,7 @@ func (s *Server) exchange(peer net.Addr, rt *route, req *fasthttp.Request, o *ou
 		}
 		s.releaseResponse(resp)
 		b.Release()
-		if clientError(err, peer, o.fr.chunked) != nil {
+		if clientError(err, peer, o.fr.Chunked) != nil {
 			// Not the backend's failure: neither its health nor the pool's
 			// degraded-mode recorder hears of it.
 			info.failed, info.forwarded = false, false

@@ -213,9 +213,9 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		if p == nil {
 			return nil, fmt.Errorf("proxy: route %q: unknown pool %q", rs.Name, rs.Pool)
 		}
-		canon := canonicalPath(make([]byte, 0, len(rs.PathPrefix)), []byte(rs.PathPrefix))
-		if len(rs.PathPrefix) > canonicalPathMax {
-			return nil, fmt.Errorf("proxy: route %q: path prefix longer than %d bytes", rs.Name, canonicalPathMax)
+		canon := httpwire.CanonicalPath(make([]byte, 0, len(rs.PathPrefix)), []byte(rs.PathPrefix))
+		if len(rs.PathPrefix) > httpwire.CanonicalPathMax {
+			return nil, fmt.Errorf("proxy: route %q: path prefix longer than %d bytes", rs.Name, httpwire.CanonicalPathMax)
 		}
 		r := &route{name: rs.Name, prefix: rs.PathPrefix, canon: string(canon), methods: rs.Methods, pool: p, prio: rs.Priority,
 			stats: s.routeStatsLocked(rs.Name, rs.Pool, rs.Priority.String())}

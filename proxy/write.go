@@ -17,6 +17,13 @@ import (
 // keeps names, case, order and duplicates byte for byte, as HAProxy does, and costs
 // less than a parse-modify-serialise round trip.
 
+// framing is what validation learned about a request's head
+// (httpwire.ValidateHeaders), with what handle decided on top of it.
+type framing struct {
+	httpwire.RequestHead
+	rehost bool // absolute-form with another authority than the Host line: write the parsed header
+}
+
 // outbound is what writeRequest needs besides the request itself.
 type outbound struct {
 	fr      framing
@@ -86,10 +93,10 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 	}
 
 	switch {
-	case o.fr.chunked:
+	case o.fr.Chunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 		return writeChunked(bw, req, o.copyBuf)
-	case o.fr.contentLength:
+	case o.fr.ContentLength:
 		bw.WriteString("Content-Length: ")
 		n := h.ContentLength()
 		bw.Write(fasthttp.AppendUint(bw.AvailableBuffer(), n))
