@@ -841,8 +841,8 @@ func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balan
 	r := s.relays.Get().(*bodyRelay)
 	r.s, r.resp, r.b, r.bc, r.st = s, resp, b, bc, st
 	cl := -1 // chunked or read-to-close from the backend: chunked to the client
-	if bc.body.mode == bodyFixed {
-		cl = int(bc.body.left)
+	if bc.body.Mode() == httpwire.BodyFixed {
+		cl = int(bc.body.Remaining())
 	}
 	out.SetBodyStream(r, cl)
 }
@@ -879,8 +879,8 @@ func (r *bodyRelay) Close() error {
 	// The connection is reusable only if the body was read to its exact end and
 	// the backend did not ask to close; a body ended by the backend closing the
 	// connection (no length, no chunking) never is.
-	r.bc.done(r.bc.body.complete() && !r.failed && !r.resp.Header.ConnectionClose() && r.bc.body.mode != bodyToClose)
-	r.bc.body = bodyReader{}
+	r.bc.done(r.bc.body.Complete() && !r.failed && !r.resp.Header.ConnectionClose() && r.bc.body.Mode() != httpwire.BodyToClose)
+	r.bc.body = httpwire.BodyReader{}
 	s := r.s
 	s.releaseResponse(r.resp)
 	r.b.Release()

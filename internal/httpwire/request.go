@@ -62,7 +62,7 @@ func ValidateRequestLine(method, target, proto []byte) error {
 			return ErrBadTarget
 		}
 	}
-	if string(proto) != "HTTP/1.1" && string(proto) != "HTTP/1.0" {
+	if !ValidVersion(proto) {
 		return ErrBadVersion
 	}
 	return nil
