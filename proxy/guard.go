@@ -343,27 +343,8 @@ func limitKey(raw []byte, name string) (value []byte, ok bool) {
 		if len(k) == len(name) && httpwire.EqualFoldDash(k, name) {
 			value = v
 			n++
-		} else if httpwire.EqualFold(k, "connection") && namesDash(v, name) {
+		} else if httpwire.EqualFold(k, "connection") && httpwire.HasTokenDash(v, name) {
 			return nil, false
 		}
 	}
-}
-
-// namesDash reports whether the comma-separated list v has a token equal to
-// name, ignoring case and '_' for '-'.
-func namesDash(v []byte, name string) bool {
-	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if httpwire.EqualFoldDash(httpwire.TrimOWS(v[:i]), name) {
-			return true
-		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
-	}
-	return false
 }

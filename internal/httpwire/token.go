@@ -129,6 +129,25 @@ func HasToken(v []byte, token string) bool {
 	return false
 }
 
+// HasTokenDash reports whether the comma-separated list v has the element name,
+// ignoring case and optional whitespace, and '_' for '-' (EqualFoldDash).
+func HasTokenDash(v []byte, name string) bool {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		if EqualFoldDash(TrimOWS(v[:i]), name) {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
+}
+
 // ListHas reports whether the comma-separated list v has a non-empty element
 // equal to name, ignoring case and optional whitespace.
 func ListHas(v, name []byte) bool {

@@ -26,6 +26,9 @@ func TestTokenHelpers(t *testing.T) {
 			t.Errorf("ListHas(%q) = %v", v, got)
 		}
 	}
+	if !HasTokenDash([]byte("close, X_Rate_Key"), "x-rate-key") || HasTokenDash([]byte("x-rate-keys"), "x-rate-key") {
+		t.Error("HasTokenDash")
+	}
 	if ListHas([]byte("a, ,b"), nil) {
 		t.Error("ListHas matched an empty element")
 	}
