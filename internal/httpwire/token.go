@@ -110,21 +110,25 @@ func EqualFoldDash(a []byte, b string) bool {
 	return true
 }
 
+// cutElement returns the first element of the comma-separated list v and the
+// rest of the list after its comma.
+func cutElement(v []byte) (elem, rest []byte) {
+	for i, c := range v {
+		if c == ',' {
+			return v[:i], v[i+1:]
+		}
+	}
+	return v, nil
+}
+
 // HasToken reports whether the comma-separated list v has the element token
 // (given in lower case), ignoring case and optional whitespace.
 func HasToken(v []byte, token string) bool {
 	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if EqualFold(TrimOWS(v[:i]), token) {
+		var t []byte
+		if t, v = cutElement(v); EqualFold(TrimOWS(t), token) {
 			return true
 		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
 	}
 	return false
 }
@@ -133,17 +137,10 @@ func HasToken(v []byte, token string) bool {
 // ignoring case and optional whitespace, and '_' for '-' (EqualFoldDash).
 func HasTokenDash(v []byte, name string) bool {
 	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if EqualFoldDash(TrimOWS(v[:i]), name) {
+		var t []byte
+		if t, v = cutElement(v); EqualFoldDash(TrimOWS(t), name) {
 			return true
 		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
 	}
 	return false
 }
@@ -152,17 +149,11 @@ func HasTokenDash(v []byte, name string) bool {
 // equal to name, ignoring case and optional whitespace.
 func ListHas(v, name []byte) bool {
 	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if t := TrimOWS(v[:i]); len(t) > 0 && EqualFoldBytes(t, name) {
+		var t []byte
+		t, v = cutElement(v)
+		if t = TrimOWS(t); len(t) > 0 && EqualFoldBytes(t, name) {
 			return true
 		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
 	}
 	return false
 }
@@ -172,21 +163,16 @@ func ListHas(v, name []byte) bool {
 // that did not fit. With a fixed array behind dst this stays on the stack.
 func AppendTokens(dst [][]byte, v []byte) (out [][]byte, overflow bool) {
 	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
+		var t []byte
+		t, v = cutElement(v)
+		if t = TrimOWS(t); len(t) == 0 {
+			continue
 		}
-		if tok := TrimOWS(v[:i]); len(tok) > 0 {
-			if len(dst) < cap(dst) {
-				dst = append(dst, tok)
-			} else {
-				overflow = true
-			}
+		if len(dst) < cap(dst) {
+			dst = append(dst, t)
+		} else {
+			overflow = true
 		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
 	}
 	return dst, overflow
 }
