@@ -1161,6 +1161,10 @@ func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, e
 	fetch := up.Detach()
 	req := fasthttp.AcquireRequest()
 	ctx.Request.Header.CopyTo(&req.Header) // the header only: a GET's body is not resent
+	// The refresh replaces the stored GET response, whatever the method of
+	// the request that found it stale: the answer to a HEAD has no body and
+	// would be stored as an empty one.
+	req.Header.SetMethod(fasthttp.MethodGet)
 	go func() {
 		defer func() {
 			fasthttp.ReleaseRequest(req)

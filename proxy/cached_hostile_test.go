@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/proxy/cache"
+)
+
+// Hostile-client and hostile-backend tests of the response cache, through a
+// real proxy on loopback.
+
+// roundTrip sends one raw request on a new connection and reads one response
+// (no body for HEAD).
+func roundTrip(t *testing.T, addr, raw string) *fasthttp.Response {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	resp := new(fasthttp.Response)
+	resp.SkipBody = strings.HasPrefix(raw, "HEAD ")
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		t.Fatalf("%q: read: %v", raw, err)
+	}
+	return resp
+}
+
+// awaitHit polls GET raw until the answer is a plain fresh hit, and returns it.
+func awaitHit(t *testing.T, addr, raw string) *fasthttp.Response {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp := roundTrip(t, addr, raw)
+		cs := string(resp.Header.Peek("Cache-Status"))
+		if strings.HasPrefix(cs, "floodgate; hit") && !strings.Contains(cs, "detail=") {
+			return resp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no fresh hit within 5s; last Cache-Status %q", cs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCachedHeadStaleDoesNotStoreEmptyBody: a HEAD request on a stale entry
+// with stale-while-revalidate started the background refresh with the
+// client's request head, method HEAD included. The backend answered the HEAD
+// without a body and the refresh stored that answer as the GET response: every
+// GET then got a 200 with an empty body, for the new max-age.
+func TestCachedHeadStaleDoesNotStoreEmptyBody(t *testing.T) {
+	var n atomic.Int64
+	px, be, pool := cachedProxyPolicy(t, cache.PolicyOptions{MaxObjectBytes: 1 << 20},
+		func(head string, _ []byte) string {
+			cc := "max-age=60"
+			if n.Add(1) == 1 {
+				cc = "max-age=0, stale-while-revalidate=60"
+			}
+			r := "HTTP/1.1 200 OK\r\nCache-Control: " + cc + "\r\nContent-Length: 5\r\n\r\n"
+			if strings.HasPrefix(head, "HEAD ") {
+				return r
+			}
+			return r + "hello"
+		})
+	const get = "GET /h HTTP/1.1\r\nHost: x\r\n\r\n"
+	if r := roundTrip(t, px.addr, get); string(r.Body()) != "hello" {
+		t.Fatalf("first GET: %q", r.Body())
+	}
+	r := roundTrip(t, px.addr, "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n")
+	if cs := string(r.Header.Peek("Cache-Status")); !strings.Contains(cs, "stale-while-revalidate") {
+		t.Fatalf("HEAD: want a stale hit, Cache-Status %q", cs)
+	}
+	r = awaitHit(t, px.addr, get)
+	awaitIdle(t, pool)
+	if string(r.Body()) != "hello" || r.Header.ContentLength() != 5 {
+		t.Fatalf("GET after the refresh: Content-Length %d, body %q; want the 5-byte body (backend saw %q)",
+			r.Header.ContentLength(), r.Body(), be.requests())
+	}
+}
