@@ -139,6 +139,13 @@ func (r *reqInfo) parse(h *fasthttp.RequestHeader) {
 	}
 }
 
+// forbidsStore reports whether this request alone forbids storing m, its
+// answer: the request's no-store (RFC 9111 §5.2.1.5), or its Authorization
+// when m has no directive that lets a shared cache reuse it (RFC 9111 §3.5).
+func (r *reqInfo) forbidsStore(m *respMeta) bool {
+	return r.cc.has(qcNoStore) || (r.flags&rqAuth != 0 && !m.cc.has(rcPublic|rcSMaxAge|rcMustRevalidate))
+}
+
 // notModified evaluates the client's If-None-Match, or failing that its
 // If-Modified-Since, against e (RFC 9110 §13.2.2 order, weak comparison
 // for If-None-Match). It reports whether the answer is 304.
@@ -493,7 +500,11 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 			c.count(p, now, Stale)
 			return Stale
 		case actSWR:
-			c.refreshAsync(ctx, p, up, e)
+			if !rq.cc.has(qcNoStore) {
+				// A refresh for a request that forbids storing its answer
+				// could not update the entry: leave it to another request.
+				c.refreshAsync(ctx, p, up, e)
+			}
 			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "stale-while-revalidate")
 			c.respond(ctx, sc, e, &rq, now)
 			c.count(p, now, Stale)
@@ -800,8 +811,8 @@ func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, ctx
 // reports that the refusal comes from the response itself, so later
 // requests for the URL are likely to get the same answer.
 func storable(p *Policy, rq *reqInfo, status int, m *respMeta, bodyLen int) (ok, mark bool) {
-	if rq.cc.has(qcNoStore) {
-		return false, false
+	if rq.forbidsStore(m) {
+		return false, false // RFC 9111 §3, §3.5: not for reasons of the response
 	}
 	if status < 200 || status == fasthttp.StatusPartialContent || status == fasthttp.StatusNotModified ||
 		(status == fasthttp.StatusRequestedRangeNotSatisfiable && m.has&mContentRange != 0) {
@@ -818,9 +829,6 @@ func storable(p *Policy, rq *reqInfo, status int, m *respMeta, bodyLen int) (ok,
 	}
 	if m.cc.has(rcPrivate) {
 		return false, true
-	}
-	if rq.flags&rqAuth != 0 && !m.cc.has(rcPublic|rcSMaxAge|rcMustRevalidate) {
-		return false, false // RFC 9111 §3.5
 	}
 	if m.has&mSetCookie != 0 && !p.opts.CacheSetCookie {
 		return false, true
@@ -894,6 +902,11 @@ func (c *Cache) freshen(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy,
 	e2 := buildEntry(e.key(), e.vary(), e.vkey(), sc.blk, bi, e.body, share)
 	initAge, lifetime, _ := mm.freshness(status, reqTime, respTime, p)
 	e2.setTiming(&mm, status, reqTime, respTime, initAge, lifetime, p)
+	if rq.forbidsStore(&mm) {
+		// A validation for one client (no-store, Authorization): e2 answers
+		// it, and the shared entry stays as it was.
+		return e2
+	}
 	if ok, _ := storable(p, rq, status, &mm, len(e.body)); !ok || len(sc.blk) > maxBlock {
 		c.remove(s, e)
 		return e2 // serve this once, unpublished
@@ -1237,6 +1250,9 @@ func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entr
 	m.analyze(sc.kvs)
 	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
 	switch {
+	case rq.forbidsStore(&m):
+		// The answer was for this client alone (its Authorization): the
+		// shared entry is neither updated nor dropped because of it.
 	case status == fasthttp.StatusNotModified && e.hasValidator():
 		if c.freshen(sc, s, e, &m, p, &rq, reqTime, respTime, false) == nil {
 			c.remove(s, e)
