@@ -61,3 +61,30 @@ func TestValidationForOneClientKeepsSharedEntry(t *testing.T) {
 		})
 	}
 }
+
+// TestIfRangeNotStrippedFromRange: on a miss the cache removed the client's
+// If-Range but forwarded its Range: the origin, no longer asked whether the
+// client's copy is current, sent a 206 of its new representation, which the
+// client spliced into its old one. If-Range goes with Range, or neither goes.
+func TestIfRangeNotStrippedFromRange(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.setScript(func(n int, r seenReq) originResp {
+		cur := `"new"`
+		if rg := r.get("Range"); rg == "bytes=0-1" && (r.get("If-Range") == "" || r.get("If-Range") == cur) {
+			return originResp{status: 206, headers: []string{"Cache-Control: max-age=60", "ETag: " + cur, "Content-Range: bytes 0-1/8"}, body: "NE"}
+		}
+		return originResp{headers: []string{"Cache-Control: max-age=60", "ETag: " + cur}, body: "NEWBYTES"}
+	})
+	a := h.get("/f", "Range: bytes=0-1", `If-Range: "old"`)
+	if a.status == 206 {
+		t.Fatalf("Range with a stale If-Range got 206 %q of the new representation (origin saw If-Range %q)",
+			a.body, h.lastSeen().get("If-Range"))
+	}
+	if a.status != 200 || a.body != "NEWBYTES" {
+		t.Fatalf("got %d %q, want the whole new representation", a.status, a.body)
+	}
+	// With the current validator, the range is served (from the stored response).
+	if a := h.get("/f", "Range: bytes=0-1", `If-Range: "new"`); a.status != 206 || a.body != "NE" {
+		t.Fatalf("If-Range matching: %d %q, want 206 \"NE\"", a.status, a.body)
+	}
+}

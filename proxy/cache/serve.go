@@ -589,8 +589,11 @@ func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *sc
 	validate := e != nil && !head && !bypass && e.hasValidator()
 	// The client's own validators are answered from the stored response,
 	// so they are not forwarded on a GET (they would turn a storable 200
-	// into a 304 only this client can use).
-	strip := !head && !bypass && rq.flags&(rqINM|rqIMS|rqIfRange) != 0
+	// into a 304 only this client can use). If-Range is not one of them: it
+	// guards the client's Range, which goes forward unless this is a
+	// validation, and without it the origin would send a 206 of a
+	// representation the client does not hold (RFC 9110 §13.1.5).
+	strip := !head && !bypass && rq.flags&(rqINM|rqIMS) != 0
 	breq := &ctx.Request
 	var own *fasthttp.Request
 	if validate || strip {
@@ -598,10 +601,10 @@ func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *sc
 		ctx.Request.CopyTo(own)
 		delFold(&own.Header, "if-none-match", sc)
 		delFold(&own.Header, "if-modified-since", sc)
-		delFold(&own.Header, "if-range", sc)
 		if validate {
 			// A validation must produce a whole response or a 304;
 			// ranges are served from the stored response.
+			delFold(&own.Header, "if-range", sc)
 			delFold(&own.Header, "range", sc)
 			if et := e.etag(); len(et) > 0 {
 				own.Header.SetBytesV(fasthttp.HeaderIfNoneMatch, et)
