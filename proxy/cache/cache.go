@@ -276,6 +276,7 @@ func (c *Cache) PurgeKey(host, pathAndQuery string) int {
 		buf = appendKeyParts(buf[:0], scheme, []byte(host), []byte(pathAndQuery))
 		s := c.shardFor(buf)
 		s.mu.Lock()
+		s.gen.Add(1) // a fetch in flight for the key must not store its answer
 		n += c.removeChainLocked(s, buf)
 		s.mu.Unlock()
 	}
@@ -294,6 +295,7 @@ func (c *Cache) purgeWhere(host string, match func(path string) bool) int {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
+		s.gen.Add(1) // fetches in flight must not store their answers
 		for k := range s.m {
 			scheme, h, path := splitKey(k)
 			if host != "" {

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -86,5 +87,57 @@ func TestIfRangeNotStrippedFromRange(t *testing.T) {
 	// With the current validator, the range is served (from the stored response).
 	if a := h.get("/f", "Range: bytes=0-1", `If-Range: "new"`); a.status != 206 || a.body != "NE" {
 		t.Fatalf("If-Range matching: %d %q, want 206 \"NE\"", a.status, a.body)
+	}
+}
+
+// TestPurgeDuringFillIsNotUndone: a purge that runs while a miss is being
+// fetched must not be undone by that fetch storing what the origin sent before
+// the purge (the operator purges after changing the content: the in-flight
+// answer may be the old content). The same for a 304 that would re-publish a
+// purged entry, and for an unsafe request's invalidation (RFC 9111 §4.4).
+func TestPurgeDuringFillIsNotUndone(t *testing.T) {
+	purges := map[string]func(h *harness){
+		"Purge":      func(h *harness) { h.cache.Purge("", "/p") },
+		"PurgeKey":   func(h *harness) { h.cache.PurgeKey("example.test", "/p") },
+		"PurgeWhere": func(h *harness) { h.cache.PurgeKey("", "/p") },
+		"POST": func(h *harness) {
+			h.setScript(func(int, seenReq) originResp { return originResp{body: "posted"} })
+			h.do("POST", "/p")
+		},
+	}
+	for name, purge := range purges {
+		for _, revalidate := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/revalidate=%v", name, revalidate), func(t *testing.T) {
+				h := newHarness(t, harnessOpts{})
+				if revalidate {
+					h.setScript(func(int, seenReq) originResp {
+						return originResp{headers: []string{"Cache-Control: max-age=1", `ETag: "old"`}, body: "old"}
+					})
+					h.get("/p")
+					h.clock.Advance(5 * time.Second)
+				}
+				entered := make(chan struct{})
+				release := make(chan struct{})
+				h.setScript(func(int, seenReq) originResp {
+					close(entered)
+					if revalidate {
+						return originResp{status: 304, headers: []string{"Cache-Control: max-age=600", `ETag: "old"`}, hold: release}
+					}
+					return originResp{headers: []string{"Cache-Control: max-age=600"}, body: "old", hold: release}
+				})
+				done := make(chan answer)
+				go func() { done <- h.get("/p") }()
+				<-entered
+				purge(h)
+				close(release)
+				if a := <-done; a.body != "old" {
+					t.Fatalf("the fetching client: %d %q", a.status, a.body)
+				}
+				if a := h.get("/p", "Cache-Control: only-if-cached, max-stale"); a.status != 504 {
+					t.Fatalf("after the purge: %d %q (Cache-Status %q): the in-flight fetch undid the purge",
+						a.status, a.body, a.get("Cache-Status"))
+				}
+			})
+		}
 	}
 }

@@ -192,6 +192,7 @@ type scratch struct {
 	blk   []byte
 	fwd   []byte // a forwarded field value (Options.Forwarded)
 	date  []byte // a Date added to a response without one
+	gen   uint64 // the key's shard generation before the fetch (shard.gen)
 	kvs   []kv
 	kvs2  []kv
 	rd    bytes.Reader
@@ -469,6 +470,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	sc.key = appendKey(sc.key[:0], ctx)
 	hash := c.hash(sc.key)
 	s := c.shardOf(hash)
+	sc.gen = s.gen.Load() // before any fetch: see shard.gen
 
 	if rq.flags&rqPrecondition != 0 {
 		// RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the
@@ -804,7 +806,7 @@ func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, ctx
 	}
 	e := buildEntry(sc.key, sc.names, sc.vkey2, sc.blk, bi, body, false)
 	e.setTiming(m, status, reqTime, respTime, initAge, lifetime, p)
-	if !c.store(s, e) {
+	if !c.store(s, e, sc.gen) {
 		return nil
 	}
 	return e
@@ -851,7 +853,7 @@ func (c *Cache) storeMarker(s *shard, key []byte, now int64) {
 	e := buildEntry(key, nil, nil, nil, blockInfo{}, nil, false)
 	e.flags |= fMarker
 	e.deadAt = now + markerTTL
-	c.store(s, e)
+	c.store(s, e, s.gen.Load()) // a marker outliving a purge does no harm
 }
 
 // freshen applies a 304 (or, with head, a 200 to HEAD) to the stored
@@ -914,7 +916,7 @@ func (c *Cache) freshen(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy,
 		c.remove(s, e)
 		return e2 // serve this once, unpublished
 	}
-	if !c.store(s, e2) {
+	if !c.store(s, e2, sc.gen) {
 		c.remove(s, e)
 	}
 	return e2
@@ -1217,6 +1219,7 @@ func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entr
 	defer putScratch(sc)
 	sc.key = append(sc.key[:0], e.key()...)
 	s := c.shardFor(sc.key)
+	sc.gen = s.gen.Load() // before the fetch: see shard.gen
 	var rq reqInfo
 	rq.parse(&req.Header)
 	delFold(&req.Header, "if-none-match", sc)
@@ -1334,6 +1337,7 @@ func (c *Cache) invalidate(ctx *fasthttp.RequestCtx, sc *scratch) {
 func (c *Cache) invalidateKey(key []byte) {
 	s := c.shardFor(key)
 	s.mu.Lock()
+	s.gen.Add(1)
 	c.removeChainLocked(s, key)
 	s.mu.Unlock()
 }

@@ -71,7 +71,12 @@ type flight struct {
 }
 
 type shard struct {
-	mu      sync.RWMutex
+	mu sync.RWMutex
+	// gen counts the purges and invalidations that touched the shard
+	// (written under mu). A fetch reads it before it starts and stores its
+	// answer only if it has not moved: a purge that ran meanwhile may have
+	// removed the very content the fetch brings back.
+	gen     atomic.Uint64
 	m       map[string]*entry
 	flights map[string]*flight
 	lists   [2]lruList
@@ -110,11 +115,16 @@ func (s *shard) rebalance() {
 // insert publishes e as the newest variant of its URL, replacing the
 // variant with the same Vary names and values and any hit-for-miss marker,
 // and releases the bytes of what it replaced. The caller has reserved
-// e.size.
-func (c *Cache) insert(s *shard, e *entry) {
+// e.size. It publishes nothing and reports false when the shard was purged
+// since gen was read (see shard.gen).
+func (c *Cache) insert(s *shard, e *entry, gen uint64) bool {
 	key := e.keyString()
 	var freed, objs int64
 	s.mu.Lock()
+	if s.gen.Load() != gen {
+		s.mu.Unlock()
+		return false
+	}
 	head := s.m[key]
 	e.alt = nil
 	tail, n := e, 1
@@ -153,6 +163,7 @@ func (c *Cache) insert(s *shard, e *entry) {
 	}
 	c.bytes.Add(-freed)
 	c.objects.Add(objs)
+	return true
 }
 
 // removeLocked unlinks one entry from its variant chain and the LRU and
@@ -308,14 +319,18 @@ func (c *Cache) evictSome(force bool) bool {
 }
 
 // store reserves space for e and publishes it; it reports false (and
-// publishes nothing) when e cannot fit in the budget.
-func (c *Cache) store(s *shard, e *entry) bool {
+// publishes nothing) when e cannot fit in the budget or the shard was
+// purged since gen, the shard's generation when the fetch that brought e
+// started, was read.
+func (c *Cache) store(s *shard, e *entry, gen uint64) bool {
 	e.hash = c.hash(e.key())
 	if !c.reserve(e.size) {
 		return false
 	}
-	c.insert(s, e) // e.size is already accounted by reserve
-
+	if !c.insert(s, e, gen) { // e.size is already accounted by reserve
+		c.bytes.Add(-e.size)
+		return false
+	}
 	return true
 }
 
