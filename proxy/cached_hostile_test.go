@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
@@ -86,5 +88,54 @@ func TestCachedHeadStaleDoesNotStoreEmptyBody(t *testing.T) {
 	if string(r.Body()) != "hello" || r.Header.ContentLength() != 5 {
 		t.Fatalf("GET after the refresh: Content-Length %d, body %q; want the 5-byte body (backend saw %q)",
 			r.Header.ContentLength(), r.Body(), be.requests())
+	}
+}
+
+// TestCachedHostSpellingsRouteAlike: the cache keys a host in its canonical
+// form ("A.Example." is "a.example"), but routing compared the Host as sent, so
+// "Host: a.example." missed the route for a.example and took the catch-all
+// route to another pool; that pool's answer was stored under a.example's key
+// and served to a.example's clients (and the route's access list was skipped).
+// Routing and the cache key must agree on which spellings name one host.
+func TestCachedHostSpellingsRouteAlike(t *testing.T) {
+	c, err := cache.New(cache.Options{MaxBytes: 1 << 20, ErrorHandler: CacheError, Forwarded: CacheForwarded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	reply := func(who string) func(string, []byte) string {
+		return func(string, []byte) string {
+			return "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: " + strconv.Itoa(len(who)) + "\r\n\r\n" + who
+		}
+	}
+	site, other := newRawBackend(t, reply("site")), newRawBackend(t, reply("other"))
+	px := newTestProxy(t, Options{Cache: c}, PoolSpec{}, site.addr())
+	q, err := balancer.NewPool(balancer.PoolOptions{Name: "q", State: balancer.NewPoolState("q"),
+		Backends: []balancer.BackendSpec{{Address: other.addr(), Weight: 1, State: balancer.NewBackendState("q/" + other.addr())}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	po := &cache.PolicyOptions{MaxObjectBytes: 1 << 20}
+	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: px.s.Current().Pool("p")}, {Pool: q}},
+		Routes: []RouteSpec{
+			{Name: "site", Host: "a.example", PathPrefix: "/", Pool: "p", Cache: po},
+			{Name: "wild", Host: "*.b.example", PathPrefix: "/", Pool: "p", Cache: po},
+			{Name: "rest", PathPrefix: "/", Pool: "q", Cache: po},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.s.Swap(snap)
+	for i, h := range []string{"a.example.", "A.EXAMPLE.:80", "x.b.example.", "X.B.Example.:0080"} {
+		path := "/k" + strconv.Itoa(i)
+		r := roundTrip(t, px.addr, "GET "+path+" HTTP/1.1\r\nHost: "+h+"\r\n\r\n")
+		if string(r.Body()) != "site" {
+			t.Errorf("Host %q: routed to the catch-all pool (%q), yet keyed as its canonical host", h, r.Body())
+		}
+		canon := strings.ToLower(strings.TrimSuffix(strings.Split(h, ":")[0], "."))
+		if r := roundTrip(t, px.addr, "GET "+path+" HTTP/1.1\r\nHost: "+canon+"\r\n\r\n"); string(r.Body()) != "site" {
+			t.Errorf("Host %q after %q: got %q (Cache-Status %q): another route's answer",
+				canon, h, r.Body(), r.Header.Peek("Cache-Status"))
+		}
 	}
 }

@@ -342,7 +342,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		writeError(ctx, "", balancer.ErrNoHealthyBackend)
 		return nil
 	}
-	rt := snap.match(hostOnly(h.Host()), req.URI().Path())
+	// Route on the host in the cache key's canonical form: a spelling the
+	// cache stores as another host's ("A.example.") must reach that host's
+	// route, or one route's answers would be served on another's.
+	var hostBuf [256]byte
+	rt := snap.match(cache.AppendHostName(hostBuf[:0], hostOnly(h.Host())), req.URI().Path())
 	if rt == nil {
 		writeError(ctx, "", ErrNoRoute)
 		return nil

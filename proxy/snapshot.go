@@ -125,7 +125,8 @@ func (s *Snapshot) Pool(name string) *balancer.Pool {
 	return nil
 }
 
-// match finds the route for a host (without port, any case) and a
+// match finds the route for a host (without port, in the canonical form of
+// cache.AppendHostName) and a
 // normalised path: exact hosts first, then wildcards, then host-less routes, the
 // longest matching prefix within each.
 func (s *Snapshot) match(host, path []byte) *route {
@@ -229,10 +230,10 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		case host == "":
 			snap.any = append(snap.any, r)
 		case strings.HasPrefix(host, "*."):
-			r.host = host[1:]
+			r.host = "." + string(cache.AppendHostName(nil, []byte(host[2:])))
 			snap.wild = append(snap.wild, r)
 		default:
-			r.host = host
+			r.host = string(cache.AppendHostName(nil, []byte(host)))
 			snap.exact = append(snap.exact, r)
 		}
 		snap.routes = append(snap.routes, r)
