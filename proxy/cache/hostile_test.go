@@ -141,3 +141,40 @@ func TestPurgeDuringFillIsNotUndone(t *testing.T) {
 		}
 	}
 }
+
+// TestUnstorableReplacementDropsOldEntry: the origin answered a validation (or
+// a client's no-cache reload) of a stored response with a full response that
+// may not be stored (no-store, private): the old response stayed, and was
+// served again as fresh (after a reload) or stale (max-stale, stale-if-error),
+// though the origin had replaced it. The background refresh already dropped it.
+func TestUnstorableReplacementDropsOldEntry(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		maxAge  string
+		reqHdr  []string
+		advance time.Duration
+		newCC   string
+	}{
+		{"stale/no-store", "max-age=1", nil, 5 * time.Second, "no-store"},
+		{"stale/private", "max-age=1", nil, 5 * time.Second, "private, max-age=60"},
+		{"reload/no-store", "max-age=600", []string{"Cache-Control: no-cache"}, 0, "no-store"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			h.setScript(func(int, seenReq) originResp {
+				return originResp{headers: []string{"Cache-Control: " + tc.maxAge, `ETag: "v1"`}, body: "v1"}
+			})
+			h.get("/u")
+			h.clock.Advance(tc.advance)
+			h.setScript(func(int, seenReq) originResp {
+				return originResp{headers: []string{"Cache-Control: " + tc.newCC, `ETag: "v2"`}, body: "v2"}
+			})
+			if a := h.get("/u", tc.reqHdr...); a.body != "v2" || a.origin != 1 {
+				t.Fatalf("the request that reached the origin: %q (%d origin requests)", a.body, a.origin)
+			}
+			if a := h.get("/u", "Cache-Control: max-stale"); a.body != "v2" {
+				t.Fatalf("next request: %q (Cache-Status %q): the replaced response was served", a.body, a.get("Cache-Status"))
+			}
+		})
+	}
+}

@@ -717,6 +717,13 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scr
 	var stored *entry
 	if !bypass {
 		stored = c.storeResponse(sc, s, p, rq, ctx, nil, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime)
+		if stored == nil && e != nil && status < 500 && status != fasthttp.StatusPartialContent &&
+			status != fasthttp.StatusNotModified && !rq.forbidsStore(&m) {
+			// A full response replaces the stored one it was fetched for,
+			// even when it may not be stored itself (no-store, private):
+			// the old one must not be served again, fresh or stale.
+			c.remove(s, e)
+		}
 	}
 	if stored != nil && rq.flags&(rqINM|rqIMS) != 0 && rq.notModified(stored) {
 		sc.cs = appendStatus(sc.cs[:0], csStored, fwd, status, stored.ttlNs(respTime), "")
