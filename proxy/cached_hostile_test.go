@@ -139,3 +139,115 @@ func TestCachedHostSpellingsRouteAlike(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedSetCookieNeverReplayed: a cacheable response with Set-Cookie, in
+// any spelling of the name, is not stored (or, with cache_set_cookie, stored
+// without it): one client's cookie never reaches another.
+func TestCachedSetCookieNeverReplayed(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		for _, name := range []string{"Set-Cookie", "set-cookie", "SET-COOKIE", "Set-Cookie2"} {
+			var n atomic.Int64
+			px, _, _ := cachedProxyPolicy(t, cache.PolicyOptions{MaxObjectBytes: 1 << 20, CacheSetCookie: allow},
+				func(string, []byte) string {
+					sid := "sid=secret" + strconv.FormatInt(n.Add(1), 10)
+					return "HTTP/1.1 200 OK\r\nCache-Control: public, max-age=600\r\n" + name + ": " + sid + "\r\nContent-Length: 2\r\n\r\nok"
+				})
+			roundTrip(t, px.addr, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+			r := roundTrip(t, px.addr, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+			raw := r.Header.String()
+			if strings.Contains(raw, "secret1") {
+				t.Errorf("cache_set_cookie=%v, %s: the second client got the first one's cookie:\n%s", allow, name, raw)
+			}
+		}
+	}
+}
+
+// TestCachedVaryPrivateFields: a backend answering with its view of the
+// client's Cookie or Authorization and "Vary: Cookie, Authorization" is stored per
+// value: no client gets a variant made for another's cookie or credentials,
+// whatever the spelling, order or splitting of the fields.
+func TestCachedVaryPrivateFields(t *testing.T) {
+	px, _, _ := cachedProxyPolicy(t, cache.PolicyOptions{MaxObjectBytes: 1 << 20},
+		func(head string, _ []byte) string {
+			var seen []string
+			for _, l := range strings.Split(head, "\r\n")[1:] {
+				if k, v, ok := strings.Cut(l, ":"); ok && (strings.EqualFold(k, "cookie") || strings.EqualFold(k, "authorization")) {
+					seen = append(seen, strings.ToLower(k)+"="+strings.TrimSpace(v))
+				}
+			}
+			body := strings.Join(seen, "|")
+			return "HTTP/1.1 200 OK\r\nCache-Control: public, max-age=600\r\nVary: Cookie, Authorization\r\nContent-Length: " +
+				strconv.Itoa(len(body)) + "\r\n\r\n" + body
+		})
+	clients := [][]string{
+		{"Cookie: sid=alice"},
+		{"Cookie: sid=bob"},
+		{"cookie: sid=alice; x=1"},
+		{"Cookie: sid=alice", "Cookie: x=1"},
+		{"Authorization: Bearer alice"},
+		{"Authorization: Bearer bob"},
+		{"Cookie: sid=alice", "Authorization: Bearer bob"},
+		{},
+	}
+	first := map[int]string{}
+	for round := range 2 {
+		for i, hs := range clients {
+			raw := "GET /v HTTP/1.1\r\nHost: x\r\n"
+			for _, h := range hs {
+				raw += h + "\r\n"
+			}
+			r := roundTrip(t, px.addr, raw+"\r\n")
+			body := string(r.Body())
+			if round == 0 {
+				first[i] = body
+				continue
+			}
+			if body != first[i] {
+				t.Errorf("client %q: got %q (Cache-Status %q), its own answer was %q", hs, body, r.Header.Peek("Cache-Status"), first[i])
+			}
+		}
+	}
+	for i := range clients {
+		for j := range i {
+			if first[i] == first[j] && !(strings.Contains(first[i], "x=1") && strings.Contains(first[j], "x=1")) {
+				t.Errorf("clients %q and %q got one variant %q", clients[i], clients[j], first[i])
+			}
+		}
+	}
+}
+
+// TestCachedRefreshOfHugeBodyCutShort: the background refresh of a
+// stale-while-revalidate entry gets a body over max_object_bytes that the
+// backend cuts short (no last chunk, then close): the slot comes back, the
+// stored response stays and is whole, and later requests are answered.
+func TestCachedRefreshOfHugeBodyCutShort(t *testing.T) {
+	var n atomic.Int64
+	big := strings.Repeat("b", 100<<10)
+	px, be, pool := cachedProxyPolicy(t, cache.PolicyOptions{MaxObjectBytes: 64 << 10},
+		func(head string, _ []byte) string {
+			if n.Add(1) == 1 {
+				return "HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-while-revalidate=60\r\nContent-Length: 5\r\n\r\nsmall"
+			}
+			// 100 KiB of chunked body and no last chunk: the body ends
+			// only when the backend closes the connection (be.close below).
+			return "HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-while-revalidate=60\r\nTransfer-Encoding: chunked\r\n\r\n" +
+				strconv.FormatInt(int64(len(big)), 16) + "\r\n" + big + "\r\n"
+		})
+	const get = "GET /cut HTTP/1.1\r\nHost: x\r\n\r\n"
+	roundTrip(t, px.addr, get)
+	for i := range 5 {
+		r := roundTrip(t, px.addr, get)
+		if string(r.Body()) != "small" {
+			t.Fatalf("request %d: %d %q (Cache-Status %q)", i, r.StatusCode(), r.Body(), r.Header.Peek("Cache-Status"))
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(be.requests()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no background refresh reached the backend")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	be.close() // cuts the unfinished chunked body of any refresh still reading
+	awaitIdle(t, pool)
+}

@@ -2,6 +2,8 @@ package cache
 
 import (
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -176,5 +178,129 @@ func TestUnstorableReplacementDropsOldEntry(t *testing.T) {
 				t.Fatalf("next request: %q (Cache-Status %q): the replaced response was served", a.body, a.get("Cache-Status"))
 			}
 		})
+	}
+}
+
+// TestHostileNumbers: freshness and age values at and past every limit
+// (negative, huge, overflowing int64, repeated, malformed) neither panic nor
+// make a response fresh that must not be, nor a fresh one stale.
+func TestHostileNumbers(t *testing.T) {
+	huge := "99999999999999999999999999999"
+	for _, tc := range []struct {
+		hdrs  []string
+		fresh bool // served from the store after 10s
+	}{
+		{[]string{"Cache-Control: max-age=" + huge}, true},
+		{[]string{"Cache-Control: s-maxage=" + huge + ", max-age=0"}, true},
+		{[]string{"Cache-Control: max-age=-1"}, false},
+		{[]string{"Cache-Control: max-age=60", "Age: " + huge}, false},
+		{[]string{"Cache-Control: max-age=60", "Age: -5"}, true},
+		{[]string{"Cache-Control: max-age=60", "Age: 5, 9999999"}, true},
+		{[]string{"Cache-Control: max-age=" + huge + ", stale-while-revalidate=" + huge + ", stale-if-error=" + huge}, true},
+		{[]string{"Cache-Control: max-age=0, stale-while-revalidate=" + huge, `ETag: "e"`}, false},
+		// Both the age and the lifetime are past 2^31 s, which is "forever":
+		// not fresh, so not stored.
+		{[]string{"Expires: Fri, 31 Dec 9999 23:59:59 GMT", "Date: Mon, 01 Jan 0001 00:00:00 GMT"}, false},
+		{[]string{"Expires: Mon, 01 Jan 0001 00:00:00 GMT", "Date: Fri, 31 Dec 9999 23:59:59 GMT"}, false},
+		{[]string{"Cache-Control: max-age=60", "Date: Fri, 31 Dec 9999 23:59:59 GMT"}, true},
+		{[]string{"Cache-Control: max-age=60", "Date: Mon, 01 Jan 0001 00:00:00 GMT"}, false},
+		{[]string{"Last-Modified: Mon, 01 Jan 0001 00:00:00 GMT"}, true},
+	} {
+		h := newHarness(t, harnessOpts{policy: PolicyOptions{MaxStale: time.Duration(1<<63 - 1)}})
+		h.setScript(func(int, seenReq) originResp { return originResp{headers: tc.hdrs, body: "x"} })
+		h.get("/n")
+		h.clock.Advance(10 * time.Second)
+		a := h.get("/n")
+		if got := a.result == "hit"; got != tc.fresh {
+			t.Errorf("%q: after 10s %s (Cache-Status %q), want fresh=%v", tc.hdrs, a.result, a.get("Cache-Status"), tc.fresh)
+		}
+		if a.status != 200 || a.body != "x" {
+			t.Errorf("%q: %d %q", tc.hdrs, a.status, a.body)
+		}
+		if age := a.get("Age"); strings.HasPrefix(age, "-") {
+			t.Errorf("%q: Age %q", tc.hdrs, age)
+		}
+		h.cache.ServeStale(newCtx("/n"), h.policy)
+	}
+}
+
+// TestAccountingReturnsToZero: after a storm of fills, variants, markers,
+// revalidations, background refreshes, evictions, unsafe invalidations and
+// purges racing one another, purging everything leaves 0 bytes and 0 objects.
+func TestAccountingReturnsToZero(t *testing.T) {
+	h := newHarness(t, harnessOpts{maxBytes: 64 << 10})
+	h.setScript(func(n int, r seenReq) originResp {
+		switch n % 7 {
+		case 0:
+			return originResp{headers: []string{"Cache-Control: no-store"}, body: "ns"}
+		case 1:
+			if r.get("If-None-Match") != "" {
+				return originResp{status: 304, headers: []string{"Cache-Control: max-age=1", `ETag: "e"`}}
+			}
+			return originResp{headers: []string{"Cache-Control: max-age=1", `ETag: "e"`}, body: strings.Repeat("e", n%3000)}
+		case 2:
+			return originResp{headers: []string{"Cache-Control: max-age=0, stale-while-revalidate=60"}, body: "swr"}
+		case 3:
+			return originResp{headers: []string{"Cache-Control: max-age=60", "Vary: X-V"}, body: strings.Repeat("v", n%5000)}
+		case 4:
+			return originResp{status: 500, body: "err"}
+		default:
+			return originResp{headers: []string{"Cache-Control: max-age=60"}, body: strings.Repeat("p", n%9000)}
+		}
+	})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				uri := fmt.Sprintf("/a/%d", (i*7+w)%40)
+				switch i % 11 {
+				case 0:
+					h.do("POST", uri)
+				case 1:
+					h.do("HEAD", uri)
+				default:
+					h.get(uri, fmt.Sprintf("X-V: %d", i%5))
+				}
+				if i%13 == 0 {
+					h.clock.Advance(700 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if i%2 == 0 {
+				h.cache.Purge("", "/a/1")
+			} else {
+				h.cache.PurgeKey("example.test", fmt.Sprintf("/a/%d", i%40))
+			}
+			h.cache.sweep(h.clock.Now().UnixNano())
+		}
+	}()
+	time.AfterFunc(time.Second, func() { close(stop) })
+	wg.Wait()
+	h.cache.bg.Wait()
+	st := h.cache.Stats()
+	if st.Bytes > 64<<10 {
+		t.Errorf("accounted %d bytes, over the 64 KiB budget", st.Bytes)
+	}
+	h.cache.Purge("", "/")
+	if st := h.cache.Stats(); st.Bytes != 0 || st.Objects != 0 {
+		t.Fatalf("after purging everything: %d bytes, %d objects accounted", st.Bytes, st.Objects)
 	}
 }
