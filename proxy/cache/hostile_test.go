@@ -304,3 +304,30 @@ func TestAccountingReturnsToZero(t *testing.T) {
 		t.Fatalf("after purging everything: %d bytes, %d objects accounted", st.Bytes, st.Objects)
 	}
 }
+
+// TestPurgeDuringRefreshIsNotUndone: the same for a background
+// stale-while-revalidate refresh in flight when the purge runs.
+func TestPurgeDuringRefreshIsNotUndone(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.setScript(func(int, seenReq) originResp {
+		return originResp{headers: []string{"Cache-Control: max-age=1, stale-while-revalidate=600"}, body: "old"}
+	})
+	h.get("/r")
+	h.clock.Advance(5 * time.Second)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	h.setScript(func(int, seenReq) originResp {
+		close(entered)
+		return originResp{headers: []string{"Cache-Control: max-age=600"}, body: "old", hold: release}
+	})
+	if a := h.get("/r"); a.result != "stale" {
+		t.Fatalf("got %s, want a stale hit", a.result)
+	}
+	<-entered
+	h.cache.Purge("", "/r")
+	close(release)
+	h.cache.bg.Wait()
+	if a := h.get("/r", "Cache-Control: only-if-cached, max-stale"); a.status != 504 {
+		t.Fatalf("after the purge: %d %q (Cache-Status %q): the refresh undid the purge", a.status, a.body, a.get("Cache-Status"))
+	}
+}
