@@ -161,6 +161,7 @@ type respMeta struct {
 	nVary         int
 	conn          [4][]byte // Connection field lines (RFC 9110 §7.6.1)
 	nConn         int
+	connAll       []kv                // every field, when there are more Connection lines than conn holds
 	cdn           [maxCDNLines][]byte // CDN-Cache-Control field lines (RFC 9213)
 	nCDN          int
 }
@@ -218,9 +219,13 @@ func (m *respMeta) analyze(fields []kv) {
 		case 10:
 			if eqFold(k, "set-cookie") {
 				m.has |= mSetCookie
-			} else if eqFold(k, "connection") && m.nConn < len(m.conn) {
-				m.conn[m.nConn] = v
-				m.nConn++
+			} else if eqFold(k, "connection") {
+				if m.nConn < len(m.conn) {
+					m.conn[m.nConn] = v
+					m.nConn++
+				} else {
+					m.connAll = fields // see connectionListed
+				}
 			}
 		case 11:
 			if eqFold(k, "set-cookie2") {
@@ -296,6 +301,16 @@ func hopByHop(k []byte) bool {
 
 // connectionListed reports whether a Connection field names k.
 func (m *respMeta) connectionListed(k []byte) bool {
+	if m.connAll != nil {
+		// More Connection lines than m.conn holds (a hostile backend):
+		// look at every one of them, the slow way.
+		for i := range m.connAll {
+			if f := m.connAll[i]; eqFold(f.k, "connection") && listsField([][]byte{f.v}, k) {
+				return true
+			}
+		}
+		return false
+	}
 	return m.nConn > 0 && listsField(m.conn[:m.nConn], k)
 }
 

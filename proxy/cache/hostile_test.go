@@ -331,3 +331,54 @@ func TestPurgeDuringRefreshIsNotUndone(t *testing.T) {
 		t.Fatalf("after the purge: %d %q (Cache-Status %q): the refresh undid the purge", a.status, a.body, a.get("Cache-Status"))
 	}
 }
+
+// TestQualifiedPrivateOverflow: the field lists of qualified private="..."
+// and no-cache="..." directives are kept in fixed arrays of four; a fifth
+// directive was dropped, and the fields it named were stored and served to
+// every client (private) or without revalidation (no-cache). Past the arrays'
+// room the directive counts as unqualified, which RFC 9111 §5.2.2.4 and
+// §5.2.2.7 allow.
+func TestQualifiedPrivateOverflow(t *testing.T) {
+	for _, dir := range []string{"private", "no-cache"} {
+		t.Run(dir, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			var list []string
+			for _, f := range []string{"X-A", "X-B", "X-C", "X-D", "X-Secret"} {
+				list = append(list, dir+`="`+f+`"`)
+			}
+			h.setScript(func(n int, _ seenReq) originResp {
+				return originResp{headers: []string{
+					"Cache-Control: max-age=60, " + strings.Join(list, ", "),
+					"X-Secret: token-" + fmt.Sprint(n),
+				}, body: "page"}
+			})
+			if a := h.get("/q"); a.get("X-Secret") != "token-1" {
+				t.Fatalf("first client: X-Secret %q", a.get("X-Secret"))
+			}
+			if a := h.get("/q"); a.get("X-Secret") == "token-1" {
+				t.Fatalf("second client got the first one's X-Secret (%s, Cache-Status %q)", a.result, a.get("Cache-Status"))
+			}
+		})
+	}
+}
+
+// TestManyConnectionLines: a response whose Connection field lines name more
+// fields than the four lines respMeta keeps: the fields named on the fifth line
+// were neither dropped from the stored response nor from the client's answer,
+// although they are hop-by-hop (RFC 9110 §7.6.1).
+func TestManyConnectionLines(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.setScript(func(n int, _ seenReq) originResp {
+		return originResp{headers: []string{
+			"Cache-Control: max-age=60",
+			"Connection: X-A", "Connection: X-B", "Connection: X-C", "Connection: X-D", "Connection: X-Hop",
+			"X-A: a", "X-Hop: hop",
+		}, body: "page"}
+	})
+	for i := range 2 {
+		a := h.get("/c")
+		if a.get("X-Hop") != "" || a.get("X-A") != "" {
+			t.Errorf("answer %d (%s): hop-by-hop fields reached the client: X-A %q, X-Hop %q", i, a.result, a.get("X-A"), a.get("X-Hop"))
+		}
+	}
+}
