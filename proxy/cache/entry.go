@@ -262,7 +262,12 @@ func (m *respMeta) analyze(fields []kv) {
 			}
 		}
 	}
-	if m.nCDN > 0 && m.nCDN <= len(m.cdn) {
+	if m.nCDN > len(m.cdn) {
+		// More lines than are kept: what the dropped ones say is unknown,
+		// and following Cache-Control (meant for other caches) could store
+		// what the origin told this one not to. Store nothing.
+		m.cc.flags |= rcNoStore
+	} else if m.nCDN > 0 {
 		// RFC 9213 §2.1: a valid, non-empty CDN-Cache-Control replaces
 		// Cache-Control and Expires for this cache.
 		if d, ok := targeted(m.cdn[:m.nCDN]); ok {

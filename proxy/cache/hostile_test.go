@@ -382,3 +382,23 @@ func TestManyConnectionLines(t *testing.T) {
 		}
 	}
 }
+
+// TestManyCDNCacheControlLines: more CDN-Cache-Control lines than the cache
+// keeps made it ignore the field and follow Cache-Control, which the origin
+// meant for other caches: a response the origin told this cache not to store
+// ("CDN-Cache-Control: no-store" on the fifth line) was stored. Too many lines
+// now mean not stored.
+func TestManyCDNCacheControlLines(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.setScript(func(n int, _ seenReq) originResp {
+		return originResp{headers: []string{
+			"Cache-Control: public, max-age=600",
+			"CDN-Cache-Control: a", "CDN-Cache-Control: b", "CDN-Cache-Control: c", "CDN-Cache-Control: d",
+			"CDN-Cache-Control: no-store",
+		}, body: fmt.Sprint("v", n)}
+	})
+	h.get("/cdn")
+	if a := h.get("/cdn"); a.body != "v2" {
+		t.Fatalf("second request: %s %q (Cache-Status %q): stored despite CDN-Cache-Control: no-store", a.result, a.body, a.get("Cache-Status"))
+	}
+}
