@@ -66,6 +66,7 @@ const (
 	fLastMod                             // lastMod is valid
 	fMarker                              // hit-for-miss marker, no response
 	fPublic                              // public
+	fSMaxAge                             // s-maxage
 )
 
 // entryOverhead is what one entry costs beyond its buf and body: the entry
@@ -112,6 +113,14 @@ func (e *entry) ageNs(now int64) int64 {
 // ttlNs is the remaining freshness lifetime at now; negative when stale,
 // its magnitude being how long the entry has been stale.
 func (e *entry) ttlNs(now int64) int64 { return e.lifetime*1e9 - e.ageNs(now) }
+
+// sharedForAuth reports whether e may answer a request with Authorization:
+// only when it has public, s-maxage or must-revalidate (RFC 9111 §3.5).
+// Without them it was stored for requests without credentials, and the
+// origin may answer credentialed ones otherwise.
+func (e *entry) sharedForAuth() bool {
+	return e.flags&(fPublic|fSMaxAge|fMustRevalidate) != 0
+}
 
 // forbidsStale reports whether the response forbids serving it stale
 // (RFC 9111 §4.2.4): no-cache, must-revalidate, and for a shared cache
@@ -611,6 +620,9 @@ func (e *entry) setTiming(m *respMeta, status int, reqTime, respTime int64, init
 	}
 	if m.cc.has(rcPublic) {
 		e.flags |= fPublic
+	}
+	if m.cc.has(rcSMaxAge) {
+		e.flags |= fSMaxAge
 	}
 	if m.cc.has(rcSWR) {
 		e.swr = uint32(min(m.cc.swr, math.MaxUint32))

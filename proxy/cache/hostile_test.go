@@ -21,8 +21,15 @@ func TestRefreshForOneClientKeepsSharedEntry(t *testing.T) {
 	for _, hdr := range []string{"Cache-Control: no-store", "Authorization: Bearer x"} {
 		t.Run(hdr, func(t *testing.T) {
 			h := newHarness(t, harnessOpts{})
-			h.setScript(func(n int, _ seenReq) originResp {
-				return originResp{headers: []string{"Cache-Control: max-age=1, stale-while-revalidate=600"}, body: "shared"}
+			// public for anonymous requests, so that it may serve one with
+			// Authorization (RFC 9111 §3.5); the origin's answer to that one
+			// is not public.
+			h.setScript(func(n int, r seenReq) originResp {
+				cc := "max-age=1, stale-while-revalidate=600"
+				if r.get("Authorization") == "" {
+					cc = "public, " + cc
+				}
+				return originResp{headers: []string{"Cache-Control: " + cc}, body: "shared"}
 			})
 			h.get("/s")
 			h.clock.Advance(5 * time.Second)
@@ -47,10 +54,14 @@ func TestValidationForOneClientKeepsSharedEntry(t *testing.T) {
 		t.Run(hdr, func(t *testing.T) {
 			h := newHarness(t, harnessOpts{})
 			h.setScript(func(n int, r seenReq) originResp {
-				if r.get("If-None-Match") != "" {
-					return originResp{status: 304, headers: []string{"Cache-Control: max-age=1", `ETag: "v1"`}}
+				cc := "Cache-Control: max-age=1"
+				if r.get("Authorization") == "" {
+					cc = "Cache-Control: public, max-age=1"
 				}
-				return originResp{headers: []string{"Cache-Control: max-age=1", `ETag: "v1"`}, body: "shared"}
+				if r.get("If-None-Match") != "" {
+					return originResp{status: 304, headers: []string{cc, `ETag: "v1"`}}
+				}
+				return originResp{headers: []string{cc, `ETag: "v1"`}, body: "shared"}
 			})
 			h.get("/s")
 			h.clock.Advance(5 * time.Second)
@@ -400,5 +411,51 @@ func TestManyCDNCacheControlLines(t *testing.T) {
 	h.get("/cdn")
 	if a := h.get("/cdn"); a.body != "v2" {
 		t.Fatalf("second request: %s %q (Cache-Status %q): stored despite CDN-Cache-Control: no-store", a.result, a.body, a.get("Cache-Status"))
+	}
+}
+
+// TestAuthorizationRequestNotServedUnlessShared: a request with Authorization
+// was answered from a response stored for an anonymous request, though only
+// public, s-maxage or must-revalidate say a shared cache may use a stored
+// response for such a request (RFC 9111 §3.5). An anonymous request could thus
+// decide what every authenticated client got, such as a "please log in" page or
+// a 401 with max-age, for its whole lifetime.
+func TestAuthorizationRequestNotServedUnlessShared(t *testing.T) {
+	for _, tc := range []struct {
+		cc     string
+		shared bool
+	}{
+		{"max-age=60", false},
+		{"max-age=60, proxy-revalidate", false},
+		{"public, max-age=60", true},
+		{"s-maxage=60", true},
+		{"max-age=60, must-revalidate", true},
+	} {
+		t.Run(tc.cc, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			h.setScript(func(n int, r seenReq) originResp {
+				who := "anon"
+				if a := r.get("Authorization"); a != "" {
+					who = a
+				}
+				return originResp{headers: []string{"Cache-Control: " + tc.cc}, body: who}
+			})
+			if a := h.get("/me"); a.body != "anon" {
+				t.Fatalf("anonymous: %q", a.body)
+			}
+			a := h.get("/me", "Authorization: alice")
+			if tc.shared {
+				if a.result != "hit" || a.body != "anon" {
+					t.Fatalf("with Authorization: %s %q, want the shared stored response", a.result, a.body)
+				}
+				return
+			}
+			if a.body != "alice" || a.origin != 1 {
+				t.Fatalf("with Authorization: %s %q (Cache-Status %q), want the origin's answer", a.result, a.body, a.get("Cache-Status"))
+			}
+			if a := h.get("/me"); a.result != "hit" || a.body != "anon" {
+				t.Fatalf("anonymous again: %s %q, want the stored response, untouched", a.result, a.body)
+			}
+		})
 	}
 }

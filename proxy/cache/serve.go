@@ -486,6 +486,12 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	if marker {
 		rq.flags |= rqMarked
 	}
+	if e != nil && rq.flags&rqAuth != 0 && !e.sharedForAuth() {
+		// RFC 9111 §3.5: the stored response says nothing about requests
+		// with credentials; the origin answers this one. Its answer is
+		// not stored (storable) and leaves e as it is.
+		e, fwd = nil, fwdRequest
+	}
 	forced := false
 	if e != nil {
 		var act action
@@ -556,6 +562,9 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	// Waiting took time: read the clock again for this decision.
 	now = c.nowNano()
 	e, fwd, _ = c.lookup(s, hash, sc, ctx, now)
+	if e != nil && rq.flags&rqAuth != 0 && !e.sharedForAuth() {
+		e, fwd = nil, fwdRequest // as above
+	}
 	if e != nil {
 		act, forced := decide(e, &rq, now)
 		if act == actFresh {
