@@ -251,3 +251,45 @@ func TestCachedRefreshOfHugeBodyCutShort(t *testing.T) {
 	be.close() // cuts the unfinished chunked body of any refresh still reading
 	awaitIdle(t, pool)
 }
+
+// TestCachedConnectionOverflowNoPoisoning: a request the cache edits (here:
+// the client's If-None-Match is taken off) is written from fasthttp's parsed
+// header, which dropped only the first eight fields its Connection lines name.
+// A ninth reached the backend, while the Vary key, built from the request as
+// forwarded, counted it absent: the variant made for the attacker's header was
+// stored as the one for clients without it.
+func TestCachedConnectionOverflowNoPoisoning(t *testing.T) {
+	px, be, _ := cachedProxyPolicy(t, cache.PolicyOptions{MaxObjectBytes: 1 << 20},
+		func(head string, _ []byte) string {
+			v := "plain"
+			for _, l := range strings.Split(head, "\r\n") {
+				if k, val, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, "x-variant") {
+					v = strings.TrimSpace(val)
+				}
+			}
+			return "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nVary: X-Variant\r\nETag: \"e\"\r\nContent-Length: " +
+				strconv.Itoa(len(v)) + "\r\n\r\n" + v
+		})
+	attack := "GET /p HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"zzz\"\r\n" +
+		"Connection: a1, a2, a3, a4, a5, a6, a7, a8, X-Variant\r\nX-Variant: evil\r\n\r\n"
+	if r := roundTrip(t, px.addr, attack); string(r.Body()) == "evil" {
+		t.Errorf("the attacker's request forwarded X-Variant, which its Connection names: %q", be.requests())
+	}
+	if r := roundTrip(t, px.addr, "GET /p HTTP/1.1\r\nHost: x\r\n\r\n"); string(r.Body()) != "plain" {
+		t.Fatalf("a plain client got %q (Cache-Status %q): the attacker's variant", r.Body(), r.Header.Peek("Cache-Status"))
+	}
+}
+
+// TestResponseConnectionOverflow: the same on the way back, without the cache:
+// the backend's Connection lines naming more than eight fields let the ninth
+// through to the client, though it is hop-by-hop (RFC 9110 §7.6.1).
+func TestResponseConnectionOverflow(t *testing.T) {
+	be := newRawBackend(t, func(string, []byte) string {
+		return "HTTP/1.1 200 OK\r\nConnection: a1, a2, a3, a4, a5, a6, a7, a8, X-Hop\r\nX-Hop: secret\r\nContent-Length: 2\r\n\r\nok"
+	})
+	px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+	r := roundTrip(t, px.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if v := r.Header.Peek("X-Hop"); len(v) > 0 {
+		t.Fatalf("X-Hop %q reached the client though Connection names it", v)
+	}
+}
