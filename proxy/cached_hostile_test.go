@@ -293,3 +293,33 @@ func TestResponseConnectionOverflow(t *testing.T) {
 		t.Fatalf("X-Hop %q reached the client though Connection names it", v)
 	}
 }
+
+// TestCachedVaryDuplicateLinesNoPoisoning: a Vary key read a field the way
+// fasthttp parses it, where the last of several User-Agent or Content-Type
+// lines wins, while the backend received every line and (like most) read the
+// first. A request with "User-Agent: evil" then "User-Agent: <a common agent>"
+// stored the answer made for "evil" as the variant of the common agent. Vary
+// keys read the lines as forwarded: all of them, in order.
+func TestCachedVaryDuplicateLinesNoPoisoning(t *testing.T) {
+	for _, name := range []string{"User-Agent", "Content-Type", "Cookie", "Accept-Language"} {
+		t.Run(name, func(t *testing.T) {
+			px, _, _ := cachedProxyPolicy(t, cache.PolicyOptions{MaxObjectBytes: 1 << 20},
+				func(head string, _ []byte) string {
+					v := "none"
+					for _, l := range strings.Split(head, "\r\n")[1:] {
+						if k, val, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, name) {
+							v = strings.TrimSpace(val) // the first line wins
+							break
+						}
+					}
+					return "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nVary: " + name + "\r\nContent-Length: " +
+						strconv.Itoa(len(v)) + "\r\n\r\n" + v
+				})
+			roundTrip(t, px.addr, "GET /u HTTP/1.1\r\nHost: x\r\n"+name+": evil\r\n"+name+": common\r\n\r\n")
+			r := roundTrip(t, px.addr, "GET /u HTTP/1.1\r\nHost: x\r\n"+name+": common\r\n\r\n")
+			if string(r.Body()) != "common" {
+				t.Fatalf("%s: common: got %q (Cache-Status %q), the variant made for another value", name, r.Body(), r.Header.Peek("Cache-Status"))
+			}
+		})
+	}
+}
