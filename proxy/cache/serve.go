@@ -192,7 +192,7 @@ type scratch struct {
 	blk   []byte
 	fwd   []byte // a forwarded field value (Options.Forwarded)
 	date  []byte // a Date added to a response without one
-	gen   uint64 // the key's shard generation before the fetch (shard.gen)
+	gen   uint64 // the key's purge generation before the fetch (Cache.genOf)
 	kvs   []kv
 	kvs2  []kv
 	rd    bytes.Reader
@@ -470,7 +470,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	sc.key = appendKey(sc.key[:0], ctx)
 	hash := c.hash(sc.key)
 	s := c.shardOf(hash)
-	sc.gen = s.gen.Load() // before any fetch: see shard.gen
+	sc.gen = c.genOf(hash) // before any fetch
 
 	if rq.flags&rqPrecondition != 0 {
 		// RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the
@@ -869,7 +869,7 @@ func (c *Cache) storeMarker(s *shard, key []byte, now int64) {
 	e := buildEntry(key, nil, nil, nil, blockInfo{}, nil, false)
 	e.flags |= fMarker
 	e.deadAt = now + markerTTL
-	c.store(s, e, s.gen.Load()) // a marker outliving a purge does no harm
+	c.store(s, e, noGenCheck) // a marker outliving a purge does no harm
 }
 
 // freshen applies a 304 (or, with head, a 200 to HEAD) to the stored
@@ -1234,8 +1234,8 @@ func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entr
 	sc := getScratch()
 	defer putScratch(sc)
 	sc.key = append(sc.key[:0], e.key()...)
-	s := c.shardFor(sc.key)
-	sc.gen = s.gen.Load() // before the fetch: see shard.gen
+	s := c.shardOf(e.hash)
+	sc.gen = c.genOf(e.hash) // before the fetch
 	var rq reqInfo
 	rq.parse(&req.Header)
 	delFold(&req.Header, "if-none-match", sc)
@@ -1351,9 +1351,10 @@ func (c *Cache) invalidate(ctx *fasthttp.RequestCtx, sc *scratch) {
 }
 
 func (c *Cache) invalidateKey(key []byte) {
-	s := c.shardFor(key)
+	h := c.hash(key)
+	s := c.shardOf(h)
 	s.mu.Lock()
-	s.gen.Add(1)
+	c.bumpKey(h) // a fetch in flight for the key must not store its answer
 	c.removeChainLocked(s, key)
 	s.mu.Unlock()
 }
