@@ -275,9 +275,36 @@ func TestErrors(t *testing.T) {
 	if a.reg.View().Gen != gen {
 		t.Fatal("a refused request changed the registry")
 	}
-	_, _, resp := a.do("DELETE", "/api/v1/pools", "")
-	if resp.Header.Get("Allow") != "GET" {
-		t.Fatalf("405 Allow: %q", resp.Header.Get("Allow"))
+	_, m, resp := a.do("DELETE", "/api/v1/pools", "")
+	if resp.Header.Get("Allow") != "GET, HEAD" || resp.Header.Get("Content-Type") != "application/json" ||
+		m["error"] != "method DELETE not allowed here; allowed: GET, HEAD" {
+		t.Fatalf("405: Allow %q, %s, %v", resp.Header.Get("Allow"), resp.Header.Get("Content-Type"), m)
+	}
+	// GET endpoints answer HEAD too, as net/http's ServeMux makes them.
+	req, _ := http.NewRequest("HEAD", a.url+"/api/v1/pools", nil)
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("HEAD: %d %s", resp.StatusCode, resp.Header)
+	}
+	// A path that is not clean is redirected to its clean form, once
+	// authenticated, and not served as it is.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, p := range []string{"/api/v1//pools", "/api/v1/x/../pools"} {
+		req, _ := http.NewRequest("GET", a.url+p, nil)
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 307 || resp.Header.Get("Location") != "/api/v1/pools" {
+			t.Fatalf("%s: %d Location %q", p, resp.StatusCode, resp.Header.Get("Location"))
+		}
 	}
 	// An IPv6 backend, percent-encoded in the path.
 	a.t = t

@@ -25,7 +25,7 @@ type purgeJSON struct {
 // purgeCache removes stored responses: every one whose path starts with
 // ?prefix=, or the one stored for ?key= (path and query, exact), on ?host= or any
 // host. Exactly one of prefix and key is required; each must start with "/".
-func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, nil, true) {
 		return
 	}

@@ -60,7 +60,7 @@ type capturesJSON struct {
 	PausedPools   []string       `json:"paused_pools"`
 }
 
-func (s *Server) listCaptures(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) listCaptures(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Captures == nil {
 		s.writeErr(w, errNoCapture)
 		return
@@ -126,7 +126,8 @@ type pendingJSON struct {
 	Records []recordJSON `json:"records"`
 }
 
-func (s *Server) listPending(w http.ResponseWriter, r *http.Request, p params) {
+func (s *Server) listPending(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
 	limit := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -136,28 +137,29 @@ func (s *Server) listPending(w http.ResponseWriter, r *http.Request, p params) {
 		}
 		limit = n
 	}
-	if !s.capturePool(w, p["pool"]) {
+	if !s.capturePool(w, pool) {
 		return
 	}
-	out := pendingJSON{Pool: p["pool"], Backlog: s.opts.Captures.Stats().Backlog[p["pool"]], Records: []recordJSON{}}
-	for _, rec := range s.opts.Captures.Pending(p["pool"], limit) {
+	out := pendingJSON{Pool: pool, Backlog: s.opts.Captures.Stats().Backlog[pool], Records: []recordJSON{}}
+	for _, rec := range s.opts.Captures.Pending(pool, limit) {
 		out.Records = append(out.Records, recordOf(rec, false))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) getCapture(w http.ResponseWriter, r *http.Request, p params) {
+func (s *Server) getCapture(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
 	if s.opts.Captures == nil {
 		s.writeErr(w, errNoCapture)
 		return
 	}
-	rec, st, ok := s.opts.Captures.Get(p["id"])
+	rec, st, ok := s.opts.Captures.Get(id)
 	switch {
 	case !ok:
-		writeError(w, http.StatusNotFound, "no such capture: "+p["id"])
+		writeError(w, http.StatusNotFound, "no such capture: "+id)
 		return
 	case rec == nil:
-		writeError(w, http.StatusInternalServerError, "capture "+p["id"]+" ("+st.String()+") cannot be read back from the journal; see the log")
+		writeError(w, http.StatusInternalServerError, "capture "+id+" ("+st.String()+") cannot be read back from the journal; see the log")
 		return
 	}
 	out := recordOf(rec, true)
@@ -171,12 +173,12 @@ type captureChange struct {
 	Status string `json:"status"`
 }
 
-func (s *Server) retryCapture(w http.ResponseWriter, r *http.Request, p params) {
-	s.changeCapture(w, r, p["id"], "retried", capture.StatusPending, func(id string) error { return s.opts.Captures.Retry(id) })
+func (s *Server) retryCapture(w http.ResponseWriter, r *http.Request) {
+	s.changeCapture(w, r, r.PathValue("id"), "retried", capture.StatusPending, func(id string) error { return s.opts.Captures.Retry(id) })
 }
 
-func (s *Server) discardCapture(w http.ResponseWriter, r *http.Request, p params) {
-	s.changeCapture(w, r, p["id"], "discarded", capture.StatusDiscarded, func(id string) error { return s.opts.Captures.Discard(id) })
+func (s *Server) discardCapture(w http.ResponseWriter, r *http.Request) {
+	s.changeCapture(w, r, r.PathValue("id"), "discarded", capture.StatusDiscarded, func(id string) error { return s.opts.Captures.Discard(id) })
 }
 
 func (s *Server) changeCapture(w http.ResponseWriter, r *http.Request, id, verb string, to capture.Status, change func(string) error) {
@@ -207,14 +209,16 @@ type replayRequest struct {
 	Paused *bool `json:"paused"`
 }
 
-func (s *Server) getReplay(w http.ResponseWriter, r *http.Request, p params) {
-	if !s.capturePool(w, p["pool"]) {
+func (s *Server) getReplay(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
+	if !s.capturePool(w, pool) {
 		return
 	}
-	s.writeReplay(w, p["pool"])
+	s.writeReplay(w, pool)
 }
 
-func (s *Server) setReplay(w http.ResponseWriter, r *http.Request, p params) {
+func (s *Server) setReplay(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
 	var req replayRequest
 	if !decode(w, r, &req, false) {
 		return
@@ -223,17 +227,17 @@ func (s *Server) setReplay(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusBadRequest, `"paused" is required: true or false`)
 		return
 	}
-	if !s.capturePool(w, p["pool"]) {
+	if !s.capturePool(w, pool) {
 		return
 	}
 	if *req.Paused {
-		s.opts.Captures.PauseReplay(p["pool"])
-		s.log.Info("admin: replay paused", "pool", p["pool"])
+		s.opts.Captures.PauseReplay(pool)
+		s.log.Info("admin: replay paused", "pool", pool)
 	} else {
-		s.opts.Captures.ResumeReplay(p["pool"])
-		s.log.Info("admin: replay resumed", "pool", p["pool"])
+		s.opts.Captures.ResumeReplay(pool)
+		s.log.Info("admin: replay resumed", "pool", pool)
 	}
-	s.writeReplay(w, p["pool"])
+	s.writeReplay(w, pool)
 }
 
 // capturePool answers 409 without a journal, 404 for a pool that is neither

@@ -84,7 +84,7 @@ func (s *Server) backendJSON(b *registry.BackendView, activeCheck bool) backendJ
 
 func ptr[T any](v T) *T { return &v }
 
-func (s *Server) listPools(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {
 	v := s.opts.Registry.View()
 	out := poolsJSON{Generation: v.Gen, Pools: make([]poolJSON, 0, len(v.Pools))}
 	for _, p := range v.Pools {
@@ -109,12 +109,21 @@ type registerRequest struct {
 	Weight  *int   `json:"weight"`
 }
 
-func (s *Server) registerBackend(w http.ResponseWriter, r *http.Request, p params) {
+func (s *Server) registerBackend(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
 	var req registerRequest
 	if !decode(w, r, &req, false) {
 		return
 	}
-	created, err := s.opts.Registry.Register(r.Context(), p["pool"], req.Address, req.Weight)
+	// One spelling per backend: the answer, the log and the lookups below
+	// use the address as the registry stores it.
+	addr, err := registry.CanonicalAddress(req.Address)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	req.Address = addr
+	created, err := s.opts.Registry.Register(r.Context(), pool, req.Address, req.Weight)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -122,9 +131,9 @@ func (s *Server) registerBackend(w http.ResponseWriter, r *http.Request, p param
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
-		s.log.Info("admin: backend registered", "pool", p["pool"], "backend", req.Address)
+		s.log.Info("admin: backend registered", "pool", pool, "backend", req.Address)
 	}
-	s.writeBackend(w, status, p["pool"], req.Address)
+	s.writeBackend(w, status, pool, req.Address)
 }
 
 // updateRequest is the body of PATCH .../backends/{address}.
@@ -133,18 +142,19 @@ type updateRequest struct {
 	Drain  *bool `json:"drain"`
 }
 
-func (s *Server) updateBackend(w http.ResponseWriter, r *http.Request, p params) {
+func (s *Server) updateBackend(w http.ResponseWriter, r *http.Request) {
 	var req updateRequest
 	if !decode(w, r, &req, false) {
 		return
 	}
-	err := s.opts.Registry.Update(r.Context(), p["pool"], p["address"], registry.BackendUpdate{Weight: req.Weight, Drain: req.Drain})
+	pool, address := r.PathValue("pool"), canonicalAddress(r.PathValue("address"))
+	err := s.opts.Registry.Update(r.Context(), pool, address, registry.BackendUpdate{Weight: req.Weight, Drain: req.Drain})
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	s.log.Info("admin: backend changed", "pool", p["pool"], "backend", p["address"])
-	s.writeBackend(w, http.StatusOK, p["pool"], p["address"])
+	s.log.Info("admin: backend changed", "pool", pool, "backend", address)
+	s.writeBackend(w, http.StatusOK, pool, address)
 }
 
 // writeBackend answers with one backend as it is in service now.
@@ -158,6 +168,16 @@ func (s *Server) writeBackend(w http.ResponseWriter, status int, pool, address s
 	writeJSON(w, status, s.backendJSON(b, v.Pool(pool).Config.Health.Type != "" && v.Pool(pool).Config.Health.Type != "none"))
 }
 
+// canonicalAddress returns the {address} path parameter in the registry's
+// spelling, when it is a valid address at all (an invalid one is simply not
+// found).
+func canonicalAddress(address string) string {
+	if c, err := registry.CanonicalAddress(address); err == nil {
+		return c
+	}
+	return address
+}
+
 // removal is the answer of DELETE .../backends/{address}.
 type removal struct {
 	Pool          string  `json:"pool"`
@@ -168,22 +188,23 @@ type removal struct {
 	WaitedSeconds float64 `json:"waited_seconds"`
 }
 
-func (s *Server) removeBackend(w http.ResponseWriter, r *http.Request, p params) {
+func (s *Server) removeBackend(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, nil, true) {
 		return
 	}
-	res, err := s.opts.Registry.Remove(r.Context(), p["pool"], p["address"], s.opts.DrainTimeout())
+	pool, address := r.PathValue("pool"), canonicalAddress(r.PathValue("address"))
+	res, err := s.opts.Registry.Remove(r.Context(), pool, address, s.opts.DrainTimeout())
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
 	if res.Drained {
-		s.log.Info("admin: backend removed", "pool", p["pool"], "backend", p["address"], "waited", res.Waited)
+		s.log.Info("admin: backend removed", "pool", pool, "backend", address, "waited", res.Waited)
 	} else {
-		s.log.Warn("admin: backend removed before its requests finished: drain timeout", "pool", p["pool"],
-			"backend", p["address"], "in_flight", res.Inflight, "waited", res.Waited)
+		s.log.Warn("admin: backend removed before its requests finished: drain timeout", "pool", pool,
+			"backend", address, "in_flight", res.Inflight, "waited", res.Waited)
 	}
-	writeJSON(w, http.StatusOK, removal{Pool: p["pool"], Address: p["address"], Removed: true, Drained: res.Drained,
+	writeJSON(w, http.StatusOK, removal{Pool: pool, Address: address, Removed: true, Drained: res.Drained,
 		InFlight: res.Inflight, WaitedSeconds: res.Waited.Seconds()})
 }
 
@@ -193,7 +214,7 @@ type reloadError struct {
 	Problems []string `json:"problems"`
 }
 
-func (s *Server) reload(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, nil, true) {
 		return
 	}
@@ -217,7 +238,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request, _ params) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (s *Server) metrics(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Metrics == nil {
 		writeError(w, http.StatusNotFound, "metrics are not enabled")
 		return
@@ -230,7 +251,7 @@ type healthzJSON struct {
 	Generation uint64 `json:"generation"`
 }
 
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	gen := s.opts.Registry.View().Gen
 	if s.draining.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, healthzJSON{Status: "draining", Generation: gen})

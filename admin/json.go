@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 )
 
 // errorJSON is every error answer.
@@ -42,9 +41,6 @@ func writeJSONCompact(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }
-
-// quote is strconv.Quote, for values echoed in error messages.
-func quote(s string) string { return strconv.Quote(s) }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, errorJSON{Error: msg})

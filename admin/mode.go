@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/floodgate/floodgate/degrade"
@@ -104,23 +105,25 @@ type modeRequest struct {
 	Mode *string `json:"mode"`
 }
 
-func (s *Server) getMode(w http.ResponseWriter, r *http.Request, p params) {
-	if !s.knownPool(w, p["pool"]) {
+func (s *Server) getMode(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
+	if !s.knownPool(w, pool) {
 		return
 	}
 	if s.opts.Degrade == nil {
 		s.writeErr(w, errNoDegrade)
 		return
 	}
-	st, ok := s.opts.Degrade.Status(p["pool"])
+	st, ok := s.opts.Degrade.Status(pool)
 	if !ok {
-		writeError(w, http.StatusNotFound, "pool "+p["pool"]+" is not known to degraded mode yet")
+		writeError(w, http.StatusNotFound, "pool "+pool+" is not known to degraded mode yet")
 		return
 	}
 	writeJSON(w, http.StatusOK, modeStatus(st))
 }
 
-func (s *Server) setMode(w http.ResponseWriter, r *http.Request, p params) {
+func (s *Server) setMode(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
 	var req modeRequest
 	if !decode(w, r, &req, false) {
 		return
@@ -131,24 +134,24 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request, p params) {
 	}
 	o, err := degrade.ParseOverride(*req.Mode)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "mode "+quote(*req.Mode)+": want auto, degraded or normal")
+		writeError(w, http.StatusBadRequest, "mode "+strconv.Quote(*req.Mode)+": want auto, degraded or normal")
 		return
 	}
-	if !s.knownPool(w, p["pool"]) {
+	if !s.knownPool(w, pool) {
 		return
 	}
 	if s.opts.Degrade == nil {
 		s.writeErr(w, errNoDegrade)
 		return
 	}
-	if err := s.opts.Degrade.SetOverride(p["pool"], o); err != nil {
+	if err := s.opts.Degrade.SetOverride(pool, o); err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	s.log.Info("admin: pool mode override", "pool", p["pool"], "mode", o.String())
-	st, ok := s.opts.Degrade.Status(p["pool"])
+	s.log.Info("admin: pool mode override", "pool", pool, "mode", o.String())
+	st, ok := s.opts.Degrade.Status(pool)
 	if !ok { // dropped by a concurrent reload
-		writeError(w, http.StatusConflict, "pool "+p["pool"]+" was removed by a concurrent change")
+		writeError(w, http.StatusConflict, "pool "+pool+" was removed by a concurrent change")
 		return
 	}
 	writeJSON(w, http.StatusOK, modeStatus(st))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/health"
+	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/proxy/cache"
 	"github.com/floodgate/floodgate/registry"
@@ -127,6 +128,8 @@ type Server struct {
 	auth       bool
 	draining   atomic.Bool
 	sampler    *sampler
+	mux        *http.ServeMux
+	access     map[string]access // by ServeMux pattern
 }
 
 // New returns the API handler. It fails only if opts lacks a Registry.
@@ -159,6 +162,7 @@ func New(opts Options) (*Server, error) {
 		mac.Write([]byte("floodgate admin session key"))
 		copy(s.sessionKey[:], mac.Sum(nil))
 	}
+	s.mux, s.access = s.newMux()
 	s.sampler = newSampler(sources{view: opts.Registry.View, routes: opts.Routes, cache: s.opts.Cache, cap: s.opts.Captures})
 	if s.opts.DrainTimeout == nil {
 		s.opts.DrainTimeout = func() time.Duration { return 30 * time.Second }
@@ -182,6 +186,7 @@ func (s *Server) SetDraining() { s.draining.Store(true) }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
+	defer s.recoverCall(sw, r)
 	s.serve(sw, r)
 	level := slog.LevelDebug
 	if r.Method != http.MethodGet || sw.status >= 400 {
@@ -195,10 +200,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// recoverCall contains a panic of an admin handler: net/http would recover it
+// too, but log it at debug level (the server's ErrorLog) and count nothing. It
+// is counted and logged once with its stack; the call gets a 500, or, when
+// part of the answer is already out, its connection is closed
+// (http.ErrAbortHandler, which net/http closes quietly).
+func (s *Server) recoverCall(w *statusWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler { //nolint:errorlint // the sentinel is compared as net/http does
+		panic(v)
+	}
+	panics.Contain(s.log, "admin "+r.Method+" "+r.URL.Path, v)
+	if w.status != 0 {
+		panic(http.ErrAbortHandler)
+	}
+	writeError(w, http.StatusInternalServerError, "internal error; see the floodgate log")
+}
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	rt, params, allowed := match(r.Method, r.URL.EscapedPath())
-	if rt != nil && rt.Pattern == "/healthz" {
-		rt.handle(s, w, r, params)
+	// Look the route up first, without serving it: its access decides what
+	// is checked. An empty pattern is no route (ServeMux's own 404 or 405).
+	h, pattern := s.mux.Handler(r)
+	acc, routed := s.access[pattern]
+	if routed && acc == probe {
+		s.mux.ServeHTTP(w, r)
 		return
 	}
 	// What a browser sends from another site's page, or from a page that DNS
@@ -211,15 +239,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "without admin.token_file the admin API answers only to loopback Host names")
 		return
 	}
-	if rt != nil && rt.public {
-		rt.handle(s, w, r, params)
+	if routed && acc == public {
+		s.mux.ServeHTTP(w, r)
 		return
 	}
 	// Authenticate before saying anything about the path, so that without the
 	// token nothing about the API can be learnt.
 	kind := s.authenticate(r)
 	if kind == authNone {
-		if rt != nil && rt.page {
+		if routed && acc == page {
 			s.loginPage(w, http.StatusUnauthorized, "")
 			return
 		}
@@ -231,15 +259,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "a change made with the status page's session needs the "+pageHeader+" header")
 		return
 	}
-	switch {
-	case rt != nil:
-		rt.handle(s, w, r, params)
-	case len(allowed) > 0:
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here; allowed: "+strings.Join(allowed, ", "))
-	default:
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	if routed {
+		s.mux.ServeHTTP(w, r) // matches again, to set r.PathValue
+		return
 	}
+	h.ServeHTTP(&muxError{ResponseWriter: w, r: r}, r)
 }
 
 // authorized checks the bearer token in constant time. Both sides are hashed

@@ -206,7 +206,7 @@ type CaptureStatus struct {
 // maxDeadInStatus bounds the dead letters listed in a Status.
 const maxDeadInStatus = 20
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, nil, true) {
 		return
 	}

@@ -173,7 +173,7 @@ type loginData struct {
 	Error string
 }
 
-func (s *Server) page(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	renderPage(w, http.StatusOK, "index.html", pageData{Auth: s.auth})
 }
 
@@ -184,7 +184,7 @@ func (s *Server) loginPage(w http.ResponseWriter, status int, msg string) {
 }
 
 // login checks a token posted by the login form and sets the session cookie.
-func (s *Server) login(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !s.auth {
 		seeOther(w) // nothing to log in to
 		return
@@ -221,7 +221,7 @@ func seeOther(w http.ResponseWriter) {
 }
 
 // logout clears the session cookie.
-func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ params) {
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 	seeOther(w)
@@ -234,8 +234,8 @@ var assetTypes = map[string]string{
 	".svg": "image/svg+xml",
 }
 
-func (s *Server) asset(w http.ResponseWriter, r *http.Request, p params) {
-	name := p["file"]
+func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
 	ct, ok := assetTypes[path.Ext(name)]
 	data, err := uiFS.ReadFile("ui/" + name)
 	if !ok || err != nil || strings.Contains(name, "/") {

@@ -16,6 +16,9 @@ const (
 	rampFloor = 102
 )
 
+// DefaultMaxEjectionPercent is PoolOptions.MaxEjectionPercent's default.
+const DefaultMaxEjectionPercent = 50
+
 // minScan is the fewest ring positions a pick examines before falling back to a
 // linear pass over the backends; see Pool.scan.
 const minScan = 64
@@ -72,8 +75,18 @@ type PoolOptions struct {
 	// again soon after re-admission, up to 8x. It must be positive when MaxFails
 	// is.
 	EjectFor time.Duration
+	// MaxEjectionPercent bounds passive health like Envoy's outlier detection:
+	// at most this percentage of the weighted backends (rounded down, but at
+	// least one) is ejected at once, and the last weighted backend up is never
+	// ejected, so that a few dropped connections cannot empty the pool. 0
+	// means DefaultMaxEjectionPercent; at most 100.
+	MaxEjectionPercent int
 	// Now is the clock for slow start and ejection; nil means time.Now. For tests.
 	Now func() time.Time
+	// Staged builds the pool without recording its settings in the shared
+	// BackendStates; call Pool.Adopt once it is in service. Without it NewPool
+	// adopts at once, which suits a pool that is never rebuilt.
+	Staged bool
 }
 
 // Backend is one backend as seen by one pool generation. Index is its position in
@@ -110,6 +123,7 @@ type Pool struct {
 	// linear pass over active.
 	scanLimit int
 	byState   map[*BackendState]*Backend
+	policy    *statePolicy // recorded in the BackendStates by Adopt
 
 	maxConns     int64
 	reserved     int64
@@ -132,8 +146,9 @@ type Pool struct {
 // BackendState used twice, more than MaxBackends backends, negative limits or
 // durations, a queue without a timeout, passive health without an ejection period.
 //
-// On success it records the pool's passive-health settings, clock and PoolState in
-// each BackendState, so Report and SetProbeUp follow the newest generation.
+// On success, unless opts.Staged, it records the pool's passive-health settings,
+// clock and PoolState in each BackendState (see Adopt), so Report and
+// SetProbeUp follow the newest generation.
 // NewPool is safe for concurrent use, but two pools built over the same
 // BackendStates at once race for which settings win.
 func NewPool(opts PoolOptions) (*Pool, error) {
@@ -161,6 +176,9 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	}
 	if opts.EjectFor < 0 || (opts.MaxFails > 0 && opts.EjectFor == 0) {
 		errs = append(errs, fmt.Errorf("eject for %v: must be > 0 with max fails", opts.EjectFor))
+	}
+	if opts.MaxEjectionPercent < 0 || opts.MaxEjectionPercent > 100 {
+		errs = append(errs, fmt.Errorf("max ejection percent %d: must be in [0, 100]", opts.MaxEjectionPercent))
 	}
 	addrs := make(map[string]int, len(opts.Backends))
 	states := make(map[*BackendState]int, len(opts.Backends))
@@ -229,12 +247,34 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	pol := &statePolicy{maxFails: int64(opts.MaxFails), ejectFor: int64(opts.EjectFor), now: p.now, log: log, pool: opts.Name}
-	for _, b := range p.backends {
-		b.State.policy.Store(pol)
-		b.State.owner.Store(p.state)
+	pct := opts.MaxEjectionPercent
+	if pct == 0 {
+		pct = DefaultMaxEjectionPercent
+	}
+	members := make([]*BackendState, 0, len(p.active))
+	for _, i := range p.active {
+		members = append(members, p.backends[i].State)
+	}
+	p.policy = &statePolicy{maxFails: int64(opts.MaxFails), ejectFor: int64(opts.EjectFor), now: p.now, log: log, pool: opts.Name,
+		members: members, maxEjected: max(1, len(members)*pct/100), ejectMu: &p.state.ejectMu}
+	if !opts.Staged {
+		p.Adopt()
 	}
 	return p, nil
+}
+
+// Adopt records the pool's passive-health settings, members, clock and
+// PoolState in its BackendStates, so that Report and SetProbeUp follow this
+// generation from now on. NewPool does it, unless PoolOptions.Staged is set;
+// a control plane that builds a generation while the previous one serves
+// stages it and adopts it once it is swapped in, so that a build (which may
+// yet fail) changes nothing the generation in service reads. Safe for
+// concurrent use; calling it again is harmless.
+func (p *Pool) Adopt() {
+	for _, b := range p.backends {
+		b.State.policy.Store(p.policy)
+		b.State.owner.Store(p.state)
+	}
 }
 
 // Name returns the pool's name.

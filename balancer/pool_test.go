@@ -435,3 +435,93 @@ func TestStats(t *testing.T) {
 		t.Fatalf("up Stats = %+v", st)
 	}
 }
+
+// TestEjectionNeverEmptiesThePool: passive health ejects at most
+// MaxEjectionPercent of the weighted backends, and never the last one up, so a
+// backend that drops a few connections keeps serving instead of the whole pool
+// answering "no healthy backend" for EjectFor.
+func TestEjectionNeverEmptiesThePool(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	fail := func(s *BackendState, n int) {
+		for range n {
+			s.Report(false)
+		}
+	}
+
+	one := specs(1)
+	p := mustPool(t, PoolOptions{Backends: one, MaxFails: 3, EjectFor: time.Second, Now: clk.Now})
+	fail(one[0].State, 30)
+	if st := one[0].State.Stats(); !st.Up || st.Ejections != 0 || st.Failures != 30 {
+		t.Fatalf("the only backend: Stats = %+v, want up, never ejected, 30 failures", st)
+	}
+	if _, err := p.Pick(); err != nil {
+		t.Fatalf("Pick on a pool whose only backend fails: %v", err)
+	}
+
+	// Two backends at the default 50%: one may go, never both.
+	two := specs(1, 1)
+	p = mustPool(t, PoolOptions{Backends: two, MaxFails: 3, EjectFor: time.Second, Now: clk.Now})
+	fail(two[0].State, 3)
+	fail(two[1].State, 3)
+	if two[0].State.Up() || !two[1].State.Up() {
+		t.Fatalf("up = %v, %v; want a ejected, b kept", two[0].State.Up(), two[1].State.Up())
+	}
+	clk.Advance(time.Second) // a is back
+	fail(two[1].State, 3)
+	if !two[0].State.Up() || two[1].State.Up() {
+		t.Fatal("once a is back, b may be ejected")
+	}
+
+	// The last backend up is kept even within the percentage: b is
+	// probe-down, so a is all the pool has.
+	clk.Advance(8 * time.Second)
+	pair := specs(1, 1)
+	mustPool(t, PoolOptions{Backends: pair, MaxFails: 1, EjectFor: time.Second, MaxEjectionPercent: 100, Now: clk.Now})
+	pair[1].State.SetProbeUp(false)
+	fail(pair[0].State, 5)
+	if !pair[0].State.Up() {
+		t.Fatal("the last backend up was ejected")
+	}
+
+	// Ten backends at 30%: three at once. Draining backends do not count.
+	ten := specs(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0)
+	mustPool(t, PoolOptions{Backends: ten, MaxFails: 1, EjectFor: time.Second, MaxEjectionPercent: 30, Now: clk.Now})
+	for _, sp := range ten[:10] {
+		fail(sp.State, 1)
+	}
+	up := 0
+	for _, sp := range ten[:10] {
+		if sp.State.Up() {
+			up++
+		}
+	}
+	if up != 7 {
+		t.Fatalf("%d of 10 up after all failed, want 7 (30%% ejected)", up)
+	}
+	fail(ten[10].State, 1)
+	if ten[10].State.Up() {
+		t.Fatal("a draining backend is not protected by the bound")
+	}
+}
+
+// TestStagedPoolChangesNothingUntilAdopted: a generation built while another
+// serves (and whose build may yet fail) must not change the passive-health
+// settings the serving one applies; Adopt hands them over.
+func TestStagedPoolChangesNothingUntilAdopted(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	sp := specs(1, 1)
+	ps := NewPoolState("test")
+	mustPool(t, PoolOptions{State: ps, Backends: sp, MaxFails: 100, EjectFor: time.Second, Now: clk.Now})
+	next := mustPool(t, PoolOptions{State: ps, Backends: sp, MaxFails: 1, EjectFor: time.Second, Now: clk.Now, Staged: true})
+	sp[0].State.Report(false)
+	if !sp[0].State.Up() {
+		t.Fatal("a staged generation's max fails (1) applied before it was adopted")
+	}
+	next.Adopt()
+	sp[0].State.Report(false)
+	if sp[0].State.Up() {
+		t.Fatal("the adopted generation's max fails (1) does not apply")
+	}
+}

@@ -31,6 +31,8 @@ type PoolState struct {
 	waits     atomic.Uint64
 	waitNanos atomic.Uint64
 
+	ejectMu sync.Mutex // serialises passive-health ejections, see statePolicy.admitEjection
+
 	mu         sync.Mutex // guards the list and every waiter's result fields
 	head, tail *waiter
 	free       sync.Pool // *waiter, with its channel and timer, for reuse

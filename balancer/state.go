@@ -3,6 +3,7 @@ package balancer
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -48,6 +49,7 @@ type BackendState struct {
 	ejections   atomic.Uint64
 	ejectShift  atomic.Int32 // doubling applied to the last ejection
 	lastEjected atomic.Int64 // unix nanos the last ejection ended (or ends)
+	held        atomic.Bool  // an ejection was refused by the pool's bound; logged once until it clears
 }
 
 // statePolicy is what NewPool tells a BackendState about its pool, so that Report
@@ -58,6 +60,50 @@ type statePolicy struct {
 	now      func() time.Time
 	log      *slog.Logger // never nil
 	pool     string
+
+	// members are the weighted backends of the newest generation, and
+	// maxEjected how many of them passive health may hold ejected at once
+	// (PoolOptions.MaxEjectionPercent). ejectMu is the PoolState's: ejection
+	// decisions of every generation of the pool are taken one at a time.
+	members    []*BackendState
+	maxEjected int
+	ejectMu    *sync.Mutex
+}
+
+// admitEjection decides, under the pool's ejection lock, whether s may be
+// ejected until until, and records the ejection if so: never when that would
+// exceed maxEjected backends ejected at once, and never when s is the last
+// weighted backend up (Envoy's max_ejection_percent, with the pool never
+// emptied by passive health: a backend that drops some connections still
+// serves the rest, where an empty pool answers every request 503). A backend
+// outside the weighted members (draining) is always ejectable.
+func (p *statePolicy) admitEjection(s *BackendState, now, until int64) (ok bool, why string) {
+	p.ejectMu.Lock()
+	defer p.ejectMu.Unlock()
+	member, ejected, othersUp := false, 0, 0
+	for _, m := range p.members {
+		if m == s {
+			member = true
+			continue
+		}
+		u := m.ejectedUntil.Load()
+		out := u != 0 && now < u
+		if out {
+			ejected++
+		}
+		if !out && m.probeUp.Load() {
+			othersUp++
+		}
+	}
+	switch {
+	case !member:
+	case othersUp == 0:
+		return false, "last backend up"
+	case ejected+1 > p.maxEjected:
+		return false, "max_ejection_percent reached"
+	}
+	s.ejectedUntil.Store(until)
+	return true, ""
 }
 
 func (p *statePolicy) nanos() int64 {
@@ -157,7 +203,10 @@ func (s *BackendState) Inflight() int64 { return s.inflight.Load() }
 // the count. An ejection that follows the previous one within that previous
 // period doubles it, up to 8x EjectFor; one that comes later starts again at 1x.
 // Failures reported while the backend is ejected are not counted: they come from
-// requests sent before the ejection. Ejection is independent of the probe state.
+// requests sent before the ejection. The pool's MaxEjectionPercent bounds how
+// many backends are ejected at once, and the last weighted backend up is never
+// ejected: its failures are counted, the ejection is skipped (and logged once).
+// Ejection is independent of the probe state.
 // Re-admission is lazy (the next Up or pick after EjectFor sees it), so requests
 // already queued notice it at the next Release or PoolState.Kick.
 //
@@ -169,6 +218,7 @@ func (s *BackendState) Report(ok bool) {
 		// Load first: a store on every success would bounce the cache line.
 		if s.consecFails.Load() != 0 {
 			s.consecFails.Store(0)
+			s.held.Store(false)
 		}
 		return
 	}
@@ -201,12 +251,20 @@ func (s *BackendState) Report(ok bool) {
 		}
 	}
 	until := now + pol.ejectFor<<shift
+	// Rare by construction (once per MaxFails failures), so the lock and the
+	// logging here cost the request path nothing in steady state.
+	admitted, why := pol.admitEjection(s, now, until)
+	if !admitted {
+		if !s.held.Swap(true) && pol.log.Enabled(context.Background(), slog.LevelWarn) {
+			pol.log.Warn("backend not ejected despite consecutive failures: "+why, "pool", pol.pool, "backend", s.id,
+				"failures", pol.maxFails)
+		}
+		return
+	}
+	s.held.Store(false)
 	s.ejectShift.Store(shift)
 	s.lastEjected.Store(until)
 	s.ejections.Add(1)
-	s.ejectedUntil.Store(until)
-	// Rare by construction (once per ejection), so logging here costs the
-	// request path nothing in steady state.
 	if pol.log.Enabled(context.Background(), slog.LevelWarn) { // no fields built when discarded
 		pol.log.Warn("backend ejected: consecutive failures", "pool", pol.pool, "backend", s.id,
 			"failures", pol.maxFails, "for", time.Duration(pol.ejectFor<<shift).String())

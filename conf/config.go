@@ -83,6 +83,9 @@ type Limits struct {
 	// MaxHeaderBytes is the largest request header block, in bytes (1KB..1MB).
 	// Default 16KB.
 	MaxHeaderBytes int `yaml:"max_header_bytes,size"`
+	// MaxHeaderFields is the most header fields (lines) a request may have
+	// (1..10000); more get 431. Default 100.
+	MaxHeaderFields int `yaml:"max_header_fields"`
 	// MaxConns caps concurrent client connections across listeners; 0 means
 	// unlimited. Default 10000. Changes need a restart.
 	MaxConns int `yaml:"max_conns"`
@@ -207,7 +210,10 @@ type Pool struct {
 
 // Backend is one upstream server of a pool.
 type Backend struct {
-	// Address is host:port; the host is required.
+	// Address is host:port; the host is required. Parse writes it in its
+	// canonical form (package internal/hostport): port without leading zeros,
+	// IPv4-mapped IPv6 as IPv4, IPv6 compressed, host names in lower case.
+	// The unspecified addresses, port 0 and IPv6 zones are refused.
 	Address string `yaml:"address"`
 	// Weight is the share of the pool's traffic (0..1000). 0 means draining:
 	// no new requests. Default 1.
@@ -269,6 +275,10 @@ type Passive struct {
 	MaxFails int `yaml:"max_fails"`
 	// EjectFor is how long an ejected backend gets no traffic. Default 10s.
 	EjectFor time.Duration `yaml:"eject_for"`
+	// MaxEjectionPercent is the most of the pool's weighted backends ejected
+	// at once, in percent (1..100, rounded down but at least one backend);
+	// whatever it says, the last backend up is never ejected. Default 50.
+	MaxEjectionPercent int `yaml:"max_ejection_percent"`
 }
 
 // Degrade is a pool's degraded-mode trigger, with hysteresis: the pool enters

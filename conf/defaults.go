@@ -31,9 +31,10 @@ func (t *Timeouts) setDefaults() {
 
 func (l *Limits) setDefaults() {
 	*l = Limits{
-		MaxRequestBody: 64 << 20,
-		MaxHeaderBytes: 16 << 10,
-		MaxConns:       10000,
+		MaxRequestBody:  64 << 20,
+		MaxHeaderBytes:  16 << 10,
+		MaxHeaderFields: 100,
+		MaxConns:        10000,
 	}
 }
 
@@ -77,7 +78,9 @@ func (h *Health) setDefaults() {
 
 func (q *Queue) setDefaults() { *q = Queue{Timeout: time.Second} }
 
-func (p *Passive) setDefaults() { *p = Passive{MaxFails: 5, EjectFor: 10 * time.Second} }
+func (p *Passive) setDefaults() {
+	*p = Passive{MaxFails: 5, EjectFor: 10 * time.Second, MaxEjectionPercent: 50}
+}
 
 func (d *Degrade) setDefaults() {
 	*d = Degrade{Hold: 30 * time.Second, Window: 2 * time.Second, Windows: 2}
@@ -141,7 +144,9 @@ func (d *decoder) fill(c *Config) {
 }
 
 // lowerASCII lowercases host names; a non-ASCII host is left for validation
-// to refuse (hosts must be written in their punycode form).
+// to refuse (hosts must be written in their punycode form). Not
+// strings.ToLower, which maps some non-ASCII letters to ASCII (the Kelvin sign
+// U+212A to "k") and so would let such a host pass.
 func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c >= 'A' && c <= 'Z' {

@@ -102,6 +102,8 @@ func TestParseErrors(t *testing.T) {
 		// limits, sizes.
 		{"header bytes too small", "limits:\n  max_header_bytes: 512\n" + pools1 + routes1, `2: limits.max_header_bytes: must be between 1KB and 1MB, got 512B`, 0},
 		{"header bytes too big", "limits:\n  max_header_bytes: 2MB\n" + pools1 + routes1, `2: limits.max_header_bytes: must be between 1KB and 1MB, got 2MB`, 0},
+		{"header fields zero", "limits:\n  max_header_fields: 0\n" + pools1 + routes1, `2: limits.max_header_fields: must be between 1 and 10000, got 0`, 0},
+		{"header fields too many", "limits:\n  max_header_fields: 10001\n" + pools1 + routes1, `2: limits.max_header_fields: must be between 1 and 10000, got 10001`, 0},
 		{"size bad unit", "limits:\n  max_request_body: 64XB\n" + pools1 + routes1, `2: limits.max_request_body: invalid size "64XB"`, 0},
 		{"size fraction", "limits:\n  max_request_body: 1.5GB\n" + pools1 + routes1, `2: limits.max_request_body: invalid size "1.5GB"`, 0},
 		{"size float", "limits:\n  max_request_body: 1.5\n" + pools1 + routes1, `2: limits.max_request_body: invalid size "1.5"`, 0},
@@ -374,7 +376,7 @@ routes:
 	want := &Config{
 		Listen:    ":8080",
 		Timeouts:  Timeouts{ClientHeader: 10 * s, ClientBody: 60 * s, ClientIdle: 60 * s, ShutdownGrace: 30 * s},
-		Limits:    Limits{MaxRequestBody: 64 << 20, MaxHeaderBytes: 16 << 10, MaxConns: 10000, MaxConnsPerIP: 0},
+		Limits:    Limits{MaxRequestBody: 64 << 20, MaxHeaderBytes: 16 << 10, MaxHeaderFields: 100, MaxConns: 10000, MaxConnsPerIP: 0},
 		TLS:       &TLS{Listen: ":8443", Certificates: []Certificate{{CertFile: "a.crt", KeyFile: "a.key"}}},
 		Admin:     Admin{Listen: "127.0.0.1:9090", DrainTimeout: 30 * s},
 		AccessLog: &AccessLog{Path: "stderr"},
@@ -389,7 +391,7 @@ routes:
 				ConnectTimeout:  2 * s,
 				ResponseTimeout: 30 * s,
 				Retries:         1,
-				Passive:         Passive{MaxFails: 5, EjectFor: 10 * s},
+				Passive:         Passive{MaxFails: 5, EjectFor: 10 * s, MaxEjectionPercent: 50},
 			},
 			{
 				Name:            "api",
@@ -398,7 +400,7 @@ routes:
 				ConnectTimeout:  2 * s,
 				ResponseTimeout: 30 * s,
 				Retries:         1,
-				Passive:         Passive{MaxFails: 5, EjectFor: 10 * s},
+				Passive:         Passive{MaxFails: 5, EjectFor: 10 * s, MaxEjectionPercent: 50},
 				Degrade: &Degrade{
 					Enter: Thresholds{P95Latency: s}, Exit: Thresholds{P95Latency: s / 2},
 					Hold: 30 * s, Window: 2 * s, Windows: 2,

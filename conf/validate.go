@@ -5,9 +5,12 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/hostport"
 )
 
 // Bounds. Every list, count and duration has one, so that a typo (an extra
@@ -30,6 +33,8 @@ const (
 	maxCacheBytes = 64 << 30
 	minHeaderSize = 1 << 10
 	maxHeaderSize = 1 << 20
+
+	maxHeaderFields = 10_000
 
 	maxConns       = 10_000_000
 	maxConnsPerBe  = 1_000_000
@@ -59,6 +64,7 @@ func (d *decoder) validate(c *Config) {
 
 	d.size("limits.max_request_body", c.Limits.MaxRequestBody, 1, maxBodySize)
 	d.size("limits.max_header_bytes", int64(c.Limits.MaxHeaderBytes), minHeaderSize, maxHeaderSize)
+	d.intRange("limits.max_header_fields", c.Limits.MaxHeaderFields, 1, maxHeaderFields)
 	d.intRange("limits.max_conns", c.Limits.MaxConns, 0, maxConns)
 	d.intRange("limits.max_conns_per_ip", c.Limits.MaxConnsPerIP, 0, maxConns)
 	if l := c.Limits; l.MaxConns > 0 && l.MaxConnsPerIP > l.MaxConns {
@@ -179,12 +185,21 @@ func (d *decoder) pool(f string, p *Pool) {
 	addrs := make(map[string]int, len(p.Backends))
 	for i, b := range p.Backends {
 		bf := field(f+".backends", i)
-		if d.hostPort(bf+".address", b.Address, true) {
-			key := strings.ToLower(b.Address)
-			if first, dup := addrs[key]; dup {
-				d.errorf(bf+".address", "duplicate backend %s, first at line %d", quote(b.Address), d.lineOf(field(f+".backends", first)))
+		// The check the registry makes at start and on the admin API, and
+		// the address in its one spelling from here on (so two spellings of
+		// one backend are a duplicate, not two backends).
+		if c, err := hostport.Backend(b.Address); err != nil {
+			d.errorf(bf+".address", "%v", err)
+		} else {
+			p.Backends[i].Address = c
+			if first, dup := addrs[c]; dup {
+				msg := quote(b.Address)
+				if c != b.Address {
+					msg += " (" + c + ")"
+				}
+				d.errorf(bf+".address", "duplicate backend %s, first at line %d", msg, d.lineOf(field(f+".backends", first)))
 			} else {
-				addrs[key] = i
+				addrs[c] = i
 			}
 		}
 		d.intRange(bf+".weight", b.Weight, 0, maxWeight)
@@ -239,6 +254,7 @@ func (d *decoder) pool(f string, p *Pool) {
 	d.intRange(f+".retries", p.Retries, 0, maxRetries)
 	d.intRange(f+".passive.max_fails", p.Passive.MaxFails, 0, maxFails)
 	d.duration(f+".passive.eject_for", p.Passive.EjectFor, 1, maxTimeout)
+	d.intRange(f+".passive.max_ejection_percent", p.Passive.MaxEjectionPercent, 1, 100)
 
 	if g := p.Degrade; g != nil {
 		d.degrade(f+".degrade", g)
@@ -563,21 +579,12 @@ func (d *decoder) methods(f string, ms []string) bool {
 		case strings.ToUpper(m) != m:
 			d.errorf(mf, "methods are case-sensitive and upper-case, did you mean %s?", strings.ToUpper(m))
 			ok = false
-		case indexOf(ms[:i], m) >= 0:
+		case slices.Contains(ms[:i], m):
 			d.errorf(mf, "duplicate method %s", m)
 			ok = false
 		}
 	}
 	return ok
-}
-
-func indexOf(s []string, v string) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
 
 // isToken reports whether s is an RFC 9110 token, the syntax of methods and
@@ -596,8 +603,9 @@ func isToken(s string) bool {
 	return true
 }
 
-// hostPort checks "host:port". needHost is for addresses we dial, where an
-// empty host means nothing.
+// hostPort checks a listen address "host:port". needHost is for addresses we
+// dial, where an empty host means nothing; backend addresses go through
+// hostport.Backend instead.
 func (d *decoder) hostPort(f, v string, needHost bool) bool {
 	if v == "" {
 		d.errorf(f, "required, e.g. 10.0.0.1:8080")
@@ -629,26 +637,7 @@ func (d *decoder) hostPort(f, v string, needHost bool) bool {
 	return true
 }
 
-// isHostname accepts DNS names, letters in either case, underscores allowed
-// (service names use them).
-func isHostname(h string) bool {
-	h = strings.TrimSuffix(h, ".")
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
-}
+func isHostname(h string) bool { return hostport.IsHostname(h) }
 
 func isLoopback(listen string) bool {
 	host, _, err := net.SplitHostPort(listen)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // Target is what a prober reports to. It is declared here, by its consumer, and
@@ -343,8 +345,7 @@ func (c *Checker) start(p *prober) {
 func (c *Checker) push(p *prober, up bool, reason string, at time.Time, onlyIfChanged bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("health: Target.SetProbeUp panicked",
-				"pool", p.key.pool, "backend", p.key.address, "panic", r)
+			panics.Contain(c.log.With("pool", p.key.pool, "backend", p.key.address), "health: Target.SetProbeUp", r)
 		}
 	}()
 	changed := p.target.SetProbeUp(up)

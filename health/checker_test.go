@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // TestCheckerVerdicts drives one prober per case to its first transition.
@@ -474,7 +476,8 @@ func TestNoneCheck(t *testing.T) {
 // TestProbePanicRecovered checks that a panicking probe is logged and counted
 // as inconclusive, and that its prober keeps running.
 func TestProbePanicRecovered(t *testing.T) {
-	t.Parallel()
+	panics.Allow(t)
+	before := panics.Total()
 	var logs lockedBuffer
 	rec := newRecorder()
 	c := NewChecker(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), OnTransition: rec.on})
@@ -498,8 +501,11 @@ func TestProbePanicRecovered(t *testing.T) {
 		t.Errorf("Status = %+v, want up, no failures, LastErr panic: boom", st)
 	}
 	rec.none(t)
-	if !strings.Contains(logs.String(), "probe panicked") {
-		t.Errorf("panic not logged:\n%s", logs.String())
+	if !strings.Contains(logs.String(), "panic contained: health probe") || !strings.Contains(logs.String(), "stack=") {
+		t.Errorf("panic not logged with its stack:\n%s", logs.String())
+	}
+	if panics.Total() == before {
+		t.Error("panic not counted (floodgate_panics_total)")
 	}
 }
 

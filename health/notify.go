@@ -3,6 +3,8 @@ package health
 import (
 	"log/slog"
 	"sync"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // notifier delivers transitions to Options.OnTransition from a goroutine of
@@ -96,7 +98,7 @@ func (n *notifier) deliverPending() {
 func (n *notifier) call(tr Transition) {
 	defer func() {
 		if r := recover(); r != nil {
-			n.log.Error("health: OnTransition panicked", "pool", tr.Pool, "backend", tr.Address, "panic", r)
+			panics.Contain(n.log.With("pool", tr.Pool, "backend", tr.Address), "health: OnTransition", r)
 		}
 	}()
 	n.fn(tr)

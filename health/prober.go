@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // prober is the state of one (pool, address). Its fields other than mu and st
@@ -114,8 +115,7 @@ func (c *Checker) probeOnce(p *prober) (ok bool, reason string, conclusive bool)
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("health: probe panicked", "pool", p.key.pool, "backend", p.key.address,
-				"panic", r, "stack", string(debug.Stack()))
+			panics.Contain(c.log.With("pool", p.key.pool, "backend", p.key.address), "health probe", r)
 			ok, reason, conclusive = false, fmt.Sprintf("panic: %v", r), false
 		}
 	}()

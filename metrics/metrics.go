@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/registry"
 )
@@ -53,7 +54,11 @@ func New(reg prometheus.Registerer, src Sources) (*Metrics, error) {
 	m.reloads.WithLabelValues(ResultError)
 	m.lastSuccess.Set(1)
 	m.lastReloadTS.SetToCurrentTime()
-	cs := []prometheus.Collector{m.reloads, m.lastSuccess, m.lastReloadTS}
+	panicsTotal := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "floodgate_panics_total",
+		Help: "Panics contained at a goroutine boundary (a request, a connection, a probe, a replay, a watcher, an admin call): each is a bug, logged once with its stack.",
+	}, func() float64 { return float64(panics.Total()) })
+	cs := []prometheus.Collector{m.reloads, m.lastSuccess, m.lastReloadTS, panicsTotal}
 	if src.View != nil {
 		cs = append(cs, viewCollector{src.View})
 	}
@@ -172,6 +177,8 @@ var (
 		"Requests refused by the route's rate limit (429).", []string{"route"}, nil)
 	descDenied = prometheus.NewDesc("floodgate_denied_total",
 		"Requests refused by the route's allow_cidrs or deny_cidrs (403).", []string{"route"}, nil)
+	descTruncated = prometheus.NewDesc("floodgate_upstream_truncated_total",
+		"Backend responses whose body ended early (backend closed or broke the framing mid-body) while relayed: the client connection was closed.", []string{"route"}, nil)
 )
 
 // routeCollector exports the proxy's per-route counters, read at scrape time
@@ -183,6 +190,7 @@ func (c routeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descDuration
 	ch <- descRateLimited
 	ch <- descDenied
+	ch <- descTruncated
 }
 
 func (c routeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -201,6 +209,7 @@ func (c routeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descRateLimited, prometheus.CounterValue, float64(rs.RateLimited()), rs.Route)
 		ch <- prometheus.MustNewConstMetric(descDenied, prometheus.CounterValue, float64(rs.Denied()), rs.Route)
+		ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(rs.Truncated()), rs.Route)
 	}
 }
 

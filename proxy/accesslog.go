@@ -177,7 +177,8 @@ func (l *AccessLog) drain() bool {
 type entry struct {
 	start    time.Time
 	dur      time.Duration
-	client   []byte // textual IP
+	client   []byte // textual IP of the client, after trusted_proxies
+	peer     []byte // textual IP of the peer that connected
 	method   []byte
 	target   []byte
 	route    string
@@ -202,6 +203,8 @@ func (l *AccessLog) log(e *entry) {
 	b = e.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	b = append(b, `","client":"`...)
 	b = appendJSONString(b, e.client)
+	b = append(b, `","peer":"`...)
+	b = appendJSONString(b, e.peer)
 	b = append(b, `","method":"`...)
 	b = appendJSONString(b, e.method)
 	b = append(b, `","target":"`...)

@@ -103,9 +103,9 @@ func CacheError(ctx *fasthttp.RequestCtx, err error) {
 // (cache.Options.Forwarded), so that Vary selects variants on what the backend
 // received (RFC 9111 §4.1): X-Forwarded-For is the client's list with the peer's
 // address appended, X-Forwarded-Proto and X-Forwarded-Host are floodgate's own,
-// and hop-by-hop fields, fields named in Connection and Content-Length never reach
-// the backend. Any other field is forwarded as received: its raw lines, all of
-// them, joined as one list. It must agree with
+// and hop-by-hop fields, fields named in Connection, Content-Length and the
+// client's Forwarded never reach the backend. Any other field is forwarded as
+// received: its raw lines, all of them, joined as one list. It must agree with
 // writeRequest (write.go); TestCacheVaryUsesForwardedRequest checks it does.
 func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, present, handled bool) {
 	h := &ctx.Request.Header

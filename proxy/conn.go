@@ -34,6 +34,7 @@ type conn struct {
 	phase     uint8
 	hdrStart  int64 // clock tick of the header's first byte
 	hdrReads  int
+	quiet     bool         // see served
 	tunneled  bool         // hijacked for a WebSocket: no request deadlines any more
 	inBody    atomic.Bool  // set by the handler while it streams a request body
 	bodyLeft  int64        // bytes the body may still take, framing included; only the request goroutine touches it
@@ -50,6 +51,11 @@ type conn struct {
 	limits *connLimits
 	ip     netip.Addr
 	closed atomic.Bool
+
+	// head watches the bytes of request heads as they are read (headwatch.go);
+	// under TLS, plainHeadConn feeds it the decrypted bytes instead (plainAbove).
+	head       headWatch
+	plainAbove bool
 
 	// ipText is the peer's IP as X-Forwarded-For writes it, formatted on first
 	// use into ipBuf: once per connection instead of once per request.
@@ -74,8 +80,15 @@ const (
 	phaseServed        // the handler ran; the next read starts a new request
 )
 
-// served marks the start of the handler.
-func (c *conn) served() { c.phase = phaseServed }
+// served marks the start of the handler. quiet records whether the connection was
+// read from since the previous handler: fasthttp flushes its write buffer before it
+// waits for a read, so then nothing of an earlier response is still buffered and an
+// interim response may be written to the connection directly.
+func (c *conn) served() {
+	c.quiet = c.phase != phaseServed
+	c.phase = phaseServed
+	c.head.disarm()
+}
 
 func (c *conn) Read(p []byte) (int, error) {
 	body := c.inBody.Load()
@@ -98,6 +111,11 @@ func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.h.read(p)
 	if n > 0 && c.phase == phaseIdle && !body {
 		c.phase, c.hdrStart, c.hdrReads = phaseHeader, c.clock.ticks.Load(), 1
+	}
+	if n > 0 && !body && !c.tunneled && !c.plainAbove {
+		if werr := c.head.scan(p[:n]); werr != nil {
+			return n, werr
+		}
 	}
 	if n > 0 && body {
 		c.extend(&c.lastRead, c.bodyIdle, c.Conn.SetReadDeadline)
@@ -253,6 +271,8 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, header: l.header, idle: l.idle, limits: l.limits, ip: ip}
 		pc.h.init(c, l.holdBufs)
+		pc.h.readFirst = true
+		pc.head.arm()
 		return pc, nil
 	}
 }

@@ -55,6 +55,16 @@ func statusOf(err error) (int, string) {
 	}
 }
 
+// clientBodyError is a failure to read the client's request body while it was
+// being forwarded (writeRequest): a connection cut short, a malformed chunk or
+// trailer, a stall, a body over the limit. It is the client's fault, never the
+// backend's. It has no Unwrap on purpose: the backend connection's failure
+// handling reads a reset or EOF on a reused connection as the keep-alive race,
+// and must not take the client's reset for the backend's.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "proxy: client request body: " + e.err.Error() }
+
 func isTimeout(err error) bool {
 	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return true
@@ -71,7 +81,11 @@ const retryAfterSeconds = 5
 // so an operator reading a client's report knows where to look.
 func writeError(ctx *fasthttp.RequestCtx, routeName string, err error) {
 	status, reason := statusOf(err)
+	closeConn := ctx.Response.ConnectionClose() // a caller's SetConnectionClose survives the Reset
 	ctx.Response.Reset()
+	if closeConn {
+		ctx.Response.SetConnectionClose()
+	}
 	ctx.Response.SetStatusCode(status)
 	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 	if status == fasthttp.StatusServiceUnavailable {

@@ -14,7 +14,7 @@ import (
 func TestForwardIsByteFaithful(t *testing.T) {
 	be := newRawBackend(t, nil)
 	px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
-	raw := "GET /a/../b/%2e%2E/c//d?x=1&y=%20&&z=%zz HTTP/1.1\r\n" +
+	raw := "GET /a/b/%2e%2Ex/c//d?x=1&y=%20&&z=%zz HTTP/1.1\r\n" +
 		"Host: Example.COM:8080\r\n" +
 		"x-lower: 1\r\n" +
 		"x-forwarded-proto: https\r\n" +
@@ -43,7 +43,7 @@ func TestForwardIsByteFaithful(t *testing.T) {
 		t.Fatalf("backend got %d requests", len(reqs))
 	}
 	got := reqs[0]
-	if line := got[:strings.Index(got, "\r\n")]; line != "GET /a/../b/%2e%2E/c//d?x=1&y=%20&&z=%zz HTTP/1.1" {
+	if line := got[:strings.Index(got, "\r\n")]; line != "GET /a/b/%2e%2Ex/c//d?x=1&y=%20&&z=%zz HTTP/1.1" {
 		t.Errorf("request line = %q", line)
 	}
 	// fasthttp lower-cases the Host value it writes; host names are
@@ -378,9 +378,11 @@ func TestNoRouteAnd405(t *testing.T) {
 		{"GET /other HTTP/1.1\r\nHost: SHOP.example:80\r\n\r\n", 200},
 		{"GET /w HTTP/1.1\r\nHost: a.example\r\n\r\n", 200},
 		{"GET /w HTTP/1.1\r\nHost: example\r\n\r\n", 404},
-		// Matching uses the normalised path, so encoding cannot dodge a route.
-		{"GET /%61pi/x HTTP/1.1\r\nHost: a\r\n\r\n", 200},
-		{"GET /x/../api/x HTTP/1.1\r\nHost: a\r\n\r\n", 200},
+		// Matching uses the path as forwarded; one that a backend could read
+		// as another route's (decoded, dot segments) is refused.
+		{"GET /%61pi/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"GET /x/../api/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"GET /API/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	}
 	for _, tt := range tests {
 		resp, _ := exchange(t, px.addr, tt.raw, 300*time.Millisecond)

@@ -16,26 +16,51 @@ import (
 // may reach a backend.
 
 // clientIP returns the address a request is attributed to: the peer, or, when the
-// peer is a trusted proxy, the rightmost X-Forwarded-For entry that is not itself a
-// trusted proxy (the first hop we cannot vouch for). Everything left of that could
-// have been written by the client and is not believed.
-func clientIP(peer net.Addr, xff [][]byte, trusted []netip.Prefix) netip.Addr {
+// peer is a trusted proxy, the rightmost X-Forwarded-For element that is not
+// itself a trusted proxy (the first hop we cannot vouch for). Every line and every
+// comma-separated element is walked, from the last line's last element leftwards:
+// everything left of the first untrusted hop could have been written by the
+// client and is not believed. An element that is not an address (with or
+// without a port, IPv6 in brackets or not) is that first untrusted hop: the
+// client is then unknown, the invalid netip.Addr, which no allow list admits and
+// all such requests share in a rate limit. When every element is trusted, the
+// leftmost is the client.
+func clientIP(peer net.Addr, raw []byte, trusted []netip.Prefix) netip.Addr {
 	ip := peerIP(peer)
 	if len(trusted) == 0 || !inPrefixes(ip, trusted) {
 		return ip
 	}
-	for i := len(xff) - 1; i >= 0; i-- {
-		v := xff[i]
-		for len(v) > 0 {
+	return forwardedClient(ip, raw, trusted)
+}
+
+// forwardedClient walks the X-Forwarded-For lines of raw from the last one up
+// (see clientIP); ip is the trusted peer.
+func forwardedClient(ip netip.Addr, raw []byte, trusted []netip.Prefix) netip.Addr {
+	end := len(raw)
+	for end > 0 {
+		// The line before end: raw[start:end] without its line ending.
+		for end > 0 && (raw[end-1] == '\n' || raw[end-1] == '\r') {
+			end--
+		}
+		start := end
+		for start > 0 && raw[start-1] != '\n' {
+			start--
+		}
+		line := raw[start:end]
+		end = start
+		if len(line) < len("x-forwarded-for:") || line[15] != ':' || !equalFold(line[:15], "x-forwarded-for") {
+			continue
+		}
+		v := line[16:]
+		for {
 			j := len(v) - 1
 			for j >= 0 && v[j] != ',' {
 				j--
 			}
-			a, err := netip.ParseAddr(string(trimOWS(v[j+1:])))
-			if err != nil {
-				return ip // a malformed hop: stop believing at this point
+			a, ok := parseHop(trimOWS(v[j+1:]))
+			if !ok {
+				return netip.Addr{}
 			}
-			a = a.Unmap()
 			if !inPrefixes(a, trusted) {
 				return a
 			}
@@ -47,6 +72,153 @@ func clientIP(peer net.Addr, xff [][]byte, trusted []netip.Prefix) netip.Addr {
 		}
 	}
 	return ip
+}
+
+// parseHop parses an X-Forwarded-For element: an IPv4 or IPv6 address, an IPv6
+// address in brackets, either with a port ("192.0.2.1:4711", "[2001:db8::1]:80"),
+// as proxies variously write them. IPv4-mapped IPv6 addresses are unmapped. It
+// allocates nothing.
+func parseHop(b []byte) (netip.Addr, bool) {
+	if len(b) > 0 && b[0] == '[' {
+		i := 1
+		for i < len(b) && b[i] != ']' {
+			i++
+		}
+		if i == len(b) || (i+1 < len(b) && !validPort(b[i+1:])) {
+			return netip.Addr{}, false
+		}
+		return parseIPv6(b[1:i])
+	}
+	colons, last := 0, -1
+	for i, c := range b {
+		if c == ':' {
+			colons++
+			last = i
+		}
+	}
+	switch colons {
+	case 0:
+		return parseIPv4(b)
+	case 1:
+		if !validPort(b[last:]) {
+			return netip.Addr{}, false
+		}
+		return parseIPv4(b[:last])
+	}
+	return parseIPv6(b)
+}
+
+// validPort reports whether p is ":" followed by 1 to 5 digits.
+func validPort(p []byte) bool {
+	if len(p) < 2 || len(p) > 6 || p[0] != ':' {
+		return false
+	}
+	for _, c := range p[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var a [4]byte
+	n, digits, v := 0, 0, 0
+	for i := 0; i <= len(b); i++ {
+		if i == len(b) || b[i] == '.' {
+			if digits == 0 || n == 4 {
+				return netip.Addr{}, false
+			}
+			a[n] = byte(v)
+			n, digits, v = n+1, 0, 0
+			continue
+		}
+		c := b[i]
+		if c < '0' || c > '9' || (digits == 1 && v == 0) { // no leading zeros, as netip
+			return netip.Addr{}, false
+		}
+		v = v*10 + int(c-'0')
+		if digits++; v > 255 {
+			return netip.Addr{}, false
+		}
+	}
+	if n != 4 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(a), true
+}
+
+// parseIPv6 parses an IPv6 address without zone, with an optional IPv4 tail.
+func parseIPv6(b []byte) (netip.Addr, bool) {
+	var a [16]byte
+	n, ellipsis := 0, -1 // bytes written; where "::" was
+	if len(b) >= 2 && b[0] == ':' && b[1] == ':' {
+		ellipsis, b = 0, b[2:]
+		if len(b) == 0 {
+			return netip.AddrFrom16(a).Unmap(), true
+		}
+	}
+	for len(b) > 0 {
+		i, v := 0, 0
+		for i < len(b) && i < 5 && isHex(b[i]) {
+			v = v<<4 | int(unhex(b[i]))
+			i++
+		}
+		if i == 0 || i > 4 {
+			return netip.Addr{}, false
+		}
+		if i < len(b) && b[i] == '.' {
+			// An IPv4 tail takes the last four bytes.
+			if n > 12 {
+				return netip.Addr{}, false
+			}
+			v4, ok := parseIPv4(b)
+			if !ok {
+				return netip.Addr{}, false
+			}
+			a4 := v4.As4()
+			copy(a[n:], a4[:])
+			n += 4
+			b = nil
+			break
+		}
+		if n == 16 {
+			return netip.Addr{}, false
+		}
+		a[n], a[n+1] = byte(v>>8), byte(v)
+		n += 2
+		b = b[i:]
+		if len(b) == 0 {
+			break
+		}
+		if b[0] != ':' || len(b) == 1 {
+			return netip.Addr{}, false
+		}
+		b = b[1:]
+		if b[0] == ':' {
+			if ellipsis >= 0 {
+				return netip.Addr{}, false
+			}
+			ellipsis = n
+			b = b[1:]
+			if len(b) == 0 {
+				break
+			}
+		}
+	}
+	if ellipsis >= 0 {
+		if n == 16 {
+			return netip.Addr{}, false
+		}
+		gap := 16 - n
+		copy(a[ellipsis+gap:], a[ellipsis:n])
+		for i := ellipsis; i < ellipsis+gap; i++ {
+			a[i] = 0
+		}
+	} else if n != 16 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom16(a).Unmap(), true
 }
 
 func peerIP(a net.Addr) netip.Addr {
@@ -96,20 +268,28 @@ const limiterShards = 64
 // MaxKeys keys: when a shard is full, the least recently used of a few sampled
 // entries is evicted (Redis's approximated LRU), so an attacker rotating through
 // millions of addresses costs a bounded amount of memory and only ever evicts
-// idle or other attacking keys first. The per-request path allocates nothing for
-// a known key; a new key allocates its entry.
+// idle or other attacking keys first. Header values are the client's choice, up
+// to the header limit (16 KiB by default): those longer than maxKeyBytes are
+// kept as a 128-bit keyed hash, so every key costs at most maxKeyBytes and a
+// route's table at most MaxKeys of them. The per-request path allocates nothing
+// for a known key; a new key allocates its entry.
 type limiter struct {
 	spec     RateLimitSpec
 	perShard int
 	seed     maphash.Seed
+	long     [2]maphash.Seed // for the hash of long keys
 	shards   [limiterShards]limiterShard
 	evicted  atomic.Uint64
 }
 
+// maxKeyBytes is the longest header value a limiter stores as it is.
+const maxKeyBytes = 64
+
 type limiterShard struct {
 	mu   sync.Mutex
 	ips  map[netip.Addr]*bucket
-	strs map[string]*bucket
+	strs map[string]*bucket    // header values up to maxKeyBytes
+	long map[[2]uint64]*bucket // longer header values, by keyed hash
 }
 
 type bucket struct {
@@ -119,10 +299,12 @@ type bucket struct {
 
 func newLimiter(spec RateLimitSpec) *limiter {
 	spec = newLimiterSpec(spec)
-	l := &limiter{spec: spec, perShard: max(1, spec.MaxKeys/limiterShards), seed: maphash.MakeSeed()}
+	l := &limiter{spec: spec, perShard: max(1, spec.MaxKeys/limiterShards), seed: maphash.MakeSeed(),
+		long: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	for i := range l.shards {
 		l.shards[i].ips = make(map[netip.Addr]*bucket)
 		l.shards[i].strs = make(map[string]*bucket)
+		l.shards[i].long = make(map[[2]uint64]*bucket)
 	}
 	return l
 }
@@ -145,6 +327,9 @@ func (l *limiter) allowIP(ip netip.Addr, now time.Time) bool {
 
 // allowKey takes a token for a header value.
 func (l *limiter) allowKey(key []byte, now time.Time) bool {
+	if len(key) > maxKeyBytes {
+		return l.allowLong([2]uint64{maphash.Bytes(l.long[0], key), maphash.Bytes(l.long[1], key)}, now)
+	}
 	sh := &l.shards[maphash.Bytes(l.seed, key)%limiterShards]
 	sh.mu.Lock()
 	b := sh.strs[string(key)]
@@ -158,20 +343,39 @@ func (l *limiter) allowKey(key []byte, now time.Time) bool {
 	return b.lim.AllowN(now, 1)
 }
 
+// allowLong takes a token for a long header value, by its hash. The hash is
+// keyed with seeds drawn at start, so a client cannot choose values that
+// collide with another client's.
+func (l *limiter) allowLong(h [2]uint64, now time.Time) bool {
+	sh := &l.shards[h[0]%limiterShards]
+	sh.mu.Lock()
+	b := sh.long[h]
+	if b == nil {
+		l.evictLocked(sh, now)
+		b = &bucket{lim: rate.NewLimiter(rate.Limit(l.spec.Rate), l.spec.Burst)}
+		sh.long[h] = b
+	}
+	b.lastSeen = now.UnixNano()
+	sh.mu.Unlock()
+	return b.lim.AllowN(now, 1)
+}
+
 // evictLocked makes room for one more key in a full shard: among a few entries
-// (Go's map iteration order is randomised, which makes this a random sample) the
-// least recently seen goes.
+// of each table (Go's map iteration order is randomised, which makes this a
+// random sample) the least recently seen goes.
 func (l *limiter) evictLocked(sh *limiterShard, now time.Time) {
-	if len(sh.ips)+len(sh.strs) < l.perShard {
+	if len(sh.ips)+len(sh.strs)+len(sh.long) < l.perShard {
 		return
 	}
 	const sample = 8
 	var oldIP netip.Addr
 	var oldKey string
-	oldest, isIP, n := int64(math.MaxInt64), false, 0
+	var oldLong [2]uint64
+	const inIPs, inStrs, inLong = 1, 2, 3
+	oldest, from, n := int64(math.MaxInt64), 0, 0
 	for k, b := range sh.ips {
 		if b.lastSeen < oldest {
-			oldest, oldIP, isIP = b.lastSeen, k, true
+			oldest, oldIP, from = b.lastSeen, k, inIPs
 		}
 		if n++; n == sample {
 			break
@@ -180,16 +384,28 @@ func (l *limiter) evictLocked(sh *limiterShard, now time.Time) {
 	n = 0
 	for k, b := range sh.strs {
 		if b.lastSeen < oldest {
-			oldest, oldKey, isIP = b.lastSeen, k, false
+			oldest, oldKey, from = b.lastSeen, k, inStrs
 		}
 		if n++; n == sample {
 			break
 		}
 	}
-	if isIP {
+	n = 0
+	for k, b := range sh.long {
+		if b.lastSeen < oldest {
+			oldest, oldLong, from = b.lastSeen, k, inLong
+		}
+		if n++; n == sample {
+			break
+		}
+	}
+	switch from {
+	case inIPs:
 		delete(sh.ips, oldIP)
-	} else {
+	case inStrs:
 		delete(sh.strs, oldKey)
+	case inLong:
+		delete(sh.long, oldLong)
 	}
 	l.evicted.Add(1)
 }
@@ -200,7 +416,23 @@ func (l *limiter) keys() int {
 	for i := range l.shards {
 		sh := &l.shards[i]
 		sh.mu.Lock()
-		n += len(sh.ips) + len(sh.strs)
+		n += len(sh.ips) + len(sh.strs) + len(sh.long)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// keyBytes returns the bytes of header values the limiter holds as keys: at
+// most maxKeyBytes each (a hashed key counts its 16 bytes).
+func (l *limiter) keyBytes() int {
+	n := 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for k := range sh.strs {
+			n += len(k)
+		}
+		n += 16 * len(sh.long)
 		sh.mu.Unlock()
 	}
 	return n
@@ -237,6 +469,74 @@ func newLimiterSpec(spec RateLimitSpec) RateLimitSpec {
 		spec.Burst = int(math.Max(1, math.Ceil(spec.Rate)))
 	}
 	return spec
+}
+
+// limitKey returns the value of the rate limit's header field in a raw header
+// block, ignoring the name's case (names are forwarded as sent, so fasthttp's own
+// lookup would be case-sensitive); nil when absent. ok is false when the field is
+// there more than once, also under a name with underscores for dashes, which
+// CGI-style backends (PHP, WSGI, Rack) merge with it, or when a Connection field
+// names it, so that it is removed on the way: the backend would then use
+// another value (or none) than the one counted, so such a request is refused.
+func limitKey(raw []byte, name string) (value []byte, ok bool) {
+	n := 0
+	for it := (lineIter{raw}); ; {
+		k, v, more := it.next()
+		if !more {
+			return value, n <= 1
+		}
+		if len(k) == len(name) && equalFoldDash(k, name) {
+			value = v
+			n++
+		} else if equalFold(k, "connection") && namesDash(v, name) {
+			return nil, false
+		}
+	}
+}
+
+// namesDash reports whether the comma-separated list v has a token equal to
+// name, ignoring case and '_' for '-'.
+func namesDash(v []byte, name string) bool {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		if equalFoldDash(trimOWS(v[:i]), name) {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
+}
+
+// equalFoldDash is equalFoldBytes where '_' and '-' are the same.
+func equalFoldDash(a []byte, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if x >= 'A' && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if y >= 'A' && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x == '_' {
+			x = '-'
+		}
+		if y == '_' {
+			y = '-'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // headerValue returns the first value of the named field in a raw header block,

@@ -23,21 +23,56 @@ func TestClientIP(t *testing.T) {
 		{"trusted chain, rightmost untrusted wins", "10.0.0.1", []string{"6.6.6.6, 198.51.100.7, 10.1.1.1"}, "198.51.100.7"},
 		{"several lines are one list", "10.0.0.1", []string{"6.6.6.6", "198.51.100.7, 10.2.2.2"}, "198.51.100.7"},
 		{"all trusted: leftmost", "10.0.0.1", []string{"10.9.9.9, 10.1.1.1"}, "10.9.9.9"},
-		{"malformed hop stops belief", "10.0.0.1", []string{"198.51.100.7, garbage"}, "10.0.0.1"},
+		{"malformed hop is an unknown client", "10.0.0.1", []string{"198.51.100.7, garbage"}, "invalid IP"},
+		{"malformed hop left of the client is not read", "10.0.0.1", []string{"garbage, 198.51.100.7"}, "198.51.100.7"},
+		{"empty element is an unknown client", "10.0.0.1", []string{"198.51.100.7,"}, "invalid IP"},
+		{"five lines", "10.0.0.1", []string{"1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4", "198.51.100.7"}, "198.51.100.7"},
+		{"trusted lines skipped", "10.0.0.1", []string{"1.1.1.1", "198.51.100.7", "10.1.1.1", "10.2.2.2, 10.3.3.3"}, "198.51.100.7"},
+		{"IPv4 with port", "10.0.0.1", []string{"198.51.100.7:4711"}, "198.51.100.7"},
+		{"IPv6 in brackets with port", "10.0.0.1", []string{"[2001:db8::5]:80"}, "2001:db8::5"},
+		{"IPv6 in brackets", "10.0.0.1", []string{"[2001:db8::5]"}, "2001:db8::5"},
+		{"IPv4-mapped IPv6 element", "10.0.0.1", []string{"::ffff:198.51.100.7"}, "198.51.100.7"},
+		{"IPv6 with zone is malformed", "10.0.0.1", []string{"fe80::1%eth0"}, "invalid IP"},
+		{"leading zero is malformed", "10.0.0.1", []string{"198.051.100.7"}, "invalid IP"},
 		{"no XFF from a trusted peer", "10.0.0.1", nil, "10.0.0.1"},
 		{"IPv6", "fd00::1", []string{"2001:db8::5"}, "2001:db8::5"},
 		{"IPv4-mapped peer", "::ffff:203.0.113.9", nil, "203.0.113.9"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var xff [][]byte
-			for _, v := range tt.xff {
-				xff = append(xff, []byte(v))
+			var raw []byte
+			raw = append(raw, "Host: x\r\n"...)
+			for i, v := range tt.xff {
+				name := "X-Forwarded-For"
+				if i%2 == 1 {
+					name = "x-forwarded-FOR"
+				}
+				raw = append(raw, name+": "+v+"\r\nX-Other: 6.6.6.6\r\n"...)
 			}
-			if got := clientIP(peer(tt.peer), xff, trusted); got.String() != tt.want {
+			raw = append(raw, "\r\n"...)
+			if got := clientIP(peer(tt.peer), raw, trusted); got.String() != tt.want {
 				t.Fatalf("clientIP = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseHop compares the hand-written address parser (it allocates nothing)
+// with netip.ParseAddr.
+func TestParseHop(t *testing.T) {
+	for _, s := range []string{"1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1..2.3",
+		"::", "::1", "1::", "2001:db8::5", "2001:db8:0:0:0:0:0:5", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7::",
+		"::1:2:3:4:5:6:7", "1::2::3", ":1::2", "1:::2", "::ffff:1.2.3.4", "64:ff9b::1.2.3.4", "1:2:3:4:5:6:1.2.3.4", "12345::",
+		"", "x", "1.2.3.4 ", "::1.2.3.4"} {
+		want, werr := netip.ParseAddr(s)
+		got, ok := parseHop([]byte(s))
+		if ok != (werr == nil) || (ok && got != want.Unmap()) {
+			t.Errorf("parseHop(%q) = %v %v, netip: %v %v", s, got, ok, want, werr)
+		}
+	}
+	b := []byte("2001:db8::5")
+	if n := testing.AllocsPerRun(100, func() { parseHop(b) }); n != 0 {
+		t.Errorf("parseHop allocates %v", n)
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 // TE is dropped whole: fasthttp's client does not forward trailers, so there is no
 // "TE: trailers" to keep.
 // The list: Connection, Keep-Alive, Proxy-Connection, Proxy-Authorization,
-// Proxy-Authenticate, TE, Trailer, Transfer-Encoding, Upgrade.
+// Proxy-Authenticate, TE, Trailer, Transfer-Encoding, Upgrade, and HTTP2-Settings,
+// which belongs to an h2c upgrade (RFC 7540 §3.2.1) and is connection-specific even
+// when the client's Connection does not name it.
 
 // isHopHeader reports whether name is a hop-by-hop header, ignoring case.
 func isHopHeader(name []byte) bool {
@@ -23,6 +25,8 @@ func isHopHeader(name []byte) bool {
 	switch name[0] | 0x20 {
 	case 'c':
 		return equalFold(name, "connection")
+	case 'h':
+		return equalFold(name, "http2-settings")
 	case 'k':
 		return equalFold(name, "keep-alive")
 	case 'p':
@@ -60,11 +64,8 @@ func copyResponseHeader(dst, src *fasthttp.ResponseHeader) {
 			connection = appendAllTokens(connection, v)
 		}
 	}
-	// Reset also turns fasthttp's Date handling back on for this response: fasthttp
-	// drops a Date field set through its API and writes the current time instead,
-	// which is what nginx does with a proxied Date too. (Cached answers keep their
-	// stored Date: the server runs with NoDefaultDate.)
-	dst.Reset()
+	// The origin's Date is kept; fasthttp writes one only if it sent none.
+	resetForCopy(dst, src)
 	dst.DisableNormalizing()
 	dst.SetStatusCode(src.StatusCode())
 	dst.SetNoDefaultContentType(true)

@@ -20,6 +20,13 @@ import (
 // only once it has arrived. On this class of machine system calls dominate a
 // proxy's CPU time (see bench/RESULTS.md).
 //
+// That reasoning holds only where nothing can arrive before the write: a backend
+// answers nothing it was not asked (what it sends unasked on an idle connection is
+// caught before the connection is reused, upstream.get). A client can send its
+// next request at any time, and bytes that arrived before the readiness reset
+// would never wake the poller: on client connections (readFirst) the read is
+// tried right after the write.
+//
 // A holder is used by one goroutine at a time, like the connection it serves, except
 // that flush may race with read (see pending).
 type holder struct {
@@ -38,6 +45,11 @@ type holder struct {
 	rn    int
 	rerr  error
 	wdone bool
+
+	// readFirst: after the held write, try a read before waiting for
+	// readability. Set for client connections, whose next request may already
+	// be in the socket.
+	readFirst bool
 }
 
 // maxHeld is the largest write held back; bigger writes (bodies) go out at once.
@@ -140,7 +152,15 @@ func (h *holder) readHeld(fd uintptr) bool {
 		// Sent: give the buffer back now rather than after the wait, so that an
 		// idle keep-alive connection holds no buffer while it waits.
 		h.release()
-		return false // wait until the answer is readable
+		if !h.readFirst {
+			// A backend: its answer cannot have come before the request
+			// that was just written, so the poller will see it arrive.
+			return false
+		}
+		// A client may have sent its next request while this answer was being
+		// made (pipelining, or just a quick client): those bytes arrived before
+		// RawConn.Read reset the poller's readiness, so no wake-up will come
+		// for them. Try the read before waiting.
 	}
 	for {
 		n, err := rawRead(int(fd), h.rp)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
@@ -31,6 +33,7 @@ type Options struct {
 	IdleTimeout       time.Duration  // keep-alive wait for the next request; 0 = 60s
 	MaxRequestBody    int64          // 0 = 64 MiB; larger bodies get 413
 	MaxHeaderBytes    int            // request line plus headers; 0 = 16 KiB
+	MaxHeaderFields   int            // header fields of a request; 0 = 100; more get 431
 	MaxConns          int            // concurrent client connections; 0 = 10000
 	MaxConnsPerIP     int            // 0 = unlimited
 	TrustedProxies    []netip.Prefix // X-Forwarded-For is believed only from these peers
@@ -65,6 +68,9 @@ func (o *Options) setDefaults() {
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = 16 << 10
 	}
+	if o.MaxHeaderFields <= 0 {
+		o.MaxHeaderFields = 100
+	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = 10000
 	}
@@ -87,10 +93,10 @@ type Server struct {
 	lns      []net.Listener // every listener Serve was given, closed by Shutdown
 
 	upMu      sync.Mutex
-	upstreams map[string]*upstream // by backend ID, for reuse across generations
-	live      map[*upstream]bool   // every upstream not yet closed
-	stats     map[string]*RouteStats
-	limiters  map[string]*limiter // by route name, reused across generations
+	upstreams map[string]*upstream      // by backend ID, for reuse across generations
+	live      map[*upstream]bool        // every upstream not yet closed
+	stats     map[string]*routeCounters // by route and pool, reused across generations
+	limiters  map[string]*limiter       // by route name, reused across generations
 	policies  map[string]*cache.Policy
 	cache     *cache.Cache
 	fetches   sync.Pool // *cacheFetch
@@ -101,13 +107,17 @@ type Server struct {
 	resps    sync.Pool  // *fasthttp.Response for backend answers, see acquireResponse
 	holdBufs *sync.Pool // held writes, see hold.go
 	copyBufs sync.Pool  // *[]byte, request body copy buffers
+
+	// requestHook, when set (by tests), runs at the start of every request:
+	// the containment test makes it panic.
+	requestHook func(*fasthttp.RequestCtx)
 }
 
 // New returns a Server that answers 503 until the first Swap.
 func New(opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{opts: opts, log: opts.Logger, clock: newClock(), upstreams: make(map[string]*upstream), live: make(map[*upstream]bool),
-		stats: make(map[string]*RouteStats), limiters: make(map[string]*limiter), policies: make(map[string]*cache.Policy), cache: opts.Cache, unrouted: &RouteStats{Route: "-", Pool: "-"}}
+		stats: make(map[string]*routeCounters), limiters: make(map[string]*limiter), policies: make(map[string]*cache.Policy), cache: opts.Cache, unrouted: &RouteStats{Route: "-", Pool: "-", routeCounters: new(routeCounters)}}
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.resps.New = func() any { return &fasthttp.Response{KeepBodyBuffer: true} }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
@@ -115,8 +125,10 @@ func New(opts Options) *Server {
 	s.limits = &connLimits{max: opts.MaxConns, perIP: opts.MaxConnsPerIP, byIP: make(map[netip.Addr]int)}
 	s.fetches.New = func() any { return new(cacheFetch) }
 	s.srv = &fasthttp.Server{
-		Handler:      s.serve,
-		ErrorHandler: s.parseError,
+		Handler:        s.serve,
+		ErrorHandler:   s.parseError,
+		HeaderReceived: s.headerReceived,
+		ExpectHandler:  s.expect,
 		// Header and keep-alive timeouts are enforced by conn (conn.go), more
 		// cheaply than fasthttp's two deadlines per request.
 		MaxRequestBodySize:           int(min(opts.MaxRequestBody, int64(^uint(0)>>1))),
@@ -141,6 +153,7 @@ func New(opts Options) *Server {
 func (s *Server) Swap(snap *Snapshot) *Snapshot {
 	old := s.snap.Swap(snap)
 	s.retireUpstreams(snap)
+	s.pruneRoutes(snap)
 	return old
 }
 
@@ -167,6 +180,9 @@ func (s *Server) serveOn(ln, wrapped net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.lnMu.Unlock()
+	if _, plain := wrapped.(*listener); !plain {
+		wrapped = plainHeadListener{wrapped} // TLS: watch request heads in plain text
+	}
 	err := s.srv.Serve(wrapped)
 	s.lnMu.Lock()
 	down := s.shutdown
@@ -213,10 +229,32 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 	}
 }
 
+// recoverRequest contains a panic of the request path (fasthttp has no panic
+// handler of its own): the panic is counted and logged with its stack, the
+// request gets a 500 and its connection is closed, since whatever it was doing
+// with the stream was cut short. Resetting the response closes a body stream
+// already set, which gives back the backend connection and slot it holds;
+// every other request and connection carries on.
+func (s *Server) recoverRequest(ctx *fasthttp.RequestCtx) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	panics.Contain(s.log, "request", v)
+	ctx.Response.Reset()
+	ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("500 Internal Server Error\n")
+	ctx.SetConnectionClose()
+	s.unrouted.record(fasthttp.StatusInternalServerError, 0)
+}
+
 // parseError answers requests that fasthttp itself could not parse: 400 (or 413 for
-// an oversized body, 431 for oversized headers) and the connection is closed, since
-// the stream can no longer be trusted.
+// an oversized body, 414 for an overlong request line, 431 for oversized headers)
+// and the connection is closed, since the stream can no longer be trusted. A head
+// with bare LF line endings fails its read (errBareLF) and gets its 400 here.
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	defer s.recoverRequest(ctx)
 	status := fasthttp.StatusBadRequest
 	var small *fasthttp.ErrSmallBuffer
 	switch {
@@ -224,6 +262,9 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 		status = fasthttp.StatusRequestEntityTooLarge
 	case errors.As(err, &small):
 		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+		if c := clientConn(ctx); c != nil && c.head.lineOpen() {
+			status = fasthttp.StatusRequestURITooLong // the request line alone is over the limit
+		}
 	case isTimeout(err):
 		status = fasthttp.StatusRequestTimeout
 	}
@@ -240,6 +281,54 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
+// headerReceived runs when a request head has been read, before fasthttp reads
+// any of the body. A declared body over the limit is refused by handle at once;
+// fasthttp would first wait for up to 8 KB of it (and for a client waiting on
+// 100 Continue, or sending slowly, that is the header timeout). Setting the
+// length to 0 makes fasthttp read none: handle sees the declared length in the
+// raw header and answers 413 with the connection closed, so the body never
+// reaches the next request's parser.
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if int64(h.ContentLength()) > s.opts.MaxRequestBody {
+		h.SetContentLength(0)
+	}
+	return fasthttp.RequestConfig{}
+}
+
+// expect decides the answer to Expect: 100-continue: 100 unless the declared body
+// is over the limit (headerReceived), then 413 without a 100, and fasthttp closes
+// the connection. Everything else is decided after the 100, as before.
+func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	if n, ok := declaredLength(ctx.Request.Header.RawHeaders()); ok && n > s.opts.MaxRequestBody {
+		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString("413 Request Entity Too Large: request body too large\n")
+		s.unrouted.record(fasthttp.StatusRequestEntityTooLarge, 0)
+		if s.opts.AccessLog != nil {
+			ctx.SetStatusCode(fasthttp.StatusRequestEntityTooLarge)
+			var info reqInfo
+			s.logAccess(ctx, nil, &info, time.Now(), 0)
+		}
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusContinue
+}
+
+// declaredLength returns the Content-Length of a raw header block.
+func declaredLength(raw []byte) (int64, bool) {
+	v := headerValue(raw, "content-length")
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
 // badRequest answers a request that failed validation and closes the connection.
 func badRequest(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Reset()
@@ -251,12 +340,24 @@ func badRequest(ctx *fasthttp.RequestCtx) {
 
 // serve is the request path.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
-	if c := clientConn(ctx); c != nil {
+	defer s.recoverRequest(ctx)
+	if s.requestHook != nil {
+		s.requestHook(ctx)
+	}
+	c := clientConn(ctx)
+	if c != nil {
 		c.served()
 	}
 	t0 := time.Since(epoch)
 	var info reqInfo
 	rt := s.handle(ctx, t0, &info)
+	if c != nil && !ctx.Response.ConnectionClose() {
+		// The next bytes start a request head if this request had no body or
+		// its body was read to the end (headwatch.go).
+		if cl := ctx.Request.Header.ContentLength(); cl == 0 || cl == -2 || info.bodyRead {
+			c.head.arm()
+		}
+	}
 	st := s.unrouted
 	if rt != nil {
 		st = rt.stats
@@ -279,25 +380,42 @@ var epoch = time.Now()
 // reqInfo collects, on the caller's stack, what the access log says beyond the
 // request and response themselves.
 type reqInfo struct {
-	backend   string
-	cache     string
-	degraded  string
-	forwarded bool // a backend was tried: the degraded-mode recorder counts it
-	failed    bool // ... and failed (error or 5xx)
+	backend     string
+	cache       string
+	degraded    string
+	client      netip.Addr // the client after trusted_proxies, when clientKnown
+	clientKnown bool
+	forwarded   bool // a backend was tried: the degraded-mode recorder counts it
+	bodyRead    bool // the request body was read to its end
+	failed      bool // ... and failed (error or 5xx)
 }
 
 // logAccess writes the request's access log line.
 func (s *Server) logAccess(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo, start time.Time, d time.Duration) {
-	var ipBuf [64]byte
-	var client []byte
+	var ipBuf, clientBuf [64]byte
+	var peer []byte
 	if c := clientConn(ctx); c != nil {
-		client = c.peerIPText()
+		peer = c.peerIPText()
 	} else {
-		client = appendAddr(ipBuf[:0], ctx.RemoteAddr())
+		peer = appendAddr(ipBuf[:0], ctx.RemoteAddr())
+	}
+	client := peer
+	if len(s.opts.TrustedProxies) > 0 {
+		// The client as the guards see it: after the trusted proxies.
+		ip := info.client
+		if !info.clientKnown {
+			ip = clientIP(ctx.RemoteAddr(), ctx.Request.Header.RawHeaders(), s.opts.TrustedProxies)
+		}
+		if ip.IsValid() {
+			client = ip.AppendTo(clientBuf[:0])
+		} else {
+			client = append(clientBuf[:0], "unknown"...)
+		}
 	}
 	e := entry{
 		start: start, dur: d,
 		client:   client,
+		peer:     peer,
 		method:   ctx.Request.Header.Method(),
 		target:   ctx.Request.Header.RequestURI(),
 		route:    "-",
@@ -325,11 +443,50 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 	snap := s.snap.Load()
 	req := &ctx.Request
 	h := &req.Header
-	if err := validateRequestLine(h.Method(), h.RequestURI(), h.Protocol()); err != nil {
+	target := h.RequestURI()
+	if err := validateRequestLine(h.Method(), target, h.Protocol()); err != nil {
 		badRequest(ctx)
 		return nil
 	}
 	fr, err := validateHeaders(h.RawHeaders(), h.IsHTTP11())
+	if err != nil {
+		badRequest(ctx)
+		return nil
+	}
+	if fr.fields > s.opts.MaxHeaderFields {
+		refuseHead(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge)
+		return nil
+	}
+	if fr.contentLength && fr.length > s.opts.MaxRequestBody {
+		// Refused before any of the body is read (the server's HeaderReceived
+		// hook kept fasthttp from waiting for it, and no 100 Continue went
+		// out): the body may be on its way, so the connection is closed.
+		ctx.SetConnectionClose()
+		writeError(ctx, "", ErrBodyTooLarge)
+		return nil
+	}
+	if target[0] != '/' && target[0] != '*' {
+		// Absolute-form (RFC 9112 §3.2.2): the authority replaces Host, for
+		// routing, the guards, the cache and the backend, which gets the
+		// origin-form. When the client's Host line says something else, the
+		// request is written from the parsed header, with the new Host.
+		authority, rest, _ := splitAbsolute(target)
+		if !bytes.Equal(h.Host(), authority) {
+			if fr.upgrade {
+				badRequest(ctx) // the tunnel writes the client's lines as sent
+				return nil
+			}
+			h.SetHostBytes(authority)
+			fr.rehost = true
+		}
+		h.SetRequestURIBytes(rest) // copies within the same buffer: memmove
+		target = h.RequestURI()
+	}
+	path := pathOf(target)
+	if target[0] == '*' {
+		path = target[:0] // OPTIONS *: the server as a whole, the "/" routes
+	}
+	mayDiffer, err := checkPath(path)
 	if err != nil {
 		badRequest(ctx)
 		return nil
@@ -342,11 +499,28 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		writeError(ctx, "", balancer.ErrNoHealthyBackend)
 		return nil
 	}
-	// Route on the host in the cache key's canonical form: a spelling the
-	// cache stores as another host's ("A.example.") must reach that host's
-	// route, or one route's answers would be served on another's.
+	// Routing matches the path exactly as it is forwarded. Where a backend may
+	// read it otherwise (decoding, case, path parameters, merged slashes), the
+	// route that reading picks must be the same one, or the request could
+	// reach a backend as another route's path, past that route's guards.
+	//
+	// The host is matched in the cache key's canonical form (case, trailing
+	// dots, IPv6 spelling): a spelling the cache stores as another host's
+	// ("A.example..") must reach that host's route, or one route's answers
+	// would be served on another's, past its guards.
 	var hostBuf [256]byte
-	rt := snap.match(cache.AppendHostName(hostBuf[:0], hostOnly(h.Host())), req.URI().Path())
+	host := cache.AppendHostName(hostBuf[:0], hostOnly(h.Host()))
+	if len(path) == 0 {
+		path = strSlash
+	}
+	rt := snap.match(host, path, false)
+	if mayDiffer {
+		var buf [canonicalPathMax]byte
+		if rc := snap.match(host, canonicalPath(buf[:0], path), true); !sameRoute(rc, rt) {
+			badRequest(ctx)
+			return nil
+		}
+	}
 	if rt == nil {
 		writeError(ctx, "", ErrNoRoute)
 		return nil
@@ -356,7 +530,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		return rt
 	}
 	if rt.acl != nil || rt.limit != nil {
-		if !s.guard(ctx, rt, epoch.Add(t0)) {
+		if !s.guard(ctx, rt, epoch.Add(t0), info) {
 			return rt
 		}
 	}
@@ -373,15 +547,20 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		s.tunnel(ctx, rt)
 		return rt
 	}
-	if int64(h.ContentLength()) > s.opts.MaxRequestBody {
-		// fasthttp does not enforce its limit on streamed bodies; we do, before
-		// anything reaches a backend. The client may be sending the body: close.
-		ctx.SetConnectionClose()
-		writeError(ctx, rt.name, ErrBodyTooLarge)
-		return rt
-	}
 	s.forward(ctx, rt, fr, info)
 	return rt
+}
+
+var strSlash = []byte("/")
+
+// refuseHead answers a request head that is over a limit (414, 431) and closes
+// the connection.
+func refuseHead(ctx *fasthttp.RequestCtx, status int) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.SetBodyString(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + "\n")
+	ctx.SetConnectionClose()
 }
 
 // redirectHTTPS answers 308 Permanent Redirect (method and body kept, unlike 301)
@@ -402,21 +581,9 @@ func redirectHTTPS(ctx *fasthttp.RequestCtx, port int) {
 
 // guard applies a route's access list and rate limit; it answers and returns false
 // when the request may not go on.
-func (s *Server) guard(ctx *fasthttp.RequestCtx, rt *route, now time.Time) bool {
-	var xffBuf [4][]byte
-	xff := xffBuf[:0]
-	if len(s.opts.TrustedProxies) > 0 {
-		for it := (lineIter{ctx.Request.Header.RawHeaders()}); ; {
-			name, value, ok := it.next()
-			if !ok {
-				break
-			}
-			if len(xff) < cap(xff) && equalFold(name, "x-forwarded-for") {
-				xff = append(xff, value)
-			}
-		}
-	}
-	ip := clientIP(ctx.RemoteAddr(), xff, s.opts.TrustedProxies)
+func (s *Server) guard(ctx *fasthttp.RequestCtx, rt *route, now time.Time, info *reqInfo) bool {
+	ip := clientIP(ctx.RemoteAddr(), ctx.Request.Header.RawHeaders(), s.opts.TrustedProxies)
+	info.client, info.clientKnown = ip, true
 	if rt.acl != nil && !rt.acl.admits(ip) {
 		rt.stats.denied.Add(1)
 		writeError(ctx, rt.name, ErrForbidden)
@@ -425,9 +592,14 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, rt *route, now time.Time) bool 
 	if l := rt.limit; l != nil {
 		var ok bool
 		if l.spec.Header == "" {
-			ok = l.allowIP(ip, now)
+			ok = l.allowIP(limitIP(ip), now)
 		} else {
-			ok = l.allowKey(headerValue(ctx.Request.Header.RawHeaders(), l.spec.Header), now)
+			key, single := limitKey(ctx.Request.Header.RawHeaders(), l.spec.Header)
+			if !single {
+				badRequest(ctx)
+				return false
+			}
+			ok = l.allowKey(key, now)
 		}
 		if !ok {
 			rt.stats.rateLimited.Add(1)
@@ -437,6 +609,19 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, rt *route, now time.Time) bool 
 		}
 	}
 	return true
+}
+
+// limitIP is the rate-limit key of a client address: an IPv4 address, or the /64
+// of an IPv6 one. Any IPv6 client can use every address of its /64 (the smallest
+// prefix delegated to a network), so counting per address would give it 2^64
+// buckets.
+func limitIP(ip netip.Addr) netip.Addr {
+	if ip.Is6() {
+		b := ip.As16()
+		clear(b[8:])
+		return netip.AddrFrom16(b)
+	}
+	return ip
 }
 
 // hostOnly strips the port from a Host value. The result aliases h and must not be
@@ -470,11 +655,11 @@ func isIdempotent(m []byte) bool {
 func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *reqInfo) {
 	req := &ctx.Request
 	c := clientConn(ctx)
-	o := outbound{fr: fr, peer: ctx.RemoteAddr(), tls: ctx.IsTLS()}
+	o := outbound{fr: fr, peer: ctx.RemoteAddr(), tls: ctx.IsTLS(), parsed: fr.rehost}
 	if c != nil {
 		o.peerIP = c.peerIPText()
 	}
-	if len(req.Header.Host()) == 0 {
+	if len(req.Header.Host()) == 0 && len(rt.pool.upstreams) > 0 { // an empty pool answers 503 below
 		o.host = []byte(rt.pool.upstreams[0].addr)
 	}
 	if fr.chunked || fr.contentLength {
@@ -486,11 +671,21 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 			defer c.endBody()
 		}
 	}
+	if !req.Header.IsHTTP11() {
+		defer closeDelimited(ctx)
+	}
 	if rt.cache != nil {
 		s.serveCached(ctx, rt, &o, info)
 		return
 	}
-	if err := s.exchange(o.peer, rt, req, &o, &ctx.Response, bufferedBodyMax, info); err != nil {
+	if c != nil && c.quiet && req.Header.IsHTTP11() {
+		// Interim answers straight to the client connection; not on cached
+		// routes, whose fetches may outlive the request (background refresh).
+		o.interim = ctx.Conn()
+	}
+	err := s.exchange(o.peer, rt, req, &o, &ctx.Response, bufferedBodyMax, info)
+	info.bodyRead = err == nil
+	if err != nil {
 		none := noBackend(err)
 		if none && rt.pool.gate.Degraded() {
 			// Every slot is taken while the pool is degraded: the route's
@@ -555,12 +750,15 @@ func (s *Server) exchange(peer net.Addr, rt *route, req *fasthttp.Request, o *ou
 		info.failed = err != nil || resp.StatusCode() >= 500
 		if err == nil {
 			b.State.Report(resp.StatusCode() < 500)
-			s.relay(out, resp, b, bc)
+			s.relay(out, resp, b, bc, rt.stats)
 			return nil
 		}
 		s.releaseResponse(resp)
 		b.Release()
 		if clientError(err, peer, o.fr.chunked) != nil {
+			// Not the backend's failure: neither its health nor the pool's
+			// degraded-mode recorder hears of it.
+			info.failed, info.forwarded = false, false
 			return err
 		}
 		b.State.Report(false)
@@ -607,6 +805,16 @@ func clientError(err error, client net.Addr, chunked bool) error {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge), errors.Is(err, errBodyLimit):
 		return ErrBodyTooLarge
 	case errors.As(err, &bc):
+		return ErrClientBody
+	}
+	var cb *clientBodyError
+	if errors.As(err, &cb) {
+		switch {
+		case errors.Is(cb.err, fasthttp.ErrBodyTooLarge), errors.Is(cb.err, errBodyLimit):
+			return ErrBodyTooLarge
+		case isTimeout(cb.err):
+			return ErrClientTimeout
+		}
 		return ErrClientBody
 	}
 	var oe *net.OpError
@@ -658,7 +866,7 @@ func (s *Server) releaseResponse(resp *fasthttp.Response) {
 // relay hands the backend's response to the client. A streamed body keeps the
 // backend connection and the in-flight slot until fasthttp has written the last
 // byte, or failed to; a small body was read whole and both are released now.
-func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balancer.Backend, bc *bconn) {
+func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balancer.Backend, bc *bconn, st *RouteStats) {
 	copyResponseHeader(&out.Header, &resp.Header)
 	if bc == nil {
 		out.SetBody(resp.Body())
@@ -667,50 +875,52 @@ func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balan
 		return
 	}
 	r := s.relays.Get().(*bodyRelay)
-	r.s, r.resp, r.b, r.bc, r.stream = s, resp, b, bc, resp.BodyStream()
-	cl := resp.Header.ContentLength()
-	if cl < 0 {
-		cl = -1 // chunked or read-to-close from the backend: chunked to the client
+	r.s, r.resp, r.b, r.bc, r.st = s, resp, b, bc, st
+	cl := -1 // chunked or read-to-close from the backend: chunked to the client
+	if bc.body.mode == bodyFixed {
+		cl = int(bc.body.left)
 	}
 	out.SetBodyStream(r, cl)
 }
 
 // bodyRelay is the response body stream handed to fasthttp. Close returns the
 // backend connection, the in-flight slot and the relay itself to their pools.
+//
+// A body that fails midway (the backend closed or reset in the middle, or broke
+// the chunked framing) fails the Read: fasthttp then stops writing, sends no last
+// chunk and closes the client connection, and the cache does not store it. The
+// route counts it (Truncated).
 type bodyRelay struct {
 	s      *Server
 	resp   *fasthttp.Response
 	b      *balancer.Backend
 	bc     *bconn
-	stream io.Reader
-	eof    bool
+	st     *RouteStats
 	failed bool
 }
 
 func (r *bodyRelay) Read(p []byte) (int, error) {
-	n, err := r.stream.Read(p)
-	switch {
-	case err == io.EOF:
-		r.eof = true
-	case err != nil:
+	n, err := r.bc.body.Read(p)
+	if err != nil && err != io.EOF && !r.failed {
 		r.failed = true
+		r.st.truncated.Add(1)
 	}
 	return n, err
 }
 
 func (r *bodyRelay) Close() error {
-	err := r.resp.CloseBodyStream()
 	if r.failed {
 		r.b.State.Report(false)
 	}
-	// The connection is reusable only if the body was read to its end and the
-	// backend did not ask to close; a body ended by the backend closing the
+	// The connection is reusable only if the body was read to its exact end and
+	// the backend did not ask to close; a body ended by the backend closing the
 	// connection (no length, no chunking) never is.
-	r.bc.done(r.eof && !r.failed && !r.resp.Header.ConnectionClose() && r.resp.Header.ContentLength() != -2)
+	r.bc.done(r.bc.body.complete() && !r.failed && !r.resp.Header.ConnectionClose() && r.bc.body.mode != bodyToClose)
+	r.bc.body = bodyReader{}
 	s := r.s
 	s.releaseResponse(r.resp)
 	r.b.Release()
 	*r = bodyRelay{}
 	s.relays.Put(r)
-	return err
+	return nil
 }

@@ -35,3 +35,11 @@ func bufPtr(p []byte) unsafe.Pointer {
 	}
 	return unsafe.Pointer(&p[0])
 }
+
+// rawPeekIdle reports whether nothing is readable on an idle socket: a
+// non-blocking MSG_PEEK that finds neither data nor end of stream (EAGAIN).
+func rawPeekIdle(fd uintptr, buf []byte) bool {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(bufPtr(buf)), uintptr(len(buf)),
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return e == syscall.EAGAIN
+}

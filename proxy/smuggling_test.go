@@ -49,7 +49,12 @@ func TestMalformedRequestsRejected(t *testing.T) {
 		{"CR in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400},
 		{"bare LF line end", "GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n", 400},
 		{"control in name", "GET / HTTP/1.1\r\nHost: x\r\nX\x01A: 1\r\n\r\n", 400},
-		{"absolute-form", "GET http://evil.example/ HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"absolute-form, not http", "GET ftp://evil.example/ HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"absolute-form with userinfo", "GET http://a@evil.example/ HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"absolute-form without authority", "GET http:/x HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"bare LF header block", "GET / HTTP/1.1\r\nHost: x\n\n", 400},
+		{"backslash in path", "GET /a\\b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"dot segment", "GET /a/../b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"authority-form", "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n", 400},
 		{"asterisk on GET", "GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"relative target", "GET foo HTTP/1.1\r\nHost: x\r\n\r\n", 400},
@@ -109,6 +114,9 @@ func TestValidRequestsAccepted(t *testing.T) {
 		// so no two parsers can disagree about it.
 		{"bare LF after request line", "GET / HTTP/1.1\nHost: x\r\n\r\n"},
 		{"percent-encoded target", "GET /a%20b?q=%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"absolute-form", "GET http://x/a?b HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"h2c upgrade, forwarded without it", "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"},
+		{"100 header fields", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-F: 1\r\n", 99) + "\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

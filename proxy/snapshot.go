@@ -73,6 +73,7 @@ type route struct {
 	name    string
 	host    string // lower case; for wildcards the suffix including the dot (".example.com")
 	prefix  string
+	canon   string // canonicalPath of prefix: what the prefix means to the most lenient backend
 	methods []string
 	pool    *pool
 	stats   *RouteStats
@@ -125,29 +126,49 @@ func (s *Snapshot) Pool(name string) *balancer.Pool {
 	return nil
 }
 
-// match finds the route for a host (without port, in the canonical form of
-// cache.AppendHostName) and a
-// normalised path: exact hosts first, then wildcards, then host-less routes, the
-// longest matching prefix within each.
-func (s *Snapshot) match(host, path []byte) *route {
+// match finds the route for a host (without port, any case, one trailing dot
+// ignored: "example.com." is "example.com"; handle passes it in the canonical
+// form of cache.AppendHostName) and a path: exact hosts first, then
+// wildcards, then host-less routes, the longest matching prefix within each. With
+// canon, path is a canonicalPath and is matched against the routes' canonical
+// prefixes.
+func (s *Snapshot) match(host, path []byte, canon bool) *route {
+	if n := len(host); n > 1 && host[n-1] == '.' {
+		host = host[:n-1]
+	}
 	if len(host) > 0 {
 		for _, r := range s.exact {
-			if equalFold(host, r.host) && hasPrefix(path, r.prefix) {
+			if equalFold(host, r.host) && r.hasPrefix(path, canon) {
 				return r
 			}
 		}
 		for _, r := range s.wild {
-			if len(host) > len(r.host) && equalFold(host[len(host)-len(r.host):], r.host) && hasPrefix(path, r.prefix) {
+			if len(host) > len(r.host) && equalFold(host[len(host)-len(r.host):], r.host) && r.hasPrefix(path, canon) {
 				return r
 			}
 		}
 	}
 	for _, r := range s.any {
-		if hasPrefix(path, r.prefix) {
+		if r.hasPrefix(path, canon) {
 			return r
 		}
 	}
 	return nil
+}
+
+func (r *route) hasPrefix(path []byte, canon bool) bool {
+	if canon {
+		return hasPrefix(path, r.canon)
+	}
+	return hasPrefix(path, r.prefix)
+}
+
+// sameRoute reports whether a and b are one route, or two whose prefixes differ
+// only where every backend reads them alike (letter case, encoding), so that a
+// request matching one by its raw path and the other by its canonical path is
+// not ambiguous.
+func sameRoute(a, b *route) bool {
+	return a == b || (a != nil && b != nil && a.host == b.host && a.canon == b.canon)
 }
 
 func hasPrefix(b []byte, prefix string) bool {
@@ -192,7 +213,12 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		if p == nil {
 			return nil, fmt.Errorf("proxy: route %q: unknown pool %q", rs.Name, rs.Pool)
 		}
-		r := &route{name: rs.Name, prefix: rs.PathPrefix, methods: rs.Methods, pool: p, stats: s.routeStatsLocked(rs.Name, rs.Pool)}
+		canon := canonicalPath(make([]byte, 0, len(rs.PathPrefix)), []byte(rs.PathPrefix))
+		if len(rs.PathPrefix) > canonicalPathMax {
+			return nil, fmt.Errorf("proxy: route %q: path prefix longer than %d bytes", rs.Name, canonicalPathMax)
+		}
+		r := &route{name: rs.Name, prefix: rs.PathPrefix, canon: string(canon), methods: rs.Methods, pool: p, prio: rs.Priority,
+			stats: s.routeStatsLocked(rs.Name, rs.Pool, rs.Priority.String())}
 		if len(rs.AllowCIDRs)+len(rs.DenyCIDRs) > 0 {
 			r.acl = &acl{allow: rs.AllowCIDRs, deny: rs.DenyCIDRs}
 		}
@@ -202,8 +228,7 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 			}
 			r.limit = s.limiterLocked(rs.Name, *rs.RateLimit)
 		}
-		r.prio, r.action, r.static, r.shed = rs.Priority, rs.Action, rs.Static, rs.Shed
-		r.stats.Priority = r.prio.String()
+		r.action, r.static, r.shed = rs.Action, rs.Static, rs.Shed
 		if r.action == degrade.ActionStatic && r.static == nil {
 			return nil, fmt.Errorf("proxy: route %q: static action without a static answer", rs.Name)
 		}
@@ -276,5 +301,5 @@ func (s *Snapshot) routeNamed(name, pool string) *route {
 	if p == nil {
 		return nil
 	}
-	return &route{name: name, pool: p, stats: &RouteStats{Route: name, Pool: pool}}
+	return &route{name: name, pool: p, stats: &RouteStats{Route: name, Pool: pool, routeCounters: new(routeCounters)}}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/proxy/cache"
 )
 
 // LatencyBuckets are the upper bounds, in seconds, of the request duration
@@ -26,13 +27,22 @@ var latencyBounds = func() (b [numBuckets]int64) {
 // RouteStats counts the requests of one route: by status code, and a latency
 // histogram from the request's arrival to its response header (the time to first
 // byte, as HAProxy's Tr and nginx's $upstream_header_time measure). The counters
-// are atomic: the request path adds, scrapes read, nobody locks. A route's stats
-// outlive config generations as long as its name and pool stay the same, so
-// Prometheus counters never go backwards on reload.
+// are atomic: the request path adds, scrapes read, nobody locks. A route's
+// counters outlive config generations as long as its name and pool stay the
+// same, so Prometheus counters never go backwards on reload.
+//
+// A RouteStats belongs to one generation and is immutable (its counters are
+// not): building the next generation makes a new one over the same counters,
+// so that a build never writes anything the generation in service reads.
 type RouteStats struct {
 	Route, Pool string
 	Priority    string // the route's priority, for floodgate_shed_total's label
 
+	*routeCounters
+}
+
+// routeCounters are the counters of a route, shared by its generations.
+type routeCounters struct {
 	codes   [600]atomic.Uint64 // by status code; index 0 counts out-of-range codes
 	buckets [numBuckets + 1]atomic.Uint64
 	count   atomic.Uint64
@@ -40,6 +50,7 @@ type RouteStats struct {
 
 	rateLimited atomic.Uint64
 	denied      atomic.Uint64
+	truncated   atomic.Uint64                // backend responses cut short while relayed
 	degraded    [degradedKinds]atomic.Uint64 // by outcome: stale, static, shed, capture
 }
 
@@ -47,7 +58,7 @@ const degradedKinds = 5 // indexed by degrade.Outcome
 
 // Degraded returns how many requests got a degraded answer of each kind while the
 // route's pool was degraded: "stale", "static", "shed", "capture".
-func (r *RouteStats) Degraded() map[string]uint64 {
+func (r *routeCounters) Degraded() map[string]uint64 {
 	return map[string]uint64{
 		"stale":   r.degraded[degrade.OutcomeStale].Load(),
 		"static":  r.degraded[degrade.OutcomeStatic].Load(),
@@ -57,13 +68,18 @@ func (r *RouteStats) Degraded() map[string]uint64 {
 }
 
 // Shed returns how many requests were shed (floodgate_shed_total).
-func (r *RouteStats) Shed() uint64 { return r.degraded[degrade.OutcomeShed].Load() }
+func (r *routeCounters) Shed() uint64 { return r.degraded[degrade.OutcomeShed].Load() }
 
 // RateLimited returns how many requests the route's rate limit refused (429).
-func (r *RouteStats) RateLimited() uint64 { return r.rateLimited.Load() }
+func (r *routeCounters) RateLimited() uint64 { return r.rateLimited.Load() }
 
 // Denied returns how many requests the route's allow/deny lists refused (403).
-func (r *RouteStats) Denied() uint64 { return r.denied.Load() }
+func (r *routeCounters) Denied() uint64 { return r.denied.Load() }
+
+// Truncated returns how many backend responses ended before their body was
+// complete (the backend closed or failed mid-body) while being relayed: the client
+// connection was closed without passing the body off as whole.
+func (r *RouteStats) Truncated() uint64 { return r.truncated.Load() }
 
 // CodeCount is the number of responses with one status code.
 type CodeCount struct {
@@ -72,7 +88,7 @@ type CodeCount struct {
 }
 
 // Codes returns the status codes seen so far with their counts, in code order.
-func (r *RouteStats) Codes() []CodeCount {
+func (r *routeCounters) Codes() []CodeCount {
 	var out []CodeCount
 	for i := range r.codes {
 		if n := r.codes[i].Load(); n > 0 {
@@ -84,7 +100,7 @@ func (r *RouteStats) Codes() []CodeCount {
 
 // Latency returns the histogram: total count, sum in seconds, and the cumulative
 // count at each bound of LatencyBuckets (Prometheus's convention).
-func (r *RouteStats) Latency() (count uint64, sumSeconds float64, cumulative []uint64) {
+func (r *routeCounters) Latency() (count uint64, sumSeconds float64, cumulative []uint64) {
 	cumulative = make([]uint64, len(LatencyBuckets))
 	var acc uint64
 	for i := range LatencyBuckets {
@@ -95,7 +111,7 @@ func (r *RouteStats) Latency() (count uint64, sumSeconds float64, cumulative []u
 }
 
 // record adds one response. It allocates nothing.
-func (r *RouteStats) record(code int, d time.Duration) {
+func (r *routeCounters) record(code int, d time.Duration) {
 	if code < 0 || code >= len(r.codes) {
 		code = 0
 	}
@@ -112,16 +128,53 @@ func (r *RouteStats) record(code int, d time.Duration) {
 	}
 }
 
-// routeStatsLocked returns the stats for a route, reusing those of the previous
-// generations. s.upMu must be held.
-func (s *Server) routeStatsLocked(route, pool string) *RouteStats {
+// routeStatsLocked returns a route's stats for a new generation, over the counters
+// of the previous generations when its name and pool are unchanged. s.upMu must
+// be held.
+func (s *Server) routeStatsLocked(route, pool, priority string) *RouteStats {
 	key := route + "\x00" + pool
-	if st := s.stats[key]; st != nil {
-		return st
+	c := s.stats[key]
+	if c == nil {
+		c = new(routeCounters)
+		s.stats[key] = c
 	}
-	st := &RouteStats{Route: route, Pool: pool}
-	s.stats[key] = st
-	return st
+	return &RouteStats{Route: route, Pool: pool, Priority: priority, routeCounters: c}
+}
+
+// pruneRoutes forgets the counters, rate limiters and cache policies of routes
+// that cur no longer has (or has without a rate limit or a cache), so that
+// reloads renaming routes do not grow these tables for ever. What cur still
+// uses is kept: counters of a route that stays go on counting.
+func (s *Server) pruneRoutes(cur *Snapshot) {
+	stats := make(map[*routeCounters]bool, len(cur.routes))
+	limiters := make(map[*limiter]bool)
+	policies := make(map[*cache.Policy]bool)
+	for _, r := range cur.routes {
+		stats[r.stats.routeCounters] = true
+		if r.limit != nil {
+			limiters[r.limit] = true
+		}
+		if r.cache != nil {
+			policies[r.cache] = true
+		}
+	}
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	for k, c := range s.stats {
+		if !stats[c] {
+			delete(s.stats, k)
+		}
+	}
+	for k, l := range s.limiters {
+		if !limiters[l] {
+			delete(s.limiters, k)
+		}
+	}
+	for k, p := range s.policies {
+		if !policies[p] {
+			delete(s.policies, k)
+		}
+	}
 }
 
 // RouteStats returns the stats of the routes of the current generation, plus

@@ -10,13 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/floodgate/floodgate/internal/filewatch"
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // CertFiles names one certificate chain and its key, in PEM.
@@ -36,9 +36,12 @@ type CertStore struct {
 	set   atomic.Pointer[certSet]
 	hash  [sha256.Size]byte // of the files last loaded (or tried)
 
-	mu      sync.Mutex // serialises Reload
-	reloads atomic.Uint64
-	errors  atomic.Uint64
+	mu        sync.Mutex        // serialises Reload, guards the three below
+	failed    [sha256.Size]byte // the contents that last failed to load, not retried
+	failedErr error             // ... and why
+	lastErr   string            // the last error logged
+	reloads   atomic.Uint64
+	errors    atomic.Uint64
 }
 
 type certSet struct {
@@ -65,29 +68,48 @@ func NewCertStore(files []CertFiles, log *slog.Logger) (*CertStore, error) {
 }
 
 func loadCerts(files []CertFiles) (*certSet, [sha256.Size]byte, error) {
+	raw, sum, err := readCerts(files)
+	if err != nil {
+		return nil, sum, err
+	}
+	set, err := parseCerts(files, raw)
+	return set, sum, err
+}
+
+// readCerts reads every certificate and key file, in order, and hashes them.
+func readCerts(files []CertFiles) ([][]byte, [sha256.Size]byte, error) {
 	h := sha256.New()
-	set := &certSet{byName: make(map[string]*tls.Certificate)}
+	raw := make([][]byte, 0, 2*len(files))
 	for _, f := range files {
-		certPEM, err := os.ReadFile(f.CertFile)
-		if err != nil {
-			return nil, [32]byte{}, fmt.Errorf("tls: %w", err)
+		for _, path := range []string{f.CertFile, f.KeyFile} {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, [32]byte{}, fmt.Errorf("tls: %w", err)
+			}
+			h.Write(b)
+			raw = append(raw, b)
 		}
-		keyPEM, err := os.ReadFile(f.KeyFile)
-		if err != nil {
-			return nil, [32]byte{}, fmt.Errorf("tls: %w", err)
-		}
-		h.Write(certPEM)
-		h.Write(keyPEM)
+	}
+	var sum [sha256.Size]byte
+	copy(sum[:], h.Sum(nil))
+	return raw, sum, nil
+}
+
+// parseCerts builds the set from what readCerts read.
+func parseCerts(files []CertFiles, raw [][]byte) (*certSet, error) {
+	set := &certSet{byName: make(map[string]*tls.Certificate)}
+	for i, f := range files {
+		certPEM, keyPEM := raw[2*i], raw[2*i+1]
 		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
-			return nil, [32]byte{}, fmt.Errorf("tls: %s / %s: %w", f.CertFile, f.KeyFile, err)
+			return nil, fmt.Errorf("tls: %s / %s: %w", f.CertFile, f.KeyFile, err)
 		}
 		leaf, err := x509.ParseCertificate(cert.Certificate[0])
 		if err != nil {
-			return nil, [32]byte{}, fmt.Errorf("tls: %s: %w", f.CertFile, err)
+			return nil, fmt.Errorf("tls: %s: %w", f.CertFile, err)
 		}
 		if time.Now().After(leaf.NotAfter) {
-			return nil, [32]byte{}, fmt.Errorf("tls: %s: certificate expired on %s", f.CertFile, leaf.NotAfter.Format(time.DateOnly))
+			return nil, fmt.Errorf("tls: %s: certificate expired on %s", f.CertFile, leaf.NotAfter.Format(time.DateOnly))
 		}
 		cert.Leaf = leaf
 		c := &cert
@@ -105,9 +127,7 @@ func loadCerts(files []CertFiles) (*certSet, [sha256.Size]byte, error) {
 			}
 		}
 	}
-	var sum [sha256.Size]byte
-	copy(sum[:], h.Sum(nil))
-	return set, sum, nil
+	return set, nil
 }
 
 // GetCertificate is tls.Config.GetCertificate.
@@ -136,75 +156,78 @@ func (cs *CertStore) TLSConfig() *tls.Config {
 }
 
 // Reload re-reads the files. A file that fails to load leaves the whole previous
-// set serving and returns the error; unchanged files are not reloaded.
+// set serving and returns the error; unchanged files are not reloaded. A failure
+// is counted and logged once per change of the files: contents that failed
+// already fail again without a word, and so does a file that stays unreadable
+// with the same error.
 func (cs *CertStore) Reload() error {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	set, sum, err := loadCerts(cs.files)
+	raw, sum, err := readCerts(cs.files)
 	if err != nil {
-		cs.errors.Add(1)
-		cs.log.Error("certificate reload failed, keeping the current certificates", "error", err.Error())
+		if msg := err.Error(); msg != cs.lastErr { // the same file still missing is no news
+			cs.failLocked(msg)
+		}
 		return err
 	}
 	if sum == cs.hash {
+		cs.lastErr = ""
 		return nil
 	}
+	if sum == cs.failed {
+		return cs.failedErr
+	}
+	set, err := parseCerts(cs.files, raw)
+	if err != nil {
+		cs.failed, cs.failedErr = sum, err
+		cs.failLocked(err.Error())
+		return err
+	}
 	cs.set.Store(set)
-	cs.hash = sum
+	cs.hash, cs.failed, cs.failedErr, cs.lastErr = sum, [sha256.Size]byte{}, nil, ""
 	cs.reloads.Add(1)
 	cs.log.Info("certificates reloaded", "certificates", len(cs.files))
 	return nil
 }
 
+// failLocked counts and logs a failed reload. cs.mu must be held.
+func (cs *CertStore) failLocked(msg string) {
+	cs.lastErr = msg
+	cs.errors.Add(1)
+	cs.log.Error("certificate reload failed, keeping the current certificates", "error", msg)
+}
+
 // Reloads returns how many reloads changed the certificates, and how many failed.
 func (cs *CertStore) Reloads() (ok, failed uint64) { return cs.reloads.Load(), cs.errors.Load() }
 
-// Watch reloads when a certificate or key file changes on disk, until ctx ends. It
-// watches the files' directories, not the files: tools that renew certificates
-// (and Kubernetes secrets) replace files by rename or symlink swap, which ends a
-// watch on the file itself. Events are debounced.
+// Watch reloads when a certificate or key file changes on disk, until ctx ends.
+// It watches the files' directories, not the files (tools that renew
+// certificates, and Kubernetes secrets, replace files by rename or symlink
+// swap), and only events about the files and their symlink chains count: a
+// directory that also holds the log, written at every line, must not make the
+// watcher reload (and log a failing certificate) in a loop. Events are
+// debounced. See package internal/filewatch.
 func (cs *CertStore) Watch(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("tls: watch: %w", err)
-	}
-	dirs := map[string]bool{}
+	var paths []string
 	for _, f := range cs.files {
-		for _, p := range []string{f.CertFile, f.KeyFile} {
-			d := filepath.Dir(p)
-			if !dirs[d] {
-				dirs[d] = true
-				if err := w.Add(d); err != nil {
-					w.Close()
-					return fmt.Errorf("tls: watch %s: %w", d, err)
-				}
-			}
-		}
+		paths = append(paths, f.CertFile, f.KeyFile)
+	}
+	w, err := filewatch.New(paths, filewatch.DefaultDebounce)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
 	}
 	go func() {
-		defer w.Close()
-		debounce := time.NewTimer(time.Hour)
-		debounce.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				debounce.Reset(200 * time.Millisecond)
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				cs.log.Warn("certificate watch", "error", err.Error())
-			case <-debounce.C:
-				_ = cs.Reload() // logged inside
-			}
-		}
+		_ = w.Run(ctx, cs.watchReload, func(err error) { cs.log.Warn("certificate watch", "error", err.Error()) })
 	}()
 	return nil
+}
+
+// watchReload is the watcher's Reload: failures are logged inside, and a panic
+// (in the parsing of files anyone with write access to the directory controls)
+// is contained, so the watcher and the process go on.
+func (cs *CertStore) watchReload() {
+	defer panics.Recover(cs.log, "certificate reload")
+	_ = cs.Reload()
 }
 
 // ServeTLS accepts TLS connections on ln with the store's certificates until

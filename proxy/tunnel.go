@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // tunnel proxies a protocol upgrade (WebSocket): the handshake goes to a backend
@@ -49,7 +51,8 @@ func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route) {
 	br := bufio.NewReader(bc)
 	var resp fasthttp.Response
 	resp.Header.DisableNormalizing()
-	if err = resp.Header.Read(br); err != nil {
+	resp.Header.SetNoDefaultContentType(true)
+	if err = readUpgradeHead(br, &resp.Header); err != nil {
 		bc.Close()
 		b.Release()
 		b.State.Report(false)
@@ -74,9 +77,10 @@ func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route) {
 	_ = bc.SetDeadline(time.Time{})
 	head := appendSwitchingHead(nil, &resp.Header)
 	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(cc net.Conn) {
+	ctx.Hijack(func(cc net.Conn) { // run by fasthttp in a goroutine of its own
 		defer b.Release()
 		defer bc.Close()
+		defer panics.Recover(s.log, "websocket tunnel") // the deferred closes above still run
 		if pc, ok := cc.(*conn); ok {
 			pc.tunneled = true // a WebSocket may stay quiet for long
 		}
@@ -110,4 +114,30 @@ func closeWrite(c net.Conn) {
 		return
 	}
 	_ = c.Close()
+}
+
+// readUpgradeHead reads the backend's answer to an upgrade request: a 101, or the
+// final answer of a declined upgrade. Interim answers before it are skipped (at
+// most maxInterim); the answer must be HTTP/1.x with a status in 100-599.
+func readUpgradeHead(br *bufio.Reader, h *fasthttp.ResponseHeader) error {
+	for interim := 0; ; interim++ {
+		if err := checkStatusDigit(br); err != nil {
+			return err
+		}
+		if err := h.Read(br); err != nil {
+			return err
+		}
+		if p := h.Protocol(); string(p) != "HTTP/1.1" && string(p) != "HTTP/1.0" {
+			return errNotHTTP1
+		}
+		code := h.StatusCode()
+		switch {
+		case code < 100 || code > 599:
+			return errBadStatus
+		case code >= 200 || code == fasthttp.StatusSwitchingProtocols:
+			return nil
+		case interim == maxInterim:
+			return errInterimFlood
+		}
+	}
 }

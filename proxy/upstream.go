@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -42,8 +43,12 @@ type bconn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	u        *upstream
-	deadline int64 // clock tick of the deadline last set
-	idleAt   int64 // clock tick when it went idle
+	deadline int64            // clock tick of the deadline last set
+	idleAt   int64            // clock tick when it went idle
+	body     bodyReader       // the streamed body of the current response
+	peekFn   func(fd uintptr) // bc.peekIdle, bound once
+	clean    bool             // result of peekIdle
+	peekBuf  [1]byte          // peekIdle's buffer, on the heap with bc
 }
 
 // Write implements io.Writer for bw: the last write of a request is held.
@@ -105,7 +110,12 @@ func (u *upstream) sameSettings(addr string, ps PoolSpec) bool {
 	return u.addr == addr && u.connect == c && u.response == r
 }
 
-// get returns an idle connection (reused=true) or dials a new one.
+// get returns an idle connection (reused=true) or dials a new one. An idle
+// connection on which the backend sent anything, or which it closed, while it
+// was idle is closed instead: those bytes answer no request of ours (an unprompted
+// 408 before an idle close is the everyday case), and taken as the answer to the
+// next request they would shift every later answer by one. Nothing was sent on
+// it, so going on to the next connection is always safe.
 func (u *upstream) get() (bc *bconn, reused bool, err error) {
 	now := u.clock.ticks.Load()
 	u.mu.Lock()
@@ -113,11 +123,10 @@ func (u *upstream) get() (bc *bconn, reused bool, err error) {
 		bc = u.idle[n-1]
 		u.idle[n-1] = nil
 		u.idle = u.idle[:n-1]
-		if now-bc.idleAt < int64(idleConnTimeout/clockTick) {
-			u.mu.Unlock()
+		u.mu.Unlock()
+		if now-bc.idleAt < int64(idleConnTimeout/clockTick) && bc.idleClean() {
 			return bc, true, nil
 		}
-		u.mu.Unlock()
 		bc.c.Close()
 		u.mu.Lock()
 	}
@@ -128,10 +137,41 @@ func (u *upstream) get() (bc *bconn, reused bool, err error) {
 	}
 	bc = &bconn{c: c, u: u}
 	bc.h.init(c, u.holdBufs)
+	bc.peekFn = bc.peekIdle
 	bc.br = bufio.NewReaderSize(bc, 8192)
 	bc.bw = bufio.NewWriterSize(bc, 8192)
 	return bc, false, nil
 }
+
+// firstChunkValid checks the first chunk-size line when it has already arrived with
+// the head (it does not wait for it: a stream may send its first chunk much later).
+func firstChunkValid(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return true
+	}
+	_, ok := parseChunkSizeLine(b[:i+1])
+	return ok
+}
+
+// idleClean reports whether nothing arrived on an idle connection: no byte, no
+// end of stream. One non-blocking peek, which the poller does not see.
+func (bc *bconn) idleClean() bool {
+	if bc.br.Buffered() > 0 {
+		return false
+	}
+	if bc.h.raw == nil {
+		return true
+	}
+	bc.clean = false
+	if err := bc.h.raw.Control(bc.peekFn); err != nil {
+		return false
+	}
+	return bc.clean
+}
+
+func (bc *bconn) peekIdle(fd uintptr) { bc.clean = rawPeekIdle(fd, bc.peekBuf[:]) }
 
 // put returns a connection whose last response was read completely.
 func (u *upstream) put(bc *bconn) {
@@ -160,52 +200,79 @@ func (u *upstream) close() {
 
 // roundTrip sends req on a backend connection and reads the response header into
 // resp. A body of known length up to bufferMax is read too and the connection is
-// returned to the pool (bc == nil). Otherwise resp holds a body stream and the caller owns bc
-// until the stream is done: it must call bc.finish.
+// returned to the pool (bc == nil). Otherwise the body is to be read from bc.body
+// and the caller owns bc until it is done: it must call bc.done.
+//
+// A reused connection that the backend closed before answering, or on which it
+// answered 408 (it timed the idle connection out as our request crossed its close),
+// did not process the request: one that can be sent again (idempotent, body in
+// memory) is, once, on a fresh connection.
 func (u *upstream) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, head bool, o *outbound, bufferMax int) (*bconn, error) {
-	bc, reused, err := u.get()
+	resend := isIdempotent(req.Header.Method()) && !req.IsBodyStream()
+	for try := 0; ; try++ {
+		bc, reused, err := u.get()
+		if err != nil {
+			return nil, err
+		}
+		bc, err = bc.exchange(req, resp, head, o, bufferMax, reused, reused && resend && try == 0)
+		if err == errStaleConn {
+			resp.Reset()
+			resp.Header.SetNoDefaultContentType(true)
+			resp.Header.DisableNormalizing()
+			continue
+		}
+		return bc, err
+	}
+}
+
+// errStaleConn: a reused connection turned out to be closed or timed out by the
+// backend before it took the request, which may be sent again.
+var errStaleConn = errors.New("proxy: backend connection went stale before the response")
+
+// exchange is one attempt of roundTrip on bc. With stale set, a failure that
+// shows the backend had closed the connection before taking the request returns
+// errStaleConn.
+func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head bool, o *outbound, bufferMax int, reused, stale bool) (*bconn, error) {
+	bc.arm()
+	err := writeRequest(bc.bw, req, o)
+	if err == nil {
+		err = bc.bw.Flush()
+	}
+	var mode uint8
+	var n int64
+	if err == nil {
+		mode, n, err = readResponseHead(bc.br, resp, head, o)
+	}
 	if err != nil {
+		err = bc.fail(err, reused)
+		if stale && err == errClosedBeforeResponse {
+			return nil, errStaleConn
+		}
 		return nil, err
 	}
-	bc.arm()
-	if err := writeRequest(bc.bw, req, o); err == nil {
-		err = bc.bw.Flush()
-		if err != nil {
-			return nil, bc.fail(err, reused)
-		}
-	} else {
-		return nil, bc.fail(err, reused)
+	if stale && resp.StatusCode() == fasthttp.StatusRequestTimeout {
+		bc.c.Close()
+		return nil, errStaleConn
 	}
-	resp.SkipBody = head
-	for {
-		if err := resp.Header.Read(bc.br); err != nil {
-			return nil, bc.fail(err, reused)
-		}
-		// Interim responses (100 Continue, 103 Early Hints) are not relayed:
-		// fasthttp's server has no way to send them to the client.
-		if c := resp.Header.StatusCode(); c < 100 || c > 199 || c == fasthttp.StatusSwitchingProtocols {
-			break
-		}
-		reused = false
-	}
-	if resp.SkipBody || resp.StatusCode() == fasthttp.StatusNoContent || resp.StatusCode() == fasthttp.StatusNotModified {
-		bc.done(!resp.Header.ConnectionClose())
+	keep := !resp.Header.ConnectionClose() && mode != bodyToClose
+	switch {
+	case mode == bodyNone:
+		bc.done(keep)
 		return nil, nil
-	}
-	cl := resp.Header.ContentLength()
-	if cl >= 0 && cl <= bufferMax {
+	case mode == bodyFixed && n <= int64(bufferMax):
 		if err := resp.ReadBody(bc.br, 0); err != nil {
 			bc.c.Close()
 			return nil, err
 		}
-		bc.done(!resp.Header.ConnectionClose())
+		bc.done(keep)
 		return nil, nil
 	}
-	resp.StreamBody = true
-	if err := resp.ReadBody(bc.br, 0); err != nil {
+	if mode == bodyChunked && !firstChunkValid(bc.br) {
+		// Caught before the head goes to the client: a 502, not a cut answer.
 		bc.c.Close()
-		return nil, err
+		return nil, errBadChunk
 	}
+	bc.body.reset(bc.br, mode, n)
 	return bc, nil
 }
 
@@ -234,9 +301,12 @@ func (bc *bconn) fail(err error, reused bool) error {
 	return err
 }
 
-// done ends an exchange: the connection goes back to the pool if reusable.
+// done ends an exchange: the connection goes back to the pool if reusable and
+// the response was consumed exactly: a byte already read beyond it (a body after a
+// HEAD answer or on a 204, bytes after a Content-Length body) answers nothing we
+// asked, and the next request on the connection would take it for its answer.
 func (bc *bconn) done(reusable bool) {
-	if reusable {
+	if reusable && bc.br.Buffered() == 0 {
 		bc.u.put(bc)
 		return
 	}

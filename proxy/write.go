@@ -25,6 +25,10 @@ type outbound struct {
 	upgrade []byte // Upgrade value to keep for a protocol switch (WebSocket)
 	parsed  bool   // write from fasthttp's parsed header (edited by the cache), not the raw lines
 	copyBuf []byte // body copy buffer
+	// interim receives the backend's interim responses (103 Early Hints) for the
+	// client; nil drops them. Set only when the client speaks HTTP/1.1 and
+	// nothing of an earlier response waits in fasthttp's write buffer.
+	interim io.Writer
 }
 
 // writeRequest writes the request line, the client's end-to-end header lines, the
@@ -322,11 +326,17 @@ func equalFoldBytes(a, b []byte) bool {
 	return true
 }
 
-// isFramingOrForwarded: fields the proxy writes itself.
+// isFramingOrForwarded: fields the proxy writes itself, and the client's
+// Forwarded (RFC 7239), which says what the X-Forwarded-* fields say and which
+// frameworks that read it prefer to them: floodgate does not write one, so a
+// client's would stand beside floodgate's own word (as net/http/httputil's
+// ReverseProxy, floodgate removes it).
 func isFramingOrForwarded(name []byte) bool {
 	switch name[0] | 0x20 {
 	case 'c':
 		return equalFold(name, "content-length")
+	case 'f':
+		return equalFold(name, "forwarded")
 	case 'x':
 		return equalFold(name, "x-forwarded-for") || equalFold(name, "x-forwarded-proto") ||
 			equalFold(name, "x-forwarded-host")
@@ -358,9 +368,9 @@ func writeFixed(bw *bufio.Writer, req *fasthttp.Request, n int64, buf []byte) er
 		}
 		if err != nil {
 			if err == io.EOF {
-				return io.ErrUnexpectedEOF
+				err = io.ErrUnexpectedEOF
 			}
-			return err
+			return &clientBodyError{err}
 		}
 	}
 	return nil
@@ -392,7 +402,7 @@ func writeChunked(bw *bufio.Writer, req *fasthttp.Request, buf []byte) error {
 			return err
 		}
 		if err != nil {
-			return err
+			return &clientBodyError{err}
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/health"
+	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy"
 )
 
@@ -46,7 +47,7 @@ func (r *Registry) Run(ctx context.Context) error {
 		// The first pass builds even an empty registry, so the data plane has
 		// a snapshot from the start.
 		if !built || idx > r.applied.Load().idx {
-			err := r.build(txn, idx)
+			err := r.safely("registry build", func() error { return r.build(txn, idx) })
 			if err != nil {
 				r.log.Error("registry: generation not applied, the previous one keeps serving", "generation", idx, "error", err.Error())
 			}
@@ -57,6 +58,20 @@ func (r *Registry) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// safely runs fn and turns a panic in it into an error, after package panics
+// has counted and logged it: a bug met while building one generation fails
+// that generation (the previous one keeps serving, its writers get the error)
+// instead of ending the watcher, and with it the process.
+func (r *Registry) safely(where string, fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			panics.Contain(r.log, where, v)
+			err = fmt.Errorf("%s: internal error: %v", where, v)
+		}
+	}()
+	return fn()
 }
 
 // publish records the outcome of the build for idx and wakes waiters.
@@ -96,8 +111,10 @@ func (r *Registry) build(txn *memdb.Txn, idx uint64) error {
 			SlowStart:          c.SlowStart,
 			MaxFails:           c.MaxFails,
 			EjectFor:           c.EjectFor,
+			MaxEjectionPercent: c.MaxEjectionPercent,
 			Reserved:           c.Reserved,
 			Logger:             r.log,
+			Staged:             true, // adopted below, once in service
 		}
 		pv := &PoolView{Name: p.Name, Config: c, State: ps}
 		for _, b := range poolBackends(txn, p.Name) {
@@ -153,6 +170,9 @@ func (r *Registry) build(txn *memdb.Txn, idx uint64) error {
 
 	// Commit: nothing below fails.
 	r.dp.Swap(snap)
+	for _, ps := range spec.Pools {
+		ps.Pool.Adopt()
+	}
 	r.states, r.pools = states, pstates
 	for _, ps := range pstates {
 		ps.Kick()

@@ -239,7 +239,8 @@ type PoolSpec struct {
 
 // BackendSpec is one backend of the config file.
 type BackendSpec struct {
-	// Address is host:port (see CheckAddress), unique in the pool.
+	// Address is host:port (see CanonicalAddress), unique in the pool once
+	// canonical.
 	Address string
 	// Weight is 0 to balancer.MaxWeight.
 	Weight int
@@ -381,9 +382,11 @@ func applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error 
 func applyBackends(txn *memdb.Txn, ps PoolSpec, boot bool, res *ApplyResult) error {
 	want := make(map[string]bool, len(ps.Backends))
 	for i, bs := range ps.Backends {
-		if err := CheckAddress(bs.Address); err != nil {
+		addr, err := CanonicalAddress(bs.Address)
+		if err != nil {
 			return fmt.Errorf("pools %q: backends[%d]: %w", ps.Name, i, err)
 		}
+		bs.Address = addr
 		if bs.Weight < 0 || bs.Weight > maxWeight {
 			return invalidf("pool %q: backend %s: weight %d out of range 0-%d", ps.Name, bs.Address, bs.Weight, maxWeight)
 		}
@@ -435,6 +438,7 @@ func applyBackends(txn *memdb.Txn, ps PoolSpec, boot bool, res *ApplyResult) err
 
 // restore applies a saved State on top of the config.
 func restore(txn *memdb.Txn, saved State, res *InitResult) error {
+	res.Skipped = append(res.Skipped, saved.merged...)
 	for _, sb := range saved.Backends {
 		id := BackendID(sb.Pool, sb.Address)
 		if p, _ := first[poolRow](txn, tablePools, sb.Pool); p == nil {
@@ -486,7 +490,8 @@ type BackendUpdate struct {
 // returns whether the backend is new, once its generation is in service.
 // Registering an address of the config file sets an override of its weight.
 func (r *Registry) Register(ctx context.Context, pool, address string, weight *int) (created bool, err error) {
-	if err := CheckAddress(address); err != nil {
+	address, err = CanonicalAddress(address)
+	if err != nil {
 		return false, err
 	}
 	if weight != nil && (*weight < 0 || *weight > maxWeight) {
@@ -570,8 +575,11 @@ func (r *Registry) Update(ctx context.Context, pool, address string, u BackendUp
 }
 
 // findBackend returns the stored backend, or an ErrNotFound naming what is
-// missing: the pool or the backend.
+// missing: the pool or the backend. address is looked up in its canonical form.
 func (r *Registry) findBackend(txn *memdb.Txn, pool, address string) (*backendRow, error) {
+	if c, err := CanonicalAddress(address); err == nil {
+		address = c
+	}
 	p, err := first[poolRow](txn, tablePools, pool)
 	if err != nil {
 		return nil, err
@@ -711,6 +719,9 @@ func check(txn *memdb.Txn) error {
 		}
 		if c.EjectFor < 0 || (c.MaxFails > 0 && c.EjectFor == 0) {
 			errs = append(errs, errors.New("passive health needs an ejection period"))
+		}
+		if c.MaxEjectionPercent < 0 || c.MaxEjectionPercent > 100 {
+			errs = append(errs, errors.New("max ejection percent out of range 0-100"))
 		}
 		if c.SlowStart < 0 || c.ConnectTimeout < 0 || c.ResponseTimeout < 0 {
 			errs = append(errs, errors.New("negative duration"))

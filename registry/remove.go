@@ -41,6 +41,9 @@ type removal struct {
 // returns its result. If ctx ends first Remove returns ctx's error, but the
 // removal carries on: a half-drained backend is never left behind.
 func (r *Registry) Remove(ctx context.Context, pool, address string, timeout time.Duration) (Removal, error) {
+	if c, err := CanonicalAddress(address); err == nil {
+		address = c // one removal per backend, however it is spelt
+	}
 	id := BackendID(pool, address)
 	r.remMu.Lock()
 	rm := r.removals[id]
@@ -54,7 +57,10 @@ func (r *Registry) Remove(ctx context.Context, pool, address string, timeout tim
 		r.remWG.Add(1)
 		go func() {
 			defer r.remWG.Done()
-			rm.res, rm.err = r.remove(context.WithoutCancel(ctx), pool, address, timeout)
+			rm.err = r.safely("registry remove", func() (err error) {
+				rm.res, err = r.remove(context.WithoutCancel(ctx), pool, address, timeout)
+				return err
+			})
 			r.remMu.Lock()
 			delete(r.removals, id)
 			r.remMu.Unlock()

@@ -147,6 +147,9 @@ type PoolConfig struct {
 	MaxFails int
 	// EjectFor is how long an ejection lasts.
 	EjectFor time.Duration
+	// MaxEjectionPercent bounds how much of the pool passive health ejects at
+	// once; see balancer.PoolOptions. 0 is the balancer's default.
+	MaxEjectionPercent int
 	// ConnectTimeout bounds dialling a backend; see proxy.PoolSpec.
 	ConnectTimeout time.Duration
 	// ResponseTimeout bounds a backend's answer.

@@ -26,6 +26,11 @@ type State struct {
 	Version int `json:"version"`
 	// Backends are sorted by pool, then by registration order.
 	Backends []SavedBackend `json:"backends"`
+
+	// merged describes entries LoadState dropped because they spell a backend
+	// an earlier entry already holds (files written before addresses were
+	// canonical); Init reports them with the entries it skips.
+	merged []string
 }
 
 // SavedBackend is one entry of the state file.
@@ -110,14 +115,19 @@ func ParseState(data []byte) (State, error) {
 		return State{}, fmt.Errorf("version %d, want %d", st.Version, StateVersion)
 	}
 	seen := make(map[[2]string]int, len(st.Backends))
+	raw := make([]string, len(st.Backends))
+	kept := st.Backends[:0:0]
 	for i, b := range st.Backends {
+		raw[i] = b.Address
 		where := fmt.Sprintf("backends[%d]", i)
 		if !validName(b.Pool) {
 			return State{}, fmt.Errorf("%s: invalid pool name %q", where, b.Pool)
 		}
-		if err := CheckAddress(b.Address); err != nil {
+		addr, err := CanonicalAddress(b.Address)
+		if err != nil {
 			return State{}, fmt.Errorf("%s: %v", where, err)
 		}
+		b.Address = addr
 		if b.Weight < 0 || b.Weight > maxWeight {
 			return State{}, fmt.Errorf("%s: weight %d out of range 0-%d", where, b.Weight, maxWeight)
 		}
@@ -135,10 +145,16 @@ func ParseState(data []byte) (State, error) {
 		}
 		k := [2]string{b.Pool, b.Address}
 		if j, dup := seen[k]; dup {
-			return State{}, fmt.Errorf("%s: %s %s duplicates backends[%d]", where, b.Pool, b.Address, j)
+			if raw[j] == raw[i] {
+				return State{}, fmt.Errorf("%s: %s %s duplicates backends[%d]", where, b.Pool, b.Address, j)
+			}
+			st.merged = append(st.merged, fmt.Sprintf("%s/%s: %s is another spelling of backends[%d] (%s), which applies", b.Pool, raw[i], where, j, raw[j]))
+			continue
 		}
 		seen[k] = i
+		kept = append(kept, b)
 	}
+	st.Backends = kept
 	return st, nil
 }
 

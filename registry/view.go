@@ -25,8 +25,12 @@ func (v *View) Pool(name string) *PoolView {
 	return nil
 }
 
-// Backend returns a backend of a pool, or nil.
+// Backend returns a backend of a pool, or nil. address may be spelt any way
+// CanonicalAddress accepts.
 func (v *View) Backend(pool, address string) *BackendView {
+	if c, err := CanonicalAddress(address); err == nil {
+		address = c
+	}
 	if p := v.Pool(pool); p != nil {
 		for _, b := range p.Backends {
 			if b.Address == address {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/floodgate/floodgate/admin"
 	"github.com/floodgate/floodgate/conf"
+	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/metrics"
 	"github.com/floodgate/floodgate/registry"
 )
@@ -75,10 +76,18 @@ func (r *reloader) Reload(ctx context.Context) (admin.ReloadResult, error) {
 // operator asked), a file whose hash is the one last read is skipped, and that
 // hash is recorded even when the file is rejected, so that a bad file is not
 // retried in a loop by the watcher. The error is an *admin.ConfigError when the
-// file is at fault.
-func (r *reloader) reload(ctx context.Context, trigger string, force bool) (admin.ReloadResult, error) {
+// file is at fault. A panic while reloading (a bug met on this file) is
+// contained: counted, logged, and the reload fails with the previous config
+// serving, as for any other failure.
+func (r *reloader) reload(ctx context.Context, trigger string, force bool) (out admin.ReloadResult, rerr error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer func() {
+		if v := recover(); v != nil {
+			panics.Contain(r.log, "reload ("+trigger+")", v)
+			out, rerr = admin.ReloadResult{}, r.fail(trigger, fmt.Errorf("internal error: %v", v))
+		}
+	}()
 	data, err := readConfig(r.path)
 	if err != nil {
 		return admin.ReloadResult{}, r.fail(trigger, &admin.ConfigError{Problems: []string{err.Error()}})

@@ -119,7 +119,6 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 		respCache, err = cache.New(cache.Options{
 			MaxBytes: cfg.Cache.MaxBytes, Registerer: prom, Logger: log,
 			ErrorHandler: proxy.CacheError, Forwarded: proxy.CacheForwarded,
-			OnPanic: func(any) {}, // the cache logs it with its stack; the process goes on
 		})
 		if err != nil {
 			return err

@@ -119,6 +119,7 @@ func registryConfig(cfg *conf.Config) (registry.Config, error) {
 			SlowStart:          pc.SlowStart,
 			MaxFails:           pc.Passive.MaxFails,
 			EjectFor:           pc.Passive.EjectFor,
+			MaxEjectionPercent: pc.Passive.MaxEjectionPercent,
 			ConnectTimeout:     pc.ConnectTimeout,
 			ResponseTimeout:    pc.ResponseTimeout,
 			Retries:            pc.Retries,
@@ -203,6 +204,7 @@ func proxyOptions(cfg *conf.Config, log *slog.Logger, c *cache.Cache) proxy.Opti
 		IdleTimeout:       cfg.Timeouts.ClientIdle,
 		MaxRequestBody:    cfg.Limits.MaxRequestBody,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+		MaxHeaderFields:   cfg.Limits.MaxHeaderFields,
 		MaxConns:          cfg.Limits.MaxConns,
 		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
 		TrustedProxies:    cfg.TrustedProxies,
@@ -239,6 +241,7 @@ func restartRequired(running, next *conf.Config) []string {
 	diff("timeouts.client_idle", running.Timeouts.ClientIdle, next.Timeouts.ClientIdle)
 	diff("limits.max_request_body", running.Limits.MaxRequestBody, next.Limits.MaxRequestBody)
 	diff("limits.max_header_bytes", running.Limits.MaxHeaderBytes, next.Limits.MaxHeaderBytes)
+	diff("limits.max_header_fields", running.Limits.MaxHeaderFields, next.Limits.MaxHeaderFields)
 	diff("limits.max_conns", running.Limits.MaxConns, next.Limits.MaxConns)
 	diff("limits.max_conns_per_ip", running.Limits.MaxConnsPerIP, next.Limits.MaxConnsPerIP)
 	diff("trusted_proxies", running.TrustedProxies, next.TrustedProxies)

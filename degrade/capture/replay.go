@@ -3,12 +3,15 @@ package capture
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // Sender delivers r to a backend of r.Pool with the header
@@ -327,11 +330,25 @@ func (r *replayer) deliver(p *pool, e *entry, seg *segment, off int64, size int,
 		r.deadLetter(e, "unreadable: "+err.Error())
 		return
 	}
-	status, serr := r.send(r.ctx, rec)
+	status, serr := r.sendContained(rec)
 	if serr != nil && r.ctx.Err() != nil {
 		return // stopping: the record stays pending and is sent again later
 	}
 	r.outcome(e, status, serr)
+}
+
+// sendContained is r.send with a panic in it (the proxy's exchange with a
+// backend, fed by the backend's answer) counted, logged and turned into a
+// failed attempt: the record is retried with backoff and dead-lettered after
+// MaxAttempts like any failure, and the replay goes on.
+func (r *replayer) sendContained(rec *Record) (status int, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			panics.Contain(r.j.log, "capture replay", v)
+			status, err = 0, fmt.Errorf("replay panicked: %v", v)
+		}
+	}()
+	return r.send(r.ctx, rec)
 }
 
 // retryable reports whether a non-2xx status may succeed later: overload and

@@ -46,10 +46,6 @@ type Options struct {
 	// (RFC 9111 §4.1 matches the fields of the request that was sent). nil
 	// means the proxy forwards every field as received.
 	Forwarded Forwarded
-	// OnPanic is called after a panic in a background refresh was recovered
-	// and logged (at error level, with the stack). nil lets the panic take
-	// the process down, which is what tests want.
-	OnPanic func(v any)
 }
 
 // Forwarded appends to dst the value the backend receives for the request
@@ -96,7 +92,6 @@ type Cache struct {
 	log      *slog.Logger
 	onError  func(ctx *fasthttp.RequestCtx, err error)
 	fwdView  Forwarded
-	onPanic  func(v any)
 
 	// hot maps a hash of the primary key to a recently hit entry that is
 	// alone in its variant chain, so a hit on a popular URL needs no
@@ -147,7 +142,6 @@ func New(opts Options) (*Cache, error) {
 		log:      opts.Logger,
 		onError:  opts.ErrorHandler,
 		fwdView:  opts.Forwarded,
-		onPanic:  opts.OnPanic,
 		bgSlots:  make(chan struct{}, maxBackgroundRefreshes),
 		stop:     make(chan struct{}),
 		reg:      opts.Registerer,

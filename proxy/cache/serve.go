@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // Fetcher sends req to a backend and fills resp: status, header fields and
@@ -1206,24 +1207,9 @@ func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, e
 			<-c.bgSlots
 			c.bg.Done()
 		}()
-		defer c.recoverBackground("stale-while-revalidate refresh")
+		defer panics.Recover(c.log, "cache: stale-while-revalidate refresh")
 		c.refresh(req, p, fetch, e)
 	}()
-}
-
-// recoverBackground, deferred at the top of a background goroutine, turns a
-// panic into an error log line with the stack and a call of
-// Options.OnPanic; without OnPanic the panic goes on (tests must see it).
-func (c *Cache) recoverBackground(what string) {
-	v := recover()
-	if v == nil {
-		return
-	}
-	if c.onPanic == nil {
-		panic(v)
-	}
-	c.log.Error("cache: panic in "+what, "panic", v, "stack", string(debug.Stack()))
-	c.onPanic(v)
 }
 
 // refresh revalidates or refetches e in the background and stores the

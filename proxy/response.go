@@ -1,0 +1,239 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Errors of a backend's response head. Each maps to 502 (errors.go's default).
+var (
+	errNotHTTP1      = errors.New("proxy: backend response is not HTTP/1.0 or HTTP/1.1")
+	errBadStatus     = errors.New("proxy: backend response status out of range")
+	errUnaskedSwitch = errors.New("proxy: backend response switched protocols unasked")
+	errInterimFlood  = errors.New("proxy: backend sent too many interim responses")
+	errAfterInterim  = errors.New("proxy: backend closed after an interim response")
+)
+
+// maxInterim bounds the interim (1xx) responses before the final one: a backend
+// that sends them without end would hold the request (and the client) forever.
+const maxInterim = 8
+
+// readResponseHead reads the head of the backend's final response into resp and
+// decides how its body is framed (RFC 9112 §6.3): bodyNone for HEAD, 204 and 304;
+// else chunked, Content-Length (n) or until close, as fasthttp parsed the fields
+// (it refuses a bad or duplicate Content-Length, and lets chunked win over
+// Content-Length). Interim responses are written to o.interim when it is set, 100
+// Continue excepted: fasthttp's server answers Expect itself. A response that is
+// not HTTP/1.x, a status outside 100-599, or a 101 (roundTrip never asks for an
+// upgrade: tunnel.go does, on its own connection) is an error.
+func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *outbound) (mode uint8, n int64, err error) {
+	h := &resp.Header
+	for interim := 0; ; interim++ {
+		if err := checkStatusDigit(br); err != nil {
+			return 0, 0, err
+		}
+		if err := h.Read(br); err != nil {
+			if interim > 0 && (errors.Is(err, io.EOF) || isReset(err)) {
+				return 0, 0, errAfterInterim
+			}
+			return 0, 0, err
+		}
+		if p := h.Protocol(); string(p) != "HTTP/1.1" && string(p) != "HTTP/1.0" {
+			return 0, 0, errNotHTTP1
+		}
+		code := h.StatusCode()
+		if code < 100 || code > 599 {
+			return 0, 0, errBadStatus
+		}
+		if code >= 200 {
+			break
+		}
+		if code == fasthttp.StatusSwitchingProtocols {
+			return 0, 0, errUnaskedSwitch
+		}
+		if interim == maxInterim {
+			return 0, 0, errInterimFlood
+		}
+		if code != fasthttp.StatusContinue && o != nil && o.interim != nil {
+			// A failed write is the client's business: the final answer
+			// will fail the same way.
+			_, _ = o.interim.Write(appendInterimHead(nil, h))
+		}
+	}
+	code := h.StatusCode()
+	if head || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified {
+		return bodyNone, 0, nil
+	}
+	switch cl := h.ContentLength(); {
+	case cl >= 0:
+		return bodyFixed, int64(cl), nil
+	case cl == -1:
+		return bodyChunked, 0, nil
+	default:
+		return bodyToClose, 0, nil
+	}
+}
+
+// checkStatusDigit refuses a status line whose code does not start with 1-5 before
+// fasthttp parses it: fasthttp reads "000" as status 0 and then reports it as 200.
+// It waits for no more than the parser would: up to the first 12 bytes, or the
+// end of a shorter first line, which it leaves to the parser to refuse.
+func checkStatusDigit(br *bufio.Reader) error {
+	const n = len("HTTP/1.1 200")
+	for want := 1; ; {
+		if _, err := br.Peek(want); err != nil {
+			return nil // the parser says why
+		}
+		b, _ := br.Peek(min(br.Buffered(), n))
+		if len(b) < n {
+			if bytes.IndexByte(b, '\n') >= 0 {
+				return nil
+			}
+			want = min(br.Buffered()+1, n)
+			continue
+		}
+		if string(b[:7]) != "HTTP/1." || b[8] != ' ' {
+			return nil
+		}
+		if c := b[9]; c < '1' || c > '5' {
+			return errBadStatus
+		}
+		return nil
+	}
+}
+
+// appendInterimHead appends an interim response head for the client: the
+// backend's status and its end-to-end fields. Interim answers are rare; this may
+// allocate.
+func appendInterimHead(dst []byte, src *fasthttp.ResponseHeader) []byte {
+	var connBuf [8][]byte
+	connection := connBuf[:0]
+	for _, v := range src.PeekAll("Connection") {
+		connection, _ = appendTokens(connection, v)
+	}
+	code := src.StatusCode()
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = fasthttp.AppendUint(dst, code)
+	dst = append(dst, ' ')
+	dst = append(dst, fasthttp.StatusMessage(code)...)
+	dst = append(dst, "\r\n"...)
+	for k, v := range src.All() {
+		if isHopHeader(k) || namedIn(connection, k) || equalFold(k, "content-length") || equalFold(k, "content-type") {
+			continue
+		}
+		dst = append(dst, k...)
+		dst = append(dst, ": "...)
+		dst = append(dst, v...)
+		dst = append(dst, "\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// closeDelimited makes a streamed body of unknown length reach an HTTP/1.0 client,
+// which does not know chunked coding (RFC 9112 §7.1), as a body delimited by
+// closing the connection: fasthttp would write it chunked, so the connection is
+// hijacked and the head and body written here. Rare; this allocates.
+func closeDelimited(ctx *fasthttp.RequestCtx) {
+	resp := &ctx.Response
+	if !resp.IsBodyStream() || resp.Header.ContentLength() >= 0 {
+		return
+	}
+	resp.Header.SetContentLength(-2) // and Connection: close
+	resp.Header.Del("Transfer-Encoding")
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		if _, err := c.Write(resp.Header.Header()); err == nil {
+			buf := make([]byte, 32<<10)
+			_, _ = io.CopyBuffer(writerOnly{c}, resp.BodyStream(), buf)
+		}
+		_ = resp.CloseBodyStream()
+	})
+}
+
+// writerOnly hides a ReaderFrom from io.CopyBuffer, which would otherwise skip buf.
+type writerOnly struct{ io.Writer }
+
+// resetForCopy resets dst for copyResponseHeader and gives it the origin's Date
+// when src has one (RFC 9110 §6.6.1: a proxy forwards it; only a response
+// without one gets the proxy's clock). fasthttp treats Date as its own field: it
+// drops a Date set through its API and writes the current time, unless the
+// header has NoDefaultDate, which only its server can set. So dst is reset from a
+// template header that has it (noDateHeader), and the origin's Date is put in by
+// parsing it, the one way a Date field reaches a fasthttp header.
+func resetForCopy(dst, src *fasthttp.ResponseHeader) {
+	date := src.Peek("Date")
+	if len(date) == 0 {
+		// Names keep their case (normalizing is off): "date" is a Date too.
+		for k, v := range src.All() {
+			if equalFold(k, "date") {
+				date = v
+				break
+			}
+		}
+	}
+	if len(date) == 0 || noDateHeader == nil {
+		dst.Reset()
+		return
+	}
+	noDateHeader.CopyTo(dst)
+	dp := dateParsers.Get().(*dateParser)
+	dp.buf = append(append(append(dp.buf[:0], "HTTP/1.1 200 OK\r\nDate: "...), date...), "\r\n\r\n"...)
+	dp.rd.Reset(dp.buf)
+	dp.br.Reset(&dp.rd)
+	if err := dst.Read(dp.br); err != nil {
+		dst.Reset() // a Date too long for the parser's buffer: ours instead
+	} else {
+		// Undo what parsing a head without a length implies: a body read
+		// until close.
+		dst.ResetConnectionClose()
+		dst.Del("Content-Length")
+		dst.SetStatusMessage(nil) // the standard reason of the status set next
+		dst.SetProtocol(nil)
+	}
+	dateParsers.Put(dp)
+}
+
+type dateParser struct {
+	buf []byte
+	rd  bytes.Reader
+	br  *bufio.Reader
+}
+
+var dateParsers = sync.Pool{New: func() any {
+	dp := &dateParser{buf: make([]byte, 0, 256)}
+	dp.br = bufio.NewReaderSize(&dp.rd, 256)
+	return dp
+}}
+
+// noDateHeader is an empty response header with fasthttp's NoDefaultDate set,
+// taken from a fasthttp server (the only place that sets it) serving one request
+// in memory at start-up. nil if that failed: then the proxy's Date is written.
+var noDateHeader = func() *fasthttp.ResponseHeader {
+	var h *fasthttp.ResponseHeader
+	srv := &fasthttp.Server{NoDefaultDate: true, Handler: func(ctx *fasthttp.RequestCtx) {
+		h = new(fasthttp.ResponseHeader)
+		ctx.Response.Header.CopyTo(h)
+	}}
+	_ = srv.ServeConn(&memConn{in: strings.NewReader("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")})
+	return h
+}()
+
+// memConn is a net.Conn that reads from in and discards writes.
+type memConn struct{ in io.Reader }
+
+func (m *memConn) Read(p []byte) (int, error)       { return m.in.Read(p) }
+func (m *memConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (m *memConn) Close() error                     { return nil }
+func (m *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (m *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (m *memConn) SetDeadline(time.Time) error      { return nil }
+func (m *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (m *memConn) SetWriteDeadline(time.Time) error { return nil }
