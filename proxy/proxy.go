@@ -503,7 +503,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 	// read it otherwise (decoding, case, path parameters, merged slashes), the
 	// route that reading picks must be the same one, or the request could
 	// reach a backend as another route's path, past that route's guards.
-	host := hostOnly(h.Host())
+	//
+	// The host is matched in the cache key's canonical form (case, trailing
+	// dots, IPv6 spelling): a spelling the cache stores as another host's
+	// ("A.example..") must reach that host's route, or one route's answers
+	// would be served on another's, past its guards.
+	var hostBuf [256]byte
+	host := cache.AppendHostName(hostBuf[:0], hostOnly(h.Host()))
 	if len(path) == 0 {
 		path = strSlash
 	}

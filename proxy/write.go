@@ -139,12 +139,18 @@ func writeRawHeader(bw *bufio.Writer, raw []byte) {
 // fasthttp lists Host, Content-Type, User-Agent and Cookie first.
 func writeParsedHeader(bw *bufio.Writer, h *fasthttp.RequestHeader) {
 	var connBuf [8][]byte
-	connection := connBuf[:0]
+	connection, overflow := connBuf[:0], false
 	for _, v := range h.PeekAll("Connection") {
-		connection, _ = appendTokens(connection, v)
+		var o bool
+		connection, o = appendTokens(connection, v)
+		overflow = overflow || o
 	}
 	for name, value := range h.All() {
-		if isHopHeader(name) || isFramingOrForwarded(name) || namedIn(connection, name) {
+		// Past eight tokens, the slow check: a field Connection names must
+		// not reach the backend, or the cache's Vary key (CacheForwarded,
+		// which reads every token) would say it was absent.
+		if isHopHeader(name) || isFramingOrForwarded(name) || namedIn(connection, name) ||
+			(overflow && namedInParsed(h, name)) {
 			continue
 		}
 		bw.Write(name)
@@ -152,6 +158,18 @@ func writeParsedHeader(bw *bufio.Writer, h *fasthttp.RequestHeader) {
 		bw.Write(value)
 		bw.WriteString("\r\n")
 	}
+}
+
+// namedInParsed reports whether any Connection field of h names name.
+// It does not iterate h.All, which rewrites the Cookie buffer its caller's
+// iteration may be holding.
+func namedInParsed(h *fasthttp.RequestHeader, name []byte) bool {
+	for _, v := range h.PeekAll("Connection") {
+		if hasListToken(v, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasXFF reports whether the client sent X-Forwarded-For.
@@ -235,6 +253,24 @@ func appendTokens(dst [][]byte, v []byte) ([][]byte, bool) {
 		v = v[i+1:]
 	}
 	return dst, overflow
+}
+
+// appendAllTokens is appendTokens without a bound (cold paths).
+func appendAllTokens(dst [][]byte, v []byte) [][]byte {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		if tok := trimOWS(v[:i]); len(tok) > 0 {
+			dst = append(dst, tok)
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return dst
 }
 
 // namedInRaw reports whether any Connection line of raw names name.
