@@ -351,6 +351,13 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	t0 := time.Since(epoch)
 	var info reqInfo
 	rt := s.handle(ctx, t0, &info)
+	if ctx.Request.Header.ContentLength() == -1 {
+		// A chunked request is the last on its connection: fasthttp ends a
+		// trailer section at a bare-LF blank line, and the trailer bytes are in
+		// its buffer where no check of ours sees them, so a front proxy that
+		// reads only CRLF could pass a second request behind it.
+		ctx.SetConnectionClose()
+	}
 	if c != nil && !ctx.Response.ConnectionClose() {
 		// The next bytes start a request head if this request had no body or
 		// its body was read to the end (headwatch.go).
