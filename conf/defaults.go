@@ -2,6 +2,7 @@ package conf
 
 import (
 	"math"
+	"net/netip"
 	"time"
 )
 
@@ -109,6 +110,14 @@ func (d *decoder) fill(c *Config) {
 		r := &c.Routes[i]
 		f := field("routes", i)
 		r.Host = lowerASCII(r.Host)
+		if n := len(r.Host); n > 2 && r.Host[0] == '[' && r.Host[n-1] == ']' {
+			// One spelling per IPv6 address (RFC 5952), the one requests are
+			// routed on, so that two spellings are one host to the
+			// duplicate check too.
+			if ip, err := netip.ParseAddr(r.Host[1 : n-1]); err == nil && ip.Is6() && ip.Zone() == "" {
+				r.Host = "[" + ip.String() + "]"
+			}
+		}
 		if rl := r.RateLimit; rl != nil && !d.has(f+".rate_limit.burst") {
 			rl.Burst = int(min(math.Ceil(rl.Rate.PerSecond()), maxBurst))
 			rl.Burst = max(rl.Burst, 1)

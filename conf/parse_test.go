@@ -203,6 +203,7 @@ func TestParseErrors(t *testing.T) {
 		{"route without pool", pools1 + "routes:\n  - name: a\n    path_prefix: /a\n", `3: routes[0].pool: required`, 0},
 		{"duplicate route name", pools1 + "routes:\n  - {name: a, path_prefix: /a, pool: shop}\n  - {name: a, path_prefix: /b, pool: shop}\n", `4: routes[1].name: duplicate route name "a", first at line 3`, 0},
 		{"duplicate match", pools1 + "routes:\n  - {name: a, path_prefix: /a, pool: shop, host: Example.com}\n  - {name: b, path_prefix: /a, pool: shop, host: example.COM}\n", `4: routes[1].path_prefix: routes[0] (line 3) already matches this host and path_prefix`, 0},
+		{"duplicate match ipv6 spelling", pools1 + "routes:\n  - {name: a, path_prefix: /a, pool: shop, host: \"[2001:DB8::1]\"}\n  - {name: b, path_prefix: /a, pool: shop, host: \"[2001:db8:0:0::1]\"}\n", `4: routes[1].path_prefix: routes[0] (line 3) already matches this host and path_prefix`, 0},
 		{"methods lower case", pools1 + "routes:\n  - {name: a, path_prefix: /a, pool: shop, methods: [GET, post]}\n", `3: routes[0].methods[1]: methods are case-sensitive and upper-case, did you mean POST?`, 0},
 		{"methods not a list", pools1 + "routes:\n  - {name: a, path_prefix: /a, pool: shop, methods: GET}\n", `3: routes[0].methods: must be a list, got string "GET"`, 0},
 		{"methods duplicate", pools1 + "routes:\n  - name: a\n    path_prefix: /a\n    pool: shop\n    methods:\n      - GET\n      - GET\n", `8: routes[0].methods[1]: duplicate method GET`, 0},

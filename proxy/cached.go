@@ -105,7 +105,8 @@ func CacheError(ctx *fasthttp.RequestCtx, err error) {
 // received (RFC 9111 §4.1): X-Forwarded-For is the client's list with the peer's
 // address appended, X-Forwarded-Proto and X-Forwarded-Host are floodgate's own,
 // and hop-by-hop fields, fields named in Connection, Content-Length and the
-// client's Forwarded never reach the backend. Any other field is forwarded as received. It must agree with
+// client's Forwarded never reach the backend. Any other field is forwarded as
+// received: its raw lines, all of them, joined as one list. It must agree with
 // writeRequest (write.go); TestCacheVaryUsesForwardedRequest checks it does.
 func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, present, handled bool) {
 	h := &ctx.Request.Header
@@ -147,5 +148,23 @@ func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, p
 			return dst, false, true
 		}
 	}
-	return dst, false, false
+	// Any other field: its lines as writeRequest copies them, every one in
+	// order. fasthttp's parsed header keeps only the last User-Agent or
+	// Content-Type line (and re-serialises Cookie), while the backend
+	// receives all of them and may read the first: keyed on the parsed
+	// value, a variant made for one value was stored as another's.
+	for it := httpwire.Fields(raw); ; {
+		n, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if httpwire.EqualFoldBytes(n, name) {
+			if present {
+				dst = append(dst, ", "...)
+			}
+			dst = append(dst, v...)
+			present = true
+		}
+	}
+	return dst, present, true
 }

@@ -21,9 +21,23 @@ import (
 // same-name fields such as Set-Cookie must be kept (RFC 9110 §5.3).
 func copyResponseHeader(dst, src *fasthttp.ResponseHeader) {
 	var connBuf [8][]byte
-	connection := connBuf[:0]
+	connection, overflow := connBuf[:0], false
 	for _, v := range src.PeekAll("Connection") {
-		connection, _ = httpwire.AppendTokens(connection, v)
+		var o bool
+		connection, o = httpwire.AppendTokens(connection, v)
+		overflow = overflow || o
+	}
+	if overflow {
+		// More than eight tokens: copy the lines now (the slow path; it
+		// allocates), since PeekAll's buffer is not ours to keep.
+		var all [][]byte
+		for _, v := range src.PeekAll("Connection") {
+			all = append(all, append([]byte(nil), v...))
+		}
+		connection = connection[:0]
+		for _, v := range all {
+			connection = httpwire.AppendAllTokens(connection, v)
+		}
 	}
 	// The origin's Date is kept; fasthttp writes one only if it sent none.
 	resetForCopy(dst, src)

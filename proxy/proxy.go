@@ -336,6 +336,13 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	t0 := time.Since(epoch)
 	var info reqInfo
 	rt := s.handle(ctx, t0, &info)
+	if ctx.Request.Header.ContentLength() == -1 {
+		// A chunked request is the last on its connection: fasthttp ends a
+		// trailer section at a bare-LF blank line, and the trailer bytes are in
+		// its buffer where no check of ours sees them, so a front proxy that
+		// reads only CRLF could pass a second request behind it.
+		ctx.SetConnectionClose()
+	}
 	if c != nil && !ctx.Response.ConnectionClose() {
 		// The next bytes start a request head if this request had no body or
 		// its body was read to the end (headwatch.go).
@@ -489,7 +496,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 	// read it otherwise (decoding, case, path parameters, merged slashes), the
 	// route that reading picks must be the same one, or the request could
 	// reach a backend as another route's path, past that route's guards.
-	host := httpwire.HostOnly(h.Host())
+	//
+	// The host is matched in the cache key's canonical form (case, trailing
+	// dots, IPv6 spelling): a spelling the cache stores as another host's
+	// ("A.example..") must reach that host's route, or one route's answers
+	// would be served on another's, past its guards.
+	var hostBuf [256]byte
+	host := cache.AppendHostName(hostBuf[:0], httpwire.HostOnly(h.Host()))
 	if len(path) == 0 {
 		path = strSlash
 	}

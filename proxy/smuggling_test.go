@@ -127,3 +127,32 @@ func TestValidRequestsAccepted(t *testing.T) {
 		})
 	}
 }
+
+// TestChunkedRequestEndsTheConnection: fasthttp ends a chunked body's trailer
+// section at a bare-LF blank line when a CRLFCRLF follows later in its buffer,
+// so behind a front proxy that reads only CRLF as a line end, the bytes after
+// "0\r\n\n" are one request to the front proxy and two to floodgate. floodgate
+// cannot re-check trailer bytes that fasthttp has already buffered, so a
+// chunked request is the last one on its connection: nothing after it is
+// parsed as a request.
+func TestChunkedRequestEndsTheConnection(t *testing.T) {
+	be := newRawBackend(t, nil)
+	px := newTestProxy(t, Options{}, PoolSpec{}, be.addr())
+	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, end := range []string{"0\r\n\n", "0\r\nX-T: 1\n\n", "0\r\n\r\n"} {
+		before := len(be.requests())
+		raw := "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n" + end + smuggled
+		resp, closed := exchange(t, px.addr, raw, 2*time.Second)
+		if n := strings.Count(resp, "HTTP/1.1 "); n != 1 {
+			t.Errorf("%q: got %d responses, want exactly 1:\n%.500q", end, n, resp)
+		}
+		if !closed {
+			t.Errorf("%q: connection left open after a chunked request", end)
+		}
+		for _, head := range be.requests()[before:] {
+			if strings.Contains(head, "/smuggled") {
+				t.Errorf("%q: the bytes after the chunked body reached the backend as a request: %q", end, head)
+			}
+		}
+	}
+}

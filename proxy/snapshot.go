@@ -128,7 +128,8 @@ func (s *Snapshot) Pool(name string) *balancer.Pool {
 }
 
 // match finds the route for a host (without port, any case, one trailing dot
-// ignored: "example.com." is "example.com") and a path: exact hosts first, then
+// ignored: "example.com." is "example.com"; handle passes it in the canonical
+// form of cache.AppendHostName) and a path: exact hosts first, then
 // wildcards, then host-less routes, the longest matching prefix within each. With
 // canon, path is a canonicalPath and is matched against the routes' canonical
 // prefixes.
@@ -255,10 +256,10 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		case host == "":
 			snap.any = append(snap.any, r)
 		case strings.HasPrefix(host, "*."):
-			r.host = host[1:]
+			r.host = "." + string(cache.AppendHostName(nil, []byte(host[2:])))
 			snap.wild = append(snap.wild, r)
 		default:
-			r.host = host
+			r.host = string(cache.AppendHostName(nil, []byte(host)))
 			snap.exact = append(snap.exact, r)
 		}
 		snap.routes = append(snap.routes, r)

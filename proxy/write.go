@@ -148,12 +148,18 @@ func writeRawHeader(bw *bufio.Writer, raw []byte) {
 // fasthttp lists Host, Content-Type, User-Agent and Cookie first.
 func writeParsedHeader(bw *bufio.Writer, h *fasthttp.RequestHeader) {
 	var connBuf [8][]byte
-	connection := connBuf[:0]
+	connection, overflow := connBuf[:0], false
 	for _, v := range h.PeekAll("Connection") {
-		connection, _ = httpwire.AppendTokens(connection, v)
+		var o bool
+		connection, o = httpwire.AppendTokens(connection, v)
+		overflow = overflow || o
 	}
 	for name, value := range h.All() {
-		if httpwire.IsHopByHop(name) || isFramingOrForwarded(name) || httpwire.NamedIn(connection, name) {
+		// Past eight tokens, the slow check: a field Connection names must
+		// not reach the backend, or the cache's Vary key (CacheForwarded,
+		// which reads every token) would say it was absent.
+		if httpwire.IsHopByHop(name) || isFramingOrForwarded(name) || httpwire.NamedIn(connection, name) ||
+			(overflow && namedInParsed(h, name)) {
 			continue
 		}
 		bw.Write(name)
@@ -161,6 +167,18 @@ func writeParsedHeader(bw *bufio.Writer, h *fasthttp.RequestHeader) {
 		bw.Write(value)
 		bw.WriteString("\r\n")
 	}
+}
+
+// namedInParsed reports whether any Connection field of h names name.
+// It does not iterate h.All, which rewrites the Cookie buffer its caller's
+// iteration may be holding.
+func namedInParsed(h *fasthttp.RequestHeader, name []byte) bool {
+	for _, v := range h.PeekAll("Connection") {
+		if httpwire.ListHas(v, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // isFramingOrForwarded: fields the proxy writes itself, and the client's

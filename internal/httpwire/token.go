@@ -177,6 +177,19 @@ func AppendTokens(dst [][]byte, v []byte) (out [][]byte, overflow bool) {
 	return dst, overflow
 }
 
+// AppendAllTokens is AppendTokens without a bound, for cold paths: it may
+// allocate.
+func AppendAllTokens(dst [][]byte, v []byte) [][]byte {
+	for len(v) > 0 {
+		var t []byte
+		t, v = cutElement(v)
+		if t = TrimOWS(t); len(t) > 0 {
+			dst = append(dst, t)
+		}
+	}
+	return dst
+}
+
 // NamedIn reports whether one of tokens equals name, ignoring case.
 func NamedIn(tokens [][]byte, name []byte) bool {
 	for _, t := range tokens {

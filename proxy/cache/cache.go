@@ -83,6 +83,9 @@ type Cache struct {
 	expired   atomic.Uint64
 	evictNext atomic.Uint32
 
+	purgeGen atomic.Uint64             // see genOf
+	keyGen   [genStripes]atomic.Uint64 // see genOf
+
 	seed     maphash.Seed
 	now      func() time.Time
 	coalesce time.Duration
@@ -268,8 +271,10 @@ func (c *Cache) PurgeKey(host, pathAndQuery string) int {
 	var buf []byte
 	for _, scheme := range [...]string{"http", "https"} {
 		buf = appendKeyParts(buf[:0], scheme, []byte(host), []byte(pathAndQuery))
-		s := c.shardFor(buf)
+		h := c.hash(buf)
+		s := c.shardOf(h)
 		s.mu.Lock()
+		c.bumpKey(h) // a fetch in flight for the key must not store its answer
 		n += c.removeChainLocked(s, buf)
 		s.mu.Unlock()
 	}
@@ -284,6 +289,7 @@ func (c *Cache) purgeWhere(host string, match func(path string) bool) int {
 		hosts[0] = string(appendHost(nil, "http", []byte(host)))
 		hosts[1] = string(appendHost(nil, "https", []byte(host)))
 	}
+	c.purgeGen.Add(1) // fetches in flight must not store their answers
 	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]

@@ -11,8 +11,8 @@ import "github.com/floodgate/floodgate/internal/httpwire"
 // not an Integer, is ignored as a whole (RFC 9213 §2.2). The field itself is
 // passed on to clients unchanged.
 
-// maxCDNLines bounds the CDN-Cache-Control lines a response may carry; more
-// make the field invalid.
+// maxCDNLines bounds the CDN-Cache-Control lines a response may carry; a
+// response with more is not stored (see respMeta.analyze).
 const maxCDNLines = 4
 
 // targeted returns the directives of the CDN-Cache-Control lines, and

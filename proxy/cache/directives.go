@@ -202,6 +202,11 @@ func (d *respDirectives) parse(v []byte) {
 					if d.nPrivate < len(d.privateFields) {
 						d.privateFields[d.nPrivate] = arg
 						d.nPrivate++
+					} else {
+						// No room for the list: the fields it names must
+						// still not be shared, so the whole response is
+						// private (RFC 9111 §5.2.2.7 allows it).
+						d.flags |= rcPrivate
 					}
 				} else {
 					d.flags |= rcPrivate
@@ -215,6 +220,10 @@ func (d *respDirectives) parse(v []byte) {
 					if d.nNoCache < len(d.noCacheFields) {
 						d.noCacheFields[d.nNoCache] = arg
 						d.nNoCache++
+					} else {
+						// No room for the list: revalidate the whole
+						// response instead (RFC 9111 §5.2.2.4 allows it).
+						d.flags |= rcNoCache
 					}
 				} else {
 					d.flags |= rcNoCache

@@ -68,6 +68,7 @@ const (
 	fLastMod                             // lastMod is valid
 	fMarker                              // hit-for-miss marker, no response
 	fPublic                              // public
+	fSMaxAge                             // s-maxage
 )
 
 // entryOverhead is what one entry costs beyond its buf and body: the entry
@@ -114,6 +115,14 @@ func (e *entry) ageNs(now int64) int64 {
 // ttlNs is the remaining freshness lifetime at now; negative when stale,
 // its magnitude being how long the entry has been stale.
 func (e *entry) ttlNs(now int64) int64 { return e.lifetime*1e9 - e.ageNs(now) }
+
+// sharedForAuth reports whether e may answer a request with Authorization:
+// only when it has public, s-maxage or must-revalidate (RFC 9111 §3.5).
+// Without them it was stored for requests without credentials, and the
+// origin may answer credentialed ones otherwise.
+func (e *entry) sharedForAuth() bool {
+	return e.flags&(fPublic|fSMaxAge|fMustRevalidate) != 0
+}
 
 // forbidsStale reports whether the response forbids serving it stale
 // (RFC 9111 §4.2.4): no-cache, must-revalidate, and for a shared cache
@@ -163,6 +172,7 @@ type respMeta struct {
 	nVary         int
 	conn          [4][]byte // Connection field lines (RFC 9110 §7.6.1)
 	nConn         int
+	connAll       []kv                // every field, when there are more Connection lines than conn holds
 	cdn           [maxCDNLines][]byte // CDN-Cache-Control field lines (RFC 9213)
 	nCDN          int
 }
@@ -220,9 +230,13 @@ func (m *respMeta) analyze(fields []kv) {
 		case 10:
 			if httpwire.EqualFold(k, "set-cookie") {
 				m.has |= mSetCookie
-			} else if httpwire.EqualFold(k, "connection") && m.nConn < len(m.conn) {
-				m.conn[m.nConn] = v
-				m.nConn++
+			} else if httpwire.EqualFold(k, "connection") {
+				if m.nConn < len(m.conn) {
+					m.conn[m.nConn] = v
+					m.nConn++
+				} else {
+					m.connAll = fields // see connectionListed
+				}
 			}
 		case 11:
 			if httpwire.EqualFold(k, "set-cookie2") {
@@ -259,7 +273,12 @@ func (m *respMeta) analyze(fields []kv) {
 			}
 		}
 	}
-	if m.nCDN > 0 && m.nCDN <= len(m.cdn) {
+	if m.nCDN > len(m.cdn) {
+		// More lines than are kept: what the dropped ones say is unknown,
+		// and following Cache-Control (meant for other caches) could store
+		// what the origin told this one not to. Store nothing.
+		m.cc.flags |= rcNoStore
+	} else if m.nCDN > 0 {
 		// RFC 9213 §2.1: a valid, non-empty CDN-Cache-Control replaces
 		// Cache-Control and Expires for this cache.
 		if d, ok := targeted(m.cdn[:m.nCDN]); ok {
@@ -288,6 +307,16 @@ func hopByHop(k []byte) bool {
 
 // connectionListed reports whether a Connection field names k.
 func (m *respMeta) connectionListed(k []byte) bool {
+	if m.connAll != nil {
+		// More Connection lines than m.conn holds (a hostile backend):
+		// look at every one of them, the slow way.
+		for i := range m.connAll {
+			if f := m.connAll[i]; httpwire.EqualFold(f.k, "connection") && httpwire.ListHas(f.v, k) {
+				return true
+			}
+		}
+		return false
+	}
 	return m.nConn > 0 && listsField(m.conn[:m.nConn], k)
 }
 
@@ -583,6 +612,9 @@ func (e *entry) setTiming(m *respMeta, status int, reqTime, respTime int64, init
 	}
 	if m.cc.has(rcPublic) {
 		e.flags |= fPublic
+	}
+	if m.cc.has(rcSMaxAge) {
+		e.flags |= fSMaxAge
 	}
 	if m.cc.has(rcSWR) {
 		e.swr = uint32(min(m.cc.swr, math.MaxUint32))

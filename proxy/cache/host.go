@@ -20,20 +20,7 @@ func appendHost(dst []byte, scheme string, host []byte) []byte {
 	if i := lastColonOutsideBrackets(host); i >= 0 {
 		name, port = host[:i], host[i+1:]
 	}
-	if n := len(name); n > 2 && name[0] == '[' && name[n-1] == ']' {
-		if a, err := netip.ParseAddr(b2s(name[1 : n-1])); err == nil && a.Is6() {
-			dst = append(dst, '[')
-			dst = a.AppendTo(dst)
-			dst = append(dst, ']')
-		} else {
-			dst = appendLower(dst, name)
-		}
-	} else {
-		for len(name) > 1 && name[len(name)-1] == '.' {
-			name = name[:len(name)-1]
-		}
-		dst = appendLower(dst, name)
-	}
+	dst = AppendHostName(dst, name)
 	if port == nil {
 		return dst
 	}
@@ -57,6 +44,26 @@ func appendHost(dst []byte, scheme string, host []byte) []byte {
 	}
 	dst = append(dst, ':')
 	return append(dst, port...)
+}
+
+// AppendHostName appends the canonical form of a host name without its port,
+// the one the cache's keys use: lower case, a trailing dot of a DNS name
+// dropped, an IPv6 literal in its RFC 5952 form. The proxy routes on it, so
+// that two spellings the cache stores as one host also reach one route. It
+// does not allocate once dst has room.
+func AppendHostName(dst, name []byte) []byte {
+	if n := len(name); n > 2 && name[0] == '[' && name[n-1] == ']' {
+		if a, err := netip.ParseAddr(b2s(name[1 : n-1])); err == nil && a.Is6() {
+			dst = append(dst, '[')
+			dst = a.AppendTo(dst)
+			return append(dst, ']')
+		}
+		return appendLower(dst, name)
+	}
+	for len(name) > 1 && name[len(name)-1] == '.' {
+		name = name[:len(name)-1]
+	}
+	return appendLower(dst, name)
 }
 
 // lastColonOutsideBrackets returns the index of the colon before a port, or -1.

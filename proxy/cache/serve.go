@@ -141,6 +141,13 @@ func (r *reqInfo) parse(h *fasthttp.RequestHeader) {
 	}
 }
 
+// forbidsStore reports whether this request alone forbids storing m, its
+// answer: the request's no-store (RFC 9111 §5.2.1.5), or its Authorization
+// when m has no directive that lets a shared cache reuse it (RFC 9111 §3.5).
+func (r *reqInfo) forbidsStore(m *respMeta) bool {
+	return r.cc.has(qcNoStore) || (r.flags&rqAuth != 0 && !m.cc.has(rcPublic|rcSMaxAge|rcMustRevalidate))
+}
+
 // notModified evaluates the client's If-None-Match, or failing that its
 // If-Modified-Since, against e (RFC 9110 §13.2.2 order, weak comparison
 // for If-None-Match). It reports whether the answer is 304.
@@ -187,6 +194,7 @@ type scratch struct {
 	blk   []byte
 	fwd   []byte // a forwarded field value (Options.Forwarded)
 	date  []byte // a Date added to a response without one
+	gen   uint64 // the key's purge generation before the fetch (Cache.genOf)
 	kvs   []kv
 	kvs2  []kv
 	rd    bytes.Reader
@@ -464,6 +472,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	sc.key = appendKey(sc.key[:0], ctx)
 	hash := c.hash(sc.key)
 	s := c.shardOf(hash)
+	sc.gen = c.genOf(hash) // before any fetch
 
 	if rq.flags&rqPrecondition != 0 {
 		// RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the
@@ -478,6 +487,12 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	e, fwd, marker := c.lookup(s, hash, sc, ctx, now)
 	if marker {
 		rq.flags |= rqMarked
+	}
+	if e != nil && rq.flags&rqAuth != 0 && !e.sharedForAuth() {
+		// RFC 9111 §3.5: the stored response says nothing about requests
+		// with credentials; the origin answers this one. Its answer is
+		// not stored (storable) and leaves e as it is.
+		e, fwd = nil, fwdRequest
 	}
 	forced := false
 	if e != nil {
@@ -495,7 +510,11 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 			c.count(p, now, Stale)
 			return Stale
 		case actSWR:
-			c.refreshAsync(ctx, p, up, e)
+			if !rq.cc.has(qcNoStore) {
+				// A refresh for a request that forbids storing its answer
+				// could not update the entry: leave it to another request.
+				c.refreshAsync(ctx, p, up, e)
+			}
 			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "stale-while-revalidate")
 			c.respond(ctx, sc, e, &rq, now)
 			c.count(p, now, Stale)
@@ -545,6 +564,9 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	// Waiting took time: read the clock again for this decision.
 	now = c.nowNano()
 	e, fwd, _ = c.lookup(s, hash, sc, ctx, now)
+	if e != nil && rq.flags&rqAuth != 0 && !e.sharedForAuth() {
+		e, fwd = nil, fwdRequest // as above
+	}
 	if e != nil {
 		act, forced := decide(e, &rq, now)
 		if act == actFresh {
@@ -580,8 +602,11 @@ func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *sc
 	validate := e != nil && !head && !bypass && e.hasValidator()
 	// The client's own validators are answered from the stored response,
 	// so they are not forwarded on a GET (they would turn a storable 200
-	// into a 304 only this client can use).
-	strip := !head && !bypass && rq.flags&(rqINM|rqIMS|rqIfRange) != 0
+	// into a 304 only this client can use). If-Range is not one of them: it
+	// guards the client's Range, which goes forward unless this is a
+	// validation, and without it the origin would send a 206 of a
+	// representation the client does not hold (RFC 9110 §13.1.5).
+	strip := !head && !bypass && rq.flags&(rqINM|rqIMS) != 0
 	breq := &ctx.Request
 	var own *fasthttp.Request
 	if validate || strip {
@@ -589,10 +614,10 @@ func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *sc
 		ctx.Request.CopyTo(own)
 		delFold(&own.Header, "if-none-match", sc)
 		delFold(&own.Header, "if-modified-since", sc)
-		delFold(&own.Header, "if-range", sc)
 		if validate {
 			// A validation must produce a whole response or a 304;
 			// ranges are served from the stored response.
+			delFold(&own.Header, "if-range", sc)
 			delFold(&own.Header, "range", sc)
 			if et := e.etag(); len(et) > 0 {
 				own.Header.SetBytesV(fasthttp.HeaderIfNoneMatch, et)
@@ -703,6 +728,13 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scr
 	var stored *entry
 	if !bypass {
 		stored = c.storeResponse(sc, s, p, rq, ctx, nil, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime)
+		if stored == nil && e != nil && status < 500 && status != fasthttp.StatusPartialContent &&
+			status != fasthttp.StatusNotModified && !rq.forbidsStore(&m) {
+			// A full response replaces the stored one it was fetched for,
+			// even when it may not be stored itself (no-store, private):
+			// the old one must not be served again, fresh or stale.
+			c.remove(s, e)
+		}
 	}
 	if stored != nil && rq.flags&(rqINM|rqIMS) != 0 && rq.notModified(stored) {
 		sc.cs = appendStatus(sc.cs[:0], csStored, fwd, status, stored.ttlNs(respTime), "")
@@ -792,7 +824,7 @@ func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, ctx
 	}
 	e := buildEntry(sc.key, sc.names, sc.vkey2, sc.blk, bi, body, false)
 	e.setTiming(m, status, reqTime, respTime, initAge, lifetime, p)
-	if !c.store(s, e) {
+	if !c.store(s, e, sc.gen) {
 		return nil
 	}
 	return e
@@ -802,8 +834,8 @@ func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, ctx
 // reports that the refusal comes from the response itself, so later
 // requests for the URL are likely to get the same answer.
 func storable(p *Policy, rq *reqInfo, status int, m *respMeta, bodyLen int) (ok, mark bool) {
-	if rq.cc.has(qcNoStore) {
-		return false, false
+	if rq.forbidsStore(m) {
+		return false, false // RFC 9111 §3, §3.5: not for reasons of the response
 	}
 	if status < 200 || status == fasthttp.StatusPartialContent || status == fasthttp.StatusNotModified ||
 		(status == fasthttp.StatusRequestedRangeNotSatisfiable && m.has&mContentRange != 0) {
@@ -820,9 +852,6 @@ func storable(p *Policy, rq *reqInfo, status int, m *respMeta, bodyLen int) (ok,
 	}
 	if m.cc.has(rcPrivate) {
 		return false, true
-	}
-	if rq.flags&rqAuth != 0 && !m.cc.has(rcPublic|rcSMaxAge|rcMustRevalidate) {
-		return false, false // RFC 9111 §3.5
 	}
 	if m.has&mSetCookie != 0 && !p.opts.CacheSetCookie {
 		return false, true
@@ -842,7 +871,7 @@ func (c *Cache) storeMarker(s *shard, key []byte, now int64) {
 	e := buildEntry(key, nil, nil, nil, blockInfo{}, nil, false)
 	e.flags |= fMarker
 	e.deadAt = now + markerTTL
-	c.store(s, e)
+	c.store(s, e, noGenCheck) // a marker outliving a purge does no harm
 }
 
 // freshen applies a 304 (or, with head, a 200 to HEAD) to the stored
@@ -896,11 +925,16 @@ func (c *Cache) freshen(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy,
 	e2 := buildEntry(e.key(), e.vary(), e.vkey(), sc.blk, bi, e.body, share)
 	initAge, lifetime, _ := mm.freshness(status, reqTime, respTime, p)
 	e2.setTiming(&mm, status, reqTime, respTime, initAge, lifetime, p)
+	if rq.forbidsStore(&mm) {
+		// A validation for one client (no-store, Authorization): e2 answers
+		// it, and the shared entry stays as it was.
+		return e2
+	}
 	if ok, _ := storable(p, rq, status, &mm, len(e.body)); !ok || len(sc.blk) > maxBlock {
 		c.remove(s, e)
 		return e2 // serve this once, unpublished
 	}
-	if !c.store(s, e2) {
+	if !c.store(s, e2, sc.gen) {
 		c.remove(s, e)
 	}
 	return e2
@@ -1163,6 +1197,10 @@ func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, e
 	fetch := up.Detach()
 	req := fasthttp.AcquireRequest()
 	ctx.Request.Header.CopyTo(&req.Header) // the header only: a GET's body is not resent
+	// The refresh replaces the stored GET response, whatever the method of
+	// the request that found it stale: the answer to a HEAD has no body and
+	// would be stored as an empty one.
+	req.Header.SetMethod(fasthttp.MethodGet)
 	go func() {
 		defer func() {
 			fasthttp.ReleaseRequest(req)
@@ -1183,7 +1221,8 @@ func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entr
 	sc := getScratch()
 	defer putScratch(sc)
 	sc.key = append(sc.key[:0], e.key()...)
-	s := c.shardFor(sc.key)
+	s := c.shardOf(e.hash)
+	sc.gen = c.genOf(e.hash) // before the fetch
 	var rq reqInfo
 	rq.parse(&req.Header)
 	delFold(&req.Header, "if-none-match", sc)
@@ -1220,6 +1259,9 @@ func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entr
 	m.analyze(sc.kvs)
 	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
 	switch {
+	case rq.forbidsStore(&m):
+		// The answer was for this client alone (its Authorization): the
+		// shared entry is neither updated nor dropped because of it.
 	case status == fasthttp.StatusNotModified && e.hasValidator():
 		if c.freshen(sc, s, e, &m, p, &rq, reqTime, respTime, false) == nil {
 			c.remove(s, e)
@@ -1296,8 +1338,10 @@ func (c *Cache) invalidate(ctx *fasthttp.RequestCtx, sc *scratch) {
 }
 
 func (c *Cache) invalidateKey(key []byte) {
-	s := c.shardFor(key)
+	h := c.hash(key)
+	s := c.shardOf(h)
 	s.mu.Lock()
+	c.bumpKey(h) // a fetch in flight for the key must not store its answer
 	c.removeChainLocked(s, key)
 	s.mu.Unlock()
 }

@@ -110,11 +110,16 @@ func (s *shard) rebalance() {
 // insert publishes e as the newest variant of its URL, replacing the
 // variant with the same Vary names and values and any hit-for-miss marker,
 // and releases the bytes of what it replaced. The caller has reserved
-// e.size.
-func (c *Cache) insert(s *shard, e *entry) {
+// e.size. It publishes nothing and reports false when e's key was purged
+// since gen was read (see Cache.genOf).
+func (c *Cache) insert(s *shard, e *entry, gen uint64) bool {
 	key := e.keyString()
 	var freed, objs int64
 	s.mu.Lock()
+	if gen != noGenCheck && c.genOf(e.hash) != gen {
+		s.mu.Unlock()
+		return false
+	}
 	head := s.m[key]
 	e.alt = nil
 	tail, n := e, 1
@@ -153,6 +158,7 @@ func (c *Cache) insert(s *shard, e *entry) {
 	}
 	c.bytes.Add(-freed)
 	c.objects.Add(objs)
+	return true
 }
 
 // removeLocked unlinks one entry from its variant chain and the LRU and
@@ -308,16 +314,36 @@ func (c *Cache) evictSome(force bool) bool {
 }
 
 // store reserves space for e and publishes it; it reports false (and
-// publishes nothing) when e cannot fit in the budget.
-func (c *Cache) store(s *shard, e *entry) bool {
+// publishes nothing) when e cannot fit in the budget or its key was purged
+// since gen, its generation when the fetch that brought e started, was read
+// (noGenCheck: no such check).
+func (c *Cache) store(s *shard, e *entry, gen uint64) bool {
 	e.hash = c.hash(e.key())
 	if !c.reserve(e.size) {
 		return false
 	}
-	c.insert(s, e) // e.size is already accounted by reserve
-
+	if !c.insert(s, e, gen) { // e.size is already accounted by reserve
+		c.bytes.Add(-e.size)
+		return false
+	}
 	return true
 }
+
+// Purge generations. A fetch reads its key's generation (genOf) before it
+// starts and stores its answer only if it has not moved by the time the
+// answer is published (checked under the shard lock): a purge or
+// invalidation that ran meanwhile may have removed the very content the
+// fetch brings back. Removing one key's responses bumps that key's stripe
+// (bumpKey, under the shard lock, before the removal), a purge of many keys
+// bumps purgeGen before it starts; both only grow, so their sum moves when
+// either does.
+const genStripes = 4096
+
+// noGenCheck stores without a generation check (hit-for-miss markers).
+const noGenCheck = ^uint64(0)
+
+func (c *Cache) genOf(h uint64) uint64 { return c.purgeGen.Load() + c.keyGen[h%genStripes].Load() }
+func (c *Cache) bumpKey(h uint64)      { c.keyGen[h%genStripes].Add(1) }
 
 // sweep removes entries that can no longer serve any request (see
 // entry.setTiming), examining at most sweepBatch URLs per shard. Go's map
