@@ -502,7 +502,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 	// ("A.example..") must reach that host's route, or one route's answers
 	// would be served on another's, past its guards.
 	var hostBuf [256]byte
-	host := cache.AppendHostName(hostBuf[:0], httpwire.HostOnly(h.Host()))
+	host := httpwire.AppendHostName(hostBuf[:0], httpwire.HostOnly(h.Host()))
 	if len(path) == 0 {
 		path = strSlash
 	}

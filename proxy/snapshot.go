@@ -129,7 +129,7 @@ func (s *Snapshot) Pool(name string) *balancer.Pool {
 
 // match finds the route for a host (without port, any case, one trailing dot
 // ignored: "example.com." is "example.com"; handle passes it in the canonical
-// form of cache.AppendHostName) and a path: exact hosts first, then
+// form of httpwire.AppendHostName) and a path: exact hosts first, then
 // wildcards, then host-less routes, the longest matching prefix within each. With
 // canon, path is a canonicalPath and is matched against the routes' canonical
 // prefixes.
@@ -256,10 +256,10 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		case host == "":
 			snap.any = append(snap.any, r)
 		case strings.HasPrefix(host, "*."):
-			r.host = "." + string(cache.AppendHostName(nil, []byte(host[2:])))
+			r.host = "." + string(httpwire.AppendHostName(nil, []byte(host[2:])))
 			snap.wild = append(snap.wild, r)
 		default:
-			r.host = string(cache.AppendHostName(nil, []byte(host)))
+			r.host = string(httpwire.AppendHostName(nil, []byte(host)))
 			snap.exact = append(snap.exact, r)
 		}
 		snap.routes = append(snap.routes, r)

@@ -1,6 +1,10 @@
 package httpwire
 
-import "errors"
+import (
+	"errors"
+	"net/netip"
+	"unsafe"
+)
 
 // ErrAmbiguousPath: the path means different things to different backends (see
 // CheckPath).
@@ -240,4 +244,33 @@ func HostOnly(h []byte) []byte {
 		}
 	}
 	return h
+}
+
+// AppendHostName appends the canonical form of a host name without its port,
+// the one the cache's keys use: lower case, a trailing dot of a DNS name
+// dropped, an IPv6 literal in its RFC 5952 form. The proxy routes on it, so
+// that two spellings the cache stores as one host also reach one route. It
+// does not allocate once dst has room.
+func AppendHostName(dst, name []byte) []byte {
+	if n := len(name); n > 2 && name[0] == '[' && name[n-1] == ']' {
+		// A string view of the bytes, for a call that does not keep it.
+		if a, err := netip.ParseAddr(unsafe.String(unsafe.SliceData(name[1:n-1]), n-2)); err == nil && a.Is6() {
+			dst = append(dst, '[')
+			dst = a.AppendTo(dst)
+			return append(dst, ']')
+		}
+		return AppendLower(dst, name)
+	}
+	for len(name) > 1 && name[len(name)-1] == '.' {
+		name = name[:len(name)-1]
+	}
+	return AppendLower(dst, name)
+}
+
+// AppendLower appends b to dst with ASCII letters in lower case.
+func AppendLower(dst, b []byte) []byte {
+	for _, c := range b {
+		dst = append(dst, LowerASCII(c))
+	}
+	return dst
 }

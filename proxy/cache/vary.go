@@ -66,9 +66,7 @@ func appendVaryNames(dst []byte, lines [][]byte) (out []byte, star, tooMany bool
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		for _, c := range names[i] {
-			dst = append(dst, httpwire.LowerASCII(c))
-		}
+		dst = httpwire.AppendLower(dst, names[i])
 	}
 	return dst, false, false
 }
@@ -177,9 +175,7 @@ func appendMembers(dst []byte, start int, v []byte, fold bool) []byte {
 			dst = append(dst, ',')
 		}
 		if fold {
-			for _, c := range m {
-				dst = append(dst, httpwire.LowerASCII(c))
-			}
+			dst = httpwire.AppendLower(dst, m)
 		} else {
 			dst = append(dst, m...)
 		}
