@@ -21,12 +21,7 @@ import (
 // same-name fields such as Set-Cookie must be kept (RFC 9110 §5.3).
 func copyResponseHeader(dst, src *fasthttp.ResponseHeader) {
 	var connBuf [8][]byte
-	connection, overflow := connBuf[:0], false
-	for _, v := range src.PeekAll("Connection") {
-		var o bool
-		connection, o = httpwire.AppendTokens(connection, v)
-		overflow = overflow || o
-	}
+	connection, overflow := httpwire.AppendListsTokens(connBuf[:0], src.PeekAll("Connection"))
 	if overflow {
 		// More than eight tokens: copy the lines now (the slow path; it
 		// allocates), since PeekAll's buffer is not ours to keep.

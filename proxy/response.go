@@ -76,10 +76,7 @@ func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *o
 // allocate.
 func appendInterimHead(dst []byte, src *fasthttp.ResponseHeader) []byte {
 	var connBuf [8][]byte
-	connection := connBuf[:0]
-	for _, v := range src.PeekAll("Connection") {
-		connection, _ = httpwire.AppendTokens(connection, v)
-	}
+	connection, _ := httpwire.AppendListsTokens(connBuf[:0], src.PeekAll("Connection"))
 	code := src.StatusCode()
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = fasthttp.AppendUint(dst, code)

@@ -148,12 +148,7 @@ func writeRawHeader(bw *bufio.Writer, raw []byte) {
 // fasthttp lists Host, Content-Type, User-Agent and Cookie first.
 func writeParsedHeader(bw *bufio.Writer, h *fasthttp.RequestHeader) {
 	var connBuf [8][]byte
-	connection, overflow := connBuf[:0], false
-	for _, v := range h.PeekAll("Connection") {
-		var o bool
-		connection, o = httpwire.AppendTokens(connection, v)
-		overflow = overflow || o
-	}
+	connection, overflow := httpwire.AppendListsTokens(connBuf[:0], h.PeekAll("Connection"))
 	for name, value := range h.All() {
 		// Past eight tokens, the slow check: a field Connection names must
 		// not reach the backend, or the cache's Vary key (CacheForwarded,

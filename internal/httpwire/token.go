@@ -177,6 +177,17 @@ func AppendTokens(dst [][]byte, v []byte) (out [][]byte, overflow bool) {
 	return dst, overflow
 }
 
+// AppendListsTokens is AppendTokens over each of lists in turn, such as the
+// values of every Connection line.
+func AppendListsTokens(dst [][]byte, lists [][]byte) (out [][]byte, overflow bool) {
+	for _, v := range lists {
+		var o bool
+		dst, o = AppendTokens(dst, v)
+		overflow = overflow || o
+	}
+	return dst, overflow
+}
+
 // AppendAllTokens is AppendTokens without a bound, for cold paths: it may
 // allocate.
 func AppendAllTokens(dst [][]byte, v []byte) [][]byte {
