@@ -118,17 +118,6 @@ func BenchmarkProxyGET(b *testing.B) {
 	})
 }
 
-func BenchmarkValidateHeaders(b *testing.B) {
-	raw := []byte("Host: shop.example\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nAccept: text/html,application/xhtml+xml\r\nAccept-Language: fr-FR,fr;q=0.9\r\nCookie: session=abcdef0123456789; cart=42\r\nConnection: keep-alive\r\n\r\n")
-	b.ReportAllocs()
-	b.SetBytes(int64(len(raw)))
-	for i := 0; i < b.N; i++ {
-		if _, err := validateHeaders(raw, true); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // TestGuardedHandlerAllocatesNothing: access lists and a per-client rate limit keep
 // the request path allocation-free once the client's bucket exists.
 func TestGuardedHandlerAllocatesNothing(t *testing.T) {

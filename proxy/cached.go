@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/valyala/fasthttp"
 
+	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
@@ -72,7 +73,7 @@ func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rt *route, o *outbound, i
 	info.cache = res.String()
 	info.backend = f.info.backend
 	if f.err != nil {
-		if clientError(f.err, ctx.RemoteAddr(), o.fr.chunked) != nil {
+		if clientError(f.err, ctx.RemoteAddr(), o.fr.Chunked) != nil {
 			ctx.SetConnectionClose()
 		} else if res != cache.Stale && noBackend(f.err) && rt.pool.gate.Degraded() {
 			// Admitted, but no slot freed in time: the route's degraded
@@ -111,13 +112,13 @@ func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, p
 	h := &ctx.Request.Header
 	raw := h.RawHeaders()
 	switch {
-	case equalFold(name, "x-forwarded-for"):
-		for it := (lineIter{raw}); ; {
-			n, v, ok := it.next()
+	case httpwire.EqualFold(name, "x-forwarded-for"):
+		for it := httpwire.Fields(raw); ; {
+			n, v, ok := it.Next()
 			if !ok {
 				break
 			}
-			if equalFold(n, "x-forwarded-for") {
+			if httpwire.EqualFold(n, "x-forwarded-for") {
 				dst = append(dst, v...)
 				dst = append(dst, ", "...)
 			}
@@ -128,22 +129,22 @@ func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, p
 			dst = appendAddr(dst, ctx.RemoteAddr())
 		}
 		return dst, true, true
-	case equalFold(name, "x-forwarded-proto"):
+	case httpwire.EqualFold(name, "x-forwarded-proto"):
 		if ctx.IsTLS() {
 			return append(dst, "https"...), true, true
 		}
 		return append(dst, "http"...), true, true
-	case equalFold(name, "x-forwarded-host"):
+	case httpwire.EqualFold(name, "x-forwarded-host"):
 		return append(dst, h.Host()...), true, true
-	case len(name) == 0 || isHopHeader(name) || isFramingOrForwarded(name):
+	case len(name) == 0 || httpwire.IsHopByHop(name) || isFramingOrForwarded(name):
 		return dst, false, true
 	}
-	for it := (lineIter{raw}); ; {
-		n, v, ok := it.next()
+	for it := httpwire.Fields(raw); ; {
+		n, v, ok := it.Next()
 		if !ok {
 			break
 		}
-		if equalFold(n, "connection") && hasListToken(v, name) {
+		if httpwire.EqualFold(n, "connection") && httpwire.ListHas(v, name) {
 			return dst, false, true
 		}
 	}
@@ -152,12 +153,12 @@ func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, p
 	// Content-Type line (and re-serialises Cookie), while the backend
 	// receives all of them and may read the first: keyed on the parsed
 	// value, a variant made for one value was stored as another's.
-	for it := (lineIter{raw}); ; {
-		n, v, ok := it.next()
+	for it := httpwire.Fields(raw); ; {
+		n, v, ok := it.Next()
 		if !ok {
 			break
 		}
-		if equalFoldBytes(n, name) {
+		if httpwire.EqualFoldBytes(n, name) {
 			if present {
 				dst = append(dst, ", "...)
 			}
@@ -166,30 +167,4 @@ func CacheForwarded(ctx *fasthttp.RequestCtx, name, dst []byte) (value []byte, p
 		}
 	}
 	return dst, present, true
-}
-
-// hasListToken reports whether the comma-separated list v has the token name,
-// case-insensitively.
-func hasListToken(v, name []byte) bool {
-	for len(v) > 0 {
-		var t []byte
-		if i := indexComma(v); i >= 0 {
-			t, v = v[:i], v[i+1:]
-		} else {
-			t, v = v, nil
-		}
-		if t = trimOWS(t); len(t) == len(name) && equalFoldBytes(t, name) {
-			return true
-		}
-	}
-	return false
-}
-
-func indexComma(b []byte) int {
-	for i, c := range b {
-		if c == ',' {
-			return i
-		}
-	}
-	return -1
 }

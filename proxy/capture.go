@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // CaptureOptions configures order capture: how a request of a route whose
@@ -102,7 +103,7 @@ func (c *Capture) capture(s *Server, ctx *fasthttp.RequestCtx, rt *route, info *
 		Body:    body,
 		Client:  string(appendAddr(ip[:0], ctx.RemoteAddr())),
 		Time:    time.Now(),
-		IdemKey: string(headerValue(req.Header.RawHeaders(), c.o.IdemHeader)),
+		IdemKey: string(httpwire.Value(req.Header.RawHeaders(), c.o.IdemHeader)),
 	}
 	id, _, err := c.o.Journal.Append(rec)
 	switch {
@@ -149,7 +150,7 @@ func (c *Capture) accepted(ctx *fasthttp.RequestCtx, id string) {
 // the client's key while replay delivers it under the capture id, twice. It
 // returns false when the request carries no key the journal knows.
 func (c *Capture) known(ctx *fasthttp.RequestCtx, rt *route) bool {
-	key := headerValue(ctx.Request.Header.RawHeaders(), c.o.IdemHeader)
+	key := httpwire.Value(ctx.Request.Header.RawHeaders(), c.o.IdemHeader)
 	if len(key) == 0 {
 		return false
 	}
@@ -207,12 +208,12 @@ func (s *Server) Sender() capture.Sender {
 		}
 		var raw bytes.Buffer
 		raw.WriteString(r.Method + " " + r.Target + " HTTP/1.1\r\n")
-		for it := (lineIter{r.Header}); ; {
-			name, value, ok := it.next()
+		for it := httpwire.Fields(r.Header); ; {
+			name, value, ok := it.Next()
 			if !ok {
 				break
 			}
-			if equalFold(name, "idempotency-key") {
+			if httpwire.EqualFold(name, "idempotency-key") {
 				continue
 			}
 			raw.Write(name)
@@ -229,13 +230,13 @@ func (s *Server) Sender() capture.Sender {
 		if err := req.Read(bufio.NewReader(&raw)); err != nil {
 			return 0, fmt.Errorf("proxy: captured request %s does not parse: %w", r.ID, err)
 		}
-		fr, err := validateHeaders(req.Header.RawHeaders(), true)
+		head, err := httpwire.ValidateHeaders(req.Header.RawHeaders(), true)
 		if err != nil {
 			return 0, fmt.Errorf("proxy: captured request %s: %w", r.ID, err)
 		}
 		// X-Forwarded-For names the client who placed the order.
 		peer := &net.TCPAddr{IP: net.ParseIP(r.Client)}
-		o := outbound{fr: fr, peer: peer, copyBuf: make([]byte, 32<<10)}
+		o := outbound{fr: framing{RequestHead: head}, peer: peer, copyBuf: make([]byte, 32<<10)}
 		var info reqInfo
 		resp := fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseResponse(resp)

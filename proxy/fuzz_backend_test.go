@@ -3,13 +3,13 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"io"
-	"net/http/httputil"
 	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // FuzzResponseHead: what the proxy accepts as a backend's response head is HTTP/1.x
@@ -43,18 +43,18 @@ func FuzzResponseHead(f *testing.F) {
 		}
 		switch {
 		case head || code == 204 || code == 304:
-			if mode != bodyNone {
+			if mode != httpwire.BodyNone {
 				t.Fatalf("status %d head=%v framed as %d", code, head, mode)
 			}
-		case mode == bodyFixed:
+		case mode == httpwire.BodyFixed:
 			if n < 0 || int64(h.ContentLength()) != n {
 				t.Fatalf("fixed body of %d, Content-Length %d", n, h.ContentLength())
 			}
-		case mode == bodyChunked:
+		case mode == httpwire.BodyChunked:
 			if h.ContentLength() != -1 {
 				t.Fatalf("chunked with Content-Length %d", h.ContentLength())
 			}
-		case mode == bodyToClose:
+		case mode == httpwire.BodyToClose:
 			if h.ContentLength() != -2 {
 				t.Fatalf("read-to-close with Content-Length %d", h.ContentLength())
 			}
@@ -62,16 +62,16 @@ func FuzzResponseHead(f *testing.F) {
 			t.Fatalf("no framing for status %d: mode %d", code, mode)
 		}
 		// The body decoder never reads past the body, whatever follows.
-		if mode == bodyFixed || mode == bodyChunked {
-			var r bodyReader
-			r.reset(br, mode, n)
+		if mode == httpwire.BodyFixed || mode == httpwire.BodyChunked {
+			var r httpwire.BodyReader
+			r.Reset(br, mode, n)
 			before := br.Buffered() + rd.Len()
 			got, err := io.ReadAll(&r)
 			consumed := before - br.Buffered() - rd.Len()
-			if err == nil && mode == bodyFixed && (int64(len(got)) != n || int64(consumed) != n) {
+			if err == nil && mode == httpwire.BodyFixed && (int64(len(got)) != n || int64(consumed) != n) {
 				t.Fatalf("fixed body of %d: got %d, consumed %d", n, len(got), consumed)
 			}
-			if err == nil && mode == bodyChunked {
+			if err == nil && mode == httpwire.BodyChunked {
 				if body := raw[len(raw)-before : len(raw)-before+consumed]; !bytes.HasSuffix(body, []byte("\r\n\r\n")) {
 					t.Fatalf("chunked body ended without CRLF CRLF: %q", body)
 				}
@@ -107,7 +107,7 @@ func FuzzResponseHead(f *testing.F) {
 
 func originDate(h *fasthttp.ResponseHeader) []byte {
 	for k, v := range h.All() {
-		if equalFold(k, "date") {
+		if httpwire.EqualFold(k, "date") {
 			return v
 		}
 	}
@@ -143,58 +143,8 @@ func checkNoHop(t *testing.T, wire []byte) {
 		if !ok {
 			continue
 		}
-		if isHopHeader([]byte(name)) && !equalFold([]byte(name), "transfer-encoding") && !(equalFold([]byte(name), "connection") && strings.TrimSpace(line[len(name)+1:]) == "close") {
+		if httpwire.IsHopByHop([]byte(name)) && !httpwire.EqualFold([]byte(name), "transfer-encoding") && !(httpwire.EqualFold([]byte(name), "connection") && strings.TrimSpace(line[len(name)+1:]) == "close") {
 			t.Fatalf("hop-by-hop field %q passed on:\n%q", name, wire)
 		}
 	}
-}
-
-// FuzzChunkedBody: the backend body decoder never panics or reads past the body;
-// a body it accepts, Go's own chunked reader accepts with the same bytes, and
-// re-chunked it decodes the same. Seeds: testdata/fuzz/FuzzChunkedBody.
-func FuzzChunkedBody(f *testing.F) {
-	f.Add([]byte("2\r\nok\r\n0\r\n\r\nNEXT"))
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		if len(raw) > 1<<16 {
-			return
-		}
-		br := bufio.NewReaderSize(bytes.NewReader(raw), 8192)
-		var r bodyReader
-		r.reset(br, bodyChunked, 0)
-		got, err := io.ReadAll(&r)
-		if err != nil {
-			if r.complete() {
-				t.Fatalf("failed (%v) but complete", err)
-			}
-			return
-		}
-		if !r.complete() {
-			t.Fatal("ended without the last chunk")
-		}
-		rest, _ := io.ReadAll(br)
-		consumed := raw[:len(raw)-len(rest)]
-		if !bytes.HasSuffix(consumed, []byte("\r\n\r\n")) && !bytes.Equal(consumed, []byte("0\r\n\r\n")) {
-			t.Fatalf("body accepted without CRLF CRLF at its end: %q", consumed)
-		}
-		// Go's reader (which stops at the last chunk, before trailers).
-		ref, rerr := io.ReadAll(httputil.NewChunkedReader(bufio.NewReaderSize(bytes.NewReader(consumed), 1<<17)))
-		if rerr != nil && !strings.Contains(rerr.Error(), "too long") {
-			t.Fatalf("accepted a body Go's chunked reader refuses (%v): %q", rerr, consumed)
-		}
-		if rerr == nil && !bytes.Equal(ref, got) {
-			t.Fatalf("decoded %q, Go's reader %q", got, ref)
-		}
-		// Round trip.
-		var enc bytes.Buffer
-		if len(got) > 0 {
-			fmt.Fprintf(&enc, "%x\r\n%s\r\n", len(got), got)
-		}
-		enc.WriteString("0\r\n\r\n")
-		var r2 bodyReader
-		r2.reset(bufio.NewReader(&enc), bodyChunked, 0)
-		again, err := io.ReadAll(&r2)
-		if err != nil || !bytes.Equal(again, got) {
-			t.Fatalf("re-chunked body decodes to %q (%v), want %q", again, err, got)
-		}
-	})
 }

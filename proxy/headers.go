@@ -5,40 +5,15 @@ import (
 	"net/netip"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
-// Hop-by-hop headers (RFC 9110 §7.6.1) are meaningful for one connection only and
-// are removed in both directions, as are the headers that Connection names.
-// Transfer-Encoding and Content-Length are re-framed by fasthttp for the next hop.
-// TE is dropped whole: fasthttp's client does not forward trailers, so there is no
-// "TE: trailers" to keep.
-// The list: Connection, Keep-Alive, Proxy-Connection, Proxy-Authorization,
-// Proxy-Authenticate, TE, Trailer, Transfer-Encoding, Upgrade, and HTTP2-Settings,
-// which belongs to an h2c upgrade (RFC 7540 §3.2.1) and is connection-specific even
-// when the client's Connection does not name it.
-
-// isHopHeader reports whether name is a hop-by-hop header, ignoring case.
-func isHopHeader(name []byte) bool {
-	if len(name) < 2 {
-		return false
-	}
-	switch name[0] | 0x20 {
-	case 'c':
-		return equalFold(name, "connection")
-	case 'h':
-		return equalFold(name, "http2-settings")
-	case 'k':
-		return equalFold(name, "keep-alive")
-	case 'p':
-		return equalFold(name, "proxy-connection") || equalFold(name, "proxy-authorization") ||
-			equalFold(name, "proxy-authenticate")
-	case 't':
-		return equalFold(name, "te") || equalFold(name, "trailer") || equalFold(name, "transfer-encoding")
-	case 'u':
-		return equalFold(name, "upgrade")
-	}
-	return false
-}
+// Hop-by-hop headers (RFC 9110 §7.6.1, the list is httpwire.IsHopByHop's) are
+// meaningful for one connection only and are removed in both directions, as are
+// the headers that Connection names. Transfer-Encoding and Content-Length are
+// re-framed by fasthttp for the next hop. TE is dropped whole: fasthttp's client
+// does not forward trailers, so there is no "TE: trailers" to keep.
 
 // copyResponseHeader copies the backend's status and end-to-end header fields to the
 // client's response, in order: fasthttp's CopyTo followed by deletions would
@@ -46,12 +21,7 @@ func isHopHeader(name []byte) bool {
 // same-name fields such as Set-Cookie must be kept (RFC 9110 §5.3).
 func copyResponseHeader(dst, src *fasthttp.ResponseHeader) {
 	var connBuf [8][]byte
-	connection, overflow := connBuf[:0], false
-	for _, v := range src.PeekAll("Connection") {
-		var o bool
-		connection, o = appendTokens(connection, v)
-		overflow = overflow || o
-	}
+	connection, overflow := httpwire.AppendListsTokens(connBuf[:0], src.PeekAll("Connection"))
 	if overflow {
 		// More than eight tokens: copy the lines now (the slow path; it
 		// allocates), since PeekAll's buffer is not ours to keep.
@@ -61,7 +31,7 @@ func copyResponseHeader(dst, src *fasthttp.ResponseHeader) {
 		}
 		connection = connection[:0]
 		for _, v := range all {
-			connection = appendAllTokens(connection, v)
+			connection = httpwire.AppendAllTokens(connection, v)
 		}
 	}
 	// The origin's Date is kept; fasthttp writes one only if it sent none.
@@ -70,7 +40,7 @@ func copyResponseHeader(dst, src *fasthttp.ResponseHeader) {
 	dst.SetStatusCode(src.StatusCode())
 	dst.SetNoDefaultContentType(true)
 	src.VisitAll(func(k, v []byte) {
-		if isHopHeader(k) || namedIn(connection, k) {
+		if httpwire.IsHopByHop(k) || httpwire.NamedIn(connection, k) {
 			return
 		}
 		dst.AddBytesKV(k, v)
@@ -83,7 +53,7 @@ func copyResponseHeader(dst, src *fasthttp.ResponseHeader) {
 func appendSwitchingHead(dst []byte, src *fasthttp.ResponseHeader) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\n"...)
 	src.VisitAll(func(k, v []byte) {
-		if isHopHeader(k) && !equalFold(k, "connection") && !equalFold(k, "upgrade") {
+		if httpwire.IsHopByHop(k) && !httpwire.EqualFold(k, "connection") && !httpwire.EqualFold(k, "upgrade") {
 			return
 		}
 		dst = append(dst, k...)

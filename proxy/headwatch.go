@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // headWatch follows the bytes of a request head as they are read from the client,
@@ -77,7 +79,7 @@ func (w *headWatch) scan(p []byte) error {
 		return nil
 	}
 	if !w.started {
-		if !isTokenChar[p[0]] {
+		if !httpwire.IsTokenChar(p[0]) {
 			w.done = true
 			return nil
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
@@ -299,7 +300,7 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 // is over the limit (headerReceived), then 413 without a 100, and fasthttp closes
 // the connection. Everything else is decided after the 100, as before.
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	if n, ok := declaredLength(ctx.Request.Header.RawHeaders()); ok && n > s.opts.MaxRequestBody {
+	if n, ok := httpwire.DeclaredLength(ctx.Request.Header.RawHeaders()); ok && n > s.opts.MaxRequestBody {
 		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("413 Request Entity Too Large: request body too large\n")
 		s.unrouted.record(fasthttp.StatusRequestEntityTooLarge, 0)
@@ -311,22 +312,6 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 		return fasthttp.StatusRequestEntityTooLarge
 	}
 	return fasthttp.StatusContinue
-}
-
-// declaredLength returns the Content-Length of a raw header block.
-func declaredLength(raw []byte) (int64, bool) {
-	v := headerValue(raw, "content-length")
-	if len(v) == 0 || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 // badRequest answers a request that failed validation and closes the connection.
@@ -451,20 +436,21 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 	req := &ctx.Request
 	h := &req.Header
 	target := h.RequestURI()
-	if err := validateRequestLine(h.Method(), target, h.Protocol()); err != nil {
+	if err := httpwire.ValidateRequestLine(h.Method(), target, h.Protocol()); err != nil {
 		badRequest(ctx)
 		return nil
 	}
-	fr, err := validateHeaders(h.RawHeaders(), h.IsHTTP11())
+	head, err := httpwire.ValidateHeaders(h.RawHeaders(), h.IsHTTP11())
 	if err != nil {
 		badRequest(ctx)
 		return nil
 	}
-	if fr.fields > s.opts.MaxHeaderFields {
+	fr := framing{RequestHead: head}
+	if fr.Fields > s.opts.MaxHeaderFields {
 		refuseHead(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge)
 		return nil
 	}
-	if fr.contentLength && fr.length > s.opts.MaxRequestBody {
+	if fr.ContentLength && fr.Length > s.opts.MaxRequestBody {
 		// Refused before any of the body is read (the server's HeaderReceived
 		// hook kept fasthttp from waiting for it, and no 100 Continue went
 		// out): the body may be on its way, so the connection is closed.
@@ -477,9 +463,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		// routing, the guards, the cache and the backend, which gets the
 		// origin-form. When the client's Host line says something else, the
 		// request is written from the parsed header, with the new Host.
-		authority, rest, _ := splitAbsolute(target)
+		authority, rest, _ := httpwire.SplitAbsolute(target)
 		if !bytes.Equal(h.Host(), authority) {
-			if fr.upgrade {
+			if fr.Upgrade {
 				badRequest(ctx) // the tunnel writes the client's lines as sent
 				return nil
 			}
@@ -489,11 +475,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		h.SetRequestURIBytes(rest) // copies within the same buffer: memmove
 		target = h.RequestURI()
 	}
-	path := pathOf(target)
+	path := httpwire.PathOf(target)
 	if target[0] == '*' {
 		path = target[:0] // OPTIONS *: the server as a whole, the "/" routes
 	}
-	mayDiffer, err := checkPath(path)
+	mayDiffer, err := httpwire.CheckPath(path)
 	if err != nil {
 		badRequest(ctx)
 		return nil
@@ -516,14 +502,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 	// ("A.example..") must reach that host's route, or one route's answers
 	// would be served on another's, past its guards.
 	var hostBuf [256]byte
-	host := cache.AppendHostName(hostBuf[:0], hostOnly(h.Host()))
+	host := httpwire.AppendHostName(hostBuf[:0], httpwire.HostOnly(h.Host()))
 	if len(path) == 0 {
 		path = strSlash
 	}
 	rt := snap.match(host, path, false)
 	if mayDiffer {
-		var buf [canonicalPathMax]byte
-		if rc := snap.match(host, canonicalPath(buf[:0], path), true); !sameRoute(rc, rt) {
+		var buf [httpwire.CanonicalPathMax]byte
+		if rc := snap.match(host, httpwire.CanonicalPath(buf[:0], path), true); !sameRoute(rc, rt) {
 			badRequest(ctx)
 			return nil
 		}
@@ -550,7 +536,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		info.degraded = "capture"
 		return rt
 	}
-	if fr.upgrade {
+	if fr.Upgrade {
 		s.tunnel(ctx, rt)
 		return rt
 	}
@@ -575,7 +561,7 @@ func refuseHead(ctx *fasthttp.RequestCtx, status int) {
 func redirectHTTPS(ctx *fasthttp.RequestCtx, port int) {
 	h := &ctx.Request.Header
 	b := append(make([]byte, 0, 128), "https://"...)
-	b = append(b, hostOnly(h.Host())...)
+	b = append(b, httpwire.HostOnly(h.Host())...)
 	if port != 0 && port != 443 {
 		b = append(b, ':')
 		b = strconv.AppendInt(b, int64(port), 10)
@@ -631,22 +617,6 @@ func limitIP(ip netip.Addr) netip.Addr {
 	return ip
 }
 
-// hostOnly strips the port from a Host value. The result aliases h and must not be
-// modified: it is what the backend will see.
-func hostOnly(h []byte) []byte {
-	if n := len(h); n > 0 && h[n-1] != ']' {
-		for i := n - 1; i >= 0; i-- {
-			if h[i] == ':' {
-				return h[:i]
-			}
-			if h[i] < '0' || h[i] > '9' {
-				break
-			}
-		}
-	}
-	return h
-}
-
 // isIdempotent reports whether a request with this method may be sent twice
 // (RFC 9110 §9.2.2). POST and PATCH never are.
 func isIdempotent(m []byte) bool {
@@ -669,7 +639,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 	if len(req.Header.Host()) == 0 && len(rt.pool.upstreams) > 0 { // an empty pool answers 503 below
 		o.host = []byte(rt.pool.upstreams[0].addr)
 	}
-	if fr.chunked || fr.contentLength {
+	if fr.Chunked || fr.ContentLength {
 		bp := s.copyBufs.Get().(*[]byte)
 		defer s.copyBufs.Put(bp)
 		o.copyBuf = *bp
@@ -706,7 +676,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 			s.divert(rt, degrade.OutcomeCapture, info)
 			return
 		}
-		if cerr := clientError(err, o.peer, fr.chunked); cerr != nil {
+		if cerr := clientError(err, o.peer, fr.Chunked); cerr != nil {
 			// The client, not the backend, failed: a broken chunk, a body over
 			// the limit, a stalled upload. The stream cannot be trusted further.
 			ctx.SetConnectionClose()
@@ -762,7 +732,7 @@ func (s *Server) exchange(peer net.Addr, rt *route, req *fasthttp.Request, o *ou
 		}
 		s.releaseResponse(resp)
 		b.Release()
-		if clientError(err, peer, o.fr.chunked) != nil {
+		if clientError(err, peer, o.fr.Chunked) != nil {
 			// Not the backend's failure: neither its health nor the pool's
 			// degraded-mode recorder hears of it.
 			info.failed, info.forwarded = false, false
@@ -884,8 +854,8 @@ func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balan
 	r := s.relays.Get().(*bodyRelay)
 	r.s, r.resp, r.b, r.bc, r.st = s, resp, b, bc, st
 	cl := -1 // chunked or read-to-close from the backend: chunked to the client
-	if bc.body.mode == bodyFixed {
-		cl = int(bc.body.left)
+	if bc.body.Mode() == httpwire.BodyFixed {
+		cl = int(bc.body.Remaining())
 	}
 	out.SetBodyStream(r, cl)
 }
@@ -922,8 +892,8 @@ func (r *bodyRelay) Close() error {
 	// The connection is reusable only if the body was read to its exact end and
 	// the backend did not ask to close; a body ended by the backend closing the
 	// connection (no length, no chunking) never is.
-	r.bc.done(r.bc.body.complete() && !r.failed && !r.resp.Header.ConnectionClose() && r.bc.body.mode != bodyToClose)
-	r.bc.body = bodyReader{}
+	r.bc.done(r.bc.body.Complete() && !r.failed && !r.resp.Header.ConnectionClose() && r.bc.body.Mode() != httpwire.BodyToClose)
+	r.bc.body = httpwire.BodyReader{}
 	s := r.s
 	s.releaseResponse(r.resp)
 	r.b.Release()

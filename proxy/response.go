@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // Errors of a backend's response head. Each maps to 502 (errors.go's default).
 var (
-	errNotHTTP1      = errors.New("proxy: backend response is not HTTP/1.0 or HTTP/1.1")
-	errBadStatus     = errors.New("proxy: backend response status out of range")
 	errUnaskedSwitch = errors.New("proxy: backend response switched protocols unasked")
 	errInterimFlood  = errors.New("proxy: backend sent too many interim responses")
 	errAfterInterim  = errors.New("proxy: backend closed after an interim response")
@@ -27,17 +27,16 @@ var (
 const maxInterim = 8
 
 // readResponseHead reads the head of the backend's final response into resp and
-// decides how its body is framed (RFC 9112 §6.3): bodyNone for HEAD, 204 and 304;
-// else chunked, Content-Length (n) or until close, as fasthttp parsed the fields
-// (it refuses a bad or duplicate Content-Length, and lets chunked win over
-// Content-Length). Interim responses are written to o.interim when it is set, 100
+// decides how its body is framed (httpwire.ResponseBody), from the fields as
+// fasthttp parsed them (it refuses a bad or duplicate Content-Length, and lets
+// chunked win over Content-Length). Interim responses are written to o.interim when it is set, 100
 // Continue excepted: fasthttp's server answers Expect itself. A response that is
 // not HTTP/1.x, a status outside 100-599, or a 101 (roundTrip never asks for an
 // upgrade: tunnel.go does, on its own connection) is an error.
-func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *outbound) (mode uint8, n int64, err error) {
+func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *outbound) (mode httpwire.BodyMode, n int64, err error) {
 	h := &resp.Header
 	for interim := 0; ; interim++ {
-		if err := checkStatusDigit(br); err != nil {
+		if err := httpwire.CheckStatusDigit(br); err != nil {
 			return 0, 0, err
 		}
 		if err := h.Read(br); err != nil {
@@ -46,12 +45,12 @@ func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *o
 			}
 			return 0, 0, err
 		}
-		if p := h.Protocol(); string(p) != "HTTP/1.1" && string(p) != "HTTP/1.0" {
-			return 0, 0, errNotHTTP1
+		if !httpwire.ValidVersion(h.Protocol()) {
+			return 0, 0, httpwire.ErrNotHTTP1
 		}
 		code := h.StatusCode()
-		if code < 100 || code > 599 {
-			return 0, 0, errBadStatus
+		if !httpwire.ValidStatus(code) {
+			return 0, 0, httpwire.ErrBadStatus
 		}
 		if code >= 200 {
 			break
@@ -68,46 +67,8 @@ func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *o
 			_, _ = o.interim.Write(appendInterimHead(nil, h))
 		}
 	}
-	code := h.StatusCode()
-	if head || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified {
-		return bodyNone, 0, nil
-	}
-	switch cl := h.ContentLength(); {
-	case cl >= 0:
-		return bodyFixed, int64(cl), nil
-	case cl == -1:
-		return bodyChunked, 0, nil
-	default:
-		return bodyToClose, 0, nil
-	}
-}
-
-// checkStatusDigit refuses a status line whose code does not start with 1-5 before
-// fasthttp parses it: fasthttp reads "000" as status 0 and then reports it as 200.
-// It waits for no more than the parser would: up to the first 12 bytes, or the
-// end of a shorter first line, which it leaves to the parser to refuse.
-func checkStatusDigit(br *bufio.Reader) error {
-	const n = len("HTTP/1.1 200")
-	for want := 1; ; {
-		if _, err := br.Peek(want); err != nil {
-			return nil // the parser says why
-		}
-		b, _ := br.Peek(min(br.Buffered(), n))
-		if len(b) < n {
-			if bytes.IndexByte(b, '\n') >= 0 {
-				return nil
-			}
-			want = min(br.Buffered()+1, n)
-			continue
-		}
-		if string(b[:7]) != "HTTP/1." || b[8] != ' ' {
-			return nil
-		}
-		if c := b[9]; c < '1' || c > '5' {
-			return errBadStatus
-		}
-		return nil
-	}
+	mode, n = httpwire.ResponseBody(head, h.StatusCode(), h.ContentLength())
+	return mode, n, nil
 }
 
 // appendInterimHead appends an interim response head for the client: the
@@ -115,10 +76,7 @@ func checkStatusDigit(br *bufio.Reader) error {
 // allocate.
 func appendInterimHead(dst []byte, src *fasthttp.ResponseHeader) []byte {
 	var connBuf [8][]byte
-	connection := connBuf[:0]
-	for _, v := range src.PeekAll("Connection") {
-		connection, _ = appendTokens(connection, v)
-	}
+	connection, _ := httpwire.AppendListsTokens(connBuf[:0], src.PeekAll("Connection"))
 	code := src.StatusCode()
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = fasthttp.AppendUint(dst, code)
@@ -126,7 +84,7 @@ func appendInterimHead(dst []byte, src *fasthttp.ResponseHeader) []byte {
 	dst = append(dst, fasthttp.StatusMessage(code)...)
 	dst = append(dst, "\r\n"...)
 	for k, v := range src.All() {
-		if isHopHeader(k) || namedIn(connection, k) || equalFold(k, "content-length") || equalFold(k, "content-type") {
+		if httpwire.IsHopByHop(k) || httpwire.NamedIn(connection, k) || httpwire.EqualFold(k, "content-length") || httpwire.EqualFold(k, "content-type") {
 			continue
 		}
 		dst = append(dst, k...)
@@ -173,7 +131,7 @@ func resetForCopy(dst, src *fasthttp.ResponseHeader) {
 	if len(date) == 0 {
 		// Names keep their case (normalizing is off): "date" is a Date too.
 		for k, v := range src.All() {
-			if equalFold(k, "date") {
+			if httpwire.EqualFold(k, "date") {
 				date = v
 				break
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
@@ -128,7 +129,7 @@ func (s *Snapshot) Pool(name string) *balancer.Pool {
 
 // match finds the route for a host (without port, any case, one trailing dot
 // ignored: "example.com." is "example.com"; handle passes it in the canonical
-// form of cache.AppendHostName) and a path: exact hosts first, then
+// form of httpwire.AppendHostName) and a path: exact hosts first, then
 // wildcards, then host-less routes, the longest matching prefix within each. With
 // canon, path is a canonicalPath and is matched against the routes' canonical
 // prefixes.
@@ -138,12 +139,12 @@ func (s *Snapshot) match(host, path []byte, canon bool) *route {
 	}
 	if len(host) > 0 {
 		for _, r := range s.exact {
-			if equalFold(host, r.host) && r.hasPrefix(path, canon) {
+			if httpwire.EqualFold(host, r.host) && r.hasPrefix(path, canon) {
 				return r
 			}
 		}
 		for _, r := range s.wild {
-			if len(host) > len(r.host) && equalFold(host[len(host)-len(r.host):], r.host) && r.hasPrefix(path, canon) {
+			if len(host) > len(r.host) && httpwire.EqualFold(host[len(host)-len(r.host):], r.host) && r.hasPrefix(path, canon) {
 				return r
 			}
 		}
@@ -213,9 +214,9 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		if p == nil {
 			return nil, fmt.Errorf("proxy: route %q: unknown pool %q", rs.Name, rs.Pool)
 		}
-		canon := canonicalPath(make([]byte, 0, len(rs.PathPrefix)), []byte(rs.PathPrefix))
-		if len(rs.PathPrefix) > canonicalPathMax {
-			return nil, fmt.Errorf("proxy: route %q: path prefix longer than %d bytes", rs.Name, canonicalPathMax)
+		canon := httpwire.CanonicalPath(make([]byte, 0, len(rs.PathPrefix)), []byte(rs.PathPrefix))
+		if len(rs.PathPrefix) > httpwire.CanonicalPathMax {
+			return nil, fmt.Errorf("proxy: route %q: path prefix longer than %d bytes", rs.Name, httpwire.CanonicalPathMax)
 		}
 		r := &route{name: rs.Name, prefix: rs.PathPrefix, canon: string(canon), methods: rs.Methods, pool: p, prio: rs.Priority,
 			stats: s.routeStatsLocked(rs.Name, rs.Pool, rs.Priority.String())}
@@ -255,10 +256,10 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 		case host == "":
 			snap.any = append(snap.any, r)
 		case strings.HasPrefix(host, "*."):
-			r.host = "." + string(cache.AppendHostName(nil, []byte(host[2:])))
+			r.host = "." + string(httpwire.AppendHostName(nil, []byte(host[2:])))
 			snap.wild = append(snap.wild, r)
 		default:
-			r.host = string(cache.AppendHostName(nil, []byte(host)))
+			r.host = string(httpwire.AppendHostName(nil, []byte(host)))
 			snap.exact = append(snap.exact, r)
 		}
 		snap.routes = append(snap.routes, r)

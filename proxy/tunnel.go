@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/internal/panics"
 )
 
@@ -121,19 +122,19 @@ func closeWrite(c net.Conn) {
 // most maxInterim); the answer must be HTTP/1.x with a status in 100-599.
 func readUpgradeHead(br *bufio.Reader, h *fasthttp.ResponseHeader) error {
 	for interim := 0; ; interim++ {
-		if err := checkStatusDigit(br); err != nil {
+		if err := httpwire.CheckStatusDigit(br); err != nil {
 			return err
 		}
 		if err := h.Read(br); err != nil {
 			return err
 		}
-		if p := h.Protocol(); string(p) != "HTTP/1.1" && string(p) != "HTTP/1.0" {
-			return errNotHTTP1
+		if !httpwire.ValidVersion(h.Protocol()) {
+			return httpwire.ErrNotHTTP1
 		}
 		code := h.StatusCode()
 		switch {
-		case code < 100 || code > 599:
-			return errBadStatus
+		case !httpwire.ValidStatus(code):
+			return httpwire.ErrBadStatus
 		case code >= 200 || code == fasthttp.StatusSwitchingProtocols:
 			return nil
 		case interim == maxInterim:

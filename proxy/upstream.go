@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // upstream is the long-lived client of one backend: a LIFO stack of idle keep-alive
@@ -43,12 +44,12 @@ type bconn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	u        *upstream
-	deadline int64            // clock tick of the deadline last set
-	idleAt   int64            // clock tick when it went idle
-	body     bodyReader       // the streamed body of the current response
-	peekFn   func(fd uintptr) // bc.peekIdle, bound once
-	clean    bool             // result of peekIdle
-	peekBuf  [1]byte          // peekIdle's buffer, on the heap with bc
+	deadline int64               // clock tick of the deadline last set
+	idleAt   int64               // clock tick when it went idle
+	body     httpwire.BodyReader // the streamed body of the current response
+	peekFn   func(fd uintptr)    // bc.peekIdle, bound once
+	clean    bool                // result of peekIdle
+	peekBuf  [1]byte             // peekIdle's buffer, on the heap with bc
 }
 
 // Write implements io.Writer for bw: the last write of a request is held.
@@ -143,18 +144,6 @@ func (u *upstream) get() (bc *bconn, reused bool, err error) {
 	return bc, false, nil
 }
 
-// firstChunkValid checks the first chunk-size line when it has already arrived with
-// the head (it does not wait for it: a stream may send its first chunk much later).
-func firstChunkValid(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	i := bytes.IndexByte(b, '\n')
-	if i < 0 {
-		return true
-	}
-	_, ok := parseChunkSizeLine(b[:i+1])
-	return ok
-}
-
 // idleClean reports whether nothing arrived on an idle connection: no byte, no
 // end of stream. One non-blocking peek, which the poller does not see.
 func (bc *bconn) idleClean() bool {
@@ -238,7 +227,7 @@ func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head b
 	if err == nil {
 		err = bc.bw.Flush()
 	}
-	var mode uint8
+	var mode httpwire.BodyMode
 	var n int64
 	if err == nil {
 		mode, n, err = readResponseHead(bc.br, resp, head, o)
@@ -254,12 +243,12 @@ func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head b
 		bc.c.Close()
 		return nil, errStaleConn
 	}
-	keep := !resp.Header.ConnectionClose() && mode != bodyToClose
+	keep := !resp.Header.ConnectionClose() && mode != httpwire.BodyToClose
 	switch {
-	case mode == bodyNone:
+	case mode == httpwire.BodyNone:
 		bc.done(keep)
 		return nil, nil
-	case mode == bodyFixed && n <= int64(bufferMax):
+	case mode == httpwire.BodyFixed && n <= int64(bufferMax):
 		if err := resp.ReadBody(bc.br, 0); err != nil {
 			bc.c.Close()
 			return nil, err
@@ -267,12 +256,12 @@ func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head b
 		bc.done(keep)
 		return nil, nil
 	}
-	if mode == bodyChunked && !firstChunkValid(bc.br) {
+	if mode == httpwire.BodyChunked && !httpwire.FirstChunkValid(bc.br) {
 		// Caught before the head goes to the client: a 502, not a cut answer.
 		bc.c.Close()
-		return nil, errBadChunk
+		return nil, httpwire.ErrBadChunk
 	}
-	bc.body.reset(bc.br, mode, n)
+	bc.body.Reset(bc.br, mode, n)
 	return bc, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"net"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // The request to the backend is written here, from the header lines exactly as the
@@ -14,6 +16,13 @@ import (
 // which reorders fields, and rebuilds names and the Host. Copying validated lines
 // keeps names, case, order and duplicates byte for byte, as HAProxy does, and costs
 // less than a parse-modify-serialise round trip.
+
+// framing is what validation learned about a request's head
+// (httpwire.ValidateHeaders), with what handle decided on top of it.
+type framing struct {
+	httpwire.RequestHead
+	rehost bool // absolute-form with another authority than the Host line: write the parsed header
+}
 
 // outbound is what writeRequest needs besides the request itself.
 type outbound struct {
@@ -52,14 +61,14 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("X-Forwarded-For: ")
-	if hasXFF(raw) {
+	if httpwire.Has(raw, "x-forwarded-for") {
 		// Several lines are one list (RFC 9110 §5.3): join them in order.
-		for it := (lineIter{raw}); ; {
-			name, value, ok := it.next()
+		for it := httpwire.Fields(raw); ; {
+			name, value, ok := it.Next()
 			if !ok {
 				break
 			}
-			if equalFold(name, "x-forwarded-for") {
+			if httpwire.EqualFold(name, "x-forwarded-for") {
 				bw.Write(value)
 				bw.WriteString(", ")
 			}
@@ -84,10 +93,10 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 	}
 
 	switch {
-	case o.fr.chunked:
+	case o.fr.Chunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 		return writeChunked(bw, req, o.copyBuf)
-	case o.fr.contentLength:
+	case o.fr.ContentLength:
 		bw.WriteString("Content-Length: ")
 		n := h.ContentLength()
 		bw.Write(fasthttp.AppendUint(bw.AvailableBuffer(), n))
@@ -106,25 +115,25 @@ func writeRawHeader(bw *bufio.Writer, raw []byte) {
 	// the slow check below.
 	var connBuf [8][]byte
 	connection, overflow := connBuf[:0], false
-	for it := (lineIter{raw}); ; {
-		name, value, ok := it.next()
+	for it := httpwire.Fields(raw); ; {
+		name, value, ok := it.Next()
 		if !ok {
 			break
 		}
-		if equalFold(name, "connection") {
+		if httpwire.EqualFold(name, "connection") {
 			var o bool
-			connection, o = appendTokens(connection, value)
+			connection, o = httpwire.AppendTokens(connection, value)
 			overflow = overflow || o
 		}
 	}
 	// Second pass: copy what goes through.
-	for it := (lineIter{raw}); ; {
-		name, value, ok := it.next()
+	for it := httpwire.Fields(raw); ; {
+		name, value, ok := it.Next()
 		if !ok {
 			break
 		}
-		if isHopHeader(name) || isFramingOrForwarded(name) || namedIn(connection, name) ||
-			(overflow && namedInRaw(raw, name)) {
+		if httpwire.IsHopByHop(name) || isFramingOrForwarded(name) || httpwire.NamedIn(connection, name) ||
+			(overflow && httpwire.ConnectionNames(raw, name)) {
 			continue
 		}
 		bw.Write(name)
@@ -139,17 +148,12 @@ func writeRawHeader(bw *bufio.Writer, raw []byte) {
 // fasthttp lists Host, Content-Type, User-Agent and Cookie first.
 func writeParsedHeader(bw *bufio.Writer, h *fasthttp.RequestHeader) {
 	var connBuf [8][]byte
-	connection, overflow := connBuf[:0], false
-	for _, v := range h.PeekAll("Connection") {
-		var o bool
-		connection, o = appendTokens(connection, v)
-		overflow = overflow || o
-	}
+	connection, overflow := httpwire.AppendListsTokens(connBuf[:0], h.PeekAll("Connection"))
 	for name, value := range h.All() {
 		// Past eight tokens, the slow check: a field Connection names must
 		// not reach the backend, or the cache's Vary key (CacheForwarded,
 		// which reads every token) would say it was absent.
-		if isHopHeader(name) || isFramingOrForwarded(name) || namedIn(connection, name) ||
+		if httpwire.IsHopByHop(name) || isFramingOrForwarded(name) || httpwire.NamedIn(connection, name) ||
 			(overflow && namedInParsed(h, name)) {
 			continue
 		}
@@ -165,165 +169,11 @@ func writeParsedHeader(bw *bufio.Writer, h *fasthttp.RequestHeader) {
 // iteration may be holding.
 func namedInParsed(h *fasthttp.RequestHeader, name []byte) bool {
 	for _, v := range h.PeekAll("Connection") {
-		if hasListToken(v, name) {
+		if httpwire.ListHas(v, name) {
 			return true
 		}
 	}
 	return false
-}
-
-// hasXFF reports whether the client sent X-Forwarded-For.
-func hasXFF(raw []byte) bool {
-	for it := (lineIter{raw}); ; {
-		name, _, ok := it.next()
-		if !ok {
-			return false
-		}
-		if equalFold(name, "x-forwarded-for") {
-			return true
-		}
-	}
-}
-
-// lineIter walks the lines of a validated raw header block.
-type lineIter struct{ raw []byte }
-
-// next returns the name and value (without surrounding whitespace) of the next line.
-func (it *lineIter) next() (name, value []byte, ok bool) {
-	for len(it.raw) > 0 {
-		i := 0
-		for i < len(it.raw) && it.raw[i] != '\n' {
-			i++
-		}
-		line := it.raw[:i]
-		if i < len(it.raw) {
-			it.raw = it.raw[i+1:]
-		} else {
-			it.raw = nil
-		}
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
-		if len(line) == 0 {
-			it.raw = nil
-			return nil, nil, false
-		}
-		c := 0
-		for c < len(line) && line[c] != ':' {
-			c++
-		}
-		if c == len(line) {
-			continue
-		}
-		return line[:c], trimOWS(line[c+1:]), true
-	}
-	return nil, nil, false
-}
-
-// forEachLine calls f with the name and value of each line (tests and cold paths).
-func forEachLine(raw []byte, f func(name, value []byte)) {
-	for it := (lineIter{raw}); ; {
-		name, value, ok := it.next()
-		if !ok {
-			return
-		}
-		f(name, value)
-	}
-}
-
-// appendTokens appends the comma-separated tokens of v to dst without growing it
-// beyond its capacity; overflow reports tokens that did not fit.
-func appendTokens(dst [][]byte, v []byte) ([][]byte, bool) {
-	overflow := false
-	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if tok := trimOWS(v[:i]); len(tok) > 0 {
-			if len(dst) < cap(dst) {
-				dst = append(dst, tok)
-			} else {
-				overflow = true
-			}
-		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
-	}
-	return dst, overflow
-}
-
-// appendAllTokens is appendTokens without a bound (cold paths).
-func appendAllTokens(dst [][]byte, v []byte) [][]byte {
-	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if tok := trimOWS(v[:i]); len(tok) > 0 {
-			dst = append(dst, tok)
-		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
-	}
-	return dst
-}
-
-// namedInRaw reports whether any Connection line of raw names name.
-func namedInRaw(raw, name []byte) bool {
-	for it := (lineIter{raw}); ; {
-		k, v, ok := it.next()
-		if !ok {
-			return false
-		}
-		if equalFold(k, "connection") {
-			for len(v) > 0 {
-				i := 0
-				for i < len(v) && v[i] != ',' {
-					i++
-				}
-				if equalFoldBytes(trimOWS(v[:i]), name) {
-					return true
-				}
-				if i == len(v) {
-					break
-				}
-				v = v[i+1:]
-			}
-		}
-	}
-}
-
-func namedIn(tokens [][]byte, name []byte) bool {
-	for _, t := range tokens {
-		if len(t) == len(name) && equalFoldBytes(t, name) {
-			return true
-		}
-	}
-	return false
-}
-
-func equalFoldBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // isFramingOrForwarded: fields the proxy writes itself, and the client's
@@ -334,12 +184,12 @@ func equalFoldBytes(a, b []byte) bool {
 func isFramingOrForwarded(name []byte) bool {
 	switch name[0] | 0x20 {
 	case 'c':
-		return equalFold(name, "content-length")
+		return httpwire.EqualFold(name, "content-length")
 	case 'f':
-		return equalFold(name, "forwarded")
+		return httpwire.EqualFold(name, "forwarded")
 	case 'x':
-		return equalFold(name, "x-forwarded-for") || equalFold(name, "x-forwarded-proto") ||
-			equalFold(name, "x-forwarded-host")
+		return httpwire.EqualFold(name, "x-forwarded-for") || httpwire.EqualFold(name, "x-forwarded-proto") ||
+			httpwire.EqualFold(name, "x-forwarded-host")
 	}
 	return false
 }

@@ -1,5 +1,7 @@
 package cache
 
+import "github.com/floodgate/floodgate/internal/httpwire"
+
 // CDN-Cache-Control (RFC 9213) is a targeted cache-control field for the
 // caches of a CDN, which floodgate's shared cache is: when a response has one
 // with a valid, non-empty value, its directives replace those of
@@ -73,7 +75,7 @@ func validCDNDictionary(v []byte) bool {
 			return false
 		}
 		i += n
-		for i < len(v) && isOWS(v[i]) {
+		for i < len(v) && httpwire.IsOWS(v[i]) {
 			i++
 		}
 		if i == len(v) {
@@ -83,7 +85,7 @@ func validCDNDictionary(v []byte) bool {
 			return false
 		}
 		i++
-		for i < len(v) && isOWS(v[i]) {
+		for i < len(v) && httpwire.IsOWS(v[i]) {
 			i++
 		}
 		if i == len(v) {
@@ -239,7 +241,7 @@ func sfBareItem(b []byte) int {
 		return 0
 	case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '*':
 		i := 1
-		for i < len(b) && (isTchar(b[i]) || b[i] == ':' || b[i] == '/') {
+		for i < len(b) && (httpwire.IsTokenChar(b[i]) || b[i] == ':' || b[i] == '/') {
 			i++
 		}
 		return i

@@ -2,6 +2,8 @@ package cache
 
 import (
 	"time"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // This file holds the allocation-free parsers the request path needs:
@@ -14,77 +16,6 @@ import (
 // (RFC 9111 §1.2.2: "2147483648 (2^31) or the greatest positive integer it
 // can conveniently represent").
 const maxDelta = 1 << 31
-
-// eqFold reports whether b equals the lower-case ASCII string s, ignoring the
-// case of b. Header names and directive names are case-insensitive (RFC 9110
-// §5.1, RFC 9111 §5.2).
-func eqFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// eqFoldBytes compares two byte slices ASCII case-insensitively.
-func eqFoldBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
-// isTchar reports whether c may appear in a token (RFC 9110 §5.6.2).
-func isTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
-}
-
-func isOWS(c byte) bool { return c == ' ' || c == '\t' }
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && isOWS(b[0]) {
-		b = b[1:]
-	}
-	for len(b) > 0 && isOWS(b[len(b)-1]) {
-		b = b[:len(b)-1]
-	}
-	return b
-}
 
 // parseDelta parses delta-seconds (RFC 9111 §1.2.2): one or more digits,
 // clamped to 2^31 on overflow. Anything else (sign, decimals, letters,
@@ -128,14 +59,14 @@ type ccIter struct {
 func (it *ccIter) next() (name, arg []byte, hasArg, ok bool) {
 	v := it.v
 	for {
-		for it.i < len(v) && (isOWS(v[it.i]) || v[it.i] == ',') {
+		for it.i < len(v) && (httpwire.IsOWS(v[it.i]) || v[it.i] == ',') {
 			it.i++
 		}
 		if it.i >= len(v) {
 			return nil, nil, false, false
 		}
 		start := it.i
-		for it.i < len(v) && isTchar(v[it.i]) {
+		for it.i < len(v) && httpwire.IsTokenChar(v[it.i]) {
 			it.i++
 		}
 		name = v[start:it.i]
@@ -168,7 +99,7 @@ func (it *ccIter) next() (name, arg []byte, hasArg, ok bool) {
 				it.i++ // closing quote
 			} else {
 				as := it.i
-				for it.i < len(v) && isTchar(v[it.i]) {
+				for it.i < len(v) && httpwire.IsTokenChar(v[it.i]) {
 					it.i++
 				}
 				arg = v[as:it.i]
@@ -177,7 +108,7 @@ func (it *ccIter) next() (name, arg []byte, hasArg, ok bool) {
 				}
 			}
 		}
-		for it.i < len(v) && isOWS(v[it.i]) {
+		for it.i < len(v) && httpwire.IsOWS(v[it.i]) {
 			it.i++
 		}
 		if valid && (it.i >= len(v) || v[it.i] == ',') {
@@ -255,17 +186,17 @@ func (d *respDirectives) parse(v []byte) {
 		}
 		switch len(name) {
 		case 6:
-			if eqFold(name, "public") {
+			if httpwire.EqualFold(name, "public") {
 				d.flags |= rcPublic
 			}
 		case 7:
 			switch {
-			case eqFold(name, "max-age"):
+			case httpwire.EqualFold(name, "max-age"):
 				if !d.has(rcMaxAge) {
 					d.flags |= rcMaxAge
 					d.maxAge, _ = parseDelta(arg) // invalid: 0, stale
 				}
-			case eqFold(name, "private"):
+			case httpwire.EqualFold(name, "private"):
 				if hasArg {
 					d.flags |= rcPrivateFields
 					if d.nPrivate < len(d.privateFields) {
@@ -283,7 +214,7 @@ func (d *respDirectives) parse(v []byte) {
 			}
 		case 8:
 			switch {
-			case eqFold(name, "no-cache"):
+			case httpwire.EqualFold(name, "no-cache"):
 				if hasArg {
 					d.flags |= rcNoCacheFields
 					if d.nNoCache < len(d.noCacheFields) {
@@ -297,37 +228,37 @@ func (d *respDirectives) parse(v []byte) {
 				} else {
 					d.flags |= rcNoCache
 				}
-			case eqFold(name, "no-store"):
+			case httpwire.EqualFold(name, "no-store"):
 				d.flags |= rcNoStore
-			case eqFold(name, "s-maxage"):
+			case httpwire.EqualFold(name, "s-maxage"):
 				if !d.has(rcSMaxAge) {
 					d.flags |= rcSMaxAge
 					d.sMaxAge, _ = parseDelta(arg)
 				}
 			}
 		case 9:
-			if eqFold(name, "immutable") {
+			if httpwire.EqualFold(name, "immutable") {
 				d.flags |= rcImmutable
 			}
 		case 14:
-			if eqFold(name, "stale-if-error") && !d.has(rcSIE) {
+			if httpwire.EqualFold(name, "stale-if-error") && !d.has(rcSIE) {
 				if n, ok := parseDelta(arg); ok {
 					d.flags |= rcSIE
 					d.sie = n
 				}
 			}
 		case 15:
-			if eqFold(name, "must-revalidate") {
+			if httpwire.EqualFold(name, "must-revalidate") {
 				d.flags |= rcMustRevalidate
-			} else if eqFold(name, "must-understand") {
+			} else if httpwire.EqualFold(name, "must-understand") {
 				d.flags |= rcMustUnderstand
 			}
 		case 16:
-			if eqFold(name, "proxy-revalidate") {
+			if httpwire.EqualFold(name, "proxy-revalidate") {
 				d.flags |= rcProxyRevalidate
 			}
 		case 22:
-			if eqFold(name, "stale-while-revalidate") && !d.has(rcSWR) {
+			if httpwire.EqualFold(name, "stale-while-revalidate") && !d.has(rcSWR) {
 				if n, ok := parseDelta(arg); ok {
 					d.flags |= rcSWR
 					d.swr = n
@@ -341,16 +272,8 @@ func (d *respDirectives) parse(v []byte) {
 // header field name (case-insensitively).
 func listsField(lists [][]byte, name []byte) bool {
 	for _, l := range lists {
-		for len(l) > 0 {
-			var f []byte
-			if i := indexByte(l, ','); i >= 0 {
-				f, l = l[:i], l[i+1:]
-			} else {
-				f, l = l, nil
-			}
-			if f = trimOWS(f); len(f) > 0 && eqFoldBytes(f, name) {
-				return true
-			}
+		if httpwire.ListHas(l, name) {
+			return true
 		}
 	}
 	return false
@@ -400,34 +323,34 @@ func (d *reqDirectives) parse(v []byte) {
 		}
 		switch len(name) {
 		case 7:
-			if eqFold(name, "max-age") && !d.has(qcMaxAge) {
+			if httpwire.EqualFold(name, "max-age") && !d.has(qcMaxAge) {
 				d.flags |= qcMaxAge
 				d.maxAge, _ = parseDelta(arg)
 			}
 		case 8:
-			if eqFold(name, "no-cache") {
+			if httpwire.EqualFold(name, "no-cache") {
 				d.flags |= qcNoCache
-			} else if eqFold(name, "no-store") {
+			} else if httpwire.EqualFold(name, "no-store") {
 				d.flags |= qcNoStore
 			}
 		case 9:
-			if eqFold(name, "max-stale") && !d.has(qcMaxStale|qcMaxStaleAny) {
+			if httpwire.EqualFold(name, "max-stale") && !d.has(qcMaxStale|qcMaxStaleAny) {
 				if !hasArg {
 					d.flags |= qcMaxStaleAny
 				} else if n, ok := parseDelta(arg); ok {
 					d.flags |= qcMaxStale
 					d.maxStale = n
 				}
-			} else if eqFold(name, "min-fresh") && !d.has(qcMinFresh) {
+			} else if httpwire.EqualFold(name, "min-fresh") && !d.has(qcMinFresh) {
 				if n, ok := parseDelta(arg); ok {
 					d.flags |= qcMinFresh
 					d.minFresh = n
 				}
 			}
 		case 14:
-			if eqFold(name, "only-if-cached") {
+			if httpwire.EqualFold(name, "only-if-cached") {
 				d.flags |= qcOnlyIfCached
-			} else if eqFold(name, "stale-if-error") && !d.has(qcSIE) {
+			} else if httpwire.EqualFold(name, "stale-if-error") && !d.has(qcSIE) {
 				if n, ok := parseDelta(arg); ok {
 					d.flags |= qcSIE
 					d.sie = n
@@ -435,23 +358,6 @@ func (d *reqDirectives) parse(v []byte) {
 			}
 		}
 	}
-}
-
-// hasToken reports whether the comma-separated list v contains tok
-// (case-insensitively), e.g. "no-cache" in a Pragma field.
-func hasToken(v []byte, tok string) bool {
-	for len(v) > 0 {
-		var f []byte
-		if i := indexByte(v, ','); i >= 0 {
-			f, v = v[:i], v[i+1:]
-		} else {
-			f, v = v, nil
-		}
-		if eqFold(trimOWS(f), tok) {
-			return true
-		}
-	}
-	return false
 }
 
 var monthNames = [12]string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
@@ -465,7 +371,7 @@ func parseMonth(b []byte) (time.Month, bool) {
 		return 0, false
 	}
 	for i, m := range monthNames {
-		if eqFold(b, m) {
+		if httpwire.EqualFold(b, m) {
 			return time.Month(i + 1), true
 		}
 	}
@@ -474,7 +380,7 @@ func parseMonth(b []byte) (time.Month, bool) {
 
 func isDayName(b []byte, names []string) bool {
 	for _, n := range names {
-		if eqFold(b, n) {
+		if httpwire.EqualFold(b, n) {
 			return true
 		}
 	}
@@ -519,7 +425,7 @@ func parseClock(b []byte) (h, m, s int, ok bool) {
 // year in IMF-fixdate, missing comma, doubled spaces, one-digit hours) is
 // invalid, which for Expires means "already expired" (RFC 9111 §5.3).
 func parseHTTPDate(b []byte) (int64, bool) {
-	b = trimOWS(b)
+	b = httpwire.TrimOWS(b)
 	var (
 		year, day int
 		mon       time.Month
@@ -528,7 +434,7 @@ func parseHTTPDate(b []byte) (int64, bool) {
 	)
 	switch {
 	case len(b) == 29 && b[3] == ',': // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-		if !isDayName(b[0:3], dayNames[:]) || b[4] != ' ' || b[7] != ' ' || b[11] != ' ' || b[16] != ' ' || b[25] != ' ' || !eqFold(b[26:29], "gmt") {
+		if !isDayName(b[0:3], dayNames[:]) || b[4] != ' ' || b[7] != ' ' || b[11] != ' ' || b[16] != ' ' || b[25] != ' ' || !httpwire.EqualFold(b[26:29], "gmt") {
 			return 0, false
 		}
 		if day, ok = digits(b[5:7]); !ok {
@@ -565,7 +471,7 @@ func parseHTTPDate(b []byte) (int64, bool) {
 			return 0, false
 		}
 		r := b[c:]
-		if len(r) != 24 || r[1] != ' ' || r[4] != '-' || r[8] != '-' || r[11] != ' ' || r[20] != ' ' || !eqFold(r[21:24], "gmt") {
+		if len(r) != 24 || r[1] != ' ' || r[4] != '-' || r[8] != '-' || r[11] != ' ' || r[20] != ' ' || !httpwire.EqualFold(r[21:24], "gmt") {
 			return 0, false
 		}
 		if day, ok = digits(r[2:4]); !ok {
@@ -601,7 +507,7 @@ func parseHTTPDate(b []byte) (int64, bool) {
 // prefix and the quotes, for weak comparison (RFC 9110 §8.8.3.2). It is
 // lenient: an unquoted tag, or a lower-case "w/", compares by its content.
 func opaqueTag(t []byte) (tag []byte, weak bool) {
-	t = trimOWS(t)
+	t = httpwire.TrimOWS(t)
 	if len(t) >= 2 && (t[0] == 'W' || t[0] == 'w') && t[1] == '/' {
 		t, weak = t[2:], true
 	}
@@ -615,7 +521,7 @@ func opaqueTag(t []byte) (tag []byte, weak bool) {
 // stored ETag with the weak comparison function. "*" matches any stored
 // response.
 func etagListMatch(list, etag []byte) bool {
-	if l := trimOWS(list); len(l) == 1 && l[0] == '*' {
+	if l := httpwire.TrimOWS(list); len(l) == 1 && l[0] == '*' {
 		return true
 	}
 	if len(etag) == 0 {
@@ -651,11 +557,11 @@ func strongMatch(a, b []byte) bool {
 // representation, which RFC 9110 §14.2 permits ("A server MAY ignore the
 // Range header field").
 func parseRange(v []byte, n int) (first, last int, ok bool) {
-	v = trimOWS(v)
-	if len(v) < 7 || !eqFold(v[:6], "bytes=") || n <= 0 {
+	v = httpwire.TrimOWS(v)
+	if len(v) < 7 || !httpwire.EqualFold(v[:6], "bytes=") || n <= 0 {
 		return 0, 0, false
 	}
-	v = trimOWS(v[6:])
+	v = httpwire.TrimOWS(v[6:])
 	if indexByte(v, ',') >= 0 {
 		return 0, 0, false
 	}
@@ -663,7 +569,7 @@ func parseRange(v []byte, n int) (first, last int, ok bool) {
 	if dash < 0 {
 		return 0, 0, false
 	}
-	a, b := trimOWS(v[:dash]), trimOWS(v[dash+1:])
+	a, b := httpwire.TrimOWS(v[:dash]), httpwire.TrimOWS(v[dash+1:])
 	if len(a) == 0 { // suffix-byte-range-spec: -N
 		s, okS := digits(b)
 		if !okS || s == 0 {

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // entry is one stored response (one variant of one URL).
@@ -183,7 +185,7 @@ func (m *respMeta) analyze(fields []kv) {
 		k, v := fields[i].k, fields[i].v
 		switch len(k) {
 		case 3:
-			if eqFold(k, "age") && m.has&mAge == 0 {
+			if httpwire.EqualFold(k, "age") && m.has&mAge == 0 {
 				// RFC 9111 §5.1: use the first member of a list; ignore
 				// anything that is not a non-negative integer.
 				f := v
@@ -191,24 +193,24 @@ func (m *respMeta) analyze(fields []kv) {
 					f = f[:j]
 				}
 				m.has |= mAge // later lines are ignored even if this is invalid
-				if n, ok := parseDelta(trimOWS(f)); ok {
+				if n, ok := parseDelta(httpwire.TrimOWS(f)); ok {
 					m.age = n
 				}
 			}
 		case 4:
 			switch {
-			case eqFold(k, "date"):
+			case httpwire.EqualFold(k, "date"):
 				if m.has&mDate == 0 {
 					if t, ok := parseHTTPDate(v); ok {
 						m.has |= mDate
 						m.date = t
 					}
 				}
-			case eqFold(k, "etag"):
+			case httpwire.EqualFold(k, "etag"):
 				if m.etag == nil {
 					m.etag = v
 				}
-			case eqFold(k, "vary"):
+			case httpwire.EqualFold(k, "vary"):
 				if m.nVary < len(m.vary) {
 					m.vary[m.nVary] = v
 					m.nVary++
@@ -217,7 +219,7 @@ func (m *respMeta) analyze(fields []kv) {
 				}
 			}
 		case 7:
-			if eqFold(k, "expires") && m.has&mExpires == 0 {
+			if httpwire.EqualFold(k, "expires") && m.has&mExpires == 0 {
 				m.has |= mExpires
 				if t, ok := parseHTTPDate(v); ok {
 					m.expires = t
@@ -226,9 +228,9 @@ func (m *respMeta) analyze(fields []kv) {
 				}
 			}
 		case 10:
-			if eqFold(k, "set-cookie") {
+			if httpwire.EqualFold(k, "set-cookie") {
 				m.has |= mSetCookie
-			} else if eqFold(k, "connection") {
+			} else if httpwire.EqualFold(k, "connection") {
 				if m.nConn < len(m.conn) {
 					m.conn[m.nConn] = v
 					m.nConn++
@@ -237,14 +239,14 @@ func (m *respMeta) analyze(fields []kv) {
 				}
 			}
 		case 11:
-			if eqFold(k, "set-cookie2") {
+			if httpwire.EqualFold(k, "set-cookie2") {
 				m.has |= mSetCookie
 			}
 		case 13:
 			switch {
-			case eqFold(k, "cache-control"):
+			case httpwire.EqualFold(k, "cache-control"):
 				m.cc.parse(v)
-			case eqFold(k, "last-modified"):
+			case httpwire.EqualFold(k, "last-modified"):
 				if m.has&mLastMod == 0 {
 					if t, ok := parseHTTPDate(v); ok {
 						m.has |= mLastMod
@@ -252,18 +254,18 @@ func (m *respMeta) analyze(fields []kv) {
 						m.lastModRaw = v
 					}
 				}
-			case eqFold(k, "content-range"):
+			case httpwire.EqualFold(k, "content-range"):
 				m.has |= mContentRange
 			}
 		case 14:
-			if eqFold(k, "content-length") {
+			if httpwire.EqualFold(k, "content-length") {
 				if n, ok := parseDelta(v); ok {
 					m.has |= mContentLength
 					m.contentLength = n
 				}
 			}
 		case 17:
-			if eqFold(k, "cdn-cache-control") {
+			if httpwire.EqualFold(k, "cdn-cache-control") {
 				if m.nCDN < len(m.cdn) {
 					m.cdn[m.nCDN] = v
 				}
@@ -291,26 +293,16 @@ var starField = []byte("*")
 // hopByHop reports the fields RFC 9110 §7.6.1 reserves for one connection;
 // a cache must not store them (RFC 9111 §3.1) and they must not reach the
 // client from the backend connection.
+//
+// The list is httpwire.IsHopByHop's, with two differences kept from before the
+// wire code had one package: HTTP2-Settings (an h2c request field) is not in
+// it, and Proxy-Authentication-Info (RFC 9110 §11.7.3, meant for the next
+// client only) is. The proxy's uncached path still forwards the latter.
 func hopByHop(k []byte) bool {
-	switch len(k) {
-	case 2:
-		return eqFold(k, "te")
-	case 7:
-		return eqFold(k, "upgrade") || eqFold(k, "trailer")
-	case 10:
-		return eqFold(k, "connection") || eqFold(k, "keep-alive")
-	case 16:
-		return eqFold(k, "proxy-connection")
-	case 17:
-		return eqFold(k, "transfer-encoding")
-	case 18:
-		return eqFold(k, "proxy-authenticate")
-	case 19:
-		return eqFold(k, "proxy-authorization")
-	case 25:
-		return eqFold(k, "proxy-authentication-info")
+	if httpwire.IsHopByHop(k) {
+		return len(k) != len("http2-settings") || !httpwire.EqualFold(k, "http2-settings")
 	}
-	return false
+	return len(k) == len("proxy-authentication-info") && httpwire.EqualFold(k, "proxy-authentication-info")
 }
 
 // connectionListed reports whether a Connection field names k.
@@ -319,7 +311,7 @@ func (m *respMeta) connectionListed(k []byte) bool {
 		// More Connection lines than m.conn holds (a hostile backend):
 		// look at every one of them, the slow way.
 		for i := range m.connAll {
-			if f := m.connAll[i]; eqFold(f.k, "connection") && listsField([][]byte{f.v}, k) {
+			if f := m.connAll[i]; httpwire.EqualFold(f.k, "connection") && httpwire.ListHas(f.v, k) {
 				return true
 			}
 		}
@@ -341,19 +333,19 @@ func (m *respMeta) storedField(k []byte) bool {
 	}
 	switch len(k) {
 	case 3:
-		if eqFold(k, "age") {
+		if httpwire.EqualFold(k, "age") {
 			return false
 		}
 	case 10:
-		if eqFold(k, "set-cookie") {
+		if httpwire.EqualFold(k, "set-cookie") {
 			return false
 		}
 	case 11:
-		if eqFold(k, "set-cookie2") {
+		if httpwire.EqualFold(k, "set-cookie2") {
 			return false
 		}
 	case 14:
-		if eqFold(k, "content-length") {
+		if httpwire.EqualFold(k, "content-length") {
 			return false
 		}
 	}
@@ -373,7 +365,7 @@ func (m *respMeta) forwardedField(k []byte) bool {
 	if hopByHop(k) || m.connectionListed(k) {
 		return false
 	}
-	return !(len(k) == 14 && eqFold(k, "content-length"))
+	return !(len(k) == 14 && httpwire.EqualFold(k, "content-length"))
 }
 
 // bodyAllowed reports whether a response with this status carries content
@@ -419,9 +411,9 @@ func appendBlock(dst []byte, status int, reason []byte, fields []kv, keep func(*
 		dst = append(dst, v...)
 		dst = append(dst, "\r\n"...)
 		switch {
-		case bi.etagLen == 0 && eqFold(k, "etag") && len(v) > 0:
+		case bi.etagLen == 0 && httpwire.EqualFold(k, "etag") && len(v) > 0:
 			bi.etagOff, bi.etagLen = off, len(v)
-		case bi.lmLen == 0 && eqFold(k, "last-modified") && len(v) > 0:
+		case bi.lmLen == 0 && httpwire.EqualFold(k, "last-modified") && len(v) > 0:
 			bi.lmOff, bi.lmLen = off, len(v)
 		}
 	}
@@ -455,8 +447,8 @@ func blockFields(dst []kv, block []byte) (fields []kv, status int) {
 		if c <= 0 {
 			continue
 		}
-		k, v := line[:c], trimOWS(line[c+1:])
-		if eqFold(k, "content-length") {
+		k, v := line[:c], httpwire.TrimOWS(line[c+1:])
+		if httpwire.EqualFold(k, "content-length") {
 			continue
 		}
 		dst = append(dst, kv{k, v})

@@ -1,9 +1,6 @@
 package cache
 
-import (
-	"net/netip"
-	"unsafe"
-)
+import "github.com/floodgate/floodgate/internal/httpwire"
 
 // appendHost appends the canonical form of a request's authority for the
 // primary key, so that every spelling of one origin shares its stored
@@ -18,7 +15,7 @@ func appendHost(dst []byte, scheme string, host []byte) []byte {
 	if i := lastColonOutsideBrackets(host); i >= 0 {
 		name, port = host[:i], host[i+1:]
 	}
-	dst = AppendHostName(dst, name)
+	dst = httpwire.AppendHostName(dst, name)
 	if port == nil {
 		return dst
 	}
@@ -32,7 +29,7 @@ func appendHost(dst []byte, scheme string, host []byte) []byte {
 	if !digits {
 		// Not a port: keep it as sent, so it cannot collide with a real one.
 		dst = append(dst, ':')
-		return appendLower(dst, port)
+		return httpwire.AppendLower(dst, port)
 	}
 	for len(port) > 1 && port[0] == '0' {
 		port = port[1:]
@@ -42,26 +39,6 @@ func appendHost(dst []byte, scheme string, host []byte) []byte {
 	}
 	dst = append(dst, ':')
 	return append(dst, port...)
-}
-
-// AppendHostName appends the canonical form of a host name without its port,
-// the one the cache's keys use: lower case, a trailing dot of a DNS name
-// dropped, an IPv6 literal in its RFC 5952 form. The proxy routes on it, so
-// that two spellings the cache stores as one host also reach one route. It
-// does not allocate once dst has room.
-func AppendHostName(dst, name []byte) []byte {
-	if n := len(name); n > 2 && name[0] == '[' && name[n-1] == ']' {
-		if a, err := netip.ParseAddr(b2s(name[1 : n-1])); err == nil && a.Is6() {
-			dst = append(dst, '[')
-			dst = a.AppendTo(dst)
-			return append(dst, ']')
-		}
-		return appendLower(dst, name)
-	}
-	for len(name) > 1 && name[len(name)-1] == '.' {
-		name = name[:len(name)-1]
-	}
-	return appendLower(dst, name)
 }
 
 // lastColonOutsideBrackets returns the index of the colon before a port, or -1.
@@ -76,13 +53,3 @@ func lastColonOutsideBrackets(h []byte) int {
 	}
 	return -1
 }
-
-func appendLower(dst, b []byte) []byte {
-	for _, c := range b {
-		dst = append(dst, lowerASCII(c))
-	}
-	return dst
-}
-
-// b2s views b as a string for a call that does not keep it.
-func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

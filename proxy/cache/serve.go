@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/internal/panics"
 )
 
@@ -91,42 +92,42 @@ func (r *reqInfo) parse(h *fasthttp.RequestHeader) {
 	for k, v := range h.All() {
 		switch len(k) {
 		case 5:
-			if eqFold(k, "range") && r.flags&rqRange == 0 {
+			if httpwire.EqualFold(k, "range") && r.flags&rqRange == 0 {
 				r.flags |= rqRange
 				r.rng = v
 			}
 		case 6:
-			if eqFold(k, "pragma") && hasToken(v, "no-cache") {
+			if httpwire.EqualFold(k, "pragma") && httpwire.HasToken(v, "no-cache") {
 				r.flags |= rqPragmaNoCache
 			}
 		case 8:
 			switch {
-			case eqFold(k, "if-match"):
+			case httpwire.EqualFold(k, "if-match"):
 				r.flags |= rqPrecondition
-			case eqFold(k, "if-range"):
+			case httpwire.EqualFold(k, "if-range"):
 				r.flags |= rqIfRange
 				r.ifRange = v
 			}
 		case 13:
 			switch {
-			case eqFold(k, "cache-control"):
+			case httpwire.EqualFold(k, "cache-control"):
 				r.flags |= rqHasCC
 				r.cc.parse(v)
-			case eqFold(k, "authorization"):
+			case httpwire.EqualFold(k, "authorization"):
 				r.flags |= rqAuth
-			case eqFold(k, "if-none-match"):
+			case httpwire.EqualFold(k, "if-none-match"):
 				if r.flags&rqINM == 0 {
 					r.flags |= rqINM
 					r.inm = v
 				}
 			}
 		case 17:
-			if eqFold(k, "if-modified-since") && r.flags&rqIMS == 0 {
+			if httpwire.EqualFold(k, "if-modified-since") && r.flags&rqIMS == 0 {
 				r.flags |= rqIMS
 				r.ims = v
 			}
 		case 19:
-			if eqFold(k, "if-unmodified-since") {
+			if httpwire.EqualFold(k, "if-unmodified-since") {
 				r.flags |= rqPrecondition
 			}
 		}
@@ -168,7 +169,7 @@ func (r *reqInfo) rangeOf(e *entry) (first, last int, ok bool) {
 		return 0, 0, false
 	}
 	if r.flags&rqIfRange != 0 {
-		v := trimOWS(r.ifRange)
+		v := httpwire.TrimOWS(r.ifRange)
 		if len(v) > 0 && (v[0] == '"' || v[0] == 'W') {
 			if !strongMatch(v, e.etag()) {
 				return 0, 0, false
@@ -755,7 +756,7 @@ func addDate(kvs []kv, m *respMeta, sc *scratch, respTime int64) []kv {
 		return kvs
 	}
 	for i := range kvs {
-		if eqFold(kvs[i].k, "date") {
+		if httpwire.EqualFold(kvs[i].k, "date") {
 			return kvs
 		}
 	}
@@ -898,7 +899,7 @@ func (c *Cache) freshen(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy,
 	for _, f := range sc.kvs2 {
 		replaced := false
 		for i := range sc.kvs {
-			if eqFoldBytes(sc.kvs[i].k, f.k) && m.storedField(f.k) {
+			if httpwire.EqualFoldBytes(sc.kvs[i].k, f.k) && m.storedField(f.k) {
 				replaced = true
 				break
 			}
@@ -967,7 +968,7 @@ func (c *Cache) headUpdate(sc *scratch, s *shard, e *entry, m *respMeta, p *Poli
 func (c *Cache) passUnstored(ctx *fasthttp.RequestCtx, sc *scratch, m *respMeta) {
 	for i := range sc.kvs {
 		k, v := sc.kvs[i].k, sc.kvs[i].v
-		if m.storedField(k) || !m.forwardedField(k) || eqFold(k, "age") {
+		if m.storedField(k) || !m.forwardedField(k) || httpwire.EqualFold(k, "age") {
 			continue
 		}
 		ctx.Response.Header.AddBytesKV(k, v)
@@ -988,7 +989,7 @@ func delFold(h *fasthttp.RequestHeader, name string, sc *scratch) {
 	for range 8 {
 		var found []byte
 		for k := range h.All() {
-			if eqFold(k, name) {
+			if httpwire.EqualFold(k, name) {
 				found = append(sc.num[:0], k...)
 				sc.num = found
 				break
@@ -1321,13 +1322,13 @@ func (c *Cache) invalidate(ctx *fasthttp.RequestCtx, sc *scratch) {
 	var targets [4][]byte
 	n := 0
 	for k, v := range ctx.Response.Header.All() {
-		if (eqFold(k, "location") || eqFold(k, "content-location")) && n < len(targets) {
+		if (httpwire.EqualFold(k, "location") || httpwire.EqualFold(k, "content-location")) && n < len(targets) {
 			targets[n] = append([]byte(nil), v...)
 			n++
 		}
 	}
 	for _, t := range targets[:n] {
-		path, ok := sameOriginPath(scheme, host, reqURI, trimOWS(t))
+		path, ok := sameOriginPath(scheme, host, reqURI, httpwire.TrimOWS(t))
 		if !ok {
 			continue
 		}
@@ -1353,7 +1354,7 @@ func sameOriginPath(scheme string, host, reqURI, ref []byte) ([]byte, bool) {
 		return nil, false
 	}
 	if i := bytes.Index(ref, []byte("://")); i > 0 && bytes.IndexByte(ref[:i], '/') < 0 {
-		if !eqFold(ref[:i], scheme) {
+		if !httpwire.EqualFold(ref[:i], scheme) {
 			return nil, false
 		}
 		rest := ref[i+3:]
@@ -1362,7 +1363,7 @@ func sameOriginPath(scheme string, host, reqURI, ref []byte) ([]byte, bool) {
 		if j >= 0 {
 			auth, path = rest[:j], rest[j:]
 		}
-		return path, eqFoldBytes(auth, host)
+		return path, httpwire.EqualFoldBytes(auth, host)
 	}
 	if bytes.HasPrefix(ref, []byte("//")) {
 		rest := ref[2:]
@@ -1371,7 +1372,7 @@ func sameOriginPath(scheme string, host, reqURI, ref []byte) ([]byte, bool) {
 		if j >= 0 {
 			auth, path = rest[:j], rest[j:]
 		}
-		return path, eqFoldBytes(auth, host)
+		return path, httpwire.EqualFoldBytes(auth, host)
 	}
 	if ref[0] == '/' {
 		return ref, true

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // maxVaryNames bounds how many distinct field names a stored Vary may list.
@@ -30,7 +32,7 @@ func appendVaryNames(dst []byte, lines [][]byte) (out []byte, star, tooMany bool
 			} else {
 				f, l = l, nil
 			}
-			f = trimOWS(f)
+			f = httpwire.TrimOWS(f)
 			if len(f) == 0 {
 				continue
 			}
@@ -39,7 +41,7 @@ func appendVaryNames(dst []byte, lines [][]byte) (out []byte, star, tooMany bool
 			}
 			dup := false
 			for _, x := range names[:n] {
-				if eqFoldBytes(x, f) {
+				if httpwire.EqualFoldBytes(x, f) {
 					dup = true
 					break
 				}
@@ -64,16 +66,14 @@ func appendVaryNames(dst []byte, lines [][]byte) (out []byte, star, tooMany bool
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		for _, c := range names[i] {
-			dst = append(dst, lowerASCII(c))
-		}
+		dst = httpwire.AppendLower(dst, names[i])
 	}
 	return dst, false, false
 }
 
 func lessFold(a, b []byte) bool {
 	for i := 0; i < len(a) && i < len(b); i++ {
-		x, y := lowerASCII(a[i]), lowerASCII(b[i])
+		x, y := httpwire.LowerASCII(a[i]), httpwire.LowerASCII(b[i])
 		if x != y {
 			return x < y
 		}
@@ -141,7 +141,7 @@ func appendVaryKey(dst, names []byte, req *fasthttp.RequestHeader, view Forwarde
 			}
 		}
 		for k, v := range req.All() {
-			if !eqFoldBytes(k, name) {
+			if !httpwire.EqualFoldBytes(k, name) {
 				continue
 			}
 			found = true
@@ -168,16 +168,14 @@ func appendMembers(dst []byte, start int, v []byte, fold bool) []byte {
 		} else {
 			m, v = v, nil
 		}
-		if m = trimOWS(m); len(m) == 0 {
+		if m = httpwire.TrimOWS(m); len(m) == 0 {
 			continue
 		}
 		if len(dst) > start {
 			dst = append(dst, ',')
 		}
 		if fold {
-			for _, c := range m {
-				dst = append(dst, lowerASCII(c))
-			}
+			dst = httpwire.AppendLower(dst, m)
 		} else {
 			dst = append(dst, m...)
 		}

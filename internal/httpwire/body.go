@@ -1,4 +1,4 @@
-package proxy
+package httpwire
 
 import (
 	"bufio"
@@ -11,21 +11,25 @@ import (
 // complete (its stream reports io.EOF when the connection closes mid-chunk), and
 // so relayed a truncated body with a last chunk, and let the cache store it.
 // This decoder is strict in what ends a body: only the exact framing does;
-// anything else is an error, and the relay then closes the client connection
-// without a last chunk.
+// anything else is an error, and the proxy's relay then closes the client
+// connection without a last chunk.
 
-// Errors of a backend body. They map to 502 when nothing was sent yet.
+// Errors of a body read by BodyReader. The proxy answers a backend's with 502
+// when nothing was sent yet.
 var (
-	errBadChunk     = errors.New("proxy: malformed chunked body from backend response")
-	errBodyTooShort = errors.New("proxy: backend response body cut short")
+	ErrBadChunk     = errors.New("httpwire: malformed chunked body")
+	ErrBodyTooShort = errors.New("httpwire: body cut short")
 )
 
-// Body framings of a backend response (RFC 9112 §6.3).
+// BodyMode is the framing of a response body (RFC 9112 §6.3).
+type BodyMode uint8
+
+// Body framings of a response.
 const (
-	bodyNone    = iota // HEAD, 1xx, 204, 304: no body whatever the fields say
-	bodyFixed          // Content-Length
-	bodyChunked        // Transfer-Encoding: chunked
-	bodyToClose        // neither: the body ends when the backend closes
+	BodyNone    BodyMode = iota // HEAD, 1xx, 204, 304: no body whatever the fields say
+	BodyFixed                   // Content-Length
+	BodyChunked                 // Transfer-Encoding: chunked
+	BodyToClose                 // neither: the body ends when the sender closes
 )
 
 // States of the chunked decoder.
@@ -44,40 +48,50 @@ const maxTrailerBytes = 16 << 10
 // maxChunkSizeDigits bounds a chunk-size: 15 hex digits stay far below int64 overflow.
 const maxChunkSizeDigits = 15
 
-// bodyReader reads one backend response body from br, the connection's reader.
-// It lives in its bconn, so starting one allocates nothing.
-type bodyReader struct {
+// BodyReader reads one response body from br, the connection's reader, and
+// never reads past its end. Embedded in a connection's state, starting one
+// (Reset) allocates nothing. The zero BodyReader is an empty body.
+type BodyReader struct {
 	br      *bufio.Reader
-	mode    uint8
+	mode    BodyMode
 	state   uint8
-	left    int64 // bodyFixed: bytes left in the body; bodyChunked: in the chunk
+	left    int64 // BodyFixed: bytes left in the body; BodyChunked: in the chunk
 	trailer int   // trailer bytes seen
 	err     error // sticky: io.EOF at the end of the body, or the failure
 }
 
-func (r *bodyReader) reset(br *bufio.Reader, mode uint8, n int64) {
-	*r = bodyReader{br: br, mode: mode, left: n}
-	if mode == bodyNone || (mode == bodyFixed && n == 0) {
+// Reset starts the body of framing mode on br; n is the Content-Length of a
+// BodyFixed body.
+func (r *BodyReader) Reset(br *bufio.Reader, mode BodyMode, n int64) {
+	*r = BodyReader{br: br, mode: mode, left: n}
+	if mode == BodyNone || (mode == BodyFixed && n == 0) {
 		r.err = io.EOF
 	}
 }
 
-// complete reports whether the body was read to its exact end.
-func (r *bodyReader) complete() bool { return r.err == io.EOF }
+// Complete reports whether the body was read to its exact end.
+func (r *BodyReader) Complete() bool { return r.err == io.EOF }
 
-func (r *bodyReader) fail(err error) error {
+// Mode returns the body's framing.
+func (r *BodyReader) Mode() BodyMode { return r.mode }
+
+// Remaining returns the bytes of a BodyFixed body not read yet.
+func (r *BodyReader) Remaining() int64 { return r.left }
+
+func (r *BodyReader) fail(err error) error {
 	if err == io.EOF || err == bufio.ErrBufferFull {
 		if err == io.EOF {
-			err = errBodyTooShort
+			err = ErrBodyTooShort
 		} else {
-			err = errBadChunk
+			err = ErrBadChunk
 		}
 	}
 	r.err = err
 	return err
 }
 
-func (r *bodyReader) Read(p []byte) (int, error) {
+// Read reads the body; io.EOF comes only at its exact end.
+func (r *BodyReader) Read(p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
@@ -85,7 +99,7 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	switch r.mode {
-	case bodyFixed:
+	case BodyFixed:
 		if int64(len(p)) > r.left {
 			p = p[:r.left]
 		}
@@ -99,9 +113,9 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 			return n, r.fail(err)
 		}
 		return n, nil
-	case bodyNone:
-		return 0, io.EOF // a zero bodyReader too
-	case bodyToClose:
+	case BodyNone:
+		return 0, io.EOF // a zero BodyReader too
+	case BodyToClose:
 		n, err := r.br.Read(p)
 		if err != nil {
 			r.err = err
@@ -114,7 +128,7 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 	return r.readChunked(p)
 }
 
-func (r *bodyReader) readChunked(p []byte) (int, error) {
+func (r *BodyReader) readChunked(p []byte) (int, error) {
 	for {
 		switch r.state {
 		case chunkSize:
@@ -122,9 +136,9 @@ func (r *bodyReader) readChunked(p []byte) (int, error) {
 			if err != nil {
 				return 0, r.fail(err)
 			}
-			size, ok := parseChunkSizeLine(line)
+			size, ok := ParseChunkSizeLine(line)
 			if !ok {
-				return 0, r.fail(errBadChunk)
+				return 0, r.fail(ErrBadChunk)
 			}
 			if size == 0 {
 				r.state = chunkTrailer
@@ -158,7 +172,7 @@ func (r *bodyReader) readChunked(p []byte) (int, error) {
 				return 0, r.fail(err)
 			}
 			if cr != '\r' || lf != '\n' {
-				return 0, r.fail(errBadChunk)
+				return 0, r.fail(ErrBadChunk)
 			}
 			r.state = chunkSize
 		case chunkTrailer:
@@ -167,7 +181,7 @@ func (r *bodyReader) readChunked(p []byte) (int, error) {
 				return 0, r.fail(err)
 			}
 			if r.trailer += len(line); r.trailer > maxTrailerBytes || !validTrailerLine(line) {
-				return 0, r.fail(errBadChunk)
+				return 0, r.fail(ErrBadChunk)
 			}
 			if len(line) == 2 {
 				r.state, r.err = chunkDone, io.EOF
@@ -179,9 +193,9 @@ func (r *bodyReader) readChunked(p []byte) (int, error) {
 	}
 }
 
-// parseChunkSizeLine parses "chunk-size [ chunk-ext ] CRLF" (RFC 9112 §7.1).
+// ParseChunkSizeLine parses "chunk-size [ chunk-ext ] CRLF" (RFC 9112 §7.1).
 // Extensions are checked for control characters and ignored.
-func parseChunkSizeLine(line []byte) (int64, bool) {
+func ParseChunkSizeLine(line []byte) (int64, bool) {
 	n := len(line)
 	if n < 3 || line[n-2] != '\r' {
 		return 0, false // bare LF, or no digits
