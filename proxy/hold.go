@@ -142,7 +142,7 @@ func (h *holder) readHeld(fd uintptr) bool {
 			if err == syscall.EAGAIN {
 				return true // flush finishes with the poller's help
 			}
-			if err != nil {
+			if err != 0 {
 				h.held = h.held[:0]
 				h.rerr = &net.OpError{Op: "write", Net: "tcp", Addr: h.c.RemoteAddr(), Err: err}
 				return true
@@ -169,7 +169,7 @@ func (h *holder) readHeld(fd uintptr) bool {
 			continue
 		case err == syscall.EAGAIN:
 			return false
-		case err != nil:
+		case err != 0:
 			h.rerr = &net.OpError{Op: "read", Net: "tcp", Addr: h.c.RemoteAddr(), Err: err}
 		case n == 0:
 			h.rerr = io.EOF

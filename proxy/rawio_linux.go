@@ -5,7 +5,7 @@ import (
 	"unsafe"
 )
 
-// rawRead and rawWrite are read(2) and write(2) on a non-blocking socket without
+// rawRead and rawWrite are recv(2) and send(2) on a non-blocking socket without
 // the runtime's entersyscall/exitsyscall, for holder.readHeld. A non-blocking
 // socket call never waits, so there is nothing for the scheduler to hand off;
 // the bookkeeping costs user time, and entersyscall wakes the runtime's system
@@ -13,20 +13,30 @@ import (
 // after which it polls every 20 µs for a millisecond. On a proxy that idles
 // between bursts (one CPU, GOMAXPROCS=1) that was dozens of wake-ups a second,
 // each a context switch on the proxy's CPU.
-func rawRead(fd int, p []byte) (int, error) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
+//
+// recvfrom and sendto rather than read and write: on a socket they do the
+// same, but skip the file layer's position lock, permission hook and
+// fsnotify calls. On loopback: an empty read 128 ns against 146 ns, a 64-byte
+// write 295 ns against 349 ns. MSG_NOSIGNAL: a write to a connection the peer
+// reset fails with EPIPE without raising SIGPIPE first.
+//
+// They return a bare Errno (0: none), not an error: readHeld compares it with
+// EAGAIN and EINTR on every call, which for an error interface is a runtime
+// comparison call each time.
+func rawRead(fd int, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
-	return int(n), nil
+	return int(n), 0
 }
 
-func rawWrite(fd int, p []byte) (int, error) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)))
+func rawWrite(fd int, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(bufPtr(p)), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
-	return int(n), nil
+	return int(n), 0
 }
 
 func bufPtr(p []byte) unsafe.Pointer {

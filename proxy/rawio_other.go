@@ -5,9 +5,19 @@ package proxy
 import "syscall"
 
 // rawRead and rawWrite are plain system calls where rawio_linux.go's are not
-// available.
-func rawRead(fd int, p []byte) (int, error)  { return syscall.Read(fd, p) }
-func rawWrite(fd int, p []byte) (int, error) { return syscall.Write(fd, p) }
+// available. Like those, they return a bare Errno, 0 for none.
+func rawRead(fd int, p []byte) (int, syscall.Errno)  { return errno(syscall.Read(fd, p)) }
+func rawWrite(fd int, p []byte) (int, syscall.Errno) { return errno(syscall.Write(fd, p)) }
+
+func errno(n int, err error) (int, syscall.Errno) {
+	if err == nil {
+		return n, 0
+	}
+	if e, ok := err.(syscall.Errno); ok {
+		return 0, e
+	}
+	return 0, syscall.EIO
+}
 
 // rawPeekIdle reports whether nothing is readable on an idle socket.
 func rawPeekIdle(fd uintptr, buf []byte) bool {

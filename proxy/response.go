@@ -123,9 +123,13 @@ type writerOnly struct{ io.Writer }
 // when src has one (RFC 9110 §6.6.1: a proxy forwards it; only a response
 // without one gets the proxy's clock). fasthttp treats Date as its own field: it
 // drops a Date set through its API and writes the current time, unless the
-// header has NoDefaultDate, which only its server can set. So dst is reset from a
-// template header that has it (noDateHeader), and the origin's Date is put in by
+// header has NoDefaultDate, which only its server can set. So a header is made
+// from a template that has it (noDateHeader), and the origin's Date is put in by
 // parsing it, the one way a Date field reaches a fasthttp header.
+//
+// Parsing a head costs as much as the rest of the copy, and the origin's Date
+// changes once a second: each pooled dateParser keeps the header it made for the
+// last Date it saw (tmpl), and dst is a copy of it while the Date is the same.
 func resetForCopy(dst, src *fasthttp.ResponseHeader) {
 	date := src.Peek("Date")
 	if len(date) == 0 {
@@ -141,20 +145,14 @@ func resetForCopy(dst, src *fasthttp.ResponseHeader) {
 		dst.Reset()
 		return
 	}
-	noDateHeader.CopyTo(dst)
 	dp := dateParsers.Get().(*dateParser)
-	dp.buf = append(append(append(dp.buf[:0], "HTTP/1.1 200 OK\r\nDate: "...), date...), "\r\n\r\n"...)
-	dp.rd.Reset(dp.buf)
-	dp.br.Reset(&dp.rd)
-	if err := dst.Read(dp.br); err != nil {
-		dst.Reset() // a Date too long for the parser's buffer: ours instead
+	if !dp.made || string(dp.date) != string(date) {
+		dp.make(date)
+	}
+	if dp.parsed {
+		dp.tmpl.CopyTo(dst)
 	} else {
-		// Undo what parsing a head without a length implies: a body read
-		// until close.
-		dst.ResetConnectionClose()
-		dst.Del("Content-Length")
-		dst.SetStatusMessage(nil) // the standard reason of the status set next
-		dst.SetProtocol(nil)
+		dst.Reset() // a Date too long for the parser's buffer: ours instead
 	}
 	dateParsers.Put(dp)
 }
@@ -163,6 +161,32 @@ type dateParser struct {
 	buf []byte
 	rd  bytes.Reader
 	br  *bufio.Reader
+
+	// tmpl is the header made for date: noDateHeader with the Date field,
+	// valid when parsed (made: date and parsed are set).
+	tmpl   fasthttp.ResponseHeader
+	date   []byte
+	made   bool
+	parsed bool
+}
+
+// make parses date into tmpl.
+func (dp *dateParser) make(date []byte) {
+	dp.date = append(dp.date[:0], date...)
+	dp.made = true
+	noDateHeader.CopyTo(&dp.tmpl)
+	dp.buf = append(append(append(dp.buf[:0], "HTTP/1.1 200 OK\r\nDate: "...), date...), "\r\n\r\n"...)
+	dp.rd.Reset(dp.buf)
+	dp.br.Reset(&dp.rd)
+	h := &dp.tmpl
+	if dp.parsed = h.Read(dp.br) == nil; dp.parsed {
+		// Undo what parsing a head without a length implies: a body read
+		// until close.
+		h.ResetConnectionClose()
+		h.Del("Content-Length")
+		h.SetStatusMessage(nil) // the standard reason of the status set next
+		h.SetProtocol(nil)
+	}
 }
 
 var dateParsers = sync.Pool{New: func() any {

@@ -50,10 +50,12 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 	bw.WriteString(" HTTP/1.1\r\n")
 
 	raw := h.RawHeaders()
+	var xff bool
 	if o.parsed {
 		writeParsedHeader(bw, h)
+		xff = httpwire.Has(raw, "x-forwarded-for")
 	} else {
-		writeRawHeader(bw, raw)
+		xff = writeRawHeader(bw, raw)
 	}
 	if len(h.Host()) == 0 {
 		bw.WriteString("Host: ")
@@ -61,7 +63,7 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("X-Forwarded-For: ")
-	if httpwire.Has(raw, "x-forwarded-for") {
+	if xff {
 		// Several lines are one list (RFC 9110 §5.3): join them in order.
 		for it := httpwire.Fields(raw); ; {
 			name, value, ok := it.Next()
@@ -108,8 +110,10 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 	}
 }
 
-// writeRawHeader copies the client's end-to-end header lines, as sent.
-func writeRawHeader(bw *bufio.Writer, raw []byte) {
+// writeRawHeader copies the client's end-to-end header lines, as sent, and
+// reports whether they have an X-Forwarded-For, found on the way rather than by
+// a walk of its own (httpwire.Has).
+func writeRawHeader(bw *bufio.Writer, raw []byte) (xff bool) {
 	// First pass: what Connection names. A fixed array keeps this on the stack;
 	// more than eight tokens is abuse, and the extra ones are still removed by
 	// the slow check below.
@@ -124,6 +128,8 @@ func writeRawHeader(bw *bufio.Writer, raw []byte) {
 			var o bool
 			connection, o = httpwire.AppendTokens(connection, value)
 			overflow = overflow || o
+		} else if !xff && httpwire.EqualFold(name, "x-forwarded-for") {
+			xff = true
 		}
 	}
 	// Second pass: copy what goes through.
@@ -141,6 +147,7 @@ func writeRawHeader(bw *bufio.Writer, raw []byte) {
 		bw.Write(value)
 		bw.WriteString("\r\n")
 	}
+	return xff
 }
 
 // writeParsedHeader writes the end-to-end fields of fasthttp's parsed header. Used

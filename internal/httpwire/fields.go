@@ -1,5 +1,7 @@
 package httpwire
 
+import "bytes"
+
 // FieldIter walks the field lines of a raw header block: "name: value" lines
 // ended by CRLF (or a bare LF), up to the empty line that ends the block.
 // Lines without a colon are skipped. It is meant for blocks already
@@ -13,13 +15,11 @@ func Fields(raw []byte) FieldIter { return FieldIter{raw} }
 // field line; ok is false at the end of the block.
 func (it *FieldIter) Next() (name, value []byte, ok bool) {
 	for len(it.raw) > 0 {
-		i := 0
-		for i < len(it.raw) && it.raw[i] != '\n' {
-			i++
-		}
-		line := it.raw[:i]
-		if i < len(it.raw) {
-			it.raw = it.raw[i+1:]
+		// bytes.IndexByte, not a byte loop: the proxy runs this over every
+		// header line several times per request (writeRawHeader's two passes).
+		line := it.raw
+		if i := bytes.IndexByte(it.raw, '\n'); i >= 0 {
+			line, it.raw = it.raw[:i], it.raw[i+1:]
 		} else {
 			it.raw = nil
 		}
@@ -30,11 +30,8 @@ func (it *FieldIter) Next() (name, value []byte, ok bool) {
 			it.raw = nil
 			return nil, nil, false
 		}
-		c := 0
-		for c < len(line) && line[c] != ':' {
-			c++
-		}
-		if c == len(line) {
+		c := bytes.IndexByte(line, ':')
+		if c < 0 {
 			continue
 		}
 		return line[:c], TrimOWS(line[c+1:]), true
