@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cache-compare.sh: cache-HIT throughput of floodgate's response cache beside nginx's
 # proxy_cache and Varnish, on this machine, in one run, in the style of
-# ../shared/bench/compare.sh. Each cache gets one CPU (the second one); the load
+# bench/compare.sh. Each cache gets one CPU (the second one); the load
 # generator (wrk) and the origin (nginx serving a fixed body with
 # "Cache-Control: public, max-age=3600", an ETag and a Last-Modified) share the first.
 # Every cache is warmed and checked to answer from its store before the measurement

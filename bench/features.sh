@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# features.sh: a stand-in floodgate binary for ../shared/bench/compare.sh that turns
+# features.sh: a stand-in floodgate binary for bench/compare.sh that turns
 # on the edge features before starting the real binary: an access list, a per-client
 # rate limit and the JSON access log (to a file). compare.sh passes -config PATH;
 # this script rewrites that config and execs floodgate with it.
-#   FLOODGATE_BIN=/path/to/floodgate bash ../shared/bench/compare.sh -b bench/features.sh
+#   FLOODGATE_BIN=/path/to/floodgate bash bench/compare.sh -b bench/features.sh
 set -euo pipefail
 bin=${FLOODGATE_BIN:?set FLOODGATE_BIN to the floodgate binary}
 cfg=""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tls-compare.sh: floodgate beside HAProxy as TLS-terminating HTTP/1.1 reverse proxies,
 # with the same certificate (a self-signed ECDSA P-256 one made here with openssl), on
-# this machine, in one run, in the style of ../shared/bench/compare.sh. Each proxy gets
+# this machine, in one run, in the style of bench/compare.sh. Each proxy gets
 # one CPU (the second one); the load generators and the backend (nginx returning a
 # fixed body over plain HTTP) share the first. Proxies take turns, round after round.
 #

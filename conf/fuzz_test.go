@@ -12,7 +12,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 )
 
-// seeds are the ARCHITECTURE.md config, the YAML blocks of the docs, and a few
+// seeds are the reference config of the original design (testdata/architecture.yaml), the YAML blocks of the docs, and a few
 // edge cases.
 func seeds(t testing.TB) [][]byte {
 	var out [][]byte

@@ -437,7 +437,7 @@ routes:
 	}
 }
 
-// TestArchitectureExample parses the config of ARCHITECTURE.md (with the
+// TestArchitectureExample parses the reference config of the original design (with the
 // backoffice pool it routes to) and checks what it sets and what it defaults.
 func TestArchitectureExample(t *testing.T) {
 	c, err := Load("testdata/architecture.yaml")

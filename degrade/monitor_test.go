@@ -218,7 +218,7 @@ func TestSustainedSpike(t *testing.T) {
 	}
 }
 
-// tvSpike runs a closed loop shaped on the TV broadcast of SCENARIOS.md:
+// tvSpike runs a closed loop shaped on a TV broadcast spike:
 // demand (in units of the pool's capacity) climbs from 0.3 to peak in 20s,
 // holds a minute and falls back. Admission feeds back into the signals:
 // refused classes are diverted, the rest is forwarded. With a connection

@@ -13,7 +13,7 @@ import (
 )
 
 // fastBackend is a fasthttp server answering a fixed 128-byte body, like the backend
-// of ../shared/bench/compare.sh.
+// of bench/compare.sh.
 func fastBackend(tb testing.TB) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,8 +68,8 @@ func (h *handlerRun) do(tb testing.TB) {
 	h.ctx.Response.Reset() // closes the body stream, returning the backend connection
 }
 
-// TestHandlerAllocatesNothing is the zero-allocation budget of ../shared/STYLE.md
-// item 7, enforced: a small GET through the handler, backend round trip included.
+// TestHandlerAllocatesNothing is the request path's zero-allocation budget,
+// enforced: a small GET through the handler, backend round trip included.
 func TestHandlerAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector; CI runs this test without it")

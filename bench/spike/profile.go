@@ -115,7 +115,8 @@ type Profile struct {
 	Lead, Rise, Hold, Fall, Tail time.Duration
 }
 
-// tvProfile is the TV-broadcast spike of docs/SCENARIOS scaled to this machine.
+// tvProfile is the TV-broadcast spike (sessions x18 within minutes, held, then
+// falling back) scaled to this machine.
 func tvProfile() Profile {
 	return Profile{Base: 300, Peak: 5400, Lead: 10 * time.Second, Rise: 20 * time.Second,
 		Hold: 60 * time.Second, Fall: 20 * time.Second, Tail: 30 * time.Second}

@@ -41,7 +41,7 @@ func newCtx(uri string, hdrs ...string) *fasthttp.RequestCtx {
 }
 
 // TestHitAllocatesNothing is the zero-allocation budget of the request path
-// (STYLE.md item 7): a fresh hit, with and without Vary, a 304 to a
+// (enforced, not only benchmarked): a fresh hit, with and without Vary, a 304 to a
 // conditional request and a range must not allocate in steady state.
 func TestHitAllocatesNothing(t *testing.T) {
 	if raceEnabled {
