@@ -4,12 +4,18 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
+
+// The access log: its writer, and what the request path records for it (reqInfo,
+// logAccess).
 
 // AccessLog writes one JSON line per request. Request goroutines append their
 // formatted line to a pending block under a short lock; one goroutine takes the
@@ -257,4 +263,64 @@ func appendJSONString(b, s []byte) []byte {
 		}
 	}
 	return b
+}
+
+// reqInfo collects, on the caller's stack, what the access log says beyond the
+// request and response themselves.
+type reqInfo struct {
+	backend     string
+	cache       string
+	degraded    string
+	client      netip.Addr // the client after trusted_proxies, when clientKnown
+	clientKnown bool
+	forwarded   bool // a backend was tried: the degraded-mode recorder counts it
+	bodyRead    bool // the request body was read to its end
+	failed      bool // ... and failed (error or 5xx)
+}
+
+// logAccess writes the request's access log line.
+func (s *Server) logAccess(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo, start time.Time, d time.Duration) {
+	var ipBuf, clientBuf [64]byte
+	var peer []byte
+	if c := clientConn(ctx); c != nil {
+		peer = c.peerIPText()
+	} else {
+		peer = appendAddr(ipBuf[:0], ctx.RemoteAddr())
+	}
+	client := peer
+	if len(s.opts.TrustedProxies) > 0 {
+		// The client as the guards see it: after the trusted proxies.
+		ip := info.client
+		if !info.clientKnown {
+			ip = clientIP(ctx.RemoteAddr(), ctx.Request.Header.RawHeaders(), s.opts.TrustedProxies)
+		}
+		if ip.IsValid() {
+			client = ip.AppendTo(clientBuf[:0])
+		} else {
+			client = append(clientBuf[:0], "unknown"...)
+		}
+	}
+	e := entry{
+		start: start, dur: d,
+		client:   client,
+		peer:     peer,
+		method:   ctx.Request.Header.Method(),
+		target:   ctx.Request.Header.RequestURI(),
+		route:    "-",
+		pool:     "-",
+		backend:  info.backend,
+		status:   ctx.Response.StatusCode(),
+		bytesIn:  max(ctx.Request.Header.ContentLength(), -1),
+		cache:    info.cache,
+		degraded: info.degraded,
+	}
+	if rt != nil {
+		e.route, e.pool = rt.name, rt.pool.name
+	}
+	if ctx.Response.IsBodyStream() {
+		e.bytesOut = max(ctx.Response.Header.ContentLength(), -1)
+	} else {
+		e.bytesOut = len(ctx.Response.Body())
+	}
+	s.opts.AccessLog.log(&e)
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // conn wraps each client connection to give it the idle timeouts that nginx calls
@@ -324,4 +326,16 @@ func (c *conn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return c.Conn.Close()
+}
+
+// clientConn returns floodgate's wrapper of the client connection, under TLS too.
+func clientConn(ctx *fasthttp.RequestCtx) *conn {
+	switch c := ctx.Conn().(type) {
+	case *conn:
+		return c
+	case interface{ NetConn() net.Conn }:
+		pc, _ := c.NetConn().(*conn)
+		return pc
+	}
+	return nil
 }

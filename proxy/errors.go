@@ -5,13 +5,18 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/floodgate/floodgate/balancer"
 )
 
-// This file is the one place where errors become HTTP statuses.
+// Errors of the request path: whose they are (the client's or the backend's, a
+// reset, a close before any response), and the one place where they become HTTP
+// statuses, fasthttp's parse errors included.
 
 // Sentinel errors of the request path.
 var (
@@ -102,4 +107,99 @@ func writeError(ctx *fasthttp.RequestCtx, routeName string, err error) {
 	r.AppendBodyString(": ")
 	r.AppendBodyString(reason)
 	r.AppendBodyString("\n")
+}
+
+// parseError answers requests that fasthttp itself could not parse: 400 (or 413 for
+// an oversized body, 414 for an overlong request line, 431 for oversized headers)
+// and the connection is closed, since the stream can no longer be trusted. A head
+// with bare LF line endings fails its read (errBareLF) and gets its 400 here.
+func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	defer s.recoverRequest(ctx)
+	status := fasthttp.StatusBadRequest
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status = fasthttp.StatusRequestEntityTooLarge
+	case errors.As(err, &small):
+		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+		if c := clientConn(ctx); c != nil && c.head.lineOpen() {
+			status = fasthttp.StatusRequestURITooLong // the request line alone is over the limit
+		}
+	case isTimeout(err):
+		status = fasthttp.StatusRequestTimeout
+	}
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(fasthttp.StatusMessage(status) + "\n")
+	ctx.SetConnectionClose()
+	// Counted and logged like any refused request.
+	s.unrouted.record(status, 0)
+	if s.opts.AccessLog != nil {
+		var info reqInfo
+		s.logAccess(ctx, nil, &info, time.Now(), 0)
+	}
+}
+
+// badRequest answers a request that failed validation and closes the connection.
+func badRequest(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(fasthttp.StatusBadRequest)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.SetBodyString("400 Bad Request\n")
+	ctx.SetConnectionClose()
+}
+
+// isClosedBeforeResponse reports whether the backend closed the connection before
+// sending any byte of a response.
+func isClosedBeforeResponse(err error) bool {
+	return errors.Is(err, errClosedBeforeResponse)
+}
+
+// clientError returns the client-side error that err stands for, or nil when the
+// failure was the backend's. Reads from the client's connection fail with a
+// *net.OpError that carries the client's address: the same net.Addr value that the
+// connection reports, so the comparison costs nothing.
+func clientError(err error, client net.Addr, chunked bool) error {
+	var bc fasthttp.ErrBrokenChunk
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge), errors.Is(err, errBodyLimit):
+		return ErrBodyTooLarge
+	case errors.As(err, &bc):
+		return ErrClientBody
+	}
+	var cb *clientBodyError
+	if errors.As(err, &cb) {
+		switch {
+		case errors.Is(cb.err, fasthttp.ErrBodyTooLarge), errors.Is(cb.err, errBodyLimit):
+			return ErrBodyTooLarge
+		case isTimeout(cb.err):
+			return ErrClientTimeout
+		}
+		return ErrClientBody
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		if oe.Op == "read" && oe.Addr != nil && client != nil &&
+			(oe.Addr == client || oe.Addr.String() == client.String()) {
+			if oe.Timeout() {
+				return ErrClientTimeout
+			}
+			return ErrClientBody
+		}
+		return nil
+	}
+	// fasthttp reports a malformed chunk size or chunk terminator in the client's
+	// body with plain errors; anything else that is not about the backend's
+	// connection or response, while a chunked body was being relayed, is one.
+	if chunked && !isDialError(err) && !isTimeout(err) && !isClosedBeforeResponse(err) &&
+		!strings.Contains(err.Error(), "response") {
+		return ErrClientBody
+	}
+	return nil
+}
+
+// isReset reports a connection reset or broken pipe.
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

@@ -5,17 +5,20 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"golang.org/x/time/rate"
 
 	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
-// Access control and rate limiting: the per-route guards that run before a request
-// may reach a backend.
+// The checks a request passes before it may reach a backend: refusal of an
+// over-limit head, the redirect to HTTPS, and the per-route access control and
+// rate limiting.
 
 // clientIP returns the address a request is attributed to: the peer, or, when the
 // peer is a trusted proxy, the rightmost X-Forwarded-For element that is not
@@ -347,4 +350,75 @@ func limitKey(raw []byte, name string) (value []byte, ok bool) {
 			return nil, false
 		}
 	}
+}
+
+// refuseHead answers a request head that is over a limit (414, 431) and closes
+// the connection.
+func refuseHead(ctx *fasthttp.RequestCtx, status int) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.SetBodyString(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + "\n")
+	ctx.SetConnectionClose()
+}
+
+// redirectHTTPS answers 308 Permanent Redirect (method and body kept, unlike 301)
+// to the https:// form of the request.
+func redirectHTTPS(ctx *fasthttp.RequestCtx, port int) {
+	h := &ctx.Request.Header
+	b := append(make([]byte, 0, 128), "https://"...)
+	b = append(b, httpwire.HostOnly(h.Host())...)
+	if port != 0 && port != 443 {
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(port), 10)
+	}
+	b = append(b, h.RequestURI()...)
+	ctx.Response.Reset()
+	ctx.SetStatusCode(fasthttp.StatusPermanentRedirect)
+	ctx.Response.Header.SetBytesV("Location", b)
+}
+
+// guard applies a route's access list and rate limit; it answers and returns false
+// when the request may not go on.
+func (s *Server) guard(ctx *fasthttp.RequestCtx, rt *route, now time.Time, info *reqInfo) bool {
+	ip := clientIP(ctx.RemoteAddr(), ctx.Request.Header.RawHeaders(), s.opts.TrustedProxies)
+	info.client, info.clientKnown = ip, true
+	if rt.acl != nil && !rt.acl.admits(ip) {
+		rt.stats.denied.Add(1)
+		writeError(ctx, rt.name, ErrForbidden)
+		return false
+	}
+	if l := rt.limit; l != nil {
+		var ok bool
+		if l.spec.Header == "" {
+			ok = l.allowIP(limitIP(ip), now)
+		} else {
+			key, single := limitKey(ctx.Request.Header.RawHeaders(), l.spec.Header)
+			if !single {
+				badRequest(ctx)
+				return false
+			}
+			ok = l.allowKey(key, now)
+		}
+		if !ok {
+			rt.stats.rateLimited.Add(1)
+			writeError(ctx, rt.name, ErrRateLimited)
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(l.retryAfter()))
+			return false
+		}
+	}
+	return true
+}
+
+// limitIP is the rate-limit key of a client address: an IPv4 address, or the /64
+// of an IPv6 one. Any IPv6 client can use every address of its /64 (the smallest
+// prefix delegated to a network), so counting per address would give it 2^64
+// buckets.
+func limitIP(ip netip.Addr) netip.Addr {
+	if ip.Is6() {
+		b := ip.As16()
+		clear(b[8:])
+		return netip.AddrFrom16(b)
+	}
+	return ip
 }
