@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/internal/hostport"
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // Bounds. Every list, count and duration has one, so that a typo (an extra
@@ -24,6 +25,7 @@ const (
 	maxCertificates = 100
 	maxMethods      = 32
 	maxNameLen      = 64
+	maxTokenLen     = 64 // methods and header names
 	maxPathLen      = 1024
 
 	maxTimeout       = time.Hour
@@ -587,20 +589,10 @@ func (d *decoder) methods(f string, ms []string) bool {
 	return ok
 }
 
-// isToken reports whether s is an RFC 9110 token, the syntax of methods and
-// header names.
+// isToken reports whether s is an RFC 9110 token (httpwire.IsToken), the
+// syntax of methods and header names, of at most 64 characters.
 func isToken(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
+	return len(s) <= maxTokenLen && httpwire.IsToken(s)
 }
 
 // hostPort checks a listen address "host:port". needHost is for addresses we
