@@ -12,6 +12,7 @@ import (
 
 	"github.com/floodgate/floodgate/internal/hostport"
 	"github.com/floodgate/floodgate/internal/httpwire"
+	"github.com/floodgate/floodgate/internal/ident"
 )
 
 // Bounds. Every list, count and duration has one, so that a typo (an extra
@@ -24,7 +25,6 @@ const (
 	maxCIDRs        = 10000 // per list
 	maxCertificates = 100
 	maxMethods      = 32
-	maxNameLen      = 64
 	maxTokenLen     = 64 // methods and header names
 	maxPathLen      = 1024
 
@@ -537,16 +537,12 @@ func (d *decoder) name(f, v string) bool {
 	switch {
 	case v == "":
 		d.errorf(f, "required")
-	case len(v) > maxNameLen || strings.IndexFunc(v, func(r rune) bool { return !isNameChar(r) }) >= 0:
-		d.errorf(f, "must be 1 to %d characters from A-Z a-z 0-9 _ . -, got %s", maxNameLen, quote(v))
+	case !ident.Valid(v):
+		d.errorf(f, "must be 1 to %d characters from A-Z a-z 0-9 _ . -, got %s", ident.MaxLen, quote(v))
 	default:
 		return true
 	}
 	return false
-}
-
-func isNameChar(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-'
 }
 
 func (d *decoder) pathPrefix(f, v string) bool {
