@@ -13,6 +13,7 @@ import (
 	"github.com/floodgate/floodgate/internal/hostport"
 	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/internal/ident"
+	"github.com/floodgate/floodgate/internal/limits"
 )
 
 // Bounds. Every list, count and duration has one, so that a typo (an extra
@@ -20,7 +21,7 @@ import (
 // for a week or allocates a billion rate-limit buckets.
 const (
 	maxPools        = 1000
-	maxBackends     = 10000 // per pool
+	maxBackends     = limits.MaxBackends // per pool, the balancer's bound
 	maxRoutes       = 10000
 	maxCIDRs        = 10000 // per list
 	maxCertificates = 100
@@ -44,7 +45,7 @@ const (
 	maxRetries     = 5
 	maxFails       = 1000
 	maxRisePerFall = 100
-	maxWeight      = 1000
+	maxWeight      = limits.MaxWeight
 	maxRatePerSec  = 1_000_000
 	maxBurst       = 10_000_000
 	maxKeys        = 10_000_000

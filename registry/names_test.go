@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/proxy"
 )
@@ -83,4 +84,31 @@ func jsonString(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// TestPoolBoundsAgreeWithBalancer checks that `floodgate -check` accepts a
+// pool at the balancer's bounds and refuses one past them.
+func TestPoolBoundsAgreeWithBalancer(t *testing.T) {
+	parse := func(weight, n int) error {
+		var b strings.Builder
+		b.WriteString("pools:\n  - name: shop\n    backends:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "      - {address: \"10.%d.%d.%d:80\", weight: %d}\n", i>>16&255, i>>8&255, i&255, weight)
+		}
+		b.WriteString("routes: [{name: site, path_prefix: /, pool: shop}]\n")
+		_, err := conf.Parse("t.yaml", []byte(b.String()))
+		return err
+	}
+	if err := parse(balancer.MaxWeight, 1); err != nil {
+		t.Errorf("weight %d refused by conf: %v", balancer.MaxWeight, err)
+	}
+	if parse(balancer.MaxWeight+1, 1) == nil {
+		t.Errorf("weight %d accepted by conf, refused by the balancer", balancer.MaxWeight+1)
+	}
+	if err := parse(1, balancer.MaxBackends); err != nil {
+		t.Errorf("%d backends refused by conf: %v", balancer.MaxBackends, err)
+	}
+	if parse(1, balancer.MaxBackends+1) == nil {
+		t.Errorf("%d backends accepted by conf, refused by the balancer", balancer.MaxBackends+1)
+	}
 }
