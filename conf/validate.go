@@ -216,6 +216,8 @@ func (d *decoder) pool(f string, p *Pool) {
 			d.errorf(hf+".path", "must start with /, got %s", quote(h.Path))
 		} else if len(h.Path) > maxPathLen || strings.ContainsAny(h.Path, " #") {
 			d.errorf(hf+".path", "must be a URL path of at most %d characters without spaces or #", maxPathLen)
+		} else if !httpwire.IsOriginForm(h.Path) {
+			d.errorf(hf+".path", "%s is not a valid request target", quote(h.Path))
 		}
 		if h.ExpectStatus != 0 {
 			d.intRange(hf+".expect_status", h.ExpectStatus, 100, 599)

@@ -6,9 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
+	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/proxy"
 )
 
@@ -110,5 +112,18 @@ func TestPoolBoundsAgreeWithBalancer(t *testing.T) {
 	}
 	if parse(1, balancer.MaxBackends+1) == nil {
 		t.Errorf("%d backends accepted by conf, refused by the balancer", balancer.MaxBackends+1)
+	}
+}
+
+// TestHealthPathAgreesWithHealth checks that `floodgate -check` and
+// health.Check.Validate (which a start runs) agree on health check paths.
+func TestHealthPathAgreesWithHealth(t *testing.T) {
+	for _, p := range []string{"/", "/healthz", "/a?b=c", "/a%20b", "/%zz", "/a%", "/a%2", "/ok%41"} {
+		yaml := fmt.Sprintf("pools: [{name: shop, health: {type: http, path: %s}, backends: [{address: \"10.0.0.1:80\"}]}]\nroutes: [{name: s, path_prefix: /, pool: shop}]\n", strconv.Quote(p))
+		_, cerr := conf.Parse("t.yaml", []byte(yaml))
+		herr := health.Check{Type: health.TypeHTTP, Path: p, Interval: time.Second}.Validate()
+		if (cerr == nil) != (herr == nil) {
+			t.Errorf("path %q: conf -check error %v, health error %v", p, cerr, herr)
+		}
 	}
 }

@@ -128,3 +128,16 @@ func TestIsToken(t *testing.T) {
 		}
 	}
 }
+
+func TestIsOriginForm(t *testing.T) {
+	for _, s := range []string{"/", "/healthz", "/a?b=c", "/a%20b", "/a;b"} {
+		if !IsOriginForm(s) {
+			t.Errorf("IsOriginForm(%q) = false", s)
+		}
+	}
+	for _, s := range []string{"", "healthz", "http://x/", "/%zz", "/a%", "/a\x00", "/a\nb"} {
+		if IsOriginForm(s) {
+			t.Errorf("IsOriginForm(%q) = true", s)
+		}
+	}
+}
