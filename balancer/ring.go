@@ -1,14 +1,17 @@
 package balancer
 
+import "github.com/floodgate/floodgate/internal/limits"
+
 // Limits on pools. They bound the memory and build time of the ring, which holds
 // one uint16 per slot: at most about (maxRing+MaxBackends)*2 bytes (~520 KB) per
 // pool generation, and typically a few KB.
 const (
-	// MaxWeight is the largest backend weight NewPool accepts.
-	MaxWeight = 1000
+	// MaxWeight is the largest backend weight NewPool accepts (the config
+	// file's bound too: package internal/limits).
+	MaxWeight = limits.MaxWeight
 	// MaxBackends is the most backends NewPool accepts in one pool. It keeps ring
 	// indices in a uint16 and the linear fallback pass of a pick short.
-	MaxBackends = 4096
+	MaxBackends = limits.MaxBackends
 
 	// maxRing is the longest ring built. Weights whose sum, after dividing by
 	// their GCD, exceeds it (only possible beyond 262 backends) are scaled down

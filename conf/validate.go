@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/internal/hostport"
+	"github.com/floodgate/floodgate/internal/httpwire"
+	"github.com/floodgate/floodgate/internal/ident"
+	"github.com/floodgate/floodgate/internal/limits"
 )
 
 // Bounds. Every list, count and duration has one, so that a typo (an extra
@@ -18,12 +21,12 @@ import (
 // for a week or allocates a billion rate-limit buckets.
 const (
 	maxPools        = 1000
-	maxBackends     = 10000 // per pool
+	maxBackends     = limits.MaxBackends // per pool, the balancer's bound
 	maxRoutes       = 10000
 	maxCIDRs        = 10000 // per list
 	maxCertificates = 100
 	maxMethods      = 32
-	maxNameLen      = 64
+	maxTokenLen     = 64 // methods and header names
 	maxPathLen      = 1024
 
 	maxTimeout       = time.Hour
@@ -42,7 +45,7 @@ const (
 	maxRetries     = 5
 	maxFails       = 1000
 	maxRisePerFall = 100
-	maxWeight      = 1000
+	maxWeight      = limits.MaxWeight
 	maxRatePerSec  = 1_000_000
 	maxBurst       = 10_000_000
 	maxKeys        = 10_000_000
@@ -213,6 +216,8 @@ func (d *decoder) pool(f string, p *Pool) {
 			d.errorf(hf+".path", "must start with /, got %s", quote(h.Path))
 		} else if len(h.Path) > maxPathLen || strings.ContainsAny(h.Path, " #") {
 			d.errorf(hf+".path", "must be a URL path of at most %d characters without spaces or #", maxPathLen)
+		} else if !httpwire.IsOriginForm(h.Path) {
+			d.errorf(hf+".path", "%s is not a valid request target", quote(h.Path))
 		}
 		if h.ExpectStatus != 0 {
 			d.intRange(hf+".expect_status", h.ExpectStatus, 100, 599)
@@ -535,16 +540,12 @@ func (d *decoder) name(f, v string) bool {
 	switch {
 	case v == "":
 		d.errorf(f, "required")
-	case len(v) > maxNameLen || strings.IndexFunc(v, func(r rune) bool { return !isNameChar(r) }) >= 0:
-		d.errorf(f, "must be 1 to %d characters from A-Z a-z 0-9 _ . -, got %s", maxNameLen, quote(v))
+	case !ident.Valid(v):
+		d.errorf(f, "must be 1 to %d characters from A-Z a-z 0-9 _ . -, got %s", ident.MaxLen, quote(v))
 	default:
 		return true
 	}
 	return false
-}
-
-func isNameChar(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-'
 }
 
 func (d *decoder) pathPrefix(f, v string) bool {
@@ -587,20 +588,10 @@ func (d *decoder) methods(f string, ms []string) bool {
 	return ok
 }
 
-// isToken reports whether s is an RFC 9110 token, the syntax of methods and
-// header names.
+// isToken reports whether s is an RFC 9110 token (httpwire.IsToken), the
+// syntax of methods and header names, of at most 64 characters.
 func isToken(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
+	return len(s) <= maxTokenLen && httpwire.IsToken(s)
 }
 
 // hostPort checks a listen address "host:port". needHost is for addresses we

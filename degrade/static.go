@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // MaxStaticSize caps a static degraded answer. The body is held in memory and
@@ -80,7 +82,7 @@ func LoadStatic(path string, status int, headers map[string]string) (*Static, er
 		value := headers[name]
 		canon := canonicalKey(name)
 		switch {
-		case !validHeaderName(name):
+		case !httpwire.IsToken(name):
 			errs = append(errs, fmt.Errorf("header %q: invalid name", name))
 		case !validHeaderValue(value):
 			errs = append(errs, fmt.Errorf("header %s: invalid value %q", canon, value))
@@ -163,23 +165,6 @@ func canonicalKey(s string) string {
 		upper = c == '-'
 	}
 	return string(b)
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
 }
 
 // validHeaderValue refuses control characters other than tab (CR and LF

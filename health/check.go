@@ -3,9 +3,10 @@ package health
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
 // Check types accepted in Check.Type.
@@ -85,7 +86,7 @@ func (c Check) Validate() error {
 	if c.Path != "" {
 		if !strings.HasPrefix(c.Path, "/") {
 			bad("path: %q must start with /", c.Path)
-		} else if _, err := url.ParseRequestURI(c.Path); err != nil {
+		} else if !httpwire.IsOriginForm(c.Path) {
 			bad("path: %q is not a valid request target", c.Path)
 		}
 	}

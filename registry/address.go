@@ -1,6 +1,9 @@
 package registry
 
-import "github.com/floodgate/floodgate/internal/hostport"
+import (
+	"github.com/floodgate/floodgate/internal/hostport"
+	"github.com/floodgate/floodgate/internal/ident"
+)
 
 // CanonicalAddress returns the one spelling of a backend address that the
 // registry stores, compares and dials, or an error wrapping ErrInvalid that
@@ -26,17 +29,6 @@ func CheckAddress(addr string) error {
 	return err
 }
 
-// validName reports whether s is a pool or route name: 1-64 characters from
-// A-Z a-z 0-9 _ . -, as the config file requires.
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
+// validName reports whether s is a pool or route name, by the config file's
+// rule (package ident).
+func validName(s string) bool { return ident.Valid(s) }

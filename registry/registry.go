@@ -356,6 +356,9 @@ func applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error 
 	}
 	wantRoutes := make(map[string]bool, len(cfg.Routes))
 	for i, rs := range cfg.Routes {
+		if !validName(rs.Name) {
+			return invalidf("routes[%d]: invalid name %q", i, rs.Name)
+		}
 		if wantRoutes[rs.Name] {
 			return invalidf("routes[%d]: route %q defined twice", i, rs.Name)
 		}

@@ -231,3 +231,18 @@ func Unhex(c byte) byte {
 func isAlnum(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
 }
+
+// IsToken reports whether s is a non-empty RFC 9110 token (§5.6.2), the syntax
+// of methods and field names. It sets no length cap: callers that need one
+// (the config file caps methods and header names at 64) check it themselves.
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tchar[s[i]] {
+			return false
+		}
+	}
+	return true
+}

@@ -110,3 +110,34 @@ func TestHelpersZeroAlloc(t *testing.T) {
 		t.Errorf("allocs = %v, want 0", n)
 	}
 }
+
+func TestIsToken(t *testing.T) {
+	for _, s := range []string{"GET", "X-Api-Key", "a", "!#$%&'*+-.^_`|~09azAZ", strings.Repeat("a", 1000)} {
+		if !IsToken(s) {
+			t.Errorf("IsToken(%q) = false", s)
+		}
+	}
+	for _, s := range []string{"", "a b", "a:b", "a\x00", "é", "a\tb", "(x)", "a/b", "a,b", "\x7f"} {
+		if IsToken(s) {
+			t.Errorf("IsToken(%q) = true", s)
+		}
+	}
+	for c := 0; c < 256; c++ {
+		if IsToken(string([]byte{byte(c)})) != IsTokenChar(byte(c)) {
+			t.Errorf("IsToken and IsTokenChar disagree on %#x", c)
+		}
+	}
+}
+
+func TestIsOriginForm(t *testing.T) {
+	for _, s := range []string{"/", "/healthz", "/a?b=c", "/a%20b", "/a;b"} {
+		if !IsOriginForm(s) {
+			t.Errorf("IsOriginForm(%q) = false", s)
+		}
+	}
+	for _, s := range []string{"", "healthz", "http://x/", "/%zz", "/a%", "/a\x00", "/a\nb"} {
+		if IsOriginForm(s) {
+			t.Errorf("IsOriginForm(%q) = true", s)
+		}
+	}
+}
