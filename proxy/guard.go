@@ -171,19 +171,12 @@ func newLimiter(spec RateLimitSpec) *limiter {
 func (l *limiter) allowIP(ip netip.Addr, now time.Time) bool {
 	b16 := ip.As16()
 	sh := &l.shards[maphash.Bytes(l.seed, b16[:])%limiterShards]
-	sh.mu.Lock()
-	b := sh.ips[ip]
-	if b == nil {
-		l.evictLocked(sh, now)
-		b = &bucket{lim: rate.NewLimiter(rate.Limit(l.spec.Rate), l.spec.Burst)}
-		sh.ips[ip] = b
-	}
-	b.lastSeen = now.UnixNano()
-	sh.mu.Unlock()
-	return b.lim.AllowN(now, 1)
+	return allowIn(l, sh, sh.ips, ip, now)
 }
 
-// allowKey takes a token for a header value.
+// allowKey takes a token for a header value. It indexes its map itself rather
+// than through allowIn: m[string(key)] converts without allocating only where
+// the conversion is written inside the index expression.
 func (l *limiter) allowKey(key []byte, now time.Time) bool {
 	if len(key) > maxKeyBytes {
 		return l.allowLong([2]uint64{maphash.Bytes(l.long[0], key), maphash.Bytes(l.long[1], key)}, now)
@@ -192,13 +185,10 @@ func (l *limiter) allowKey(key []byte, now time.Time) bool {
 	sh.mu.Lock()
 	b := sh.strs[string(key)]
 	if b == nil {
-		l.evictLocked(sh, now)
-		b = &bucket{lim: rate.NewLimiter(rate.Limit(l.spec.Rate), l.spec.Burst)}
+		b = l.newBucketLocked(sh, now)
 		sh.strs[string(key)] = b
 	}
-	b.lastSeen = now.UnixNano()
-	sh.mu.Unlock()
-	return b.lim.AllowN(now, 1)
+	return b.takeUnlock(sh, now)
 }
 
 // allowLong takes a token for a long header value, by its hash. The hash is
@@ -206,13 +196,29 @@ func (l *limiter) allowKey(key []byte, now time.Time) bool {
 // collide with another client's.
 func (l *limiter) allowLong(h [2]uint64, now time.Time) bool {
 	sh := &l.shards[h[0]%limiterShards]
+	return allowIn(l, sh, sh.long, h, now)
+}
+
+// allowIn takes a token for k from m, one of sh's tables.
+func allowIn[K comparable](l *limiter, sh *limiterShard, m map[K]*bucket, k K, now time.Time) bool {
 	sh.mu.Lock()
-	b := sh.long[h]
+	b := m[k]
 	if b == nil {
-		l.evictLocked(sh, now)
-		b = &bucket{lim: rate.NewLimiter(rate.Limit(l.spec.Rate), l.spec.Burst)}
-		sh.long[h] = b
+		b = l.newBucketLocked(sh, now)
+		m[k] = b
 	}
+	return b.takeUnlock(sh, now)
+}
+
+// newBucketLocked makes room in sh for one more key and returns a full bucket.
+func (l *limiter) newBucketLocked(sh *limiterShard, now time.Time) *bucket {
+	l.evictLocked(sh, now)
+	return &bucket{lim: rate.NewLimiter(rate.Limit(l.spec.Rate), l.spec.Burst)}
+}
+
+// takeUnlock marks b seen, releases sh's lock (held by the caller, which found
+// b under it) and takes a token: the limiter has its own lock.
+func (b *bucket) takeUnlock(sh *limiterShard, now time.Time) bool {
 	b.lastSeen = now.UnixNano()
 	sh.mu.Unlock()
 	return b.lim.AllowN(now, 1)
