@@ -4,6 +4,8 @@ import (
 	"math"
 	"net/netip"
 	"time"
+
+	"github.com/floodgate/floodgate/degrade"
 )
 
 // Defaults that do not depend on other keys. The decoder calls setDefaults on
@@ -83,7 +85,7 @@ func (p *Passive) setDefaults() {
 }
 
 func (d *Degrade) setDefaults() {
-	*d = Degrade{Hold: 30 * time.Second, Window: 2 * time.Second, Windows: 2}
+	*d = Degrade{Hold: 30 * time.Second, Window: degrade.DefaultWindow, Windows: degrade.DefaultWindows}
 }
 
 func (r *Route) setDefaults() { r.Priority = PriorityNormal }

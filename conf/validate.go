@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/internal/hostport"
 	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/internal/ident"
@@ -49,10 +50,7 @@ const (
 	maxRatePerSec  = 1_000_000
 	maxBurst       = 10_000_000
 	maxKeys        = 10_000_000
-	maxWindows     = 100
 	maxReplayConc  = 256
-	minWindow      = 100 * time.Millisecond
-	maxWindow      = time.Minute
 )
 
 func field(list string, i int) string { return list + "[" + strconv.Itoa(i) + "]" }
@@ -266,40 +264,20 @@ func (d *decoder) pool(f string, p *Pool) {
 	}
 }
 
+// degrade checks a pool's degrade section with the monitor's own rule
+// (degrade.Trigger.Check); only "an empty enter" is the file's: a section that
+// sets no threshold is a mistake, where the monitor takes a pool without one.
 func (d *decoder) degrade(f string, g *Degrade) {
-	en, ex := f+".enter", f+".exit"
-	d.ratio(en+".inflight_ratio", g.Enter.InflightRatio)
-	d.ratio(ex+".inflight_ratio", g.Exit.InflightRatio)
-	d.ratio(en+".error_rate", g.Enter.ErrorRate)
-	d.ratio(ex+".error_rate", g.Exit.ErrorRate)
-	d.duration(en+".queue_wait", g.Enter.QueueWait, 0, maxTimeout)
-	d.duration(ex+".queue_wait", g.Exit.QueueWait, 0, maxTimeout)
-	d.duration(en+".p95_latency", g.Enter.P95Latency, 0, maxTimeout)
-	d.duration(ex+".p95_latency", g.Exit.P95Latency, 0, maxTimeout)
 	if g.Enter == (Thresholds{}) {
-		d.errorf(en, "set at least one of inflight_ratio, queue_wait, p95_latency, error_rate")
+		d.errorf(f+".enter", "set at least one of inflight_ratio, queue_wait, p95_latency, error_rate")
 	}
-	// Exit must mirror Enter signal by signal and sit strictly below it:
-	// without that gap a pool hovering at the threshold would flap.
-	hyst := func(key string, enter, exit float64, show func(float64) string) {
-		switch {
-		case enter == 0 && exit != 0:
-			d.errorf(ex+"."+key, "set, but %s.%s is not", "enter", key)
-		case enter != 0 && exit == 0:
-			d.errorf(ex+"."+key, "required because enter.%s is set (exit thresholds give hysteresis)", key)
-		case enter != 0 && exit >= enter:
-			d.errorf(ex+"."+key, "must be lower than enter.%s (%s), got %s", key, show(enter), show(exit))
-		}
+	th := func(t Thresholds) degrade.Thresholds {
+		return degrade.Thresholds{InflightRatio: t.InflightRatio, QueueWait: t.QueueWait, P95Latency: t.P95Latency, ErrorRate: t.ErrorRate}
 	}
-	num := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	dur := func(v float64) string { return time.Duration(v).String() }
-	hyst("inflight_ratio", g.Enter.InflightRatio, g.Exit.InflightRatio, num)
-	hyst("queue_wait", float64(g.Enter.QueueWait), float64(g.Exit.QueueWait), dur)
-	hyst("p95_latency", float64(g.Enter.P95Latency), float64(g.Exit.P95Latency), dur)
-	hyst("error_rate", g.Enter.ErrorRate, g.Exit.ErrorRate, num)
-	d.duration(f+".hold", g.Hold, 0, maxTimeout)
-	d.duration(f+".window", g.Window, minWindow, maxWindow)
-	d.intRange(f+".windows", g.Windows, 1, maxWindows)
+	tr := degrade.Trigger{Enter: th(g.Enter), Exit: th(g.Exit), Hold: g.Hold, Window: g.Window, Windows: g.Windows}
+	for _, p := range tr.Check() {
+		d.errorf(f+"."+p.Key, "%s", p.Msg)
+	}
 }
 
 func (d *decoder) route(f string, r *Route, c *Config) {
