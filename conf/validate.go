@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/internal/hostport"
 	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/internal/ident"
@@ -40,17 +41,16 @@ const (
 
 	maxHeaderFields = 10_000
 
-	maxConns       = 10_000_000
-	maxConnsPerBe  = 1_000_000
-	maxQueue       = 1_000_000
-	maxRetries     = 5
-	maxFails       = 1000
-	maxRisePerFall = 100
-	maxWeight      = limits.MaxWeight
-	maxRatePerSec  = 1_000_000
-	maxBurst       = 10_000_000
-	maxKeys        = 10_000_000
-	maxReplayConc  = 256
+	maxConns      = 10_000_000
+	maxConnsPerBe = 1_000_000
+	maxQueue      = 1_000_000
+	maxRetries    = 5
+	maxFails      = 1000
+	maxWeight     = limits.MaxWeight
+	maxRatePerSec = 1_000_000
+	maxBurst      = 10_000_000
+	maxKeys       = 10_000_000
+	maxReplayConc = 256
 )
 
 func field(list string, i int) string { return list + "[" + strconv.Itoa(i) + "]" }
@@ -206,45 +206,7 @@ func (d *decoder) pool(f string, p *Pool) {
 		d.intRange(bf+".weight", b.Weight, 0, maxWeight)
 	}
 
-	h := p.Health
-	hf := f + ".health"
-	switch h.Type {
-	case HealthHTTP:
-		if !strings.HasPrefix(h.Path, "/") {
-			d.errorf(hf+".path", "must start with /, got %s", quote(h.Path))
-		} else if len(h.Path) > maxPathLen || strings.ContainsAny(h.Path, " #") {
-			d.errorf(hf+".path", "must be a URL path of at most %d characters without spaces or #", maxPathLen)
-		} else if !httpwire.IsOriginForm(h.Path) {
-			d.errorf(hf+".path", "%s is not a valid request target", quote(h.Path))
-		}
-		if h.ExpectStatus != 0 {
-			d.intRange(hf+".expect_status", h.ExpectStatus, 100, 599)
-		}
-	case HealthTCP, HealthNone:
-		if h.Path != "" {
-			d.errorf(hf+".path", "only valid with health type http")
-		}
-		if h.ExpectStatus != 0 {
-			d.errorf(hf+".expect_status", "only valid with health type http")
-		}
-	default:
-		d.enum(hf+".type", string(h.Type), "http", "tcp", "none")
-	}
-	d.duration(hf+".interval", h.Interval, 1, maxTimeout)
-	if d.has(hf + ".unhealthy_interval") {
-		// Otherwise it is a copy of interval, already checked.
-		d.duration(hf+".unhealthy_interval", h.UnhealthyInterval, 1, maxTimeout)
-	}
-	if d.duration(hf+".timeout", h.Timeout, 1, maxTimeout) {
-		switch {
-		case h.Interval > 0 && h.Timeout > h.Interval:
-			d.errorf(hf+".timeout", "must not exceed health.interval (%s), got %s", h.Interval, h.Timeout)
-		case h.UnhealthyInterval > 0 && h.Timeout > h.UnhealthyInterval:
-			d.errorf(hf+".timeout", "must not exceed health.unhealthy_interval (%s), got %s", h.UnhealthyInterval, h.Timeout)
-		}
-	}
-	d.intRange(hf+".rise", h.Rise, 1, maxRisePerFall)
-	d.intRange(hf+".fall", h.Fall, 1, maxRisePerFall)
+	d.health(f+".health", p.Health)
 
 	d.intRange(f+".max_conns_per_backend", p.MaxConnsPerBackend, 0, maxConnsPerBe)
 	if d.intRange(f+".queue.max", p.Queue.Max, 0, maxQueue) && p.Queue.Max > 0 && p.MaxConnsPerBackend == 0 {
@@ -261,6 +223,54 @@ func (d *decoder) pool(f string, p *Pool) {
 
 	if g := p.Degrade; g != nil {
 		d.degrade(f+".degrade", g)
+	}
+}
+
+// health checks a pool's health section with the prober's own rule
+// (health.Check.Problems). The file adds its own: the type's spelling (with a
+// hint), path and expect_status only with type http, and no zero where the
+// runtime would read one as its default: the file has defaults of its own, so
+// "timeout: 0" would not mean what it reads as. The timings of a check of type
+// none are held to the rule too (as a tcp check's): they apply once the type
+// is changed.
+func (d *decoder) health(hf string, h Health) {
+	typ := string(h.Type)
+	switch h.Type {
+	case HealthHTTP:
+	case HealthTCP, HealthNone:
+		if h.Path != "" {
+			d.errorf(hf+".path", "only valid with health type http")
+		}
+		if h.ExpectStatus != 0 {
+			d.errorf(hf+".expect_status", "only valid with health type http")
+		}
+		typ = health.TypeTCP
+	default:
+		d.enum(hf+".type", string(h.Type), "http", "tcp", "none")
+		return
+	}
+	hc := health.Check{Type: typ, Path: h.Path, ExpectStatus: h.ExpectStatus, Interval: h.Interval,
+		UnhealthyInterval: h.UnhealthyInterval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
+	if !d.has(hf + ".unhealthy_interval") {
+		hc.UnhealthyInterval = 0 // a copy of interval (fill), which is checked already
+	}
+	for _, p := range hc.Problems() {
+		d.errorf(hf+"."+p.Key, "%s", p.Msg)
+	}
+	if h.Type == HealthHTTP && h.Path == "" {
+		d.errorf(hf+".path", "must start with /, got %s", quote(h.Path))
+	}
+	if d.has(hf+".unhealthy_interval") && h.UnhealthyInterval == 0 {
+		d.errorf(hf+".unhealthy_interval", "must be greater than 0, got 0s")
+	}
+	if h.Timeout == 0 {
+		d.errorf(hf+".timeout", "must be greater than 0, got 0s")
+	}
+	if h.Rise == 0 {
+		d.errorf(hf+".rise", "must be between 1 and %d, got 0", health.MaxRiseFall)
+	}
+	if h.Fall == 0 {
+		d.errorf(hf+".fall", "must be between 1 and %d, got 0", health.MaxRiseFall)
 	}
 }
 

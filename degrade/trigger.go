@@ -1,10 +1,11 @@
 package degrade
 
 import (
-	"fmt"
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/field"
 )
 
 // Bounds of a pool's trigger: the one rule, which Configure applies and conf
@@ -38,27 +39,18 @@ func (c PoolConfig) Trigger() Trigger {
 	return Trigger{Enter: c.Enter, Exit: c.Exit, Hold: c.Hold, Window: c.Window, Windows: c.Windows}
 }
 
-// Problem is one invalid setting of a Trigger. Key is its key in a pool's
-// degrade section ("exit.p95_latency", "window"), so that conf reports it at
-// the key's line.
-type Problem struct {
-	Key, Msg string
-}
-
-// Error returns "key: message".
-func (p Problem) Error() string { return p.Key + ": " + p.Msg }
-
 // Check returns every problem with t, with its defaults filled in (Configure
 // fills a zero Window and Windows before it checks; conf's file defaults are
 // the same values, so a zero written in the file is refused). A zero Enter is
 // valid: the pool never degrades by itself. Exit must set exactly the signals
 // Enter sets, each strictly on the calm side of its Enter value: without that
 // gap a pool hovering at the threshold would flap. Check is a pure function.
-func (t Trigger) Check() []Problem {
-	var ps []Problem
-	bad := func(key, format string, args ...any) {
-		ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
-	}
+//
+// Each problem's Key is its key in a pool's degrade section
+// ("exit.p95_latency", "window").
+func (t Trigger) Check() []field.Problem {
+	var ps []field.Problem
+	bad := func(key, format string, args ...any) { ps = append(ps, field.Errorf(key, format, args...)) }
 	for s := range numSignals {
 		en, ex := t.Enter.threshold(s), t.Exit.threshold(s)
 		for _, v := range [2]struct {
@@ -70,7 +62,7 @@ func (t Trigger) Check() []Problem {
 			case s.isDuration() && v.v < 0:
 				bad(key, "must not be negative, got %s", time.Duration(v.v))
 			case s.isDuration() && v.v > float64(MaxDuration):
-				bad(key, "must be at most %s, got %s", fmtDuration(MaxDuration), time.Duration(v.v))
+				bad(key, "must be at most %s, got %s", field.Duration(MaxDuration), time.Duration(v.v))
 			case !s.isDuration() && (v.v < 0 || v.v > 1 || math.IsNaN(v.v)):
 				bad(key, "must be between 0 and 1, got %s", strconv.FormatFloat(v.v, 'g', -1, 64))
 			}
@@ -97,28 +89,16 @@ func (t Trigger) Check() []Problem {
 	case t.Hold < 0:
 		bad("hold", "must not be negative, got %s", t.Hold)
 	case t.Hold > MaxDuration:
-		bad("hold", "must be at most %s, got %s", fmtDuration(MaxDuration), t.Hold)
+		bad("hold", "must be at most %s, got %s", field.Duration(MaxDuration), t.Hold)
 	}
 	switch {
 	case t.Window < MinWindow:
 		bad("window", "must be at least %s, got %s", MinWindow, t.Window)
 	case t.Window > MaxWindow:
-		bad("window", "must be at most %s, got %s", fmtDuration(MaxWindow), t.Window)
+		bad("window", "must be at most %s, got %s", field.Duration(MaxWindow), t.Window)
 	}
 	if t.Windows < 1 || t.Windows > MaxWindows {
 		bad("windows", "must be between 1 and %d, got %d", MaxWindows, t.Windows)
 	}
 	return ps
-}
-
-// fmtDuration writes whole hours and minutes as the config file would ("1h",
-// "1m"), other durations as time.Duration does.
-func fmtDuration(v time.Duration) string {
-	switch {
-	case v >= time.Hour && v%time.Hour == 0:
-		return strconv.FormatInt(int64(v/time.Hour), 10) + "h"
-	case v >= time.Minute && v%time.Minute == 0:
-		return strconv.FormatInt(int64(v/time.Minute), 10) + "m"
-	}
-	return v.String()
 }
