@@ -340,11 +340,9 @@ func (d *decoder) route(f string, r *Route, c *Config) {
 			d.enum(of+".action", string(od.Action), "stale", "static", "shed", "capture")
 		}
 		if od.Action == ActionShed {
-			if od.Status != 503 && od.Status != 429 {
-				d.errorf(of+".status", "must be 503 or 429, got %d", od.Status)
-			}
-			if d.duration(of+".retry_after", od.RetryAfter, 0, maxTimeout) && od.RetryAfter%time.Second != 0 {
-				d.errorf(of+".retry_after", "must be whole seconds (Retry-After has no fractions), got %s", od.RetryAfter)
+			// The answer's own rule (degrade.NewShed applies it).
+			for _, p := range degrade.CheckShed(od.Status, od.RetryAfter) {
+				d.errorf(of+"."+p.Key, "%s", p.Msg)
 			}
 		} else {
 			if od.Status != 0 {

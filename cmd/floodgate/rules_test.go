@@ -162,3 +162,24 @@ func TestHealthRuleAgrees(t *testing.T) {
 		}
 	}
 }
+
+// TestShedRuleAgrees: a route's on_degraded shed settings are accepted by
+// conf.Parse exactly when degrade.NewShed, which the wiring calls, accepts them.
+func TestShedRuleAgrees(t *testing.T) {
+	for _, status := range []int{429, 500, 503} {
+		for _, ra := range []time.Duration{0, time.Second, 1500 * time.Millisecond, 59 * time.Minute, 2 * time.Hour} {
+			text := fmt.Sprintf("pools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p, on_degraded: {action: shed, status: %d, retry_after: %s}}\n",
+				status, yamlDuration(ra))
+			cfg, confErr := conf.Parse("t.yaml", []byte(text))
+			var runErr error
+			if confErr == nil {
+				_, runErr = registryConfig(cfg)
+			} else {
+				_, runErr = degrade.NewShed(status, ra)
+			}
+			if (confErr == nil) != (runErr == nil) {
+				t.Errorf("shed %d, retry_after %s: conf: %v; runtime: %v", status, ra, confErr, runErr)
+			}
+		}
+	}
+}
