@@ -29,7 +29,6 @@ const (
 	maxCertificates = 100
 	maxMethods      = 32
 	maxTokenLen     = 64 // methods and header names
-	maxPathLen      = 1024
 
 	maxTimeout       = time.Hour
 	maxCacheDuration = 30 * 24 * time.Hour
@@ -48,8 +47,6 @@ const (
 	maxFails      = 1000
 	maxWeight     = limits.MaxWeight
 	maxRatePerSec = 1_000_000
-	maxBurst      = 10_000_000
-	maxKeys       = 10_000_000
 	maxReplayConc = 256
 )
 
@@ -314,19 +311,19 @@ func (d *decoder) route(f string, r *Route, c *Config) {
 
 	if rl := r.RateLimit; rl != nil {
 		lf := f + ".rate_limit"
+		header := ""
 		if rl.Key != "ip" {
 			name, ok := strings.CutPrefix(rl.Key, "header:")
-			if !ok || !isToken(name) {
+			if !ok || name == "" {
 				d.errorf(lf+".key", `must be "ip" or "header:NAME", got %s`, quote(rl.Key))
 			}
+			header = name
 		}
-		if rl.Rate == (Rate{}) {
-			d.errorf(lf+".rate", "required, e.g. 20/s")
-		} else {
-			d.rate(lf+".rate", rl.Rate)
+		// The limiter's own rule (the proxy applies it when it builds a
+		// generation).
+		for _, p := range limits.CheckRateLimit(header, rl.Rate.PerSecond(), rl.Burst, rl.MaxKeys) {
+			d.errorf(lf+"."+p.Key, "%s", p.Msg)
 		}
-		d.intRange(lf+".burst", rl.Burst, 1, maxBurst)
-		d.intRange(lf+".max_keys", rl.MaxKeys, 1, maxKeys)
 	}
 
 	d.cidrs(f+".allow_cidrs", r.AllowCIDRs)
@@ -540,8 +537,9 @@ func (d *decoder) pathPrefix(f, v string) bool {
 		d.errorf(f, "required, e.g. /")
 	case v[0] != '/':
 		d.errorf(f, "must start with /, got %s", quote(v))
-	case len(v) > maxPathLen:
-		d.errorf(f, "must be at most %d characters", maxPathLen)
+	case len(v) > httpwire.CanonicalPathMax:
+		// The router's bound (proxy refuses a longer prefix).
+		d.errorf(f, "must be at most %d characters", httpwire.CanonicalPathMax)
 	case strings.ContainsAny(v, " ?#"):
 		d.errorf(f, "must be a URL path without spaces, ? or #, got %s", quote(v))
 	default:

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/health"
+	"github.com/floodgate/floodgate/proxy"
+	"github.com/floodgate/floodgate/registry"
 )
 
 // The tests below hold the config file and the runtime package that owns a
@@ -179,6 +183,53 @@ func TestShedRuleAgrees(t *testing.T) {
 			}
 			if (confErr == nil) != (runErr == nil) {
 				t.Errorf("shed %d, retry_after %s: conf: %v; runtime: %v", status, ra, confErr, runErr)
+			}
+		}
+	}
+}
+
+// TestRateLimitRuleAgrees: a route's rate_limit section is accepted by
+// conf.Parse exactly when the proxy, building the generation, accepts it.
+func TestRateLimitRuleAgrees(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	base, err := conf.Parse("base.yaml", []byte("pools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"ip", "header:X-Api-Key", "header:X Api"} {
+		for _, rate := range []float64{0.5, 20, 1e6, 2e6} {
+			for _, burst := range []int{0, 1, 1e7, 1e7 + 1} {
+				for _, keys := range []int{0, 1, 1e7, 1e7 + 1} {
+					sec := fmt.Sprintf("{key: %q, rate: %s/s", key, strconv.FormatFloat(rate, 'f', -1, 64))
+					if burst != 0 {
+						sec += fmt.Sprintf(", burst: %d", burst)
+					}
+					if keys != 0 {
+						sec += fmt.Sprintf(", max_keys: %d", keys)
+					}
+					sec += "}"
+					text := "pools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p, rate_limit: " + sec + "}\n"
+					cfg, confErr := conf.Parse("t.yaml", []byte(text))
+					var rcfg registry.Config
+					if confErr == nil {
+						if rcfg, err = registryConfig(cfg); err != nil {
+							t.Fatal(err)
+						}
+					} else {
+						// The values as written, handed to the proxy.
+						cfg = base
+						rcfg, _ = registryConfig(cfg)
+						header, _ := strings.CutPrefix(key, "header:")
+						if key == "ip" {
+							header = ""
+						}
+						rcfg.Routes[0].RateLimit = &proxy.RateLimitSpec{Header: header, Rate: rate, Burst: burst, MaxKeys: keys}
+					}
+					_, buildErr := dryBuild(context.Background(), log, cfg, rcfg, registry.State{})
+					if (confErr == nil) != (buildErr == nil) {
+						t.Errorf("rate_limit %s\nconf: %v\nproxy: %v", sec, confErr, buildErr)
+					}
+				}
 			}
 		}
 	}
