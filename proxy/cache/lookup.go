@@ -2,12 +2,10 @@ package cache
 
 import (
 	"bytes"
-
-	"github.com/valyala/fasthttp"
 )
 
 // lookup finds the newest stored variant of sc.key that the request selects
-// (RFC 9111 §4.1), skipping dead entries. h is the key's hash. fwd is the
+// (RFC 9111 §4.1) as of o.now, skipping dead entries. fwd is the
 // reason to forward when nothing matches; marker reports a live hit-for-miss
 // marker. When the URL has variants, sc.vkey holds the request's secondary
 // key for the newest variant's Vary names.
@@ -16,7 +14,8 @@ import (
 // c.hot without any lock: one atomic load and a key comparison. Entries are
 // immutable and every removal clears their hot slot, so a hot hit is
 // exactly as current as a locked one that ran a moment earlier.
-func (c *Cache) lookup(s *shard, h uint64, sc *scratch, ctx *fasthttp.RequestCtx, now int64) (e *entry, fwd fwdReason, marker bool) {
+func (o *op) lookup() (e *entry, fwd fwdReason, marker bool) {
+	c, s, h, sc, ctx, now := o.c, o.s, o.hash, o.sc, o.ctx, o.now
 	slot := &c.hot[hotIndex(h)]
 	computed := false
 	if e = slot.Load(); e != nil && e.deadAt > now && bytes.Equal(e.key(), sc.key) {

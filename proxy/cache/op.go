@@ -4,7 +4,47 @@ import (
 	"bufio"
 	"bytes"
 	"sync"
+
+	"github.com/valyala/fasthttp"
 )
+
+// op is one request's way through the cache: what the steps of serving it
+// (lookup, decision, forward, store and freshen, respond) share, held in one
+// place instead of passed from step to step. An op lives on the stack of the
+// call that serves the request (Serve, ServeStale, a background refresh);
+// nothing keeps a pointer to it after that call returns, and a background
+// refresh started from it copies out what it needs, so an op costs no
+// allocation. Its buffers are in sc, which is pooled.
+type op struct {
+	c   *Cache
+	ctx *fasthttp.RequestCtx // the client's request and answer; nil in a background refresh
+	p   *Policy
+	up  Upstream // the way to the backend; nil where the op never forwards
+	sc  *scratch
+
+	rq   reqInfo // the request's facts
+	hash uint64  // sc.key's hash
+	s    *shard  // sc.key's shard
+
+	// Set by forward: the stored response the fetch is for (nil if none) and
+	// why the request went forward.
+	e   *entry
+	fwd fwdReason
+
+	now      int64 // the clock for decisions, and the request time of a fetch (RFC 9111 §4.2.3)
+	respTime int64 // when the backend's answer arrived
+}
+
+// begin reads the clock and the request's facts and computes its primary key,
+// the key's hash and its shard.
+func (o *op) begin() {
+	c, sc := o.c, o.sc
+	o.now = c.nowNano()
+	o.rq.parse(&o.ctx.Request.Header)
+	sc.key = appendKey(sc.key[:0], o.ctx)
+	o.hash = c.hash(sc.key)
+	o.s = c.shardOf(o.hash)
+}
 
 // scratch is per-request working memory, pooled so that a hit allocates
 // nothing once the buffers have grown.

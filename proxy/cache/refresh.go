@@ -9,9 +9,10 @@ import (
 // refreshAsync starts one background refresh of e for
 // stale-while-revalidate (RFC 5861 §3), unless one is already running, the
 // cache is closed, or too many are in flight. The refresh owns everything it
-// uses: a copy of the request, a Fetcher from up.Detach, its own response;
-// nothing of ctx or of up's per-request state outlives Serve.
-func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, e *entry) {
+// uses: a copy of the request, a Fetcher from o.up.Detach, its own response
+// and op; nothing of o, o.ctx or o.up's per-request state outlives Serve.
+func (o *op) refreshAsync(e *entry) {
+	c, p := o.c, o.p
 	if !e.refreshing.CompareAndSwap(0, 1) {
 		return
 	}
@@ -30,9 +31,9 @@ func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, e
 	}
 	c.bg.Add(1)
 	c.bgMu.Unlock()
-	fetch := up.Detach()
+	fetch := o.up.Detach()
 	req := fasthttp.AcquireRequest()
-	ctx.Request.Header.CopyTo(&req.Header) // the header only: a GET's body is not resent
+	o.ctx.Request.Header.CopyTo(&req.Header) // the header only: a GET's body is not resent
 	// The refresh replaces the stored GET response, whatever the method of
 	// the request that found it stale: the answer to a HEAD has no body and
 	// would be stored as an empty one.
@@ -54,12 +55,11 @@ func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, e
 // arrives as a stream that holds the backend's connection and in-flight slot,
 // and is closed unread.
 func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entry) {
-	sc := getScratch()
-	defer putScratch(sc)
+	o := op{c: c, p: p, sc: getScratch(), hash: e.hash, s: c.shardOf(e.hash)}
+	defer putScratch(o.sc)
+	sc, rq := o.sc, &o.rq
 	sc.key = append(sc.key[:0], e.key()...)
-	s := c.shardOf(e.hash)
 	sc.gen = c.genOf(e.hash) // before the fetch
-	var rq reqInfo
 	rq.parse(&req.Header)
 	delFold(&req.Header, "if-none-match", sc)
 	delFold(&req.Header, "if-modified-since", sc)
@@ -79,9 +79,9 @@ func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entr
 		}
 		fasthttp.ReleaseResponse(resp)
 	}()
-	reqTime := c.nowNano()
+	o.now = c.nowNano()
 	err := fetch(req, resp)
-	respTime := c.nowNano()
+	o.respTime = c.nowNano()
 	if err != nil {
 		c.log.Debug("cache: background revalidation failed", "key", string(sc.key), "error", err)
 		return
@@ -93,20 +93,20 @@ func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entr
 	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
 	var m respMeta
 	m.analyze(sc.kvs)
-	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
+	sc.kvs = addDate(sc.kvs, &m, sc, o.respTime)
 	switch {
 	case rq.forbidsStore(&m):
 		// The answer was for this client alone (its Authorization): the
 		// shared entry is neither updated nor dropped because of it.
 	case status == fasthttp.StatusNotModified && e.hasValidator():
-		if c.freshen(sc, s, e, &m, p, &rq, reqTime, respTime, false) == nil {
-			c.remove(s, e)
+		if o.freshen(e, &m, false) == nil {
+			c.remove(o.s, e)
 		}
 	case status >= 500:
 		c.log.Debug("cache: background revalidation got a server error", "key", string(sc.key), "status", status)
 	default:
-		if c.storeResponse(sc, s, p, &rq, nil, e, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime) == nil {
-			c.remove(s, e) // the origin no longer allows storing it, or it varies otherwise
+		if o.storeResponse(e, status, resp.Header.StatusMessage(), &m, resp.Body()) == nil {
+			c.remove(o.s, e) // the origin no longer allows storing it, or it varies otherwise
 		}
 	}
 }

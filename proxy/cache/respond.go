@@ -44,7 +44,8 @@ var errBlockTooLarge = errors.New("cache: header section too large")
 // validation response (in sc.kvs) that the stored response leaves out,
 // such as Set-Cookie: they were sent in reply to this client's request, so
 // this client gets them, and nobody else does.
-func (c *Cache) passUnstored(ctx *fasthttp.RequestCtx, sc *scratch, m *respMeta) {
+func (o *op) passUnstored(m *respMeta) {
+	ctx, sc := o.ctx, o.sc
 	for i := range sc.kvs {
 		k, v := sc.kvs[i].k, sc.kvs[i].v
 		if m.storedField(k) || !m.forwardedField(k) || httpwire.EqualFold(k, "age") {
@@ -54,11 +55,12 @@ func (c *Cache) passUnstored(ctx *fasthttp.RequestCtx, sc *scratch, m *respMeta)
 	}
 }
 
-// respond writes the stored response e into ctx.Response: a 304 when the
-// client's validators match, a single byte range when asked and allowed, the
-// whole response otherwise, plus Age and sc.cs as Cache-Status. The body
-// is shared, not copied.
-func (c *Cache) respond(ctx *fasthttp.RequestCtx, sc *scratch, e *entry, rq *reqInfo, now int64) {
+// respond writes the stored response e, as of now, into ctx.Response: a 304
+// when the client's validators match, a single byte range when asked and
+// allowed, the whole response otherwise, plus Age and sc.cs as Cache-Status.
+// The body is shared, not copied.
+func (o *op) respond(e *entry, now int64) {
+	c, ctx, sc, rq := o.c, o.ctx, o.sc, &o.rq
 	r := &ctx.Response
 	if err := readBlock(&r.Header, e.block(), sc); err != nil {
 		c.onError(ctx, err)
@@ -85,12 +87,14 @@ var (
 	strCacheStatus = []byte("Cache-Status")
 )
 
-// transfer passes the backend response to the client: its fields minus the
+// transfer passes the backend response resp (status, received at
+// o.respTime, forwarded for o.fwd) to the client: its fields minus the
 // connection-specific ones, and its body (the stored entry's bytes when it
 // was stored, which are identical and need no copy). It reports whether
 // ctx.Response now references resp's memory (resp must then not be
 // released).
-func (c *Cache) transfer(ctx *fasthttp.RequestCtx, sc *scratch, resp *fasthttp.Response, stored *entry, fwd fwdReason, status int, respTime int64) bool {
+func (o *op) transfer(resp *fasthttp.Response, stored *entry, status int) bool {
+	ctx, sc, fwd, respTime := o.ctx, o.sc, o.fwd, o.respTime
 	r := &ctx.Response
 	head := ctx.Request.Header.IsHead()
 	clear(sc.kvs)
@@ -151,7 +155,8 @@ func (c *Cache) transfer(ctx *fasthttp.RequestCtx, sc *scratch, resp *fasthttp.R
 
 // gatewayTimeout writes the 504 a cache generates when it may neither use a
 // stored response nor has one (RFC 9111 §5.2.1.7, §5.2.2.2).
-func (c *Cache) gatewayTimeout(ctx *fasthttp.RequestCtx, sc *scratch, fwd fwdReason, fwdStatus int, detail string) {
+func (o *op) gatewayTimeout(fwd fwdReason, fwdStatus int, detail string) {
+	ctx, sc := o.ctx, o.sc
 	r := &ctx.Response
 	if err := readBlock(&r.Header, block504, sc); err != nil {
 		r.Header.SetStatusCode(fasthttp.StatusGatewayTimeout)

@@ -58,32 +58,31 @@ func (c *Cache) ServeUpstream(ctx *fasthttp.RequestCtx, p *Policy, up Upstream) 
 	if !h.IsGet() && !h.IsHead() {
 		return c.serveUnsafe(ctx, p, up)
 	}
-	sc := getScratch()
-	r := c.serve(ctx, p, up, sc)
-	putScratch(sc)
+	o := op{c: c, ctx: ctx, p: p, up: up, sc: getScratch()}
+	r := o.serve()
+	putScratch(o.sc)
 	return r
 }
 
-func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scratch) Result {
-	now := c.nowNano()
-	var rq reqInfo
-	rq.parse(&ctx.Request.Header)
-	sc.key = appendKey(sc.key[:0], ctx)
-	hash := c.hash(sc.key)
-	s := c.shardOf(hash)
-	sc.gen = c.genOf(hash) // before any fetch
+// serve answers a GET or HEAD: from the store when a stored response may be
+// used, otherwise by forwarding, possibly collapsed with other requests for
+// the same response.
+func (o *op) serve() Result {
+	c, sc, rq := o.c, o.sc, &o.rq
+	o.begin()
+	sc.gen = c.genOf(o.hash) // before any fetch
 
 	if rq.flags&rqPrecondition != 0 {
 		// RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the
 		// origin to evaluate; pass the request through untouched.
-		res := c.forward(ctx, p, up, sc, s, &rq, nil, fwdBypass, now)
+		res := o.forward(nil, fwdBypass)
 		if res == Miss {
 			res = Bypass
 		}
 		return res
 	}
 
-	e, fwd, marker := c.lookup(s, hash, sc, ctx, now)
+	e, fwd, marker := o.lookup()
 	if marker {
 		rq.flags |= rqMarked
 	}
@@ -96,27 +95,27 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	forced := false
 	if e != nil {
 		var act action
-		act, forced = decide(e, &rq, now)
+		act, forced = decide(e, rq, o.now)
 		switch act {
 		case actFresh:
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "")
-			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, now, Hit)
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(o.now), "")
+			o.respond(e, o.now)
+			c.count(o.p, o.now, Hit)
 			return Hit
 		case actMaxStale:
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "max-stale")
-			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, now, Stale)
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(o.now), "max-stale")
+			o.respond(e, o.now)
+			c.count(o.p, o.now, Stale)
 			return Stale
 		case actSWR:
 			if !rq.cc.has(qcNoStore) {
 				// A refresh for a request that forbids storing its answer
 				// could not update the entry: leave it to another request.
-				c.refreshAsync(ctx, p, up, e)
+				o.refreshAsync(e)
 			}
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "stale-while-revalidate")
-			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, now, Stale)
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(o.now), "stale-while-revalidate")
+			o.respond(e, o.now)
+			c.count(o.p, o.now, Stale)
 			return Stale
 		}
 		fwd = fwdStale
@@ -126,8 +125,8 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	}
 	if rq.cc.has(qcOnlyIfCached) {
 		// RFC 9111 §5.2.1.7: no usable stored response, 504.
-		c.gatewayTimeout(ctx, sc, fwdNone, 0, "only-if-cached")
-		c.count(p, now, Miss)
+		o.gatewayTimeout(fwdNone, 0, "only-if-cached")
+		c.count(o.p, o.now, Miss)
 		return Miss
 	}
 
@@ -135,7 +134,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 		rq.flags&(rqHead|rqRange) == 0 && !rq.cc.has(qcNoStore|qcNoCache|qcMaxAge|qcMinFresh) &&
 		(e == nil || (e.lifetime > 0 && e.flags&fNoCache == 0))
 	if !collapse {
-		return c.forward(ctx, p, up, sc, s, &rq, e, fwd, now)
+		return o.forward(e, fwd)
 	}
 	sc.fkey = append(sc.fkey[:0], sc.key...)
 	switch {
@@ -144,10 +143,10 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	case fwd == fwdVaryMiss:
 		sc.fkey = append(append(sc.fkey, 0), sc.vkey...)
 	}
-	f, leader := s.join(sc.fkey)
+	f, leader := o.s.join(sc.fkey)
 	if leader {
-		defer s.finish(f)
-		return c.forward(ctx, p, up, sc, s, &rq, e, fwd, now)
+		defer o.s.finish(f)
+		return o.forward(e, fwd)
 	}
 	if c.onWait != nil {
 		c.onWait()
@@ -161,13 +160,13 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	}
 	t.Stop()
 	// Waiting took time: read the clock again for this decision.
-	now = c.nowNano()
-	e, fwd, _ = c.lookup(s, hash, sc, ctx, now)
+	o.now = c.nowNano()
+	e, fwd, _ = o.lookup()
 	if e != nil && rq.flags&rqAuth != 0 && !e.sharedForAuth() {
 		e, fwd = nil, fwdRequest // as above
 	}
 	if e != nil {
-		act, forced := decide(e, &rq, now)
+		act, forced := decide(e, rq, o.now)
 		if act == actFresh {
 			// The leader's response was stored and is fresh: reuse it
 			// (RFC 9111 §4, collapsed requests). Counted as a hit since
@@ -176,9 +175,9 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 			if woke {
 				kind = csCollapsed
 			}
-			sc.cs = appendStatus(sc.cs[:0], kind, fwdURIMiss, 0, e.ttlNs(now), "")
-			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, now, Hit)
+			sc.cs = appendStatus(sc.cs[:0], kind, fwdURIMiss, 0, e.ttlNs(o.now), "")
+			o.respond(e, o.now)
+			c.count(o.p, o.now, Hit)
 			return Hit
 		}
 		fwd = fwdStale
@@ -189,13 +188,15 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	// The leader's answer was not reusable (private, uncacheable, an
 	// error) or took too long: go to the backend ourselves. One client's
 	// unstored response is never handed to another.
-	return c.forward(ctx, p, up, sc, s, &rq, e, fwd, now)
+	return o.forward(e, fwd)
 }
 
 // forward fetches from the backend, validating e when it has validators, and
 // writes the answer: the stored (or freshened) response, a stale one when
 // stale-if-error allows it, or the backend's response passed through.
-func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime int64) Result {
+func (o *op) forward(e *entry, fwd fwdReason) Result {
+	o.e, o.fwd = e, fwd
+	ctx, sc, rq := o.ctx, o.sc, &o.rq
 	head := rq.flags&rqHead != 0
 	bypass := fwd == fwdBypass
 	validate := e != nil && !head && !bypass && e.hasValidator()
@@ -228,12 +229,12 @@ func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *sc
 		breq = own
 	}
 	resp := fasthttp.AcquireResponse()
-	err := up.Fetch(breq, resp)
-	respTime := c.nowNano()
+	err := o.up.Fetch(breq, resp)
+	o.respTime = o.c.nowNano()
 	if own != nil {
 		fasthttp.ReleaseRequest(own)
 	}
-	res, keep := c.answer(ctx, p, up, sc, s, rq, e, fwd, reqTime, respTime, resp, err, validate, bypass)
+	res, keep := o.answer(resp, err, validate)
 	if !keep {
 		fasthttp.ReleaseResponse(resp)
 	}
@@ -243,7 +244,9 @@ func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *sc
 // answer turns the backend's response (or error) into the client's answer.
 // keep reports that resp's body now belongs to ctx.Response and resp must
 // not be released.
-func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime, respTime int64, resp *fasthttp.Response, err error, validated, bypass bool) (Result, bool) {
+func (o *op) answer(resp *fasthttp.Response, err error, validated bool) (Result, bool) {
+	c, ctx, sc, rq, e, fwd, respTime := o.c, o.ctx, o.sc, &o.rq, o.e, o.fwd, o.respTime
+	bypass := fwd == fwdBypass
 	result := Miss
 	if bypass {
 		result = Bypass
@@ -251,27 +254,27 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scr
 	if err != nil {
 		if e != nil && staleIfError(e, rq, respTime) {
 			sc.cs = appendStatus(sc.cs[:0], csForward, fwd, 0, e.ttlNs(respTime), "stale-if-error")
-			c.respond(ctx, sc, e, rq, respTime)
-			c.count(p, respTime, Stale)
+			o.respond(e, respTime)
+			c.count(o.p, respTime, Stale)
 			return Stale, false
 		}
 		if e != nil && e.flags&(fMustRevalidate|fSharedRevalidate) != 0 {
 			// RFC 9111 §5.2.2.2: disconnected, must generate an error; 504.
-			c.gatewayTimeout(ctx, sc, fwd, 0, "must-revalidate")
-			c.count(p, respTime, result)
+			o.gatewayTimeout(fwd, 0, "must-revalidate")
+			c.count(o.p, respTime, result)
 			return result, false
 		}
 		c.onError(ctx, err)
 		sc.cs = appendStatus(sc.cs[:0], csForward, fwd, 0, 0, "error")
 		ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
-		c.count(p, respTime, result)
+		c.count(o.p, respTime, result)
 		return result, false
 	}
 	status := resp.StatusCode()
 	if resp.IsBodyStream() {
 		// Too large to buffer: cannot be stored; stream it through.
-		c.transfer(ctx, sc, resp, nil, fwd, status, respTime)
-		c.count(p, respTime, result)
+		o.transfer(resp, nil, status)
+		c.count(o.p, respTime, result)
 		return result, true
 	}
 	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
@@ -280,69 +283,70 @@ func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scr
 	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
 
 	if validated && status == fasthttp.StatusNotModified {
-		if e2 := c.freshen(sc, s, e, &m, p, rq, reqTime, respTime, false); e2 != nil {
+		if e2 := o.freshen(e, &m, false); e2 != nil {
 			sc.cs = appendStatus(sc.cs[:0], csRevalidated, fwd, status, e2.ttlNs(respTime), "")
-			c.respond(ctx, sc, e2, rq, respTime)
-			c.passUnstored(ctx, sc, &m)
-			c.count(p, respTime, Revalidated)
+			o.respond(e2, respTime)
+			o.passUnstored(&m)
+			c.count(o.p, respTime, Revalidated)
 			return Revalidated, false
 		}
 		// The 304 does not describe the stored response (RFC 9111 §4.3.4
 		// finds no response to update): drop it and fetch afresh.
-		c.remove(s, e)
+		c.remove(o.s, e)
 		fasthttp.ReleaseResponse(resp)
-		return c.forward(ctx, p, up, sc, s, rq, nil, fwdMiss, respTime), true
+		o.now = respTime // the new fetch's request time
+		return o.forward(nil, fwdMiss), true
 	}
 	if status >= 500 && e != nil && !bypass {
 		// RFC 9111 §4.3.3: on a 5xx during validation the cache may act as
 		// if the server failed to respond.
 		if staleIfError(e, rq, respTime) {
 			sc.cs = appendStatus(sc.cs[:0], csForward, fwd, status, e.ttlNs(respTime), "stale-if-error")
-			c.respond(ctx, sc, e, rq, respTime)
-			c.count(p, respTime, Stale)
+			o.respond(e, respTime)
+			c.count(o.p, respTime, Stale)
 			return Stale, false
 		}
 		if e.flags&(fMustRevalidate|fSharedRevalidate) != 0 {
-			c.gatewayTimeout(ctx, sc, fwd, status, "must-revalidate")
-			c.count(p, respTime, result)
+			o.gatewayTimeout(fwd, status, "must-revalidate")
+			c.count(o.p, respTime, result)
 			return result, false
 		}
 	}
 	if rq.flags&rqHead != 0 {
 		if status == fasthttp.StatusOK && e != nil {
-			if e2 := c.headUpdate(sc, s, e, &m, p, rq, reqTime, respTime); e2 != nil {
+			if e2 := o.headUpdate(e, &m); e2 != nil {
 				// The HEAD response confirmed the stored one: answer with
 				// the updated stored fields, which it may not all repeat.
 				sc.cs = appendStatus(sc.cs[:0], csRevalidated, fwd, status, e2.ttlNs(respTime), "")
-				c.respond(ctx, sc, e2, rq, respTime)
-				c.passUnstored(ctx, sc, &m)
-				c.count(p, respTime, Revalidated)
+				o.respond(e2, respTime)
+				o.passUnstored(&m)
+				c.count(o.p, respTime, Revalidated)
 				return Revalidated, false
 			}
 		}
-		c.transfer(ctx, sc, resp, nil, fwd, status, respTime)
-		c.count(p, respTime, result)
+		o.transfer(resp, nil, status)
+		c.count(o.p, respTime, result)
 		return result, false
 	}
 	var stored *entry
 	if !bypass {
-		stored = c.storeResponse(sc, s, p, rq, ctx, nil, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime)
+		stored = o.storeResponse(nil, status, resp.Header.StatusMessage(), &m, resp.Body())
 		if stored == nil && e != nil && status < 500 && status != fasthttp.StatusPartialContent &&
 			status != fasthttp.StatusNotModified && !rq.forbidsStore(&m) {
 			// A full response replaces the stored one it was fetched for,
 			// even when it may not be stored itself (no-store, private):
 			// the old one must not be served again, fresh or stale.
-			c.remove(s, e)
+			c.remove(o.s, e)
 		}
 	}
 	if stored != nil && rq.flags&(rqINM|rqIMS) != 0 && rq.notModified(stored) {
 		sc.cs = appendStatus(sc.cs[:0], csStored, fwd, status, stored.ttlNs(respTime), "")
-		c.respond(ctx, sc, stored, rq, respTime)
-		c.count(p, respTime, result)
+		o.respond(stored, respTime)
+		c.count(o.p, respTime, result)
 		return result, false
 	}
-	keep := c.transfer(ctx, sc, resp, stored, fwd, status, respTime)
-	c.count(p, respTime, result)
+	keep := o.transfer(resp, stored, status)
+	c.count(o.p, respTime, result)
 	return result, keep
 }
 
@@ -380,14 +384,11 @@ func (c *Cache) serveStored(ctx *fasthttp.RequestCtx, p *Policy, maxStaleNs int6
 	if !h.IsGet() && !h.IsHead() {
 		return false
 	}
-	sc := getScratch()
-	defer putScratch(sc)
-	now := c.nowNano()
-	var rq reqInfo
-	rq.parse(h)
-	sc.key = appendKey(sc.key[:0], ctx)
-	hash := c.hash(sc.key)
-	e, _, _ := c.lookup(c.shardOf(hash), hash, sc, ctx, now)
+	o := op{c: c, ctx: ctx, p: p, sc: getScratch()}
+	defer putScratch(o.sc)
+	o.begin()
+	sc, now := o.sc, o.now
+	e, _, _ := o.lookup()
 	if e == nil {
 		return false
 	}
@@ -396,7 +397,7 @@ func (c *Cache) serveStored(ctx *fasthttp.RequestCtx, p *Policy, maxStaleNs int6
 		return false
 	}
 	sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, ttl, detail)
-	c.respond(ctx, sc, e, &rq, now)
+	o.respond(e, now)
 	c.count(p, now, r)
 	return true
 }

@@ -44,10 +44,11 @@ func collectFields(dst []kv, h *fasthttp.ResponseHeader) []kv {
 // hit-for-miss marker so the next requests for the URL do not queue behind
 // one another only to fetch anyway.
 //
-// The secondary key comes from ctx's request as forwarded; a background
-// refresh has no client request (ctx is nil) and stores under prev's
+// The secondary key comes from o.ctx's request as forwarded; a background
+// refresh has no client request (o.ctx is nil) and stores under prev's
 // secondary key, which needs the same Vary names.
-func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, ctx *fasthttp.RequestCtx, prev *entry, status int, reason []byte, m *respMeta, body []byte, reqTime, respTime int64) *entry {
+func (o *op) storeResponse(prev *entry, status int, reason []byte, m *respMeta, body []byte) *entry {
+	c, sc, s, p, rq, ctx, reqTime, respTime := o.c, o.sc, o.s, o.p, &o.rq, o.ctx, o.now, o.respTime
 	ok, mark := storable(p, rq, status, m, len(body))
 	var initAge, lifetime int64
 	if ok {
@@ -142,7 +143,8 @@ func (c *Cache) storeMarker(s *shard, key []byte, now int64) {
 // must not store and Content-Length; the body is kept. The updated entry is
 // published in place of e and returned; nil means the response does not
 // describe e.
-func (c *Cache) freshen(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy, rq *reqInfo, reqTime, respTime int64, head bool) *entry {
+func (o *op) freshen(e *entry, m *respMeta, head bool) *entry {
+	c, sc, s, p, rq, reqTime, respTime := o.c, o.sc, o.s, o.p, &o.rq, o.now, o.respTime
 	if !head {
 		if len(m.etag) > 0 && len(e.etag()) > 0 {
 			a, _ := opaqueTag(m.etag)
@@ -205,7 +207,7 @@ func (c *Cache) freshen(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy,
 // headUpdate applies a 200 response to HEAD to the stored GET response
 // (RFC 9111 §4.3.5): if its validators or length differ, the stored
 // response is out of date and is dropped; otherwise its fields freshen it.
-func (c *Cache) headUpdate(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy, rq *reqInfo, reqTime, respTime int64) *entry {
+func (o *op) headUpdate(e *entry, m *respMeta) *entry {
 	differ := false
 	if len(m.etag) > 0 && len(e.etag()) > 0 && !bytes.Equal(m.etag, e.etag()) {
 		differ = true
@@ -217,10 +219,10 @@ func (c *Cache) headUpdate(sc *scratch, s *shard, e *entry, m *respMeta, p *Poli
 		differ = true
 	}
 	if differ {
-		c.remove(s, e)
+		o.c.remove(o.s, e)
 		return nil
 	}
-	return c.freshen(sc, s, e, m, p, rq, reqTime, respTime, true)
+	return o.freshen(e, m, true)
 }
 
 func statusReason(block []byte) []byte {
