@@ -414,6 +414,9 @@ func (rs *routeStats) totals() (n [numResults]uint64) {
 	return n
 }
 
+// defaultErrorHandler is the ErrorHandler of a cache used without the proxy
+// (its tests, a library user): 504 for a timeout, 502 otherwise. The proxy
+// passes proxy.CacheError, so floodgate's statuses come from proxy/errors.go.
 func defaultErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	status := fasthttp.StatusBadGateway
 	var te interface{ Timeout() bool }
