@@ -1,8 +1,6 @@
 package cache
 
-import (
-	"github.com/valyala/fasthttp"
-)
+import "github.com/valyala/fasthttp"
 
 // forward fetches from the backend, validating e when it has validators, and
 // writes the answer: the stored (or freshened) response, a stale one when

@@ -1,8 +1,6 @@
 package cache
 
-import (
-	"bytes"
-)
+import "bytes"
 
 // lookup finds the newest stored variant of sc.key that the request selects
 // (RFC 9111 §4.1) as of o.now, skipping dead entries. fwd is the
