@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/degrade"
@@ -117,7 +115,7 @@ func dryBuild(ctx context.Context, log *slog.Logger, cfg *conf.Config, rcfg regi
 	var respCache *cache.Cache
 	if cfg.Cache.MaxBytes > 0 {
 		var err error
-		respCache, err = cache.New(cache.Options{MaxBytes: cfg.Cache.MaxBytes, Registerer: prometheus.NewRegistry(), Logger: quiet,
+		respCache, err = cache.New(cache.Options{MaxBytes: cfg.Cache.MaxBytes, Logger: quiet,
 			ErrorHandler: proxy.CacheError, Forwarded: proxy.CacheForwarded})
 		if err != nil {
 			return nil, err

@@ -113,7 +113,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	var respCache *cache.Cache
 	if cfg.Cache.MaxBytes > 0 {
 		respCache, err = cache.New(cache.Options{
-			MaxBytes: cfg.Cache.MaxBytes, Registerer: prom, Logger: log,
+			MaxBytes: cfg.Cache.MaxBytes, Logger: log,
 			ErrorHandler: proxy.CacheError, Forwarded: proxy.CacheForwarded,
 		})
 		if err != nil {
@@ -124,7 +124,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	var journal *capture.Journal
 	var capt *proxy.Capture
 	if c := cfg.Capture; c != nil {
-		if journal, err = capture.Open(capture.Options{Dir: c.Dir, Registerer: prom, Logger: log}); err != nil {
+		if journal, err = capture.Open(capture.Options{Dir: c.Dir, Logger: log}); err != nil {
 			return fmt.Errorf("capture.dir: %w", err)
 		}
 		defer journal.Close()
@@ -154,11 +154,16 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	m, err := metrics.New(prom, metrics.Sources{View: reg.View, Routes: px.RouteStats})
-	if err != nil {
-		return err
+	// Each package exports the figures it owns (metrics/doc.go).
+	owned := []prometheus.Collector{px.Collector(), mon.Collector()}
+	if respCache != nil {
+		owned = append(owned, respCache.Collector())
 	}
-	if err := metrics.RegisterEdge(prom, metrics.EdgeSources{Degrade: mon.Stats, Routes: px.RouteStats, Conns: px.ConnStats, AccessLog: accessLog, CacheMaxBytes: cfg.Cache.MaxBytes}); err != nil {
+	if journal != nil {
+		owned = append(owned, journal.Collector())
+	}
+	m, err := metrics.New(prom, metrics.Sources{View: reg.View, Collectors: owned})
+	if err != nil {
 		return err
 	}
 
