@@ -123,6 +123,12 @@ func dryBuild(ctx context.Context, log *slog.Logger, cfg *conf.Config, rcfg regi
 		defer respCache.Close()
 	}
 	px := proxy.New(proxyOptions(cfg, quiet, respCache))
+	defer func() {
+		// Never served: this only stops its clock and closes its upstreams.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = px.Shutdown(sctx)
+	}()
 	mon := degrade.NewMonitor(degrade.MonitorOptions{Logger: quiet})
 	defer mon.Close()
 	reg, err := registry.New(registry.Options{Dataplane: px, Logger: quiet,
