@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/proxy/cache"
+)
+
+// spikeSite is a shop behind a real proxy, a real balancer pool of one origin
+// with 8 connection slots and a real degrade.Monitor running on its own clock:
+// cached pages (stale while degraded, normal priority), an uncacheable search
+// (low, shed) and orders (high). The origin's service times are pages 1 ms,
+// search 4 ms, orders 8 ms.
+type spikeSite struct {
+	px     *testProxy
+	mon    *degrade.Monitor
+	window time.Duration
+	hold   time.Duration
+
+	mu  sync.Mutex
+	trs []degrade.Transition
+}
+
+const spikeSlots = 8
+
+func newSpikeSite(t *testing.T) *spikeSite {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		p := string(ctx.Path())
+		switch {
+		case strings.HasPrefix(p, "/page/"):
+			time.Sleep(time.Millisecond) // service time, not synchronisation
+			ctx.Response.Header.Set("Cache-Control", "max-age=1")
+			ctx.SetBodyString("page")
+		case p == "/search":
+			time.Sleep(4 * time.Millisecond)
+			ctx.Response.Header.Set("Cache-Control", "no-store")
+			ctx.SetBodyString("results")
+		default:
+			time.Sleep(8 * time.Millisecond)
+			ctx.SetBodyString("order ok")
+		}
+	}}
+	go origin.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { _ = origin.Shutdown() })
+
+	c, err := cache.New(cache.Options{MaxBytes: 1 << 20, ErrorHandler: CacheError})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	po := balancer.PoolOptions{MaxConnsPerBackend: spikeSlots, QueueMax: 32, QueueTimeout: 50 * time.Millisecond}
+	px, pool := weightedProxyOpts(t, Options{Cache: c}, PoolSpec{MaxConnsPerBackend: spikeSlots}, po, []string{ln.Addr().String()}, []int{1})
+
+	s := &spikeSite{px: px, window: 100 * time.Millisecond, hold: 500 * time.Millisecond}
+	s.mon = degrade.NewMonitor(degrade.MonitorOptions{Window: s.window, OnTransition: func(tr degrade.Transition) {
+		s.mu.Lock()
+		s.trs = append(s.trs, tr)
+		s.mu.Unlock()
+	}})
+	err = s.mon.Configure([]degrade.PoolConfig{{
+		Name:        "p",
+		Source:      &degrade.PoolSource{Pool: func() *balancer.Pool { return pool }, MaxConnsPerBackend: spikeSlots},
+		Enter:       degrade.Thresholds{InflightRatio: 0.9},
+		Exit:        degrade.Thresholds{InflightRatio: 0.6},
+		Hold:        s.hold,
+		Windows:     2,
+		MinRequests: 5,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: pool, MaxConnsPerBackend: spikeSlots, Gate: s.mon.Gate("p"), Recorder: s.mon.Recorder("p")}},
+		Routes: []RouteSpec{
+			{Name: "pages", PathPrefix: "/page/", Pool: "p", Action: degrade.ActionStale,
+				Cache: &cache.PolicyOptions{MaxObjectBytes: 1 << 20, MaxStale: time.Hour}},
+			{Name: "search", PathPrefix: "/search", Pool: "p", Priority: degrade.PriorityLow, Action: degrade.ActionShed},
+			{Name: "orders", PathPrefix: "/order", Pool: "p", Priority: degrade.PriorityHigh},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.s.Swap(snap)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.mon.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func (s *spikeSite) transitions() []degrade.Transition {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]degrade.Transition(nil), s.trs...)
+}
+
+// load runs one client per entry of paths until stop is closed: each sends its
+// request, waits for the answer, then waits for its period (0: none, a
+// closed loop). It returns the status counts per path when all have returned.
+type loadSpec struct {
+	method, path string
+	period       time.Duration
+}
+
+func (s *spikeSite) load(stop <-chan struct{}, specs ...loadSpec) (wait func() map[string]map[int]int) {
+	hc := &fasthttp.HostClient{Addr: s.px.addr, MaxConns: 256, ReadTimeout: 5 * time.Second}
+	var mu sync.Mutex
+	got := map[string]map[int]int{}
+	var wg sync.WaitGroup
+	for _, sp := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			var tick *time.Ticker
+			if sp.period > 0 {
+				tick = time.NewTicker(sp.period)
+				defer tick.Stop()
+			}
+			for {
+				req.Reset()
+				req.Header.SetMethod(sp.method)
+				req.SetRequestURI("http://x" + sp.path)
+				if sp.method == "POST" {
+					req.SetBodyString("{}")
+				}
+				code := 0
+				if err := hc.Do(req, resp); err == nil {
+					code = resp.StatusCode()
+				}
+				mu.Lock()
+				if got[sp.path] == nil {
+					got[sp.path] = map[int]int{}
+				}
+				got[sp.path][code]++
+				mu.Unlock()
+				if tick == nil {
+					select {
+					case <-stop:
+						return
+					default:
+						continue
+					}
+				}
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	return func() map[string]map[int]int {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return got
+	}
+}
+
+// steadyLoad is about 20% of the origin's 8 slots: two order clients at 100/s
+// each (8 ms: 1.6 slots), search at 50/s (4 ms: 0.2 slot), and pages, served
+// from the cache, at up to 1,000/s.
+var steadyLoad = []loadSpec{
+	{"POST", "/order", 10 * time.Millisecond},
+	{"POST", "/order", 10 * time.Millisecond},
+	{"GET", "/search", 20 * time.Millisecond},
+	{"GET", "/page/1", 2 * time.Millisecond},
+	{"GET", "/page/2", 2 * time.Millisecond},
+}
+
+// spike saturates the pool until it is degraded, and some windows more.
+func (s *spikeSite) spike(t *testing.T) {
+	t.Helper()
+	stop := make(chan struct{})
+	var specs []loadSpec
+	for range 24 {
+		specs = append(specs, loadSpec{"POST", "/order", 0})
+	}
+	for range 8 {
+		specs = append(specs, loadSpec{"GET", "/search", 0})
+	}
+	wait := s.load(stop, specs...)
+	waitUntil(t, "the pool degraded by the spike", func() bool { return s.mon.Gate("p").Degraded() })
+	st, _ := s.mon.Status("p")
+	waitUntil(t, "five more windows of spike", func() bool {
+		cur, _ := s.mon.Status("p")
+		return cur.Signals.At.Sub(st.Signals.At) >= 5*s.window
+	})
+	close(stop)
+	wait()
+}
+
+// TestDegradedExitWhileTrafficFlows is issue 15's third finding on a real
+// proxy: after a spike, with traffic steady at about 20% of the pool's capacity
+// and mostly served from the cache, the pool must leave degraded mode within
+// hold plus three windows, once, and stay normal while the traffic goes on.
+// Before the fix every page the stale action answered from the cache counted as
+// held-back demand, fresh or not, so the demand check saw the pool saturated
+// again on exit for as long as pages were requested, and it left only once all
+// traffic stopped.
+func TestDegradedExitWhileTrafficFlows(t *testing.T) {
+	s := newSpikeSite(t)
+	// Warm the cache.
+	for _, p := range []string{"/page/1", "/page/2"} {
+		if r, _ := exchange(t, s.px.addr, "GET "+p+" HTTP/1.1\r\nHost: x\r\n\r\n", 100*time.Millisecond); statusOfRaw(r) != 200 {
+			t.Fatalf("warming %s: %q", p, r)
+		}
+	}
+	stop := make(chan struct{})
+	wait := s.load(stop, steadyLoad...)
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			wait()
+		}
+	}()
+	s.spike(t)
+	end := time.Now()
+
+	deadline := s.hold + 3*s.window
+	var exit degrade.Transition
+	limit := time.Now().Add(deadline + 40*s.window) // bounded: report the signals rather than hang
+	for exit.At.IsZero() && time.Now().Before(limit) {
+		for _, tr := range s.transitions() {
+			if tr.To == degrade.ModeNormal {
+				exit = tr
+			}
+		}
+		time.Sleep(s.window / 10) // the transitions have no channel to wait on
+	}
+	st, _ := s.mon.Status("p")
+	if exit.At.IsZero() {
+		t.Fatalf("still degraded %v after the spike with steady traffic (want the exit within %v): level %v, signals %+v",
+			time.Since(end).Round(time.Millisecond), deadline, st.Level, st.Signals)
+	}
+	if took := exit.At.Sub(end); took > deadline {
+		t.Errorf("left degraded mode %v after the spike, want within hold + 3 windows = %v (%s)", took.Round(time.Millisecond), deadline, exit.Reason)
+	}
+	t.Logf("left degraded mode %v after the spike: %s", exit.At.Sub(end).Round(time.Millisecond), exit.Reason)
+
+	// Steady traffic goes on for ten more windows: no second entry, and
+	// search, refused while degraded, is answered again.
+	since := s.window
+	waitUntil(t, "ten windows after the exit", func() bool {
+		cur, _ := s.mon.Status("p")
+		return cur.Signals.At.Sub(exit.At) >= 10*since
+	})
+	if r, _ := exchange(t, s.px.addr, "GET /search HTTP/1.1\r\nHost: x\r\n\r\n", 100*time.Millisecond); statusOfRaw(r) != 200 {
+		t.Errorf("search after the exit: %q", r)
+	}
+	close(stop)
+	got := wait()
+	var in, out int
+	for _, tr := range s.transitions() {
+		if tr.To == degrade.ModeDegraded {
+			in++
+		} else {
+			out++
+		}
+	}
+	if in != 1 || out != 1 {
+		t.Errorf("transitions: %d entries and %d exits, want one of each: %+v", in, out, s.transitions())
+	}
+	t.Logf("steady load answers: %v", got)
+}
