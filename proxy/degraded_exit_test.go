@@ -3,8 +3,10 @@ package proxy
 import (
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,22 +14,27 @@ import (
 
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/degrade/capture"
 	"github.com/floodgate/floodgate/proxy/cache"
 )
 
 // spikeSite is a shop behind a real proxy, a real balancer pool of one origin
 // with 8 connection slots and a real degrade.Monitor running on its own clock:
 // cached pages (stale while degraded, normal priority), an uncacheable search
-// (low, shed) and orders (high). The origin's service times are pages 1 ms,
-// search 4 ms, orders 8 ms.
+// (low, shed) and orders (high, captured when refused, replayed as soon as the
+// pool is ready). The origin's service times are pages 1 ms, search 4 ms,
+// orders 8 ms.
 type spikeSite struct {
-	px     *testProxy
-	mon    *degrade.Monitor
-	window time.Duration
-	hold   time.Duration
+	px      *testProxy
+	mon     *degrade.Monitor
+	journal *capture.Journal
+	window  time.Duration
+	hold    time.Duration
+	phase   atomic.Int32 // load counts are kept per phase
 
-	mu  sync.Mutex
-	trs []degrade.Transition
+	mu       sync.Mutex
+	trs      []degrade.Transition
+	replayed map[string]int // capture id → times the origin got it
 }
 
 const spikeSlots = 8
@@ -38,7 +45,13 @@ func newSpikeSite(t *testing.T) *spikeSite {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := &spikeSite{window: 100 * time.Millisecond, hold: 500 * time.Millisecond, replayed: map[string]int{}}
 	origin := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if id := ctx.Request.Header.Peek("Floodgate-Capture-Id"); len(id) > 0 {
+			s.mu.Lock()
+			s.replayed[string(id)]++
+			s.mu.Unlock()
+		}
 		p := string(ctx.Path())
 		switch {
 		case strings.HasPrefix(p, "/page/"):
@@ -63,9 +76,9 @@ func newSpikeSite(t *testing.T) *spikeSite {
 	}
 	t.Cleanup(c.Close)
 	po := balancer.PoolOptions{MaxConnsPerBackend: spikeSlots, QueueMax: 32, QueueTimeout: 50 * time.Millisecond}
-	px, pool := weightedProxyOpts(t, Options{Cache: c}, PoolSpec{MaxConnsPerBackend: spikeSlots}, po, []string{ln.Addr().String()}, []int{1})
-
-	s := &spikeSite{px: px, window: 100 * time.Millisecond, hold: 500 * time.Millisecond}
+	j, capt := openCapture(t)
+	px, pool := weightedProxyOpts(t, Options{Cache: c, Capture: capt}, PoolSpec{MaxConnsPerBackend: spikeSlots}, po, []string{ln.Addr().String()}, []int{1})
+	s.px, s.journal = px, j
 	s.mon = degrade.NewMonitor(degrade.MonitorOptions{Window: s.window, OnTransition: func(tr degrade.Transition) {
 		s.mu.Lock()
 		s.trs = append(s.trs, tr)
@@ -88,7 +101,7 @@ func newSpikeSite(t *testing.T) *spikeSite {
 			{Name: "pages", PathPrefix: "/page/", Pool: "p", Action: degrade.ActionStale,
 				Cache: &cache.PolicyOptions{MaxObjectBytes: 1 << 20, MaxStale: time.Hour}},
 			{Name: "search", PathPrefix: "/search", Pool: "p", Priority: degrade.PriorityLow, Action: degrade.ActionShed},
-			{Name: "orders", PathPrefix: "/order", Pool: "p", Priority: degrade.PriorityHigh},
+			{Name: "orders", PathPrefix: "/order", Pool: "p", Priority: degrade.PriorityHigh, Action: degrade.ActionCapture},
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +110,10 @@ func newSpikeSite(t *testing.T) *spikeSite {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.mon.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	// Replay runs from the start, as in cmd/floodgate: PoolReady holds it
+	// back while the pool is degraded or has requests queued.
+	stopReplay := j.StartReplay(ctx, px.s.Sender(), capture.ReplayOptions{Rate: 200, Ready: px.s.PoolReady, ReadyPoll: 10 * time.Millisecond})
+	t.Cleanup(func() { cancel(); stopReplay(); <-done })
 	return s
 }
 
@@ -107,13 +123,15 @@ func (s *spikeSite) transitions() []degrade.Transition {
 	return append([]degrade.Transition(nil), s.trs...)
 }
 
-// load runs one client per entry of paths until stop is closed: each sends its
-// request, waits for the answer, then waits for its period (0: none, a
-// closed loop). It returns the status counts per path when all have returned.
+// loadSpec is one client of spikeSite.load: a request sent every period (0:
+// as soon as the previous one is answered, a closed loop).
 type loadSpec struct {
 	method, path string
 	period       time.Duration
 }
+
+// load runs one client per entry of specs until stop is closed. wait returns
+// the status counts by "phase method path" once all have returned.
 
 func (s *spikeSite) load(stop <-chan struct{}, specs ...loadSpec) (wait func() map[string]map[int]int) {
 	hc := &fasthttp.HostClient{Addr: s.px.addr, MaxConns: 256, ReadTimeout: 5 * time.Second}
@@ -143,11 +161,12 @@ func (s *spikeSite) load(stop <-chan struct{}, specs ...loadSpec) (wait func() m
 				if err := hc.Do(req, resp); err == nil {
 					code = resp.StatusCode()
 				}
+				k := strconv.Itoa(int(s.phase.Load())) + " " + sp.method + " " + sp.path
 				mu.Lock()
-				if got[sp.path] == nil {
-					got[sp.path] = map[int]int{}
+				if got[k] == nil {
+					got[k] = map[int]int{}
 				}
-				got[sp.path][code]++
+				got[k][code]++
 				mu.Unlock()
 				if tick == nil {
 					select {
@@ -184,23 +203,25 @@ var steadyLoad = []loadSpec{
 	{"GET", "/page/2", 2 * time.Millisecond},
 }
 
-// spike saturates the pool until it is degraded, and some windows more.
+// spike saturates the pool until it is degraded, and three windows more.
 func (s *spikeSite) spike(t *testing.T) {
 	t.Helper()
 	stop := make(chan struct{})
 	var specs []loadSpec
-	for range 24 {
-		specs = append(specs, loadSpec{"POST", "/order", 0})
+	// Orders at 1,600/s where the origin takes 1,000/s: the overflow is
+	// captured.
+	for range 64 {
+		specs = append(specs, loadSpec{"POST", "/order", 40 * time.Millisecond})
 	}
 	for range 8 {
-		specs = append(specs, loadSpec{"GET", "/search", 0})
+		specs = append(specs, loadSpec{"GET", "/search", 10 * time.Millisecond})
 	}
 	wait := s.load(stop, specs...)
 	waitUntil(t, "the pool degraded by the spike", func() bool { return s.mon.Gate("p").Degraded() })
 	st, _ := s.mon.Status("p")
-	waitUntil(t, "five more windows of spike", func() bool {
+	waitUntil(t, "three more windows of spike", func() bool {
 		cur, _ := s.mon.Status("p")
-		return cur.Signals.At.Sub(st.Signals.At) >= 5*s.window
+		return cur.Signals.At.Sub(st.Signals.At) >= 3*s.window
 	})
 	close(stop)
 	wait()
@@ -209,7 +230,9 @@ func (s *spikeSite) spike(t *testing.T) {
 // TestDegradedExitWhileTrafficFlows is issue 15's third finding on a real
 // proxy: after a spike, with traffic steady at about 20% of the pool's capacity
 // and mostly served from the cache, the pool must leave degraded mode within
-// hold plus three windows, once, and stay normal while the traffic goes on.
+// hold plus three windows, once, and stay normal while the traffic goes on;
+// the orders captured during the spike are replayed meanwhile, alongside the
+// live traffic, which loses nothing to them.
 // Before the fix every page the stale action answered from the cache counted as
 // held-back demand, fresh or not, so the demand check saw the pool saturated
 // again on exit for as long as pages were requested, and it left only once all
@@ -234,6 +257,7 @@ func TestDegradedExitWhileTrafficFlows(t *testing.T) {
 	}()
 	s.spike(t)
 	end := time.Now()
+	captured := s.journal.Stats().Backlog["p"]
 
 	deadline := s.hold + 3*s.window
 	var exit degrade.Transition
@@ -246,6 +270,7 @@ func TestDegradedExitWhileTrafficFlows(t *testing.T) {
 		}
 		time.Sleep(s.window / 10) // the transitions have no channel to wait on
 	}
+	s.phase.Store(1)
 	st, _ := s.mon.Status("p")
 	if exit.At.IsZero() {
 		t.Fatalf("still degraded %v after the spike with steady traffic (want the exit within %v): level %v, signals %+v",
@@ -256,12 +281,33 @@ func TestDegradedExitWhileTrafficFlows(t *testing.T) {
 	}
 	t.Logf("left degraded mode %v after the spike: %s", exit.At.Sub(end).Round(time.Millisecond), exit.Reason)
 
+	// The captured orders reach the origin while the traffic goes on, at
+	// about the replay rate (200/s), each once.
+	if captured == 0 {
+		t.Fatal("the spike captured no order: the test does not exercise replay")
+	}
+	budget := time.Duration(captured)*time.Second/200 + 10*s.window
+	waitUntil(t, "the captured orders replayed", func() bool { return s.journal.Stats().Backlog["p"] == 0 })
+	replayed := time.Since(exit.At)
+	s.mu.Lock()
+	dups := 0
+	for _, n := range s.replayed {
+		dups += n - 1
+	}
+	s.mu.Unlock()
+	if dups != 0 {
+		t.Errorf("%d captured orders reached the origin twice", dups)
+	}
+	if replayed > budget {
+		t.Errorf("%d captured orders replayed %v after the exit, want within %v", captured, replayed.Round(time.Millisecond), budget)
+	}
+	t.Logf("%d captured orders replayed within %v of the exit", captured, replayed.Round(time.Millisecond))
+
 	// Steady traffic goes on for ten more windows: no second entry, and
 	// search, refused while degraded, is answered again.
-	since := s.window
 	waitUntil(t, "ten windows after the exit", func() bool {
 		cur, _ := s.mon.Status("p")
-		return cur.Signals.At.Sub(exit.At) >= 10*since
+		return cur.Signals.At.Sub(exit.At) >= 10*s.window
 	})
 	if r, _ := exchange(t, s.px.addr, "GET /search HTTP/1.1\r\nHost: x\r\n\r\n", 100*time.Millisecond); statusOfRaw(r) != 200 {
 		t.Errorf("search after the exit: %q", r)
@@ -279,5 +325,17 @@ func TestDegradedExitWhileTrafficFlows(t *testing.T) {
 	if in != 1 || out != 1 {
 		t.Errorf("transitions: %d entries and %d exits, want one of each: %+v", in, out, s.transitions())
 	}
-	t.Logf("steady load answers: %v", got)
+	// After the exit, live traffic is answered as in normal mode: replay
+	// yields to it, so no order is captured or refused.
+	for k, codes := range got {
+		if !strings.HasPrefix(k, "1 ") {
+			continue
+		}
+		for code, n := range codes {
+			if code != 200 {
+				t.Errorf("%s after the exit: %d answered %d", k[2:], n, code)
+			}
+		}
+	}
+	t.Logf("answers (0: until the exit, 1: after): %v", got)
 }
