@@ -339,3 +339,38 @@ func TestDegradedExitWhileTrafficFlows(t *testing.T) {
 	}
 	t.Logf("answers (0: until the exit, 1: after): %v", got)
 }
+
+// TestReplayYieldsToQueuedTraffic: in normal mode replay may send while
+// traffic flows, but not while a live request waits for a slot: saturation
+// back, replay backs off until the queue is empty again.
+func TestReplayYieldsToQueuedTraffic(t *testing.T) {
+	a := &countingBackend{t: t, block: make(chan struct{})}
+	a.start("127.0.0.1:0")
+	t.Cleanup(a.stop)
+	po := balancer.PoolOptions{MaxConnsPerBackend: 1, QueueMax: 4, QueueTimeout: 10 * time.Second}
+	px, pool := weightedProxyOpts(t, Options{}, PoolSpec{MaxConnsPerBackend: 1}, po, []string{a.addr}, []int{1})
+	if !px.s.PoolReady("p") {
+		t.Fatal("an idle normal pool is not ready for replay")
+	}
+	hc := &fasthttp.HostClient{Addr: px.addr, ReadTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, _, err := hc.Get(nil, "http://x/"); err != nil || code != 200 {
+				t.Errorf("live request: %d %v", code, err)
+			}
+		}()
+	}
+	waitUntil(t, "one request holding the slot and one queued", func() bool { return pool.State().QueueDepth() == 1 })
+	if px.s.PoolReady("p") {
+		t.Error("ready for replay while a live request waits for a slot")
+	}
+	close(a.block)
+	waitUntil(t, "the queue drained", func() bool { return pool.State().QueueDepth() == 0 })
+	if !px.s.PoolReady("p") {
+		t.Error("not ready for replay once the queue drained")
+	}
+	wg.Wait()
+}
