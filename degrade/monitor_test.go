@@ -774,3 +774,39 @@ func TestOverrideParse(t *testing.T) {
 		t.Error("mode names")
 	}
 }
+
+// TestExitWithSteadyTraffic is the exit rule of issue 15 on the state
+// machine: after a spike, with traffic steady at 20% of capacity (forwarded,
+// and low diverted at a rate that fits), the pool leaves within hold plus
+// three windows, once, and stays normal while the same traffic goes on: no
+// second entry. Traffic never stops. (The proxy-level reproduction of the
+// defect is proxy.TestDegradedExitWhileTrafficFlows.)
+func TestExitWithSteadyTraffic(t *testing.T) {
+	cfg := fullCfg()
+	cfg.Hold = 10 * time.Second
+	h := newHarness(t, cfg)
+	h.run(5, busy)
+	if !h.gate.Degraded() || h.gate.Level() < LevelShedNormal {
+		t.Fatalf("spike: level %v", h.gate.Level())
+	}
+	steady := win{ratio: 0.2, lat: 40 * time.Millisecond, n: 200, diverted: map[Priority]uint64{PriorityLow: 40, PriorityNormal: 20}}
+	limit := int(cfg.Hold/h.window) + 3
+	exitAt := 0
+	for i := 1; i <= 60; i++ {
+		w := steady
+		if !h.gate.Degraded() {
+			w.diverted = nil // normal: nothing is diverted, all is forwarded
+			w.n, w.ratio = 260, 0.26
+		}
+		h.step(w)
+		if exitAt == 0 && !h.gate.Degraded() {
+			exitAt = i
+		}
+	}
+	if exitAt == 0 || exitAt > limit {
+		t.Fatalf("left after %d steady windows, want within hold + 3 windows (%d); status %+v", exitAt, limit, h.status())
+	}
+	if in, out := h.count(); in != 1 || out != 1 {
+		t.Fatalf("transitions: %d entries, %d exits over 60 steady windows, want one of each", in, out)
+	}
+}
