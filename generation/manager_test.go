@@ -55,7 +55,9 @@ func pool(name string, c PoolSettings, backends ...registry.BackendSpec) registr
 	return registry.PoolSpec{Name: name, Settings: c, Backends: backends}
 }
 
-func be(addr string, w int) registry.BackendSpec { return registry.BackendSpec{Address: addr, Weight: w} }
+func be(addr string, w int) registry.BackendSpec {
+	return registry.BackendSpec{Address: addr, Weight: w}
+}
 
 func route(name, prefix, pool string) proxy.RouteSpec {
 	return proxy.RouteSpec{Name: name, PathPrefix: prefix, Pool: pool}

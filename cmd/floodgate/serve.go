@@ -21,10 +21,10 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/floodgate/floodgate/admin"
-	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/metrics"
 	"github.com/floodgate/floodgate/proxy"
@@ -32,9 +32,9 @@ import (
 	"github.com/floodgate/floodgate/registry"
 )
 
-// The registry is what the admin API drives and what reports health status.
+// The registry and its generations are what the admin API drives.
 var (
-	_ admin.Registry     = (*registry.Registry)(nil)
+	_ admin.Registry     = (*generation.Manager)(nil)
 	_ admin.HealthStatus = (*health.Checker)(nil)
 )
 
@@ -141,20 +141,13 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	px := proxy.New(popts)
 	mon := degrade.NewMonitor(degrade.MonitorOptions{Logger: log})
 	defer mon.Close()
-	currentPool := func(name string) *balancer.Pool {
-		if snap := px.Current(); snap != nil {
-			return snap.Pool(name)
-		}
-		return nil
-	}
 	checker := health.NewChecker(health.Options{Logger: log})
 	defer checker.Close()
 	var persist func(registry.State) error
 	if path := cfg.Admin.StateFile; path != "" {
 		persist = func(st registry.State) error { return registry.SaveState(path, st) }
 	}
-	reg, err := registry.New(registry.Options{Dataplane: px, Health: checker, Logger: log, Persist: persist,
-		Degrade: func(pool string) (*degrade.Gate, *degrade.Recorder) { return mon.Gate(pool), mon.Recorder(pool) }})
+	reg, err := generation.New(generation.Options{Dataplane: px, Health: checker, Monitor: mon, Logger: log, Persist: persist})
 	if err != nil {
 		return err
 	}
@@ -176,12 +169,11 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("apply config: %w", err)
 	}
+	// One commit step puts the first generation in service: pools, routes,
+	// health checks and degraded mode, all of it or (an error) none.
 	initRes, err := reg.Init(ctx, rcfg, saved)
 	if err != nil {
 		return fmt.Errorf("apply config: %w", err)
-	}
-	if err := mon.Configure(degradeConfigs(cfg, currentPool)); err != nil {
-		return fmt.Errorf("degrade: %w", err)
 	}
 	for _, s := range initRes.Skipped {
 		log.Warn("state file entry not restored", "path", cfg.Admin.StateFile, "entry", s)
@@ -198,11 +190,6 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	}
 
 	rl := newReloader(o.path, o.data, cfg, log, reg, m)
-	rl.onApplied = func(next *conf.Config) {
-		if err := mon.Configure(degradeConfigs(next, currentPool)); err != nil {
-			log.Error("degrade: reload not applied to degraded mode", "error", err.Error())
-		}
-	}
 	var reloader admin.Reloader
 	if o.path != "" {
 		reloader = rl
