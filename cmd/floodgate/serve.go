@@ -51,6 +51,9 @@ type serveOptions struct {
 	cfg  *conf.Config
 	// ignoreState starts even when the state file is corrupt, moving it aside.
 	ignoreState bool
+	// monitor, when set (by tests), stands between the commit step and the
+	// degraded-mode monitor: a test makes the monitor's part of a reload fail.
+	monitor func(*degrade.Monitor) generation.Monitor
 }
 
 // serve runs floodgate for o.cfg until ctx ends, then drains and returns nil. An
@@ -147,7 +150,11 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	if path := cfg.Admin.StateFile; path != "" {
 		persist = func(st registry.State) error { return registry.SaveState(path, st) }
 	}
-	reg, err := generation.New(generation.Options{Dataplane: px, Health: checker, Monitor: mon, Logger: log, Persist: persist})
+	var monitor generation.Monitor = mon
+	if o.monitor != nil {
+		monitor = o.monitor(mon)
+	}
+	reg, err := generation.New(generation.Options{Dataplane: px, Health: checker, Monitor: monitor, Logger: log, Persist: persist})
 	if err != nil {
 		return err
 	}
