@@ -25,7 +25,8 @@ import (
 // 300 bytes.
 const MaxBody = 64 << 10
 
-// Registry is the part of registry.Registry the API drives.
+// Registry is the part of generation.Manager (the registry and the generation
+// in service) the API drives.
 type Registry interface {
 	View() *generation.View
 	Register(ctx context.Context, pool, address string, weight *int) (created bool, err error)

@@ -8,6 +8,6 @@
 // no label hashing or map lookup per request. Metrics are registered on a
 // prometheus.Registerer the caller creates, never on the global registry.
 //
-// metrics imports prometheus/client_golang, proxy and registry (for the types it
-// reads); it must not import conf, admin or cmd.
+// metrics imports prometheus/client_golang, proxy and generation (for the types
+// it reads); it must not import conf, admin or cmd.
 package metrics

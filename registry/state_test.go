@@ -6,18 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	memdb "github.com/hashicorp/go-memdb"
 )
-
-func TestSchemaIsValid(t *testing.T) {
-	if err := NewSchema().Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := memdb.NewMemDB(NewSchema()); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestStateFileRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")

@@ -7,7 +7,18 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
 )
+
+func TestSchemaIsValid(t *testing.T) {
+	if err := NewSchema().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := memdb.NewMemDB(NewSchema()); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // applier stands in for package generation: it watches the registry, records
 // each snapshot it applies, and reports it applied, the way the real one does,

@@ -115,7 +115,7 @@ func (r *reloader) reload(ctx context.Context, trigger string, force bool) (out 
 	}
 	// Once validated, the apply runs to its end even if the caller goes away
 	// (an API client hanging up, the shutdown starting): it is committed in one
-	// transaction, so reporting it as failed would be wrong. The registry's
+	// transaction, so reporting it as failed would be wrong. The generations'
 	// watcher outlives every trigger, so the wait is short.
 	rc, err := registryConfig(cfg)
 	if err != nil {
