@@ -1,10 +1,10 @@
 package generation
 
-// Commit puts g in service: the one step that changes what serves, all of it
-// or (when Build failed, and Commit is not called) none. Nothing in it fails:
+// commit puts g in service: the one step that changes what serves, all of it
+// or (when Build failed, and commit is not called) none. Nothing in it fails:
 // Build has checked everything that could. Only Run calls it, with the
-// generations it built in order; tests may call it likewise.
-func (m *Manager) Commit(g *Generation) {
+// generations it built, in index order.
+func (m *Manager) commit(g *Generation) {
 	m.dp.Swap(g.snap)
 	m.cur.Store(g) // the monitor's sources read the pools in service
 	for _, p := range g.pools {

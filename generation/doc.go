@@ -14,8 +14,8 @@
 //     degraded-mode plan of the pools' monitor. It changes nothing: the
 //     pools are staged, the proxy's Build only reads its tables, the
 //     monitor's Prepare only checks; a Generation dropped leaves no trace.
-//   - Commit puts one Generation in service, all or nothing: everything
-//     that can fail has failed in Build, so Commit swaps the snapshot in,
+//   - The commit step puts one Generation in service, all or nothing:
+//     everything that can fail has failed in Build, so it swaps the snapshot in,
 //     adopts the pools, syncs the health checker and commits the monitor's
 //     plan, in that order, and cannot fail.
 //   - Run is the watcher: it waits on the registry's watch channel, builds

@@ -149,7 +149,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		if !built || c.Index > applied {
 			g, err := m.safely("generation build", func() (*Generation, error) { return m.Build(c, m.cur.Load()) })
 			if err == nil {
-				m.Commit(g)
+				m.commit(g)
 			} else {
 				m.log.Error("generation not applied, the previous one keeps serving", "generation", c.Index, "error", err.Error())
 			}
