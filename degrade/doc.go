@@ -28,7 +28,8 @@
 //
 // See docs/degraded-mode.md for the behaviour as users see it.
 //
-// degrade imports the standard library and balancer (to read its statistics);
+// degrade imports the standard library, balancer (to read its statistics) and
+// the Prometheus client (its metrics.go, the pattern of metrics/doc.go);
 // it must not import proxy, conf or cmd: the wiring in cmd/floodgate turns
 // conf values into PoolConfig, Priority and Action.
 package degrade

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -23,9 +22,6 @@ const (
 	// p95 latency, error rate and demand to count: 3 failures out of 5 are not
 	// a 60% error rate worth degrading a site for.
 	DefaultMinRequests = 20
-	// MinWindow is the shortest window accepted, to keep the monitor's
-	// goroutine from spinning.
-	MinWindow = 10 * time.Millisecond
 )
 
 // Sentinel errors, tested with errors.Is.
@@ -98,7 +94,7 @@ func ParseOverride(s string) (Override, error) {
 type MonitorOptions struct {
 	// Window is the default sampling window of pools that set none, and the
 	// longest the ticker sleeps. <= 0 means DefaultWindow; below MinWindow
-	// means MinWindow.
+	// means MinWindow, above MaxWindow MaxWindow.
 	Window time.Duration
 	// Now is the clock used by Run, Configure and SetOverride; nil means
 	// time.Now. Tests inject one and call Step instead of Run.
@@ -232,7 +228,7 @@ func NewMonitor(opts MonitorOptions) *Monitor {
 	if m.window <= 0 {
 		m.window = DefaultWindow
 	}
-	m.window = max(m.window, MinWindow)
+	m.window = min(max(m.window, MinWindow), MaxWindow)
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -348,7 +344,8 @@ func (pl *Plan) Commit() {
 	m.relist()
 }
 
-// normalize fills in c's defaults and validates it.
+// normalize fills in c's defaults and validates it: the trigger by
+// Trigger.Check, the rule conf checks the file with.
 func (m *Monitor) normalize(c PoolConfig) (PoolConfig, error) {
 	var errs []error
 	if c.Name == "" {
@@ -357,14 +354,8 @@ func (m *Monitor) normalize(c PoolConfig) (PoolConfig, error) {
 	if c.Window == 0 {
 		c.Window = m.window
 	}
-	if c.Window < MinWindow {
-		errs = append(errs, fmt.Errorf("window: %v: must be at least %v", c.Window, MinWindow))
-	}
 	if c.Windows == 0 {
 		c.Windows = DefaultWindows
-	}
-	if c.Windows < 0 {
-		errs = append(errs, fmt.Errorf("windows: %d: must be >= 1", c.Windows))
 	}
 	if c.MinRequests == 0 {
 		c.MinRequests = DefaultMinRequests
@@ -372,33 +363,8 @@ func (m *Monitor) normalize(c PoolConfig) (PoolConfig, error) {
 	if c.MinRequests < 0 {
 		errs = append(errs, fmt.Errorf("min requests: %d: must be >= 1", c.MinRequests))
 	}
-	if c.Hold < 0 {
-		errs = append(errs, fmt.Errorf("hold: %v: must be >= 0", c.Hold))
-	}
-	for s := range numSignals {
-		en, ex := c.Enter.threshold(s), c.Exit.threshold(s)
-		ratio := s == sigInflight || s == sigErrorRate || s == sigCapacity
-		for _, v := range [2]struct {
-			side string
-			v    float64
-		}{{"enter", en}, {"exit", ex}} {
-			switch {
-			case v.v < 0 || math.IsNaN(v.v):
-				errs = append(errs, fmt.Errorf("%s.%s: %s: must be >= 0", v.side, s, formatValue(s, v.v)))
-			case ratio && v.v > 1:
-				errs = append(errs, fmt.Errorf("%s.%s: %s: must be at most 1", v.side, s, formatValue(s, v.v)))
-			}
-		}
-		switch {
-		case en == 0 && ex != 0:
-			errs = append(errs, fmt.Errorf("exit.%s: set, but enter.%s is not", s, s))
-		case en != 0 && ex == 0:
-			errs = append(errs, fmt.Errorf("exit.%s: required because enter.%s is set (exit thresholds give hysteresis)", s, s))
-		case en != 0 && !s.inverted() && ex >= en:
-			errs = append(errs, fmt.Errorf("exit.%s: %s: must be lower than enter.%s (%s)", s, formatValue(s, ex), s, formatValue(s, en)))
-		case en != 0 && s.inverted() && ex <= en:
-			errs = append(errs, fmt.Errorf("exit.%s: %s: must be higher than enter.%s (%s)", s, formatValue(s, ex), s, formatValue(s, en)))
-		}
+	for _, p := range c.Trigger().Check() {
+		errs = append(errs, p)
 	}
 	return c, errors.Join(errs...)
 }

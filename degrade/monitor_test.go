@@ -723,18 +723,24 @@ func TestConfigureValidation(t *testing.T) {
 		{"duplicate", []PoolConfig{ok, ok}, `pools[1]: name "a" duplicates pools[0]`},
 		{"exit missing", []PoolConfig{with(func(c *PoolConfig) { c.Exit = Thresholds{} })}, "exit.inflight_ratio: required because enter.inflight_ratio is set"},
 		{"exit alone", []PoolConfig{with(func(c *PoolConfig) { c.Exit.ErrorRate = 0.1 })}, "exit.error_rate: set, but enter.error_rate is not"},
-		{"exit equal", []PoolConfig{with(func(c *PoolConfig) { c.Exit.InflightRatio = 0.9 })}, "exit.inflight_ratio: 0.9: must be lower than enter.inflight_ratio (0.9)"},
+		{"exit equal", []PoolConfig{with(func(c *PoolConfig) { c.Exit.InflightRatio = 0.9 })}, "exit.inflight_ratio: must be lower than enter.inflight_ratio (0.9), got 0.9"},
 		{"exit above", []PoolConfig{with(func(c *PoolConfig) {
 			c.Enter.P95Latency, c.Exit.P95Latency = time.Second, 2*time.Second
-		})}, "exit.p95_latency: 2s: must be lower than enter.p95_latency (1s)"},
+		})}, "exit.p95_latency: must be lower than enter.p95_latency (1s), got 2s"},
 		{"capacity inverted", []PoolConfig{with(func(c *PoolConfig) {
 			c.Enter.HealthyCapacity, c.Exit.HealthyCapacity = 0.5, 0.4
-		})}, "exit.healthy_capacity: 0.4: must be higher than enter.healthy_capacity (0.5)"},
-		{"ratio above 1", []PoolConfig{with(func(c *PoolConfig) { c.Enter.ErrorRate, c.Exit.ErrorRate = 2, 0.1 })}, "enter.error_rate: 2: must be at most 1"},
-		{"negative", []PoolConfig{with(func(c *PoolConfig) { c.Exit.QueueWait = -1 })}, "exit.queue_wait: -1ns: must be >= 0"},
-		{"negative hold", []PoolConfig{with(func(c *PoolConfig) { c.Hold = -time.Second })}, "hold: -1s: must be >= 0"},
-		{"short window", []PoolConfig{with(func(c *PoolConfig) { c.Window = time.Millisecond })}, "window: 1ms: must be at least 10ms"},
-		{"negative windows", []PoolConfig{with(func(c *PoolConfig) { c.Windows = -1 })}, "windows: -1: must be >= 1"},
+		})}, "exit.healthy_capacity: must be higher than enter.healthy_capacity (0.5), got 0.4"},
+		{"ratio above 1", []PoolConfig{with(func(c *PoolConfig) { c.Enter.ErrorRate, c.Exit.ErrorRate = 2, 0.1 })}, "enter.error_rate: must be between 0 and 1, got 2"},
+		{"negative", []PoolConfig{with(func(c *PoolConfig) { c.Exit.QueueWait = -1 })}, "exit.queue_wait: must not be negative, got -1ns"},
+		{"negative hold", []PoolConfig{with(func(c *PoolConfig) { c.Hold = -time.Second })}, "hold: must not be negative, got -1s"},
+		{"short window", []PoolConfig{with(func(c *PoolConfig) { c.Window = time.Millisecond })}, "window: must be at least 100ms, got 1ms"},
+		{"long window", []PoolConfig{with(func(c *PoolConfig) { c.Window = 2 * time.Minute })}, "window: must be at most 1m, got 2m0s"},
+		{"many windows", []PoolConfig{with(func(c *PoolConfig) { c.Windows = 101 })}, "windows: must be between 1 and 100, got 101"},
+		{"long hold", []PoolConfig{with(func(c *PoolConfig) { c.Hold = 2 * time.Hour })}, "hold: must be at most 1h, got 2h0m0s"},
+		{"long threshold", []PoolConfig{with(func(c *PoolConfig) {
+			c.Enter.QueueWait, c.Exit.QueueWait = 2*time.Hour, time.Second
+		})}, "enter.queue_wait: must be at most 1h, got 2h0m0s"},
+		{"negative windows", []PoolConfig{with(func(c *PoolConfig) { c.Windows = -1 })}, "windows: must be between 1 and 100, got -1"},
 		{"negative min requests", []PoolConfig{with(func(c *PoolConfig) { c.MinRequests = -1 })}, "min requests: -1: must be >= 1"},
 	}
 	for _, tt := range tests {

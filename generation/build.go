@@ -187,12 +187,11 @@ func (m *Manager) prepareMonitor(g *Generation, prev *Generation) error {
 	cfgs := make([]degrade.PoolConfig, len(g.policy))
 	for i, p := range g.policy {
 		name := p.name
-		d := p.degrade
-		cfgs[i] = degrade.PoolConfig{Name: name, Source: &degrade.PoolSource{
+		cfgs[i] = p.degrade.PoolConfig(name, &degrade.PoolSource{
 			Pool:               func() *balancer.Pool { return m.currentPool(name) },
 			MaxConnsPerBackend: p.maxConns,
 			Reserved:           p.reserved,
-		}, Enter: d.Enter, Exit: d.Exit, Hold: d.Hold, Window: d.Window, Windows: d.Windows}
+		})
 	}
 	plan, err := m.mon.Prepare(cfgs)
 	if err != nil {

@@ -56,6 +56,12 @@ type Degrade struct {
 	Windows     int
 }
 
+// PoolConfig is the monitor's configuration of the pool named name with this
+// policy, sampling src: the one translation, which the builder uses.
+func (d Degrade) PoolConfig(name string, src degrade.SignalSource) degrade.PoolConfig {
+	return degrade.PoolConfig{Name: name, Source: src, Enter: d.Enter, Exit: d.Exit, Hold: d.Hold, Window: d.Window, Windows: d.Windows}
+}
+
 // activeHealth reports whether the pool probes its backends.
 func (s PoolSettings) activeHealth() bool {
 	return s.Health.Type == health.TypeHTTP || s.Health.Type == health.TypeTCP

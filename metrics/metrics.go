@@ -2,14 +2,12 @@ package metrics
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/internal/panics"
-	"github.com/floodgate/floodgate/proxy"
 )
 
 // Sources are what the collectors read at scrape time. Each func must be safe for
@@ -17,8 +15,10 @@ import (
 type Sources struct {
 	// View returns the generation in service: generation.Manager.View.
 	View func() *generation.View
-	// Routes returns the per-route request counters: proxy.Server.RouteStats.
-	Routes func() []*proxy.RouteStats
+	// Collectors are the collectors of the packages that own the other figures
+	// (proxy.Server.Collector, degrade.Monitor.Collector, cache.Cache.Collector,
+	// capture.Journal.Collector); New registers each on reg as it is.
+	Collectors []prometheus.Collector
 }
 
 // Metrics is floodgate's own metrics, registered on a caller's registry. The
@@ -62,9 +62,7 @@ func New(reg prometheus.Registerer, src Sources) (*Metrics, error) {
 	if src.View != nil {
 		cs = append(cs, viewCollector{src.View})
 	}
-	if src.Routes != nil {
-		cs = append(cs, routeCollector{src.Routes})
-	}
+	cs = append(cs, src.Collectors...)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
@@ -165,61 +163,6 @@ func (c viewCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descQueueTimeouts, prometheus.CounterValue, float64(q.Timeouts), p.Name)
 		ch <- prometheus.MustNewConstMetric(descQueueRejected, prometheus.CounterValue, float64(q.Rejected), p.Name)
 	}
-}
-
-var (
-	descRequests = prometheus.NewDesc("floodgate_requests_total",
-		"Responses sent to clients, by route, pool and status code. Requests that matched no route, or were refused before routing, have route and pool \"-\".",
-		[]string{"route", "pool", "code"}, nil)
-	descDuration = prometheus.NewDesc("floodgate_request_duration_seconds",
-		"Time from a request's arrival to its response header, by route and pool.", []string{"route", "pool"}, nil)
-	descRateLimited = prometheus.NewDesc("floodgate_ratelimited_total",
-		"Requests refused by the route's rate limit (429).", []string{"route"}, nil)
-	descDenied = prometheus.NewDesc("floodgate_denied_total",
-		"Requests refused by the route's allow_cidrs or deny_cidrs (403).", []string{"route"}, nil)
-	descTruncated = prometheus.NewDesc("floodgate_upstream_truncated_total",
-		"Backend responses whose body ended early (backend closed or broke the framing mid-body) while relayed: the client connection was closed.", []string{"route"}, nil)
-)
-
-// routeCollector exports the proxy's per-route counters, read at scrape time
-// from the atomics the request path adds to.
-type routeCollector struct{ routes func() []*proxy.RouteStats }
-
-func (c routeCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descRequests
-	ch <- descDuration
-	ch <- descRateLimited
-	ch <- descDenied
-	ch <- descTruncated
-}
-
-func (c routeCollector) Collect(ch chan<- prometheus.Metric) {
-	for i, rs := range c.routes() {
-		for _, cc := range rs.Codes() {
-			ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(cc.Count), rs.Route, rs.Pool, codeLabel(cc.Code))
-		}
-		count, sum, cumulative := rs.Latency()
-		buckets := make(map[float64]uint64, len(proxy.LatencyBuckets))
-		for i, ub := range proxy.LatencyBuckets {
-			buckets[ub] = cumulative[i]
-		}
-		ch <- prometheus.MustNewConstHistogram(descDuration, count, sum, buckets, rs.Route, rs.Pool)
-		if i == 0 {
-			continue // requests refused before routing: no route to limit or deny
-		}
-		ch <- prometheus.MustNewConstMetric(descRateLimited, prometheus.CounterValue, float64(rs.RateLimited()), rs.Route)
-		ch <- prometheus.MustNewConstMetric(descDenied, prometheus.CounterValue, float64(rs.Denied()), rs.Route)
-		ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(rs.Truncated()), rs.Route)
-	}
-}
-
-// codeLabel is the code label: the status code, or "other" for the slot
-// RouteStats keeps for out-of-range codes.
-func codeLabel(code int) string {
-	if code < 100 {
-		return "other"
-	}
-	return strconv.Itoa(code)
 }
 
 func bool01(b bool) float64 {

@@ -74,7 +74,7 @@ func newStack(tb testing.TB, backends ...string) *stack {
 	served := make(chan struct{})
 	go func() { defer close(served); _ = px.Serve(ln) }()
 	prom := prometheus.NewRegistry()
-	m, err := New(prom, Sources{View: reg.View, Routes: px.RouteStats})
+	m, err := New(prom, Sources{View: reg.View, Collectors: []prometheus.Collector{px.Collector()}})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -110,7 +109,7 @@ func (c *Capture) capture(s *Server, ctx *fasthttp.RequestCtx, rt *route, info *
 	case errors.Is(err, capture.ErrKeyConflict):
 		// The key was used for another order: confirming this one under it
 		// would never deliver it (draft-ietf-httpapi-idempotency-key-header).
-		writeStatus(ctx, fasthttp.StatusUnprocessableEntity, rt.name, "Idempotency-Key already used for a different request")
+		writeError(ctx, rt.name, err)
 		return true
 	case errors.Is(err, capture.ErrTooLarge):
 		ctx.SetConnectionClose()
@@ -119,12 +118,7 @@ func (c *Capture) capture(s *Server, ctx *fasthttp.RequestCtx, rt *route, info *
 	}
 	if err != nil {
 		s.log.Error("capture failed: answering 503", "route", rt.name, "error", err.Error())
-		r := &ctx.Response
-		r.Reset()
-		r.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		r.Header.Set("Retry-After", "5")
-		r.Header.SetContentType("text/plain; charset=utf-8")
-		r.SetBodyString("503 Service Unavailable: route " + rt.name + ": the order could not be recorded, please retry\n")
+		writeError(ctx, rt.name, ErrNotRecorded)
 		return true
 	}
 	c.accepted(ctx, id)
@@ -160,14 +154,6 @@ func (c *Capture) known(ctx *fasthttp.RequestCtx, rt *route) bool {
 	}
 	c.accepted(ctx, id)
 	return true
-}
-
-func writeStatus(ctx *fasthttp.RequestCtx, status int, route, msg string) {
-	r := &ctx.Response
-	r.Reset()
-	r.SetStatusCode(status)
-	r.Header.SetContentType("text/plain; charset=utf-8")
-	r.SetBodyString(strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + ": route " + route + ": " + msg + "\n")
 }
 
 // readBody reads a request body whole, up to max bytes.

@@ -84,6 +84,10 @@ func TestCaptureJournalFailureIs503(t *testing.T) {
 	if statusOfRaw(r) != 503 || strings.Contains(r, "Floodgate-Capture-Id") {
 		t.Fatalf("journal failure: want 503 without a capture id, got %q", r)
 	}
+	if !strings.Contains(r, "\r\nRetry-After: 5\r\n") ||
+		!strings.HasSuffix(r, "\r\n\r\n503 Service Unavailable: route checkout: the order could not be recorded, please retry\n") {
+		t.Fatalf("journal failure: want Retry-After and the plain-text reason, got %q", r)
+	}
 }
 
 // TestResubmittedOrderAfterRecovery: a client that resubmits a captured order
@@ -110,8 +114,9 @@ func TestResubmittedOrderAfterRecovery(t *testing.T) {
 	mon.SetOverride("p", degrade.OverrideDegraded)
 	exchange(t, px.addr, other, 300*time.Millisecond)
 	conflict := "POST /o HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k10\r\nContent-Length: 3\r\n\r\n{1}"
-	if r, _ := exchange(t, px.addr, conflict, 300*time.Millisecond); statusOfRaw(r) != 422 {
-		t.Fatalf("key reused for another order: %q, want 422", r)
+	if r, _ := exchange(t, px.addr, conflict, 300*time.Millisecond); statusOfRaw(r) != 422 ||
+		!strings.HasSuffix(r, "\r\n\r\n422 Unprocessable Entity: route checkout: Idempotency-Key already used for a different request\n") {
+		t.Fatalf("key reused for another order: %q, want 422 with its reason", r)
 	}
 }
 

@@ -83,7 +83,7 @@ func TestReloadUnderLoadTouchesNothingLive(t *testing.T) {
 			served.Add(1)
 		}
 	}()
-	go func() { // scrapes, as metrics.RegisterEdge's collector reads them
+	go func() { // scrapes, as the proxy's Collector reads them
 		defer wg.Done()
 		for {
 			select {

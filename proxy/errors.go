@@ -12,11 +12,19 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/degrade/capture"
 )
 
 // Errors of the request path: whose they are (the client's or the backend's, a
 // reset, a close before any response), and the one place where they become HTTP
-// statuses, fasthttp's parse errors included.
+// statuses, fasthttp's parse errors and the order journal's refusals included.
+// The cache's failed fetches come here too: the proxy gives the cache CacheError
+// as its ErrorHandler. (The cache's own fallback, for a cache used without the
+// proxy as in its tests, is cache.Options.ErrorHandler's nil default.) What is
+// not an error keeps its status where it is decided: the configured shed and
+// static answers of degraded mode, the cache's RFC 9111 504s (only-if-cached,
+// must-revalidate while disconnected), the 413 of an Expect: 100-continue whose
+// declared length is over the limit.
 
 // Sentinel errors of the request path.
 var (
@@ -27,6 +35,7 @@ var (
 	ErrClientTimeout    = errors.New("proxy: client too slow sending the request body")
 	ErrForbidden        = errors.New("proxy: client address not allowed on this route")
 	ErrRateLimited      = errors.New("proxy: rate limit exceeded")
+	ErrNotRecorded      = errors.New("proxy: order not recorded")
 )
 
 // statusOf maps an error from forwarding to the status the client gets and a short
@@ -47,6 +56,12 @@ func statusOf(err error) (int, string) {
 		return fasthttp.StatusRequestTimeout, "request body not received in time"
 	case errors.Is(err, ErrClientBody):
 		return fasthttp.StatusBadRequest, "malformed request body"
+	case errors.Is(err, capture.ErrKeyConflict):
+		// Confirming this order under a key used for another would never
+		// deliver it (draft-ietf-httpapi-idempotency-key-header).
+		return fasthttp.StatusUnprocessableEntity, "Idempotency-Key already used for a different request"
+	case errors.Is(err, ErrNotRecorded):
+		return fasthttp.StatusServiceUnavailable, "the order could not be recorded, please retry"
 	case errors.Is(err, balancer.ErrNoHealthyBackend):
 		return fasthttp.StatusServiceUnavailable, "no healthy backend"
 	case errors.Is(err, balancer.ErrQueueFull), errors.Is(err, balancer.ErrQueueTimeout):

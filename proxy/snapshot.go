@@ -230,8 +230,10 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 			r.acl = &acl{allow: rs.AllowCIDRs, deny: rs.DenyCIDRs}
 		}
 		if rs.RateLimit != nil {
-			if rs.RateLimit.Rate <= 0 {
-				return nil, fmt.Errorf("proxy: route %q: rate limit must be positive", rs.Name)
+			// The rule conf checks the file with, on the spec with its
+			// defaults filled in.
+			if err := rateLimitProblems(newLimiterSpec(*rs.RateLimit)); err != nil {
+				return nil, fmt.Errorf("proxy: route %q: rate_limit: %w", rs.Name, err)
 			}
 			r.limit = s.limiterLocked(rs.Name, *rs.RateLimit)
 		}

@@ -158,6 +158,12 @@ func (r *Registry) WaitApplied(ctx context.Context, idx uint64) error {
 // build from it), the State is persisted if it changed, the index is bumped and
 // the transaction commits: all of it, or none.
 func (r *Registry) write(fn func(txn *memdb.Txn) error) (idx uint64, changed bool, err error) {
+	return r.transact(fn, true)
+}
+
+// transact is write, or with commit false, everything write does short of
+// persisting and committing: the transaction is checked and then aborted.
+func (r *Registry) transact(fn func(txn *memdb.Txn) error, commit bool) (idx uint64, changed bool, err error) {
 	txn := r.db.Txn(true)
 	defer txn.Abort()
 	select {
@@ -187,6 +193,9 @@ func (r *Registry) write(fn func(txn *memdb.Txn) error) (idx uint64, changed boo
 			}
 			return 0, false, err
 		}
+	}
+	if !commit {
+		return idx, true, nil
 	}
 	if r.persist != nil {
 		if after := savedState(txn); !sameState(before, after) {
@@ -306,21 +315,41 @@ type InitResult struct {
 // any other write, with the generations' watcher running.
 func (r *Registry) Init(ctx context.Context, cfg Config, saved State) (InitResult, error) {
 	var res InitResult
-	idx, _, err := r.writeAndWait(ctx, func(txn *memdb.Txn) error {
-		res = InitResult{}
+	idx, _, err := r.writeAndWait(ctx, r.initTxn(cfg, saved, &res))
+	if err != nil {
+		return InitResult{}, err
+	}
+	res.Gen, res.Changed = idx, true
+	return res, nil
+}
+
+// CheckInit is Init short of committing: the same transaction, checked the
+// same way (Options.Check included), then aborted. It returns what Init would
+// restore and skip, or the error Init would return, and changes nothing:
+// nothing is stored, persisted or applied, and no watcher needs to run.
+// `floodgate -check` calls it, so that it refuses what a start refuses.
+func (r *Registry) CheckInit(cfg Config, saved State) (InitResult, error) {
+	var res InitResult
+	idx, _, err := r.transact(r.initTxn(cfg, saved, &res), false)
+	if err != nil {
+		return InitResult{}, err
+	}
+	res.Gen, res.Changed = idx, true
+	return res, nil
+}
+
+// initTxn is the transaction of Init, filling res.
+func (r *Registry) initTxn(cfg Config, saved State, res *InitResult) func(txn *memdb.Txn) error {
+	return func(txn *memdb.Txn) error {
+		*res = InitResult{}
 		if metaValue(txn, metaIndex) != 0 {
 			return errors.New("registry: Init called twice")
 		}
 		if err := r.applyConfig(txn, cfg, true, &res.ApplyResult); err != nil {
 			return err
 		}
-		return restore(txn, saved, &res)
-	})
-	if err != nil {
-		return InitResult{}, err
+		return restore(txn, saved, res)
 	}
-	res.Gen, res.Changed = idx, true
-	return res, nil
 }
 
 // applyConfig writes cfg into txn. boot marks backends as known at start.

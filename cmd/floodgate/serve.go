@@ -64,13 +64,17 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	token, err := loadToken(log, cfg.Admin.TokenFile)
+	// Everything that reads files and checks the config against the
+	// runtime, before any socket: the same function as -check.
+	pre, err := prepare(ctx, log, cfg, o.ignoreState)
 	if err != nil {
 		return err
 	}
-	saved, err := loadState(log, cfg.Admin.StateFile, o.ignoreState)
-	if err != nil {
-		return err
+	token, saved, certs := pre.token, pre.saved, pre.certs
+	if pre.corrupt != nil {
+		if err := moveStateAside(log, pre.corrupt); err != nil {
+			return err
+		}
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -90,18 +94,10 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 		return fmt.Errorf("admin.listen %s (%s) is not a loopback address and admin.token_file is not set: refusing to serve the admin API without authentication", cfg.Admin.Listen, adminLn.Addr())
 	}
 
-	// TLS, the access log and the capture journal are opened before anything
-	// serves: a bad certificate or an unwritable journal stops the start.
-	var certs *proxy.CertStore
+	// The access log and the capture journal are opened before anything
+	// serves: an unwritable journal stops the start.
 	var tlsLn net.Listener
 	if t := cfg.TLS; t != nil {
-		var files []proxy.CertFiles
-		for _, c := range t.Certificates {
-			files = append(files, proxy.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile})
-		}
-		if certs, err = proxy.NewCertStore(files, log); err != nil {
-			return err
-		}
 		if tlsLn, err = net.Listen("tcp", t.Listen); err != nil {
 			return fmt.Errorf("tls.listen %s: %w", t.Listen, err)
 		}
@@ -120,7 +116,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	var respCache *cache.Cache
 	if cfg.Cache.MaxBytes > 0 {
 		respCache, err = cache.New(cache.Options{
-			MaxBytes: cfg.Cache.MaxBytes, Registerer: prom, Logger: log,
+			MaxBytes: cfg.Cache.MaxBytes, Logger: log,
 			ErrorHandler: proxy.CacheError, Forwarded: proxy.CacheForwarded,
 		})
 		if err != nil {
@@ -131,7 +127,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	var journal *capture.Journal
 	var capt *proxy.Capture
 	if c := cfg.Capture; c != nil {
-		if journal, err = capture.Open(capture.Options{Dir: c.Dir, Registerer: prom, Logger: log}); err != nil {
+		if journal, err = capture.Open(capture.Options{Dir: c.Dir, Logger: log}); err != nil {
 			return fmt.Errorf("capture.dir: %w", err)
 		}
 		defer journal.Close()
@@ -158,11 +154,16 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	m, err := metrics.New(prom, metrics.Sources{View: reg.View, Routes: px.RouteStats})
-	if err != nil {
-		return err
+	// Each package exports the figures it owns (metrics/doc.go).
+	owned := []prometheus.Collector{px.Collector(), mon.Collector()}
+	if respCache != nil {
+		owned = append(owned, respCache.Collector())
 	}
-	if err := metrics.RegisterEdge(prom, metrics.EdgeSources{Degrade: mon.Stats, Routes: px.RouteStats, Conns: px.ConnStats, AccessLog: accessLog, CacheMaxBytes: cfg.Cache.MaxBytes}); err != nil {
+	if journal != nil {
+		owned = append(owned, journal.Collector())
+	}
+	m, err := metrics.New(prom, metrics.Sources{View: reg.View, Collectors: owned})
+	if err != nil {
 		return err
 	}
 
@@ -172,13 +173,9 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	go func() { regDone <- reg.Run(regCtx) }()
 	defer func() { regCancel(); <-regDone }()
 
-	rcfg, err := registryConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("apply config: %w", err)
-	}
 	// One commit step puts the first generation in service: pools, routes,
 	// health checks and degraded mode, all of it or (an error) none.
-	initRes, err := reg.Init(ctx, rcfg, saved)
+	initRes, err := reg.Init(ctx, pre.rcfg, saved)
 	if err != nil {
 		return fmt.Errorf("apply config: %w", err)
 	}
@@ -368,28 +365,14 @@ func loadToken(log *slog.Logger, path string) ([]byte, error) {
 	return token, nil
 }
 
-// loadState reads the state file, if one is set. A corrupt file stops the start,
-// naming the path, unless ignore is set: then it is moved aside (kept for
-// inspection) and floodgate starts without it.
-func loadState(log *slog.Logger, path string, ignore bool) (registry.State, error) {
-	if path == "" {
-		return registry.State{}, nil
-	}
-	st, err := registry.LoadState(path)
-	var corrupt *registry.CorruptStateError
-	switch {
-	case err == nil:
-		return st, nil
-	case !errors.As(err, &corrupt):
-		return registry.State{}, err
-	case !ignore:
-		return registry.State{}, fmt.Errorf("%v; fix or remove it, or start with -ignore-state to start without the backends it holds", err)
-	}
-	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
-	if err := os.Rename(path, aside); err != nil {
-		return registry.State{}, fmt.Errorf("%v; and moving it aside failed: %w", corrupt, err)
+// moveStateAside moves a corrupt state file aside (kept for inspection), for
+// a start with -ignore-state.
+func moveStateAside(log *slog.Logger, corrupt *registry.CorruptStateError) error {
+	aside := fmt.Sprintf("%s.corrupt-%s", corrupt.Path, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(corrupt.Path, aside); err != nil {
+		return fmt.Errorf("%v; and moving it aside failed: %w", corrupt, err)
 	}
 	log.Warn("state file is corrupt; starting without it (-ignore-state), the file was moved aside",
-		"path", path, "moved_to", aside, "error", corrupt.Err.Error())
-	return registry.State{}, nil
+		"path", corrupt.Path, "moved_to", aside, "error", corrupt.Err.Error())
+	return nil
 }

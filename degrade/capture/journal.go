@@ -11,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configures a Journal. The zero value of every field but Dir takes the
@@ -36,12 +34,6 @@ type Options struct {
 	KeyRetention time.Duration
 	// Logger receives recovery decisions and I/O errors; nil discards.
 	Logger *slog.Logger
-	// Registerer receives floodgate_orders_captured_total,
-	// floodgate_capture_backlog, floodgate_capture_dead_letters,
-	// floodgate_capture_fsync_seconds, floodgate_capture_append_errors_total
-	// and floodgate_orders_replayed_total{result}; nil registers nothing.
-	// Close unregisters them.
-	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -303,9 +295,6 @@ func Open(o Options) (*Journal, error) {
 		if _, err := j.rotate(); err != nil {
 			return fail(err)
 		}
-	}
-	if err := j.m.register(o.Registerer); err != nil {
-		return fail(err)
 	}
 	go j.run()
 	return j, nil
@@ -573,7 +562,7 @@ func (j *Journal) change(id string, typ byte, reason string) error {
 
 // Close stops replay (cancelling sends in flight, whose records stay pending,
 // and waiting for its goroutines), writes what was queued,
-// closes the files, releases the directory lock and unregisters the metrics.
+// closes the files and releases the directory lock.
 // Appends and state changes after Close return ErrClosed. Close is idempotent.
 func (j *Journal) Close() error {
 	j.closeOnce.Do(func() { j.closeErr = j.close() })
@@ -604,6 +593,5 @@ func (j *Journal) close() error {
 		}
 	}
 	j.lockf.Close()
-	j.m.unregister()
 	return err
 }

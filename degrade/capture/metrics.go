@@ -1,10 +1,6 @@
 package capture
 
-import (
-	"fmt"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // Replay results, the values of floodgate_orders_replayed_total{result}.
 const (
@@ -13,9 +9,10 @@ const (
 	resultDead      = "dead"      // a 4xx, or the last attempt failed: dead-lettered
 )
 
-// metrics are built for every journal and registered only when a Registerer
-// is given, so that the code paths never check for nil. Label children are
-// resolved here, once, so the hot paths only call Inc and Observe.
+// metrics are built for every journal and exported by Journal.Collector, the
+// pattern of metrics/doc.go; the code paths never check for nil. Label
+// children are resolved here, once, so the hot paths only call Inc and
+// Observe.
 type metrics struct {
 	captured     prometheus.Counter
 	appendErrors prometheus.Counter
@@ -26,7 +23,6 @@ type metrics struct {
 	deadLettered prometheus.Counter
 
 	collectors []prometheus.Collector
-	reg        prometheus.Registerer
 }
 
 func newMetrics(j *Journal) *metrics {
@@ -66,28 +62,23 @@ func newMetrics(j *Journal) *metrics {
 	return m
 }
 
-// register registers every collector or none.
-func (m *metrics) register(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
+// Collector exports the journal's metrics: floodgate_orders_captured_total,
+// floodgate_capture_backlog, floodgate_capture_dead_letters,
+// floodgate_capture_fsync_seconds, floodgate_capture_append_errors_total and
+// floodgate_orders_replayed_total{result}.
+func (j *Journal) Collector() prometheus.Collector { return collectors(j.m.collectors) }
+
+// collectors is a list of collectors exported as one.
+type collectors []prometheus.Collector
+
+func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
 	}
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				reg.Unregister(done)
-			}
-			return fmt.Errorf("capture: register metrics: %w", err)
-		}
-	}
-	m.reg = reg
-	return nil
 }
 
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
+func (cs collectors) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
 	}
 }

@@ -84,7 +84,10 @@ func (h *harness) delivered(n uint64) func() bool {
 // one at a time (head-of-line).
 func TestReplayDeliversInCaptureOrder(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	h := newHarness(t, func(o *Options) { o.Registerer = reg })
+	h := newHarness(t, nil)
+	if err := reg.Register(h.J.Collector()); err != nil {
+		t.Fatal(err)
+	}
 	want := map[string][]string{}
 	for i := 0; i < 60; i++ {
 		p := []string{"shop", "tickets"}[i%2]

@@ -655,7 +655,15 @@ func TestMetrics(t *testing.T) {
 	if v := mfs[got["floodgate_cache_bytes"]].GetMetric()[0].GetGauge().GetValue(); v <= 0 {
 		t.Errorf("bytes %v", v)
 	}
-	if _, err := New(Options{MaxBytes: 1, Registerer: h.reg}); err == nil {
+	if v := mfs[got["floodgate_cache_max_bytes"]].GetMetric()[0].GetGauge().GetValue(); v != 64<<20 {
+		t.Errorf("max bytes %v, want %v", v, 64<<20)
+	}
+	c2, err := New(Options{MaxBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := h.reg.Register(c2.Collector()); err == nil {
 		t.Error("a second cache registered the same metrics")
 	}
 	if _, err := New(Options{}); !errors.Is(err, ErrInvalidOptions) {

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -26,10 +25,6 @@ type Options struct {
 	// more after each backend fetch (RFC 9111 §4.2.3 needs the time the
 	// response arrived).
 	Now func() time.Time
-	// Registerer receives floodgate_cache_requests_total{route,result},
-	// floodgate_cache_bytes and floodgate_cache_objects. nil registers
-	// nothing (the counters still work).
-	Registerer prometheus.Registerer
 	// CoalesceWait is how long a request that misses while another request
 	// is already fetching the same key waits for that fetch before going to
 	// the backend itself. Zero means 5s; negative disables collapsing.
@@ -98,10 +93,8 @@ type Cache struct {
 	// lock at all (see hotLookup).
 	hot [hotSlots]atomic.Pointer[entry]
 
-	routesMu   sync.Mutex
-	routes     map[string]*routeStats // never shrinks: counters stay monotonic across reloads
-	collectors []prometheus.Collector
-	reg        prometheus.Registerer
+	routesMu sync.Mutex
+	routes   map[string]*routeStats // never shrinks: counters stay monotonic across reloads
 
 	bgMu     sync.Mutex
 	closed   bool
@@ -126,10 +119,7 @@ const maxBackgroundRefreshes = 64
 var ErrInvalidOptions = errors.New("cache: invalid options")
 
 // New builds a Cache and starts its expiry sweeper. It fails when MaxBytes
-// is not positive or when the metrics cannot be registered (for example
-// because another Cache registered them on the same Registerer and was not
-// closed: Close unregisters them, so close the old Cache before building
-// its replacement).
+// is not positive. Its metrics are exported by Collector.
 func New(opts Options) (*Cache, error) {
 	if opts.MaxBytes <= 0 {
 		return nil, fmt.Errorf("%w: MaxBytes must be > 0, got %d", ErrInvalidOptions, opts.MaxBytes)
@@ -144,7 +134,6 @@ func New(opts Options) (*Cache, error) {
 		fwdView:  opts.Forwarded,
 		bgSlots:  make(chan struct{}, maxBackgroundRefreshes),
 		stop:     make(chan struct{}),
-		reg:      opts.Registerer,
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -163,34 +152,12 @@ func New(opts Options) (*Cache, error) {
 		c.shards[i].flights = make(map[string]*flight)
 	}
 	c.routes = make(map[string]*routeStats)
-	c.collectors = []prometheus.Collector{
-		requestsCollector{c},
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "floodgate_cache_bytes",
-			Help: "Bytes accounted to the cache budget.",
-		}, func() float64 { return float64(c.bytes.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "floodgate_cache_objects",
-			Help: "Responses stored in the cache.",
-		}, func() float64 { return float64(c.objects.Load()) }),
-	}
-	if c.reg != nil {
-		for i, col := range c.collectors {
-			if err := c.reg.Register(col); err != nil {
-				for _, done := range c.collectors[:i] {
-					c.reg.Unregister(done)
-				}
-				return nil, fmt.Errorf("cache: register metrics: %w", err)
-			}
-		}
-	}
 	c.sweeping.Add(1)
 	go c.sweeper()
 	return c, nil
 }
 
-// Close stops the sweeper, waits for background refreshes to finish and
-// unregisters the metrics. Serve and ServeStale keep working after Close
+// Close stops the sweeper and waits for background refreshes to finish. Serve and ServeStale keep working after Close
 // but start no background work. Close is idempotent.
 func (c *Cache) Close() {
 	c.bgMu.Lock()
@@ -203,11 +170,6 @@ func (c *Cache) Close() {
 	close(c.stop)
 	c.sweeping.Wait()
 	c.bg.Wait()
-	if c.reg != nil {
-		for _, col := range c.collectors {
-			c.reg.Unregister(col)
-		}
-	}
 }
 
 func (c *Cache) sweeper() {
@@ -452,28 +414,9 @@ func (rs *routeStats) totals() (n [numResults]uint64) {
 	return n
 }
 
-// requestsCollector exports floodgate_cache_requests_total from the
-// routes' atomic counters at scrape time, so requests never touch a
-// Prometheus counter (a single contended atomic per route and result).
-type requestsCollector struct{ c *Cache }
-
-var requestsDesc = prometheus.NewDesc("floodgate_cache_requests_total",
-	"Requests answered by the cache, by route and result (hit, miss, stale, revalidated, bypass).",
-	[]string{"route", "result"}, nil)
-
-func (rc requestsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- requestsDesc }
-
-func (rc requestsCollector) Collect(ch chan<- prometheus.Metric) {
-	rc.c.routesMu.Lock()
-	defer rc.c.routesMu.Unlock()
-	for route, rs := range rc.c.routes {
-		n := rs.totals()
-		for r := range numResults {
-			ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n[r]), route, r.String())
-		}
-	}
-}
-
+// defaultErrorHandler is the ErrorHandler of a cache used without the proxy
+// (its tests, a library user): 504 for a timeout, 502 otherwise. The proxy
+// passes proxy.CacheError, so floodgate's statuses come from proxy/errors.go.
 func defaultErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	status := fasthttp.StatusBadGateway
 	var te interface{ Timeout() bool }

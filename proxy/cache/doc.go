@@ -21,4 +21,19 @@
 // responses are immutable once published, so concurrent hits share their
 // bytes; updates publish a new entry. docs/cache.md describes the behaviour
 // for operators.
+//
+// Files. A request's way through the cache is split along its seams, one file
+// each: serve.go the entry points (Serve, ServeStale, ServeFresh) and the flow
+// of a GET or HEAD, collapsing included; op.go the per-request state (op, on
+// the caller's stack) and its pooled scratch memory; request.go the request's
+// facts and the cache key; lookup.go finding the stored response and deciding
+// whether it may be used; forward.go going to the backend and turning its
+// answer into the client's; store.go storing and freshening responses;
+// respond.go writing answers and Cache-Status; refresh.go the background
+// refresh of stale-while-revalidate; invalidate.go unsafe methods and their
+// invalidations. Beneath them: index.go the sharded index, its segmented LRU
+// and byte budget; entry.go a stored response's layout and the response's
+// facts; directives.go, cdncc.go, vary.go and host.go the field parsers, the
+// secondary key and the canonical host; cache.go options, purging, policies
+// and statistics.
 package cache

@@ -105,8 +105,11 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if o.maxBytes == 0 {
 		o.maxBytes = 64 << 20
 	}
-	c, err := New(Options{MaxBytes: o.maxBytes, Now: h.clock.Now, Registerer: h.reg, CoalesceWait: o.coalesce})
+	c, err := New(Options{MaxBytes: o.maxBytes, Now: h.clock.Now, CoalesceWait: o.coalesce})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.reg.Register(c.Collector()); err != nil {
 		t.Fatal(err)
 	}
 	h.cache = c

@@ -1,17 +1,9 @@
 package cache
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/floodgate/floodgate/internal/httpwire"
-	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // Fetcher sends req to a backend and fills resp: status, header fields and
@@ -45,399 +37,6 @@ func (f Fetcher) Detach() Fetcher { return f }
 
 var _ Upstream = Fetcher(nil)
 
-// fwdReason is the RFC 9211 fwd parameter: why the request went forward.
-type fwdReason uint8
-
-const (
-	fwdNone fwdReason = iota
-	fwdBypass
-	fwdMethod
-	fwdURIMiss
-	fwdVaryMiss
-	fwdMiss
-	fwdRequest
-	fwdStale
-)
-
-var fwdNames = [...]string{"", "bypass", "method", "uri-miss", "vary-miss", "miss", "request", "stale"}
-
-// Request facts gathered in one pass over the request header fields.
-const (
-	rqAuth uint32 = 1 << iota
-	rqINM
-	rqIMS
-	rqIfRange
-	rqRange
-	rqPrecondition // If-Match or If-Unmodified-Since
-	rqHasCC
-	rqPragmaNoCache
-	rqHead
-	rqMarked // a live hit-for-miss marker exists for the URL
-)
-
-type reqInfo struct {
-	cc      reqDirectives
-	flags   uint32
-	inm     []byte
-	ims     []byte
-	ifRange []byte
-	rng     []byte
-}
-
-// parse reads everything the cache needs from the request in one pass.
-// Field names are compared case-insensitively because the proxy may run
-// fasthttp with header-name normalisation disabled, in which case
-// Peek("Authorization") would miss an "authorization" field.
-func (r *reqInfo) parse(h *fasthttp.RequestHeader) {
-	for k, v := range h.All() {
-		switch len(k) {
-		case 5:
-			if httpwire.EqualFold(k, "range") && r.flags&rqRange == 0 {
-				r.flags |= rqRange
-				r.rng = v
-			}
-		case 6:
-			if httpwire.EqualFold(k, "pragma") && httpwire.HasToken(v, "no-cache") {
-				r.flags |= rqPragmaNoCache
-			}
-		case 8:
-			switch {
-			case httpwire.EqualFold(k, "if-match"):
-				r.flags |= rqPrecondition
-			case httpwire.EqualFold(k, "if-range"):
-				r.flags |= rqIfRange
-				r.ifRange = v
-			}
-		case 13:
-			switch {
-			case httpwire.EqualFold(k, "cache-control"):
-				r.flags |= rqHasCC
-				r.cc.parse(v)
-			case httpwire.EqualFold(k, "authorization"):
-				r.flags |= rqAuth
-			case httpwire.EqualFold(k, "if-none-match"):
-				if r.flags&rqINM == 0 {
-					r.flags |= rqINM
-					r.inm = v
-				}
-			}
-		case 17:
-			if httpwire.EqualFold(k, "if-modified-since") && r.flags&rqIMS == 0 {
-				r.flags |= rqIMS
-				r.ims = v
-			}
-		case 19:
-			if httpwire.EqualFold(k, "if-unmodified-since") {
-				r.flags |= rqPrecondition
-			}
-		}
-	}
-	// RFC 9111 §5.4: Pragma: no-cache counts only without Cache-Control.
-	if r.flags&rqPragmaNoCache != 0 && r.flags&rqHasCC == 0 {
-		r.cc.flags |= qcNoCache
-	}
-	if h.IsHead() {
-		r.flags |= rqHead
-	}
-}
-
-// forbidsStore reports whether this request alone forbids storing m, its
-// answer: the request's no-store (RFC 9111 §5.2.1.5), or its Authorization
-// when m has no directive that lets a shared cache reuse it (RFC 9111 §3.5).
-func (r *reqInfo) forbidsStore(m *respMeta) bool {
-	return r.cc.has(qcNoStore) || (r.flags&rqAuth != 0 && !m.cc.has(rcPublic|rcSMaxAge|rcMustRevalidate))
-}
-
-// notModified evaluates the client's If-None-Match, or failing that its
-// If-Modified-Since, against e (RFC 9110 §13.2.2 order, weak comparison
-// for If-None-Match). It reports whether the answer is 304.
-func (r *reqInfo) notModified(e *entry) bool {
-	if r.flags&rqINM != 0 {
-		return etagListMatch(r.inm, e.etag())
-	}
-	if r.flags&rqIMS != 0 {
-		ims, ok := parseHTTPDate(r.ims)
-		return ok && e.lastModifiedOrDate() <= ims
-	}
-	return false
-}
-
-// rangeOf returns the single byte range to serve from e, if the request
-// asks for one that applies (RFC 9110 §14.2, §13.1.5 for If-Range).
-func (r *reqInfo) rangeOf(e *entry) (first, last int, ok bool) {
-	if r.flags&rqRange == 0 || r.flags&rqHead != 0 || e.status != fasthttp.StatusOK {
-		return 0, 0, false
-	}
-	if r.flags&rqIfRange != 0 {
-		v := httpwire.TrimOWS(r.ifRange)
-		if len(v) > 0 && (v[0] == '"' || v[0] == 'W') {
-			if !strongMatch(v, e.etag()) {
-				return 0, 0, false
-			}
-		} else if t, okT := parseHTTPDate(v); !okT || e.flags&fLastMod == 0 || t != e.lastMod {
-			return 0, 0, false
-		}
-	}
-	return parseRange(r.rng, len(e.body))
-}
-
-// scratch is per-request working memory, pooled so that a hit allocates
-// nothing once the buffers have grown.
-type scratch struct {
-	key   []byte
-	vkey  []byte
-	vkey2 []byte
-	fkey  []byte
-	names []byte
-	num   []byte
-	cs    []byte
-	blk   []byte
-	fwd   []byte // a forwarded field value (Options.Forwarded)
-	date  []byte // a Date added to a response without one
-	gen   uint64 // the key's purge generation before the fetch (Cache.genOf)
-	kvs   []kv
-	kvs2  []kv
-	rd    bytes.Reader
-	br    *bufio.Reader
-	big   *bufio.Reader
-}
-
-// Header blocks up to smallBlock bytes are parsed through the pooled 4 KiB
-// reader, larger ones (up to maxBlock) through a lazily made one. Responses
-// with a larger header section are passed through unstored.
-const (
-	smallBlock = 4096
-	maxBlock   = 64 << 10
-)
-
-var scratchPool = sync.Pool{New: func() any {
-	s := &scratch{}
-	s.br = bufio.NewReaderSize(&s.rd, smallBlock)
-	return s
-}}
-
-func getScratch() *scratch { return scratchPool.Get().(*scratch) }
-
-func putScratch(s *scratch) {
-	// Drop references to header storage so pooled scratch does not keep
-	// evicted entries or released responses reachable.
-	clear(s.kvs)
-	clear(s.kvs2)
-	s.kvs, s.kvs2 = s.kvs[:0], s.kvs2[:0]
-	s.rd.Reset(nil)
-	scratchPool.Put(s)
-}
-
-// readBlock replaces dst's header with the parsed block. Parsing (rather
-// than CopyTo from a template header) keeps the server's NoDefaultDate
-// setting, so the stored Date reaches the client (RFC 9111 §4 does not let
-// a cache change it); it also keeps fasthttp's header-name normalisation
-// choice. The connection-close flag is the caller's and is restored.
-func readBlock(dst *fasthttp.ResponseHeader, block []byte, sc *scratch) error {
-	br := sc.br
-	if len(block) > smallBlock {
-		if len(block) > maxBlock {
-			return errBlockTooLarge
-		}
-		if sc.big == nil {
-			sc.big = bufio.NewReaderSize(&sc.rd, maxBlock)
-		}
-		br = sc.big
-	}
-	sc.rd.Reset(block)
-	br.Reset(&sc.rd)
-	wasClose := dst.ConnectionClose()
-	err := dst.Read(br)
-	if wasClose {
-		dst.SetConnectionClose()
-	} else {
-		dst.ResetConnectionClose()
-	}
-	return err
-}
-
-var errBlockTooLarge = errors.New("cache: header section too large")
-
-// appendKey appends the primary cache key of the request: scheme, host in
-// its canonical form (appendHost) and the request target's path and query as
-// received, byte for byte (RFC 9111 §2).
-func appendKey(dst []byte, ctx *fasthttp.RequestCtx) []byte {
-	scheme := "http"
-	if ctx.IsTLS() {
-		scheme = "https"
-	}
-	return appendKeyParts(dst, scheme, ctx.Request.Header.Host(), ctx.Request.Header.RequestURI())
-}
-
-func appendKeyParts(dst []byte, scheme string, host, uri []byte) []byte {
-	// An absolute-form target carries its own authority, which takes
-	// precedence over Host (RFC 9112 §3.2.2).
-	if n := len(uri); n > 8 && uri[0] != '/' {
-		if i := bytes.Index(uri, []byte("://")); i > 0 && i < 6 {
-			rest := uri[i+3:]
-			j := bytes.IndexByte(rest, '/')
-			if j < 0 {
-				host, uri = rest, []byte("/")
-			} else {
-				host, uri = rest[:j], rest[j:]
-			}
-		}
-	}
-	dst = append(dst, scheme...)
-	dst = append(dst, "://"...)
-	dst = appendHost(dst, scheme, host)
-	if len(uri) == 0 || uri[0] != '/' {
-		dst = append(dst, '/')
-	}
-	return append(dst, uri...)
-}
-
-// lookup finds the newest stored variant of sc.key that the request selects
-// (RFC 9111 §4.1), skipping dead entries. h is the key's hash. fwd is the
-// reason to forward when nothing matches; marker reports a live hit-for-miss
-// marker. When the URL has variants, sc.vkey holds the request's secondary
-// key for the newest variant's Vary names.
-//
-// A URL with a single stored response that was hit recently is found in
-// c.hot without any lock: one atomic load and a key comparison. Entries are
-// immutable and every removal clears their hot slot, so a hot hit is
-// exactly as current as a locked one that ran a moment earlier.
-func (c *Cache) lookup(s *shard, h uint64, sc *scratch, ctx *fasthttp.RequestCtx, now int64) (e *entry, fwd fwdReason, marker bool) {
-	slot := &c.hot[hotIndex(h)]
-	computed := false
-	if e = slot.Load(); e != nil && e.deadAt > now && bytes.Equal(e.key(), sc.key) {
-		if vn := e.vary(); len(vn) == 0 {
-			goto found
-		} else if sc.vkey = c.appendVaryKey(sc.vkey[:0], vn, ctx, sc); bytes.Equal(sc.vkey, e.vkey()) {
-			goto found
-		}
-	}
-	e = nil
-	{
-		s.mu.RLock()
-		head := s.m[string(sc.key)]
-		if head == nil {
-			s.mu.RUnlock()
-			return nil, fwdURIMiss, false
-		}
-		var names []byte
-		for v := head; v != nil; v = v.alt {
-			if v.isMarker() {
-				marker = marker || v.deadAt > now
-				continue
-			}
-			if v.deadAt <= now {
-				continue
-			}
-			vn := v.vary()
-			if len(vn) == 0 {
-				e = v
-				break
-			}
-			if !computed || !bytes.Equal(vn, names) {
-				sc.vkey = c.appendVaryKey(sc.vkey[:0], vn, ctx, sc)
-				names, computed = vn, true
-			}
-			if bytes.Equal(sc.vkey, v.vkey()) {
-				e = v
-				break
-			}
-		}
-		if e != nil && e == head && e.alt == nil && slot.Load() != e {
-			// Promote under the read lock: a removal (write lock) either
-			// ran before, and e would not have been found, or runs after
-			// and clears the slot.
-			slot.Store(e)
-		}
-		s.mu.RUnlock()
-	}
-	if e == nil {
-		if computed {
-			return nil, fwdVaryMiss, marker
-		}
-		return nil, fwdMiss, marker
-	}
-found:
-	if e.ref.Load() == 0 {
-		e.ref.Store(1)
-	}
-	return e, fwdNone, marker
-}
-
-// hotSlots is the size of the lock-free table of hot single-variant URLs.
-const hotSlots = 4096
-
-func hotIndex(h uint64) uint64 { return (h >> 8) % hotSlots }
-
-// unhot clears e's hot slot if it holds e. Every path that unpublishes an
-// entry calls it with the shard's write lock held.
-func (c *Cache) unhot(e *entry) { c.hot[hotIndex(e.hash)].CompareAndSwap(e, nil) }
-
-// What to do with a stored response for a request.
-type action uint8
-
-const (
-	actFresh    action = iota // serve it
-	actMaxStale               // serve it stale: the client's max-stale allows it
-	actSWR                    // serve it stale and refresh in the background
-	actForward                // validate or replace it
-)
-
-// decide applies RFC 9111 §4.2 (freshness), §4.2.4 (serving stale),
-// §5.2.1 (request directives) and RFC 5861 §3 (stale-while-revalidate).
-// forced reports a fresh response the request itself refused.
-func decide(e *entry, rq *reqInfo, now int64) (act action, forced bool) {
-	if e.flags&fNoCache != 0 {
-		return actForward, false
-	}
-	ageNs := e.ageNs(now)
-	ttl := e.lifetime*1e9 - ageNs
-	if ttl > 0 {
-		ok := !rq.cc.has(qcNoCache)
-		// max-age=0 always revalidates; otherwise the age must not exceed it.
-		if ok && rq.cc.has(qcMaxAge) && (rq.cc.maxAge == 0 || ageNs > rq.cc.maxAge*1e9) {
-			ok = false
-		}
-		if ok && rq.cc.has(qcMinFresh) && ttl < rq.cc.minFresh*1e9 {
-			ok = false
-		}
-		if ok {
-			return actFresh, false
-		}
-		return actForward, true
-	}
-	if rq.cc.has(qcNoCache) || e.forbidsStale() {
-		return actForward, false
-	}
-	stale := -ttl
-	if rq.cc.has(qcMaxStaleAny) || (rq.cc.has(qcMaxStale) && stale <= rq.cc.maxStale*1e9) {
-		if !rq.cc.has(qcMaxAge) || ageNs <= rq.cc.maxAge*1e9 {
-			return actMaxStale, false
-		}
-	}
-	if e.swr > 0 && stale <= int64(e.swr)*1e9 && !rq.cc.has(qcMaxAge|qcMinFresh) {
-		return actSWR, false
-	}
-	return actForward, false
-}
-
-// staleIfError reports whether e may be served after a failed fetch: within
-// the response's or the request's stale-if-error window (RFC 5861 §4), and
-// only if nothing forbids serving it stale.
-func staleIfError(e *entry, rq *reqInfo, now int64) bool {
-	if e.forbidsStale() {
-		return false
-	}
-	stale := -e.ttlNs(now)
-	if stale <= 0 {
-		return true
-	}
-	if e.sie > 0 && stale <= int64(e.sie)*1e9 {
-		return true
-	}
-	return rq.cc.has(qcSIE) && stale <= rq.cc.sie*1e9
-}
-
 // Serve answers ctx for a cache-enabled route, following RFC 9111 for a
 // shared cache; docs/cache.md lists the rules and the deviations. ctx.Request must already be what the backend
 // should see. GET and HEAD go through the cache; any other method is
@@ -459,32 +58,31 @@ func (c *Cache) ServeUpstream(ctx *fasthttp.RequestCtx, p *Policy, up Upstream) 
 	if !h.IsGet() && !h.IsHead() {
 		return c.serveUnsafe(ctx, p, up)
 	}
-	sc := getScratch()
-	r := c.serve(ctx, p, up, sc)
-	putScratch(sc)
+	o := op{c: c, ctx: ctx, p: p, up: up, sc: getScratch()}
+	r := o.serve()
+	putScratch(o.sc)
 	return r
 }
 
-func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scratch) Result {
-	now := c.nowNano()
-	var rq reqInfo
-	rq.parse(&ctx.Request.Header)
-	sc.key = appendKey(sc.key[:0], ctx)
-	hash := c.hash(sc.key)
-	s := c.shardOf(hash)
-	sc.gen = c.genOf(hash) // before any fetch
+// serve answers a GET or HEAD: from the store when a stored response may be
+// used, otherwise by forwarding, possibly collapsed with other requests for
+// the same response.
+func (o *op) serve() Result {
+	c, sc, rq := o.c, o.sc, &o.rq
+	o.begin()
+	sc.gen = c.genOf(o.hash) // before any fetch
 
 	if rq.flags&rqPrecondition != 0 {
 		// RFC 9111 §4.3.2: If-Match and If-Unmodified-Since are for the
 		// origin to evaluate; pass the request through untouched.
-		res := c.forward(ctx, p, up, sc, s, &rq, nil, fwdBypass, now)
+		res := o.forward(nil, fwdBypass)
 		if res == Miss {
 			res = Bypass
 		}
 		return res
 	}
 
-	e, fwd, marker := c.lookup(s, hash, sc, ctx, now)
+	e, fwd, marker := o.lookup()
 	if marker {
 		rq.flags |= rqMarked
 	}
@@ -497,27 +95,27 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	forced := false
 	if e != nil {
 		var act action
-		act, forced = decide(e, &rq, now)
+		act, forced = decide(e, rq, o.now)
 		switch act {
 		case actFresh:
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "")
-			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, now, Hit)
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(o.now), "")
+			o.respond(e, o.now)
+			c.count(o.p, o.now, Hit)
 			return Hit
 		case actMaxStale:
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "max-stale")
-			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, now, Stale)
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(o.now), "max-stale")
+			o.respond(e, o.now)
+			c.count(o.p, o.now, Stale)
 			return Stale
 		case actSWR:
 			if !rq.cc.has(qcNoStore) {
 				// A refresh for a request that forbids storing its answer
 				// could not update the entry: leave it to another request.
-				c.refreshAsync(ctx, p, up, e)
+				o.refreshAsync(e)
 			}
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(now), "stale-while-revalidate")
-			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, now, Stale)
+			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(o.now), "stale-while-revalidate")
+			o.respond(e, o.now)
+			c.count(o.p, o.now, Stale)
 			return Stale
 		}
 		fwd = fwdStale
@@ -527,8 +125,8 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	}
 	if rq.cc.has(qcOnlyIfCached) {
 		// RFC 9111 §5.2.1.7: no usable stored response, 504.
-		c.gatewayTimeout(ctx, sc, fwdNone, 0, "only-if-cached")
-		c.count(p, now, Miss)
+		o.gatewayTimeout(fwdNone, 0, "only-if-cached")
+		c.count(o.p, o.now, Miss)
 		return Miss
 	}
 
@@ -536,7 +134,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 		rq.flags&(rqHead|rqRange) == 0 && !rq.cc.has(qcNoStore|qcNoCache|qcMaxAge|qcMinFresh) &&
 		(e == nil || (e.lifetime > 0 && e.flags&fNoCache == 0))
 	if !collapse {
-		return c.forward(ctx, p, up, sc, s, &rq, e, fwd, now)
+		return o.forward(e, fwd)
 	}
 	sc.fkey = append(sc.fkey[:0], sc.key...)
 	switch {
@@ -545,10 +143,10 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	case fwd == fwdVaryMiss:
 		sc.fkey = append(append(sc.fkey, 0), sc.vkey...)
 	}
-	f, leader := s.join(sc.fkey)
+	f, leader := o.s.join(sc.fkey)
 	if leader {
-		defer s.finish(f)
-		return c.forward(ctx, p, up, sc, s, &rq, e, fwd, now)
+		defer o.s.finish(f)
+		return o.forward(e, fwd)
 	}
 	if c.onWait != nil {
 		c.onWait()
@@ -562,13 +160,13 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	}
 	t.Stop()
 	// Waiting took time: read the clock again for this decision.
-	now = c.nowNano()
-	e, fwd, _ = c.lookup(s, hash, sc, ctx, now)
+	o.now = c.nowNano()
+	e, fwd, _ = o.lookup()
 	if e != nil && rq.flags&rqAuth != 0 && !e.sharedForAuth() {
 		e, fwd = nil, fwdRequest // as above
 	}
 	if e != nil {
-		act, forced := decide(e, &rq, now)
+		act, forced := decide(e, rq, o.now)
 		if act == actFresh {
 			// The leader's response was stored and is fresh: reuse it
 			// (RFC 9111 §4, collapsed requests). Counted as a hit since
@@ -577,9 +175,9 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 			if woke {
 				kind = csCollapsed
 			}
-			sc.cs = appendStatus(sc.cs[:0], kind, fwdURIMiss, 0, e.ttlNs(now), "")
-			c.respond(ctx, sc, e, &rq, now)
-			c.count(p, now, Hit)
+			sc.cs = appendStatus(sc.cs[:0], kind, fwdURIMiss, 0, e.ttlNs(o.now), "")
+			o.respond(e, o.now)
+			c.count(o.p, o.now, Hit)
 			return Hit
 		}
 		fwd = fwdStale
@@ -590,803 +188,7 @@ func (c *Cache) serve(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scra
 	// The leader's answer was not reusable (private, uncacheable, an
 	// error) or took too long: go to the backend ourselves. One client's
 	// unstored response is never handed to another.
-	return c.forward(ctx, p, up, sc, s, &rq, e, fwd, now)
-}
-
-// forward fetches from the backend, validating e when it has validators, and
-// writes the answer: the stored (or freshened) response, a stale one when
-// stale-if-error allows it, or the backend's response passed through.
-func (c *Cache) forward(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime int64) Result {
-	head := rq.flags&rqHead != 0
-	bypass := fwd == fwdBypass
-	validate := e != nil && !head && !bypass && e.hasValidator()
-	// The client's own validators are answered from the stored response,
-	// so they are not forwarded on a GET (they would turn a storable 200
-	// into a 304 only this client can use). If-Range is not one of them: it
-	// guards the client's Range, which goes forward unless this is a
-	// validation, and without it the origin would send a 206 of a
-	// representation the client does not hold (RFC 9110 §13.1.5).
-	strip := !head && !bypass && rq.flags&(rqINM|rqIMS) != 0
-	breq := &ctx.Request
-	var own *fasthttp.Request
-	if validate || strip {
-		own = fasthttp.AcquireRequest()
-		ctx.Request.CopyTo(own)
-		delFold(&own.Header, "if-none-match", sc)
-		delFold(&own.Header, "if-modified-since", sc)
-		if validate {
-			// A validation must produce a whole response or a 304;
-			// ranges are served from the stored response.
-			delFold(&own.Header, "if-range", sc)
-			delFold(&own.Header, "range", sc)
-			if et := e.etag(); len(et) > 0 {
-				own.Header.SetBytesV(fasthttp.HeaderIfNoneMatch, et)
-			}
-			if lm := e.lastModRaw(); len(lm) > 0 {
-				own.Header.SetBytesV(fasthttp.HeaderIfModifiedSince, lm)
-			}
-		}
-		breq = own
-	}
-	resp := fasthttp.AcquireResponse()
-	err := up.Fetch(breq, resp)
-	respTime := c.nowNano()
-	if own != nil {
-		fasthttp.ReleaseRequest(own)
-	}
-	res, keep := c.answer(ctx, p, up, sc, s, rq, e, fwd, reqTime, respTime, resp, err, validate, bypass)
-	if !keep {
-		fasthttp.ReleaseResponse(resp)
-	}
-	return res
-}
-
-// answer turns the backend's response (or error) into the client's answer.
-// keep reports that resp's body now belongs to ctx.Response and resp must
-// not be released.
-func (c *Cache) answer(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, sc *scratch, s *shard, rq *reqInfo, e *entry, fwd fwdReason, reqTime, respTime int64, resp *fasthttp.Response, err error, validated, bypass bool) (Result, bool) {
-	result := Miss
-	if bypass {
-		result = Bypass
-	}
-	if err != nil {
-		if e != nil && staleIfError(e, rq, respTime) {
-			sc.cs = appendStatus(sc.cs[:0], csForward, fwd, 0, e.ttlNs(respTime), "stale-if-error")
-			c.respond(ctx, sc, e, rq, respTime)
-			c.count(p, respTime, Stale)
-			return Stale, false
-		}
-		if e != nil && e.flags&(fMustRevalidate|fSharedRevalidate) != 0 {
-			// RFC 9111 §5.2.2.2: disconnected, must generate an error; 504.
-			c.gatewayTimeout(ctx, sc, fwd, 0, "must-revalidate")
-			c.count(p, respTime, result)
-			return result, false
-		}
-		c.onError(ctx, err)
-		sc.cs = appendStatus(sc.cs[:0], csForward, fwd, 0, 0, "error")
-		ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
-		c.count(p, respTime, result)
-		return result, false
-	}
-	status := resp.StatusCode()
-	if resp.IsBodyStream() {
-		// Too large to buffer: cannot be stored; stream it through.
-		c.transfer(ctx, sc, resp, nil, fwd, status, respTime)
-		c.count(p, respTime, result)
-		return result, true
-	}
-	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
-	var m respMeta
-	m.analyze(sc.kvs)
-	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
-
-	if validated && status == fasthttp.StatusNotModified {
-		if e2 := c.freshen(sc, s, e, &m, p, rq, reqTime, respTime, false); e2 != nil {
-			sc.cs = appendStatus(sc.cs[:0], csRevalidated, fwd, status, e2.ttlNs(respTime), "")
-			c.respond(ctx, sc, e2, rq, respTime)
-			c.passUnstored(ctx, sc, &m)
-			c.count(p, respTime, Revalidated)
-			return Revalidated, false
-		}
-		// The 304 does not describe the stored response (RFC 9111 §4.3.4
-		// finds no response to update): drop it and fetch afresh.
-		c.remove(s, e)
-		fasthttp.ReleaseResponse(resp)
-		return c.forward(ctx, p, up, sc, s, rq, nil, fwdMiss, respTime), true
-	}
-	if status >= 500 && e != nil && !bypass {
-		// RFC 9111 §4.3.3: on a 5xx during validation the cache may act as
-		// if the server failed to respond.
-		if staleIfError(e, rq, respTime) {
-			sc.cs = appendStatus(sc.cs[:0], csForward, fwd, status, e.ttlNs(respTime), "stale-if-error")
-			c.respond(ctx, sc, e, rq, respTime)
-			c.count(p, respTime, Stale)
-			return Stale, false
-		}
-		if e.flags&(fMustRevalidate|fSharedRevalidate) != 0 {
-			c.gatewayTimeout(ctx, sc, fwd, status, "must-revalidate")
-			c.count(p, respTime, result)
-			return result, false
-		}
-	}
-	if rq.flags&rqHead != 0 {
-		if status == fasthttp.StatusOK && e != nil {
-			if e2 := c.headUpdate(sc, s, e, &m, p, rq, reqTime, respTime); e2 != nil {
-				// The HEAD response confirmed the stored one: answer with
-				// the updated stored fields, which it may not all repeat.
-				sc.cs = appendStatus(sc.cs[:0], csRevalidated, fwd, status, e2.ttlNs(respTime), "")
-				c.respond(ctx, sc, e2, rq, respTime)
-				c.passUnstored(ctx, sc, &m)
-				c.count(p, respTime, Revalidated)
-				return Revalidated, false
-			}
-		}
-		c.transfer(ctx, sc, resp, nil, fwd, status, respTime)
-		c.count(p, respTime, result)
-		return result, false
-	}
-	var stored *entry
-	if !bypass {
-		stored = c.storeResponse(sc, s, p, rq, ctx, nil, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime)
-		if stored == nil && e != nil && status < 500 && status != fasthttp.StatusPartialContent &&
-			status != fasthttp.StatusNotModified && !rq.forbidsStore(&m) {
-			// A full response replaces the stored one it was fetched for,
-			// even when it may not be stored itself (no-store, private):
-			// the old one must not be served again, fresh or stale.
-			c.remove(s, e)
-		}
-	}
-	if stored != nil && rq.flags&(rqINM|rqIMS) != 0 && rq.notModified(stored) {
-		sc.cs = appendStatus(sc.cs[:0], csStored, fwd, status, stored.ttlNs(respTime), "")
-		c.respond(ctx, sc, stored, rq, respTime)
-		c.count(p, respTime, result)
-		return result, false
-	}
-	keep := c.transfer(ctx, sc, resp, stored, fwd, status, respTime)
-	c.count(p, respTime, result)
-	return result, keep
-}
-
-// addDate adds to a backend response without Date the time it was received,
-// as a recipient with a clock must before storing or forwarding it (RFC 9110
-// §6.6.1); that Date is then what the stored response carries on every hit.
-// An origin's Date, even an invalid one, is left as it is.
-func addDate(kvs []kv, m *respMeta, sc *scratch, respTime int64) []kv {
-	if m.has&mDate != 0 {
-		return kvs
-	}
-	for i := range kvs {
-		if httpwire.EqualFold(kvs[i].k, "date") {
-			return kvs
-		}
-	}
-	sc.date = fasthttp.AppendHTTPDate(sc.date[:0], time.Unix(0, respTime))
-	m.has |= mDate
-	m.date = respTime / 1e9
-	return append(kvs, kv{strDate, sc.date})
-}
-
-var strDate = []byte("Date")
-
-// collectFields lists every header field of h in order.
-func collectFields(dst []kv, h *fasthttp.ResponseHeader) []kv {
-	for k, v := range h.All() {
-		dst = append(dst, kv{k, v})
-	}
-	return dst
-}
-
-// storeResponse stores a full GET response when RFC 9111 §3 and the policy
-// allow it and returns the published entry, or nil. When the response is
-// unstorable for reasons of its own (not of this request), it leaves a
-// hit-for-miss marker so the next requests for the URL do not queue behind
-// one another only to fetch anyway.
-//
-// The secondary key comes from ctx's request as forwarded; a background
-// refresh has no client request (ctx is nil) and stores under prev's
-// secondary key, which needs the same Vary names.
-func (c *Cache) storeResponse(sc *scratch, s *shard, p *Policy, rq *reqInfo, ctx *fasthttp.RequestCtx, prev *entry, status int, reason []byte, m *respMeta, body []byte, reqTime, respTime int64) *entry {
-	ok, mark := storable(p, rq, status, m, len(body))
-	var initAge, lifetime int64
-	if ok {
-		initAge, lifetime, _ = m.freshness(status, reqTime, respTime, p)
-		useful := lifetime > initAge || len(m.etag) > 0 || m.has&mLastMod != 0 ||
-			m.cc.has(rcSWR|rcSIE) || p.maxStale > 0
-		if !useful {
-			ok = false
-		}
-	}
-	if ok {
-		var star, tooMany bool
-		sc.names, star, tooMany = appendVaryNames(sc.names[:0], m.vary[:m.nVary])
-		if star || tooMany {
-			ok = false
-		}
-	}
-	if !ok {
-		if mark && rq.flags&(rqAuth|rqMarked) == 0 {
-			c.storeMarker(s, sc.key, respTime)
-		}
-		return nil
-	}
-	switch {
-	case ctx != nil:
-		sc.vkey2 = c.appendVaryKey(sc.vkey2[:0], sc.names, ctx, sc)
-	case prev != nil && bytes.Equal(sc.names, prev.vary()):
-		sc.vkey2 = append(sc.vkey2[:0], prev.vkey()...)
-	default:
-		return nil
-	}
-	var bi blockInfo
-	sc.blk, bi = appendBlock(sc.blk[:0], status, reason, sc.kvs, (*respMeta).storedField, m, int64(len(body)))
-	if len(sc.blk) > maxBlock {
-		return nil
-	}
-	e := buildEntry(sc.key, sc.names, sc.vkey2, sc.blk, bi, body, false)
-	e.setTiming(m, status, reqTime, respTime, initAge, lifetime, p)
-	if !c.store(s, e, sc.gen) {
-		return nil
-	}
-	return e
-}
-
-// storable applies RFC 9111 §3 for a shared cache, plus the policy. mark
-// reports that the refusal comes from the response itself, so later
-// requests for the URL are likely to get the same answer.
-func storable(p *Policy, rq *reqInfo, status int, m *respMeta, bodyLen int) (ok, mark bool) {
-	if rq.forbidsStore(m) {
-		return false, false // RFC 9111 §3, §3.5: not for reasons of the response
-	}
-	if status < 200 || status == fasthttp.StatusPartialContent || status == fasthttp.StatusNotModified ||
-		(status == fasthttp.StatusRequestedRangeNotSatisfiable && m.has&mContentRange != 0) {
-		return false, false // partial content is not combined or stored; a 200 with Content-Range is whole (RFC 9110 §14.4)
-	}
-	understood := understoodStatus(status)
-	if m.cc.has(rcMustUnderstand) && !understood {
-		return false, true
-	}
-	// must-understand overrides no-store for understood statuses
-	// (RFC 9111 §5.2.2.3).
-	if m.cc.has(rcNoStore) && !(m.cc.has(rcMustUnderstand) && understood) {
-		return false, true
-	}
-	if m.cc.has(rcPrivate) {
-		return false, true
-	}
-	if m.has&mSetCookie != 0 && !p.opts.CacheSetCookie {
-		return false, true
-	}
-	if p.opts.MaxObjectBytes > 0 && bodyLen > p.opts.MaxObjectBytes {
-		return false, true
-	}
-	explicit := m.cc.has(rcMaxAge|rcSMaxAge) || m.has&mExpires != 0
-	if !explicit && !heuristicStatus(status) && !m.cc.has(rcPublic) {
-		return false, true
-	}
-	return true, false
-}
-
-// storeMarker records that key's last response was not storable.
-func (c *Cache) storeMarker(s *shard, key []byte, now int64) {
-	e := buildEntry(key, nil, nil, nil, blockInfo{}, nil, false)
-	e.flags |= fMarker
-	e.deadAt = now + markerTTL
-	c.store(s, e, noGenCheck) // a marker outliving a purge does no harm
-}
-
-// freshen applies a 304 (or, with head, a 200 to HEAD) to the stored
-// response e as RFC 9111 §3.2 and §4.3.4 say: every field of the new
-// response replaces the stored fields of that name, except those a cache
-// must not store and Content-Length; the body is kept. The updated entry is
-// published in place of e and returned; nil means the response does not
-// describe e.
-func (c *Cache) freshen(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy, rq *reqInfo, reqTime, respTime int64, head bool) *entry {
-	if !head {
-		if len(m.etag) > 0 && len(e.etag()) > 0 {
-			a, _ := opaqueTag(m.etag)
-			b, _ := opaqueTag(e.etag())
-			if string(a) != string(b) {
-				return nil
-			}
-		} else if len(m.etag) == 0 && m.has&mLastMod != 0 && e.flags&fLastMod != 0 && m.lastMod != e.lastMod {
-			return nil
-		}
-	}
-	var status int
-	sc.kvs2, status = blockFields(sc.kvs2[:0], e.block())
-	// Keep the stored fields the new response does not replace.
-	merged := sc.kvs2[:0]
-	for _, f := range sc.kvs2 {
-		replaced := false
-		for i := range sc.kvs {
-			if httpwire.EqualFoldBytes(sc.kvs[i].k, f.k) && m.storedField(f.k) {
-				replaced = true
-				break
-			}
-		}
-		if !replaced {
-			merged = append(merged, f)
-		}
-	}
-	for i := range sc.kvs {
-		if m.storedField(sc.kvs[i].k) {
-			merged = append(merged, sc.kvs[i])
-		}
-	}
-	sc.kvs2 = merged
-	var mm respMeta
-	mm.analyze(merged)
-	reason := statusReason(e.block())
-	var bi blockInfo
-	sc.blk, bi = appendBlock(sc.blk[:0], status, reason, merged, (*respMeta).storedField, &mm, int64(len(e.body)))
-	// Small bodies are copied so the old entry's buffer can be freed;
-	// large ones are shared (they are immutable).
-	share := len(e.body) > 4096
-	e2 := buildEntry(e.key(), e.vary(), e.vkey(), sc.blk, bi, e.body, share)
-	initAge, lifetime, _ := mm.freshness(status, reqTime, respTime, p)
-	e2.setTiming(&mm, status, reqTime, respTime, initAge, lifetime, p)
-	if rq.forbidsStore(&mm) {
-		// A validation for one client (no-store, Authorization): e2 answers
-		// it, and the shared entry stays as it was.
-		return e2
-	}
-	if ok, _ := storable(p, rq, status, &mm, len(e.body)); !ok || len(sc.blk) > maxBlock {
-		c.remove(s, e)
-		return e2 // serve this once, unpublished
-	}
-	if !c.store(s, e2, sc.gen) {
-		c.remove(s, e)
-	}
-	return e2
-}
-
-// headUpdate applies a 200 response to HEAD to the stored GET response
-// (RFC 9111 §4.3.5): if its validators or length differ, the stored
-// response is out of date and is dropped; otherwise its fields freshen it.
-func (c *Cache) headUpdate(sc *scratch, s *shard, e *entry, m *respMeta, p *Policy, rq *reqInfo, reqTime, respTime int64) *entry {
-	differ := false
-	if len(m.etag) > 0 && len(e.etag()) > 0 && !bytes.Equal(m.etag, e.etag()) {
-		differ = true
-	}
-	if m.has&mLastMod != 0 && e.flags&fLastMod != 0 && m.lastMod != e.lastMod {
-		differ = true
-	}
-	if m.has&mContentLength != 0 && m.contentLength != int64(len(e.body)) {
-		differ = true
-	}
-	if differ {
-		c.remove(s, e)
-		return nil
-	}
-	return c.freshen(sc, s, e, m, p, rq, reqTime, respTime, true)
-}
-
-// passUnstored adds to the client's answer the end-to-end fields of the
-// validation response (in sc.kvs) that the stored response leaves out,
-// such as Set-Cookie: they were sent in reply to this client's request, so
-// this client gets them, and nobody else does.
-func (c *Cache) passUnstored(ctx *fasthttp.RequestCtx, sc *scratch, m *respMeta) {
-	for i := range sc.kvs {
-		k, v := sc.kvs[i].k, sc.kvs[i].v
-		if m.storedField(k) || !m.forwardedField(k) || httpwire.EqualFold(k, "age") {
-			continue
-		}
-		ctx.Response.Header.AddBytesKV(k, v)
-	}
-}
-
-func statusReason(block []byte) []byte {
-	i := indexByte(block, '\n')
-	if i < 14 {
-		return nil
-	}
-	return block[13 : i-1]
-}
-
-// delFold deletes every field named name (lower case) from h, whatever the
-// case of the stored name.
-func delFold(h *fasthttp.RequestHeader, name string, sc *scratch) {
-	for range 8 {
-		var found []byte
-		for k := range h.All() {
-			if httpwire.EqualFold(k, name) {
-				found = append(sc.num[:0], k...)
-				sc.num = found
-				break
-			}
-		}
-		if found == nil {
-			return
-		}
-		h.DelBytes(found)
-		// With name normalisation on, DelBytes normalises found; with it
-		// off, it matches found exactly. Either way that field is gone;
-		// loop for differently cased duplicates.
-	}
-}
-
-// respond writes the stored response e into ctx.Response: a 304 when the
-// client's validators match, a single byte range when asked and allowed, the
-// whole response otherwise, plus Age and sc.cs as Cache-Status. The body
-// is shared, not copied.
-func (c *Cache) respond(ctx *fasthttp.RequestCtx, sc *scratch, e *entry, rq *reqInfo, now int64) {
-	r := &ctx.Response
-	if err := readBlock(&r.Header, e.block(), sc); err != nil {
-		c.onError(ctx, err)
-		return
-	}
-	if rq.flags&(rqINM|rqIMS) != 0 && rq.notModified(e) {
-		r.ResetBody()
-		r.SetStatusCode(fasthttp.StatusNotModified)
-	} else if first, last, ok := rq.rangeOf(e); ok {
-		r.SetStatusCode(fasthttp.StatusPartialContent)
-		r.Header.SetContentRange(first, last, len(e.body))
-		r.SetBodyRaw(e.body[first : last+1 : last+1])
-	} else {
-		r.SetBodyRaw(e.body)
-	}
-	age := e.ageNs(now) / 1e9
-	sc.num = strconv.AppendInt(sc.num[:0], age, 10)
-	r.Header.SetCanonical(strAge, sc.num)
-	r.Header.AddBytesKV(strCacheStatus, sc.cs)
-}
-
-var (
-	strAge         = []byte("Age")
-	strCacheStatus = []byte("Cache-Status")
-)
-
-// transfer passes the backend response to the client: its fields minus the
-// connection-specific ones, and its body (the stored entry's bytes when it
-// was stored, which are identical and need no copy). It reports whether
-// ctx.Response now references resp's memory (resp must then not be
-// released).
-func (c *Cache) transfer(ctx *fasthttp.RequestCtx, sc *scratch, resp *fasthttp.Response, stored *entry, fwd fwdReason, status int, respTime int64) bool {
-	r := &ctx.Response
-	head := ctx.Request.Header.IsHead()
-	clear(sc.kvs)
-	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
-	var m respMeta
-	m.analyze(sc.kvs)
-	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
-	cl := int64(-1)
-	switch {
-	case resp.IsBodyStream():
-		if n := resp.Header.ContentLength(); n >= 0 {
-			cl = int64(n)
-		}
-	case head:
-		if m.has&mContentLength != 0 {
-			cl = m.contentLength
-		}
-	case stored != nil:
-		cl = int64(len(stored.body))
-	default:
-		cl = int64(len(resp.Body()))
-	}
-	var keep bool
-	sc.blk, _ = appendBlock(sc.blk[:0], status, resp.Header.StatusMessage(), sc.kvs, (*respMeta).forwardedField, &m, cl)
-	if err := readBlock(&r.Header, sc.blk, sc); err != nil {
-		// Header section beyond maxBlock: fall back to a plain copy.
-		resp.Header.CopyTo(&r.Header)
-	}
-	switch {
-	case resp.IsBodyStream():
-		r.SetBodyStream(resp.BodyStream(), int(cl))
-		keep = true
-	case head:
-		r.ResetBody()
-	case stored != nil:
-		r.SetBodyRaw(stored.body)
-	default:
-		b := resp.Body()
-		if len(b) > 64<<10 {
-			// Large and not stored: hand the buffer over instead of
-			// copying it; resp is then left to the garbage collector.
-			r.SetBodyRaw(b)
-			keep = true
-		} else {
-			r.SetBody(b)
-		}
-	}
-	var ttl int64
-	kind := csForward
-	if stored != nil {
-		kind = csStored
-		ttl = stored.ttlNs(stored.respTime)
-	}
-	sc.cs = appendStatus(sc.cs[:0], kind, fwd, status, ttl, "")
-	r.Header.AddBytesKV(strCacheStatus, sc.cs)
-	return keep
-}
-
-// gatewayTimeout writes the 504 a cache generates when it may neither use a
-// stored response nor has one (RFC 9111 §5.2.1.7, §5.2.2.2).
-func (c *Cache) gatewayTimeout(ctx *fasthttp.RequestCtx, sc *scratch, fwd fwdReason, fwdStatus int, detail string) {
-	r := &ctx.Response
-	if err := readBlock(&r.Header, block504, sc); err != nil {
-		r.Header.SetStatusCode(fasthttp.StatusGatewayTimeout)
-	}
-	r.ResetBody()
-	kind := csForward
-	if fwd == fwdNone {
-		kind = csNone
-	}
-	sc.cs = appendStatus(sc.cs[:0], kind, fwd, fwdStatus, 0, detail)
-	r.Header.AddBytesKV(strCacheStatus, sc.cs)
-}
-
-var block504 = []byte("HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n")
-
-// Kinds of Cache-Status member (RFC 9211 §2).
-const (
-	csNone        = iota // neither hit nor fwd (only-if-cached miss)
-	csHit                // hit; ttl
-	csCollapsed          // fwd=...; collapsed; ttl
-	csForward            // fwd=...; fwd-status
-	csStored             // fwd=...; fwd-status; stored; ttl
-	csRevalidated        // fwd=...; fwd-status=304; ttl
-)
-
-// CacheStatusName is this cache's identifier in Cache-Status.
-const CacheStatusName = "floodgate"
-
-// appendStatus appends a Cache-Status member (RFC 9211) for this cache.
-func appendStatus(dst []byte, kind int, fwd fwdReason, fwdStatus int, ttlNs int64, detail string) []byte {
-	dst = append(dst, CacheStatusName...)
-	switch kind {
-	case csHit:
-		dst = append(dst, "; hit"...)
-	case csCollapsed, csForward, csStored, csRevalidated:
-		dst = append(dst, "; fwd="...)
-		dst = append(dst, fwdNames[fwd]...)
-		if fwdStatus > 0 {
-			dst = append(dst, "; fwd-status="...)
-			dst = strconv.AppendInt(dst, int64(fwdStatus), 10)
-		}
-	}
-	switch kind {
-	case csCollapsed:
-		dst = append(dst, "; collapsed"...)
-	case csStored:
-		dst = append(dst, "; stored"...)
-	}
-	if kind == csHit || kind == csCollapsed || kind == csStored || kind == csRevalidated || (kind == csForward && detail == "stale-if-error") {
-		dst = append(dst, "; ttl="...)
-		dst = strconv.AppendInt(dst, floorDiv(ttlNs, 1e9), 10)
-	}
-	if detail != "" {
-		dst = append(dst, "; detail="...)
-		dst = append(dst, detail...)
-	}
-	return dst
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if (a%b != 0) && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
-}
-
-// refreshAsync starts one background refresh of e for
-// stale-while-revalidate (RFC 5861 §3), unless one is already running, the
-// cache is closed, or too many are in flight. The refresh owns everything it
-// uses: a copy of the request, a Fetcher from up.Detach, its own response;
-// nothing of ctx or of up's per-request state outlives Serve.
-func (c *Cache) refreshAsync(ctx *fasthttp.RequestCtx, p *Policy, up Upstream, e *entry) {
-	if !e.refreshing.CompareAndSwap(0, 1) {
-		return
-	}
-	c.bgMu.Lock()
-	if c.closed {
-		c.bgMu.Unlock()
-		e.refreshing.Store(0)
-		return
-	}
-	select {
-	case c.bgSlots <- struct{}{}:
-	default:
-		c.bgMu.Unlock()
-		e.refreshing.Store(0)
-		return
-	}
-	c.bg.Add(1)
-	c.bgMu.Unlock()
-	fetch := up.Detach()
-	req := fasthttp.AcquireRequest()
-	ctx.Request.Header.CopyTo(&req.Header) // the header only: a GET's body is not resent
-	// The refresh replaces the stored GET response, whatever the method of
-	// the request that found it stale: the answer to a HEAD has no body and
-	// would be stored as an empty one.
-	req.Header.SetMethod(fasthttp.MethodGet)
-	go func() {
-		defer func() {
-			fasthttp.ReleaseRequest(req)
-			e.refreshing.Store(0)
-			<-c.bgSlots
-			c.bg.Done()
-		}()
-		defer panics.Recover(c.log, "cache: stale-while-revalidate refresh")
-		c.refresh(req, p, fetch, e)
-	}()
-}
-
-// refresh revalidates or refetches e in the background and stores the
-// result. It releases its response in every path: a body too large to buffer
-// arrives as a stream that holds the backend's connection and in-flight slot,
-// and is closed unread.
-func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entry) {
-	sc := getScratch()
-	defer putScratch(sc)
-	sc.key = append(sc.key[:0], e.key()...)
-	s := c.shardOf(e.hash)
-	sc.gen = c.genOf(e.hash) // before the fetch
-	var rq reqInfo
-	rq.parse(&req.Header)
-	delFold(&req.Header, "if-none-match", sc)
-	delFold(&req.Header, "if-modified-since", sc)
-	delFold(&req.Header, "if-range", sc)
-	delFold(&req.Header, "range", sc)
-	if et := e.etag(); len(et) > 0 {
-		req.Header.SetBytesV(fasthttp.HeaderIfNoneMatch, et)
-	}
-	if lm := e.lastModRaw(); len(lm) > 0 {
-		req.Header.SetBytesV(fasthttp.HeaderIfModifiedSince, lm)
-	}
-	rq.flags &^= rqINM | rqIMS | rqIfRange | rqRange
-	resp := fasthttp.AcquireResponse()
-	defer func() {
-		if resp.IsBodyStream() {
-			_ = resp.CloseBodyStream()
-		}
-		fasthttp.ReleaseResponse(resp)
-	}()
-	reqTime := c.nowNano()
-	err := fetch(req, resp)
-	respTime := c.nowNano()
-	if err != nil {
-		c.log.Debug("cache: background revalidation failed", "key", string(sc.key), "error", err)
-		return
-	}
-	if resp.IsBodyStream() {
-		return // too large to store; closed unread by the deferred release
-	}
-	status := resp.StatusCode()
-	sc.kvs = collectFields(sc.kvs[:0], &resp.Header)
-	var m respMeta
-	m.analyze(sc.kvs)
-	sc.kvs = addDate(sc.kvs, &m, sc, respTime)
-	switch {
-	case rq.forbidsStore(&m):
-		// The answer was for this client alone (its Authorization): the
-		// shared entry is neither updated nor dropped because of it.
-	case status == fasthttp.StatusNotModified && e.hasValidator():
-		if c.freshen(sc, s, e, &m, p, &rq, reqTime, respTime, false) == nil {
-			c.remove(s, e)
-		}
-	case status >= 500:
-		c.log.Debug("cache: background revalidation got a server error", "key", string(sc.key), "status", status)
-	default:
-		if c.storeResponse(sc, s, p, &rq, nil, e, status, resp.Header.StatusMessage(), &m, resp.Body(), reqTime, respTime) == nil {
-			c.remove(s, e) // the origin no longer allows storing it, or it varies otherwise
-		}
-	}
-}
-
-// serveUnsafe forwards a method the cache does not answer and applies
-// RFC 9111 §4.4 invalidation after a non-error response to an unsafe one.
-func (c *Cache) serveUnsafe(ctx *fasthttp.RequestCtx, p *Policy, up Upstream) Result {
-	sc := getScratch()
-	defer putScratch(sc)
-	sc.key = appendKey(sc.key[:0], ctx)
-	if err := up.Fetch(&ctx.Request, &ctx.Response); err != nil {
-		c.onError(ctx, err)
-		sc.cs = appendStatus(sc.cs[:0], csForward, fwdMethod, 0, 0, "error")
-		ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
-		c.count(p, int64(ctx.ID()), Bypass)
-		return Bypass
-	}
-	status := ctx.Response.StatusCode()
-	if status >= 200 && status < 400 && !safeMethod(ctx.Request.Header.Method()) {
-		c.invalidate(ctx, sc)
-	}
-	sc.cs = appendStatus(sc.cs[:0], csForward, fwdMethod, status, 0, "")
-	ctx.Response.Header.AddBytesKV(strCacheStatus, sc.cs)
-	c.count(p, int64(ctx.ID()), Bypass)
-	return Bypass
-}
-
-// safeMethod reports the methods RFC 9110 §9.2.1 defines as safe; any other
-// method, including unknown ones, invalidates (RFC 9111 §4.4).
-func safeMethod(m []byte) bool {
-	switch string(m) {
-	case "GET", "HEAD", "OPTIONS", "TRACE":
-		return true
-	}
-	return false
-}
-
-// invalidate removes the stored responses for the request's target URI and
-// for the URIs in Location and Content-Location when they have the same
-// origin (RFC 9111 §4.4).
-func (c *Cache) invalidate(ctx *fasthttp.RequestCtx, sc *scratch) {
-	c.invalidateKey(sc.key)
-	scheme := "http"
-	if ctx.IsTLS() {
-		scheme = "https"
-	}
-	host := ctx.Request.Header.Host()
-	reqURI := ctx.Request.Header.RequestURI()
-	var targets [4][]byte
-	n := 0
-	for k, v := range ctx.Response.Header.All() {
-		if (httpwire.EqualFold(k, "location") || httpwire.EqualFold(k, "content-location")) && n < len(targets) {
-			targets[n] = append([]byte(nil), v...)
-			n++
-		}
-	}
-	for _, t := range targets[:n] {
-		path, ok := sameOriginPath(scheme, host, reqURI, httpwire.TrimOWS(t))
-		if !ok {
-			continue
-		}
-		sc.fkey = appendKeyParts(sc.fkey[:0], scheme, host, path)
-		c.invalidateKey(sc.fkey)
-	}
-}
-
-func (c *Cache) invalidateKey(key []byte) {
-	h := c.hash(key)
-	s := c.shardOf(h)
-	s.mu.Lock()
-	c.bumpKey(h) // a fetch in flight for the key must not store its answer
-	c.removeChainLocked(s, key)
-	s.mu.Unlock()
-}
-
-// sameOriginPath resolves a Location or Content-Location reference against
-// the request and returns its path and query when it has the request's
-// origin.
-func sameOriginPath(scheme string, host, reqURI, ref []byte) ([]byte, bool) {
-	if len(ref) == 0 {
-		return nil, false
-	}
-	if i := bytes.Index(ref, []byte("://")); i > 0 && bytes.IndexByte(ref[:i], '/') < 0 {
-		if !httpwire.EqualFold(ref[:i], scheme) {
-			return nil, false
-		}
-		rest := ref[i+3:]
-		j := bytes.IndexByte(rest, '/')
-		auth, path := rest, []byte("/")
-		if j >= 0 {
-			auth, path = rest[:j], rest[j:]
-		}
-		return path, httpwire.EqualFoldBytes(auth, host)
-	}
-	if bytes.HasPrefix(ref, []byte("//")) {
-		rest := ref[2:]
-		j := bytes.IndexByte(rest, '/')
-		auth, path := rest, []byte("/")
-		if j >= 0 {
-			auth, path = rest[:j], rest[j:]
-		}
-		return path, httpwire.EqualFoldBytes(auth, host)
-	}
-	if ref[0] == '/' {
-		return ref, true
-	}
-	// Relative reference: merge with the directory of the request path
-	// (RFC 3986 §5.2.3); dot segments are left alone.
-	base := reqURI
-	if q := bytes.IndexByte(base, '?'); q >= 0 {
-		base = base[:q]
-	}
-	dir := base[:bytes.LastIndexByte(base, '/')+1]
-	out := make([]byte, 0, len(dir)+len(ref))
-	out = append(out, dir...)
-	return append(out, ref...), true
+	return o.forward(e, fwd)
 }
 
 // ServeStale serves a stored response for ctx in degraded mode: if one
@@ -1423,14 +225,11 @@ func (c *Cache) serveStored(ctx *fasthttp.RequestCtx, p *Policy, maxStaleNs int6
 	if !h.IsGet() && !h.IsHead() {
 		return false
 	}
-	sc := getScratch()
-	defer putScratch(sc)
-	now := c.nowNano()
-	var rq reqInfo
-	rq.parse(h)
-	sc.key = appendKey(sc.key[:0], ctx)
-	hash := c.hash(sc.key)
-	e, _, _ := c.lookup(c.shardOf(hash), hash, sc, ctx, now)
+	o := op{c: c, ctx: ctx, p: p, sc: getScratch()}
+	defer putScratch(o.sc)
+	o.begin()
+	sc, now := o.sc, o.now
+	e, _, _ := o.lookup()
 	if e == nil {
 		return false
 	}
@@ -1439,7 +238,7 @@ func (c *Cache) serveStored(ctx *fasthttp.RequestCtx, p *Policy, maxStaleNs int6
 		return false
 	}
 	sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, ttl, detail)
-	c.respond(ctx, sc, e, &rq, now)
+	o.respond(e, now)
 	c.count(p, now, r)
 	return true
 }
