@@ -158,3 +158,39 @@ func TestWaitAppliedReportsTheApplierError(t *testing.T) {
 		t.Fatalf("Register after Close: %v", err)
 	}
 }
+
+// TestCheckInitCommitsNothing: CheckInit runs Init's transaction and checks
+// without a watcher, reports what Init would skip, refuses what Check refuses,
+// and leaves the registry empty and Init still to be called.
+func TestCheckInitCommitsNothing(t *testing.T) {
+	refuse := false
+	persisted := 0
+	r, err := New(Options{
+		Check: func(*Contents) error {
+			if refuse {
+				return errors.New("the builder says no")
+			}
+			return nil
+		},
+		Persist: func(State) error { persisted++; return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Pools: []PoolSpec{{Name: "shop", Backends: []BackendSpec{{Address: "10.0.0.1:80", Weight: 1}}}}}
+	saved := State{Version: StateVersion, Backends: []SavedBackend{
+		{Pool: "shop", Address: "10.0.0.2:80", Weight: 1, Source: SourceAPI},
+		{Pool: "gone", Address: "10.0.0.3:80", Weight: 1, Source: SourceAPI},
+	}}
+	res, err := r.CheckInit(cfg, saved)
+	if err != nil || res.Restored != 1 || len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0], `pool "gone"`) {
+		t.Fatalf("CheckInit: %+v %v", res, err)
+	}
+	refuse = true
+	if _, err := r.CheckInit(cfg, saved); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the builder says no") {
+		t.Fatalf("CheckInit refused by Check: %v", err)
+	}
+	if c, _ := r.Snapshot(); c.Index != 0 || len(c.Pools) != 0 || persisted != 0 {
+		t.Fatalf("CheckInit committed or persisted something: %+v, %d saves", c, persisted)
+	}
+}
