@@ -2,6 +2,7 @@ package generation
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -126,5 +127,20 @@ func TestBuildChangesNothingLive(t *testing.T) {
 	st.Report(false)
 	if !st.Up() {
 		t.Fatal("a generation built and dropped changed the backend's passive-health settings")
+	}
+}
+
+// TestWriteBuildsOnce: the generation that Check built inside a write's
+// transaction is the one Run commits, not built a second time.
+func TestWriteBuildsOnce(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.init(registry.Config{Pools: []registry.PoolSpec{pool("p", PoolSettings{}, be("10.0.0.1:80", 1))}}, registry.State{})
+	for i := 0; i < 5; i++ {
+		if _, err := h.r.Register(h.ctx, "p", fmt.Sprintf("10.0.1.%d:80", i+1), nil); err != nil {
+			t.Fatal(err)
+		}
+		if p := h.r.checked.Load(); p != nil {
+			t.Fatalf("write %d: the generation Check built (%d) was not the one committed (%d)", i, p.g.Gen, h.r.cur.Load().Gen)
+		}
 	}
 }

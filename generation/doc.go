@@ -25,7 +25,9 @@
 //     Build on the contents as they would commit: a change that would not
 //     build (a pool the balancer refuses, a degraded-mode policy the monitor
 //     refuses) is not committed, so a committed change always reaches the
-//     data plane and a refused one changes nothing.
+//     data plane and a refused one changes nothing. The generation Check
+//     builds is the one Run commits when nothing was committed in between,
+//     so a write costs one build, as before the split.
 //
 // Manager holds a Registry (its methods are the Manager's) and the
 // generation in service. View is that generation as the admin API and the

@@ -69,7 +69,14 @@ type Manager struct {
 	cur     atomic.Pointer[Generation] // in service; nil before the first
 	view    atomic.Pointer[View]
 	running atomic.Bool
+	// checked is the generation the latest Check built, for Run to commit
+	// instead of building it again; see reuse.
+	checked atomic.Pointer[checked]
 }
+
+// checked is a generation built by Check, and the generation in service it
+// was built over.
+type checked struct{ prev, g *Generation }
 
 // New returns a Manager over an empty registry. It fails only if opts lacks a
 // Dataplane.
@@ -124,8 +131,28 @@ func (m *Manager) inflight(pool, address string) (int64, bool) {
 // it, so that the registry commits only what builds. Build is pure, so this
 // changes nothing.
 func (m *Manager) Check(c *registry.Contents) error {
-	_, err := m.safely("generation check", func() (*Generation, error) { return m.Build(c, m.cur.Load()) })
+	prev := m.cur.Load()
+	g, err := m.safely("generation check", func() (*Generation, error) { return m.Build(c, prev) })
+	if err == nil {
+		m.checked.Store(&checked{prev: prev, g: g})
+	}
 	return err
+}
+
+// reuse returns the generation Check built for index idx, if it can be
+// committed as it is: the registry calls Check inside the transaction, after
+// its last change, so the contents the latest Check at idx saw are the
+// contents committed at idx (a transaction aborted after its Check is
+// followed, at the same idx, by another Check). It must also have been built
+// over the generation in service now, whose live state it carries over. Build
+// being pure, this saves the second build of every write, nothing else.
+func (m *Manager) reuse(idx uint64) *Generation {
+	p := m.checked.Load()
+	if p == nil || p.g.Gen != idx || p.prev != m.cur.Load() {
+		return nil
+	}
+	m.checked.CompareAndSwap(p, nil)
+	return p.g
 }
 
 // Run is the watcher: it builds the generation of the registry's contents and
@@ -147,7 +174,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		// The first pass builds even an empty registry, so the data plane has
 		// a snapshot from the start.
 		if !built || c.Index > applied {
-			g, err := m.safely("generation build", func() (*Generation, error) { return m.Build(c, m.cur.Load()) })
+			g, err := m.reuse(c.Index), error(nil)
+			if g == nil {
+				g, err = m.safely("generation build", func() (*Generation, error) { return m.Build(c, m.cur.Load()) })
+			}
 			if err == nil {
 				m.commit(g)
 			} else {
