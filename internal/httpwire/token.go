@@ -63,51 +63,33 @@ func EqualFold(b []byte, s string) bool {
 }
 
 // EqualFoldBytes reports whether a and b are equal, ignoring ASCII case.
-func EqualFoldBytes(a, b []byte) bool {
+func EqualFoldBytes(a, b []byte) bool { return equalFold(a, b, LowerASCII) }
+
+// EqualFoldDash is EqualFoldBytes where '_' and '-' are the same: CGI-style
+// backends (PHP, WSGI, Rack) read a field name with underscores as the one
+// with dashes.
+func EqualFoldDash(a []byte, b string) bool { return equalFold(a, b, foldDash) }
+
+// equalFold reports whether a and b are equal once fold has mapped each byte of
+// both. It inlines into its callers together with fold.
+func equalFold[T []byte | string](a []byte, b T, fold func(byte) byte) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range len(a) {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
+		if fold(a[i]) != fold(b[i]) {
 			return false
 		}
 	}
 	return true
 }
 
-// EqualFoldDash is EqualFoldBytes where '_' and '-' are the same: CGI-style
-// backends (PHP, WSGI, Rack) read a field name with underscores as the one
-// with dashes.
-func EqualFoldDash(a []byte, b string) bool {
-	if len(a) != len(b) {
-		return false
+// foldDash is LowerASCII with '_' read as '-'.
+func foldDash(c byte) byte {
+	if c = LowerASCII(c); c == '_' {
+		return '-'
 	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x == '_' {
-			x = '-'
-		}
-		if y == '_' {
-			y = '-'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
+	return c
 }
 
 // cutElement returns the first element of the comma-separated list v and the
