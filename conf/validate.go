@@ -114,13 +114,8 @@ func (d *decoder) validate(c *Config) {
 	for i := range c.Pools {
 		f := field("pools", i)
 		p := &c.Pools[i]
-		if d.name(f+".name", p.Name) {
-			if first, dup := pools[p.Name]; dup {
-				d.errorf(f+".name", "duplicate pool name %s, first at line %d", quote(p.Name), d.lineOf(field("pools", first)))
-			} else {
-				pools[p.Name] = i
-				names = append(names, p.Name)
-			}
+		if d.uniqueName("pools", "pool", i, p.Name, pools) {
+			names = append(names, p.Name)
 		}
 		d.pool(f, p)
 	}
@@ -138,13 +133,7 @@ func (d *decoder) validate(c *Config) {
 	for i := range c.Routes {
 		f := field("routes", i)
 		r := &c.Routes[i]
-		if d.name(f+".name", r.Name) {
-			if first, dup := routes[r.Name]; dup {
-				d.errorf(f+".name", "duplicate route name %s, first at line %d", quote(r.Name), d.lineOf(field("routes", first)))
-			} else {
-				routes[r.Name] = i
-			}
-		}
+		d.uniqueName("routes", "route", i, r.Name, routes)
 		if r.Pool == "" {
 			d.errorf(f+".pool", "required")
 		} else if _, ok := pools[r.Pool]; !ok {
@@ -529,6 +518,22 @@ func (d *decoder) name(f, v string) bool {
 		return true
 	}
 	return false
+}
+
+// uniqueName checks the name of list[i] (a kind: pool, route) and that no
+// earlier item in seen has it, and records it there. It reports whether the
+// name is valid and new.
+func (d *decoder) uniqueName(list, kind string, i int, name string, seen map[string]int) bool {
+	f := field(list, i) + ".name"
+	if !d.name(f, name) {
+		return false
+	}
+	if first, dup := seen[name]; dup {
+		d.errorf(f, "duplicate %s name %s, first at line %d", kind, quote(name), d.lineOf(field(list, first)))
+		return false
+	}
+	seen[name] = i
+	return true
 }
 
 func (d *decoder) pathPrefix(f, v string) bool {
