@@ -372,3 +372,22 @@ func TestDirectivesRepeatsAndFullLists(t *testing.T) {
 		t.Errorf("request repeats: %+v", q)
 	}
 }
+
+// TestSFNumbers pins the Integer and Decimal rules of sfBareItem (RFC 8941
+// §3.3.1, §3.3.2): at most 15 digits, a Decimal at most 12 before its point
+// and 1 to 3 after it.
+func TestSFNumbers(t *testing.T) {
+	for in, want := range map[string]int{
+		"1": 1, "-1": 2, "-": 0, "12a": 2, "123456789012345": 15, "1234567890123456": 0,
+		"1.5": 3, "1.": 0, "1.123": 5, "1.1234": 0, "-0.25)": 5, "123456789012.1": 14, "1234567890123.1": 0,
+	} {
+		if got := sfBareItem([]byte(in)); got != want {
+			t.Errorf("sfBareItem(%q) = %d, want %d", in, got, want)
+		}
+	}
+	for in, want := range map[string]bool{"": false, "0": true, "0123": true, "1a": false, "-1": false} {
+		if got := allDigits([]byte(in)); got != want {
+			t.Errorf("allDigits(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
