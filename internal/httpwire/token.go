@@ -92,9 +92,9 @@ func foldDash(c byte) byte {
 	return c
 }
 
-// cutElement returns the first element of the comma-separated list v and the
-// rest of the list after its comma.
-func cutElement(v []byte) (elem, rest []byte) {
+// CutElement returns the first element of the comma-separated list v, not
+// trimmed, and the rest of the list after its comma (nil when there is none).
+func CutElement(v []byte) (elem, rest []byte) {
 	for i, c := range v {
 		if c == ',' {
 			return v[:i], v[i+1:]
@@ -108,7 +108,7 @@ func cutElement(v []byte) (elem, rest []byte) {
 func HasToken(v []byte, token string) bool {
 	for len(v) > 0 {
 		var t []byte
-		if t, v = cutElement(v); EqualFold(TrimOWS(t), token) {
+		if t, v = CutElement(v); EqualFold(TrimOWS(t), token) {
 			return true
 		}
 	}
@@ -120,7 +120,7 @@ func HasToken(v []byte, token string) bool {
 func HasTokenDash(v []byte, name string) bool {
 	for len(v) > 0 {
 		var t []byte
-		if t, v = cutElement(v); EqualFoldDash(TrimOWS(t), name) {
+		if t, v = CutElement(v); EqualFoldDash(TrimOWS(t), name) {
 			return true
 		}
 	}
@@ -132,7 +132,7 @@ func HasTokenDash(v []byte, name string) bool {
 func ListHas(v, name []byte) bool {
 	for len(v) > 0 {
 		var t []byte
-		t, v = cutElement(v)
+		t, v = CutElement(v)
 		if t = TrimOWS(t); len(t) > 0 && EqualFoldBytes(t, name) {
 			return true
 		}
@@ -146,7 +146,7 @@ func ListHas(v, name []byte) bool {
 func AppendTokens(dst [][]byte, v []byte) (out [][]byte, overflow bool) {
 	for len(v) > 0 {
 		var t []byte
-		t, v = cutElement(v)
+		t, v = CutElement(v)
 		if t = TrimOWS(t); len(t) == 0 {
 			continue
 		}
@@ -175,7 +175,7 @@ func AppendListsTokens(dst [][]byte, lists [][]byte) (out [][]byte, overflow boo
 func AppendAllTokens(dst [][]byte, v []byte) [][]byte {
 	for len(v) > 0 {
 		var t []byte
-		t, v = cutElement(v)
+		t, v = CutElement(v)
 		if t = TrimOWS(t); len(t) > 0 {
 			dst = append(dst, t)
 		}

@@ -520,11 +520,7 @@ func etagListMatch(list, etag []byte) bool {
 	want, _ := opaqueTag(etag)
 	for len(list) > 0 {
 		var f []byte
-		if i := indexByte(list, ','); i >= 0 {
-			f, list = list[:i], list[i+1:]
-		} else {
-			f, list = list, nil
-		}
+		f, list = httpwire.CutElement(list)
 		if got, _ := opaqueTag(f); len(got) > 0 && string(got) == string(want) {
 			return true
 		}
