@@ -103,12 +103,7 @@ func (d *decoder) validate(c *Config) {
 		d.intRange("capture.replay_concurrency", cp.ReplayConcurrency, 1, maxReplayConc)
 	}
 
-	switch {
-	case len(c.Pools) == 0:
-		d.errorf("pools", "at least one pool is required")
-	case len(c.Pools) > maxPools:
-		d.errorf("pools", "at most %d pools, got %d", maxPools, len(c.Pools))
-	}
+	d.listSize("pools", "pool", len(c.Pools), maxPools)
 	pools := make(map[string]int, len(c.Pools))
 	names := make([]string, 0, len(c.Pools))
 	for i := range c.Pools {
@@ -120,12 +115,7 @@ func (d *decoder) validate(c *Config) {
 		d.pool(f, p)
 	}
 
-	switch {
-	case len(c.Routes) == 0:
-		d.errorf("routes", "at least one route is required")
-	case len(c.Routes) > maxRoutes:
-		d.errorf("routes", "at most %d routes, got %d", maxRoutes, len(c.Routes))
-	}
+	d.listSize("routes", "route", len(c.Routes), maxRoutes)
 	routes := make(map[string]int, len(c.Routes))
 	type match struct{ host, prefix string }
 	matches := make(map[match]int, len(c.Routes))
@@ -518,6 +508,17 @@ func (d *decoder) name(f, v string) bool {
 		return true
 	}
 	return false
+}
+
+// listSize checks that the list (of a kind: pool, route) has 1 to most items;
+// it has n.
+func (d *decoder) listSize(list, kind string, n, most int) {
+	switch {
+	case n == 0:
+		d.errorf(list, "at least one %s is required", kind)
+	case n > most:
+		d.errorf(list, "at most %d %s, got %d", most, list, n)
+	}
 }
 
 // uniqueName checks the name of list[i] (a kind: pool, route) and that no
