@@ -219,9 +219,13 @@ func (s *PoolState) wait(p *Pool, skip *BackendState, t Ticket) (*Backend, error
 	if t.MaxWait > 0 && t.MaxWait < budget {
 		budget = t.MaxWait
 	}
-	// The slots the queue drains through, counted before taking the lock: the
-	// prediction below divides the work ahead by them.
-	slots := p.slots(critical)
+	// The slots the queue drains through, counted before taking the lock (and
+	// only when there is a queue to predict from): the prediction below
+	// divides the work ahead by them.
+	var slots int64
+	if s.depth.Load() != 0 {
+		slots = p.slots(critical)
+	}
 	s.mu.Lock()
 	s.waiting.Add(1) // before the attempt below; see the field's comment
 	if s.head == nil {
@@ -272,9 +276,10 @@ func (s *PoolState) wait(p *Pool, skip *BackendState, t Ticket) (*Backend, error
 	w.bucket, w.cost = bucket, max(0, int64(t.Cost))
 	s.push(w)
 	s.enqueued.Add(1)
-	if w != s.head {
+	if w != s.head || w.next != nil {
 		// Slots that the waiters ahead could not use (they skip that backend)
-		// may be free; this also serves us if our turn comes.
+		// may be free; this also serves us if our turn comes, and, when we
+		// went ahead of waiters of a lower rank, any slot they could not use.
 		s.serveLocked(nil, -1)
 	}
 	done := w.done
