@@ -14,6 +14,7 @@ import (
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/proxy/cache"
 )
 
 // The tests below run the work-conserving admission of issue 15 through a real
@@ -421,5 +422,38 @@ func TestCriticalKeepsReserveUnderLowFlood(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDegradedStaleMissTakesFreeSlot: on a stale route whose priority the
+// level refuses, a page the cache does not hold goes to a free slot rather
+// than getting the busy answer; with no slot free it gets the busy answer at
+// once.
+func TestDegradedStaleMissTakesFreeSlot(t *testing.T) {
+	c, err := cache.New(cache.Options{MaxBytes: 1 << 20, ErrorHandler: CacheError})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	shed, _ := degrade.NewShed(503, 7*time.Second)
+	px, pool, _, be := admissionProxy(t, Options{Cache: c}, balancer.PoolOptions{MaxConnsPerBackend: 1, QueueMax: 10, QueueTimeout: 20 * time.Second}, true,
+		RouteSpec{Name: "search", PathPrefix: "/", Pool: "p", Priority: degrade.PriorityLow, Action: degrade.ActionStale, Shed: shed,
+			Cache: &cache.PolicyOptions{MaxObjectBytes: 1 << 20, MaxStale: time.Hour}})
+	r := send(px, "GET", "/search?q=lamp")
+	var h heldRequest
+	select {
+	case h = <-be.arrivals:
+	case got := <-r:
+		t.Fatalf("stale miss with a free slot while degraded: %d, want it forwarded", got.status)
+	}
+	if got := await(t, send(px, "GET", "/search?q=chair")); got.status != 503 || got.retryAfter != "7" {
+		t.Fatalf("stale miss with no slot free: %d Retry-After %q, want the busy answer", got.status, got.retryAfter)
+	}
+	if st := pool.State().QueueStats(); st.Enqueued != 0 {
+		t.Fatalf("queue %+v: a refused miss must not queue", st)
+	}
+	close(h.release)
+	if got := await(t, r); got.status != 200 {
+		t.Fatalf("forwarded miss: %d", got.status)
 	}
 }
