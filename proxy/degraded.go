@@ -21,7 +21,8 @@ func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level
 		return false
 	case degrade.OutcomeStale:
 		// A stale page costs the backends nothing; on a miss the request is
-		// forwarded if its priority is admitted at this level.
+		// forwarded if its priority is admitted at this level, or else onto a
+		// slot that is free now (in a pool with a connection limit).
 		if rt.cache != nil && s.cache.ServeStale(ctx, rt.cache) {
 			// Not held-back demand: in normal mode these requests would be
 			// fresh hits, or one refresh per page per TTL, not one backend
