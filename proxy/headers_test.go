@@ -122,3 +122,58 @@ func TestReadHeaderKnownSameAsParse(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteHeadKnownSameAsWrite: writeRequest with the bytes of an earlier
+// request reused writes what writeRequestAll writes, through repeated requests
+// and changes of method, target, lines, Host, address and TLS, with and
+// without X-Forwarded-For and Connection-named fields, into a writer with
+// little room.
+func TestWriteHeadKnownSameAsWrite(t *testing.T) {
+	reqs := []string{
+		benchRequest,
+		benchRequest,
+		strings.Replace(benchRequest, "/product/42", "/product/43", 1),
+		strings.Replace(benchRequest, "GET", "HEAD", 1),
+		strings.Replace(benchRequest, "Accept: */*", "Accept: text/html", 1),
+		strings.Replace(benchRequest, "shop.example", "shop.example:8080", 1),
+		strings.Replace(benchRequest, "X-Forwarded-For: 198.51.100.1\r\n", "", 1),
+		strings.Replace(benchRequest, "Cookie: session=abc\r\n", "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nCookie: session=abc\r\n", 1),
+		strings.Replace(benchRequest, "Cookie: session=abc\r\n", "X-Forwarded-For: 203.0.113.9\r\nForwarded: for=1.2.3.4\r\nCookie: session=abc\r\n", 1),
+		strings.Replace(benchRequest, "Accept: */*", "Accept:*/*", 1),
+		strings.Replace(benchRequest, "HTTP/1.1", "HTTP/1.0", 1),
+		"GET / HTTP/1.0\r\nUser-Agent: x\r\n\r\n",
+		strings.Replace(benchRequest, "User-Agent: bench", "User-Agent: "+strings.Repeat("b", 3000), 1),
+	}
+	ip0, ip1, ip2 := []byte("192.0.2.1"), []byte("192.0.2.10"), []byte("2001:db8::1")
+	// Repeats, then the address alone or TLS alone changing.
+	peers := []struct {
+		ip  []byte
+		tls bool
+	}{{ip0, false}, {ip0, false}, {ip0, true}, {ip0, true}, {ip1, true}, {ip1, true}, {ip1, false}, {ip2, false}, {ip2, true}}
+	for round := 0; round < 2; round++ {
+		for i, raw := range reqs {
+			for rep, peer := range peers {
+				var req fasthttp.Request
+				if err := req.Header.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				o := &outbound{peerIP: peer.ip, tls: peer.tls, host: []byte("backend:80")}
+				var got, want bytes.Buffer
+				gw, ww := bufio.NewWriterSize(&got, 4096), bufio.NewWriterSize(&want, 4096)
+				gw.WriteString(strings.Repeat("p", 1000)) // not at the start of the buffer
+				ww.WriteString(strings.Repeat("p", 1000))
+				if err := writeRequest(gw, &req, o); err != nil {
+					t.Fatal(err)
+				}
+				if err := writeRequestAll(ww, &req, o); err != nil {
+					t.Fatal(err)
+				}
+				gw.Flush()
+				ww.Flush()
+				if !bytes.Equal(got.Bytes(), want.Bytes()) {
+					t.Fatalf("request %d, peer %d:\ngot  %q\nwant %q", i, rep, got.Bytes()[1000:], want.Bytes()[1000:])
+				}
+			}
+		}
+	}
+}
