@@ -230,13 +230,14 @@ func (m *memConn) SetDeadline(time.Time) error      { return nil }
 func (m *memConn) SetReadDeadline(time.Time) error  { return nil }
 func (m *memConn) SetWriteDeadline(time.Time) error { return nil }
 
-// readHeaderKnown is h.Read(br) for a header prepared by prepareBackendHeader,
+// readHeaderKnown is h.Read(br) for the header of a Response from acquireResponse,
 // without the parse when the head waiting in br is byte for byte the last one a
 // pooled knownHead saw: a CopyTo of what that parse made. A backend's answers to
 // the same resource mostly are the same bytes but for a Date that changes once a
 // second, and fasthttp's parse of compare.sh's nginx head costs 300 ns, the copy
 // 50. Parsing a head depends on nothing but its bytes and the header's settings,
-// which prepareBackendHeader makes the same for every header passed here.
+// which acquireResponse (and roundTrip's retry) make the same for every header
+// passed here.
 //
 // A head is kept only when it was whole in br's buffer before the parse and
 // ends at its first empty line, a CRLF one: then the parse took exactly those
