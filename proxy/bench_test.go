@@ -213,28 +213,3 @@ func BenchmarkResponseHead(b *testing.B) {
 		})
 	}
 }
-
-// BenchmarkWriteRequest: the request to the backend for benchRequest, the same
-// request each time: /known as writeRequest writes it, /all with writeRequestAll.
-func BenchmarkWriteRequest(b *testing.B) {
-	for _, c := range []struct {
-		name  string
-		write func(*bufio.Writer, *fasthttp.Request, *outbound) error
-	}{{"known", writeRequest}, {"all", writeRequestAll}} {
-		b.Run(c.name, func(b *testing.B) {
-			var req fasthttp.Request
-			if err := req.Header.Read(bufio.NewReader(bytes.NewReader([]byte(benchRequest)))); err != nil {
-				b.Fatal(err)
-			}
-			o := &outbound{peerIP: []byte("192.0.2.1")}
-			bw := bufio.NewWriterSize(io.Discard, 8192)
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := c.write(bw, &req, o); err != nil {
-					b.Fatal(err)
-				}
-				bw.Reset(io.Discard)
-			}
-		})
-	}
-}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"sync"
 
 	"github.com/valyala/fasthttp"
 
@@ -43,93 +42,7 @@ type outbound struct {
 
 // writeRequest writes the request line, the client's end-to-end header lines, the
 // X-Forwarded-* fields, the framing header and the body to bw. It does not flush.
-// A request without a body written from the client's lines goes through
-// writeHeadKnown, which writes the bytes written last time for the same
-// request from the same address.
 func writeRequest(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
-	if !o.fr.Chunked && !o.fr.ContentLength && !o.parsed && o.upgrade == nil && o.peerIP != nil {
-		return writeHeadKnown(bw, req, o)
-	}
-	return writeRequestAll(bw, req, o)
-}
-
-// writeHeadKnown is writeRequestAll for a request without a body, written from
-// the client's lines (not the parsed header) with the peer's IP known: what that
-// writes depends on nothing but the method, the target, the raw header lines,
-// the Host, the Host to add when there is none, the IP and whether the client
-// came over TLS. A client repeating a request (a poll, a health check, a
-// benchmark) sends the same bytes each time, so each pooled knownReq keeps those
-// inputs and what was written for them, and the same inputs get the same bytes
-// in one copy, without the two walks over the lines. BenchmarkWriteRequest.
-func writeHeadKnown(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
-	h := &req.Header
-	method, uri, raw, host := h.Method(), h.RequestURI(), h.RawHeaders(), h.Host()
-	var addHost []byte
-	if len(host) == 0 {
-		addHost = o.host
-	}
-	t := knownReqs.Get().(*knownReq)
-	if t.valid && t.tls == o.tls && t.same(method, uri, raw, host, addHost, o.peerIP) {
-		_, err := bw.Write(t.out)
-		t.misses = 0
-		knownReqs.Put(t)
-		return err
-	}
-	// A bound on what writeRequestAll writes (lines may gain the space after
-	// their colon, X-Forwarded-For repeats the client's values): within what
-	// bw has free, nothing is flushed, and the bytes written are still in bw's
-	// buffer afterwards, from start on.
-	start, n0 := bw.AvailableBuffer(), bw.Buffered()
-	bound := len(method) + len(uri) + 3*len(raw) + len(host) + len(addHost) + len(o.peerIP) + 160
-	t.misses++
-	keep := bound <= cap(start) && bound <= maxTemplateBytes && (t.misses <= 4 || t.misses%64 == 0)
-	err := writeRequestAll(bw, req, o)
-	if keep && err == nil {
-		t.set(method, uri, raw, host, addHost, o.peerIP, o.tls, start[:bw.Buffered()-n0])
-	} else if keep {
-		t.valid = false
-	}
-	knownReqs.Put(t)
-	return err
-}
-
-// knownReq is the inputs of a writeHeadKnown and what writeRequestAll wrote for
-// them.
-type knownReq struct {
-	key    []byte   // method, target, lines, Host, Host added, IP, one after the other
-	ends   [6]int32 // end of each in key
-	tls    bool
-	out    []byte
-	valid  bool
-	misses int
-}
-
-var knownReqs = sync.Pool{New: func() any { return new(knownReq) }}
-
-func (t *knownReq) same(parts ...[]byte) bool {
-	start := int32(0)
-	for i, p := range parts {
-		if string(t.key[start:t.ends[i]]) != string(p) {
-			return false
-		}
-		start = t.ends[i]
-	}
-	return true
-}
-
-func (t *knownReq) set(method, uri, raw, host, addHost, ip []byte, tls bool, out []byte) {
-	t.key = t.key[:0]
-	for i, p := range [...][]byte{method, uri, raw, host, addHost, ip} {
-		t.key = append(t.key, p...)
-		t.ends[i] = int32(len(t.key))
-	}
-	t.tls = tls
-	t.out = append(t.out[:0], out...)
-	t.valid = true
-}
-
-// writeRequestAll is writeRequest without reuse.
-func writeRequestAll(bw *bufio.Writer, req *fasthttp.Request, o *outbound) error {
 	h := &req.Header
 	bw.Write(h.Method())
 	bw.WriteByte(' ')
