@@ -185,31 +185,3 @@ func BenchmarkRelayHead(b *testing.B) {
 		})
 	}
 }
-
-// BenchmarkResponseHead: reading compare.sh's nginx head from a backend's buffer,
-// the same head each time: /known as bconn.exchange reads it (readHeaderKnown),
-// /parse with fasthttp's parse every time.
-func BenchmarkResponseHead(b *testing.B) {
-	for _, known := range []bool{true, false} {
-		name := "parse"
-		if known {
-			name = "known"
-		}
-		b.Run(name, func(b *testing.B) {
-			var s Server
-			s.resps.New = func() any { return &fasthttp.Response{KeepBodyBuffer: true} }
-			resp := s.acquireResponse()
-			rd := bytes.NewReader(nil)
-			br := bufio.NewReaderSize(rd, 8192)
-			raw := []byte(nginxHead)
-			b.ReportAllocs()
-			for b.Loop() {
-				rd.Reset(raw)
-				br.Reset(rd)
-				if _, _, err := readResponseHead(br, resp, false, nil, known); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}

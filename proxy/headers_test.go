@@ -3,11 +3,8 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"fmt"
-	"io"
 	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/valyala/fasthttp"
 )
@@ -57,67 +54,6 @@ func TestCopyBackendHeaderSameAsCopy(t *testing.T) {
 					t.Fatalf("head %d: connection close %v/%v, length %d/%d", i, got.ConnectionClose(), want.ConnectionClose(), got.ContentLength(), want.ContentLength())
 				}
 				s.releaseResponse(resp)
-			}
-		}
-	}
-}
-
-// TestReadHeaderKnownSameAsParse: readResponseHead with known heads reused
-// parses what fasthttp's parse gives, leaves the same bytes in the reader and
-// fails alike, through repeated heads, changed ones, heads cut across reads,
-// heads ended by bare LFs, interim answers and bodies that follow.
-func TestReadHeaderKnownSameAsParse(t *testing.T) {
-	streams := []string{
-		nginxHead + strings.Repeat("x", 128),
-		nginxHead + strings.Repeat("x", 128),
-		strings.Replace(nginxHead, "02:40:00", "02:40:01", 1) + strings.Repeat("x", 128),
-		strings.Replace(nginxHead, "02:40:00", "02:40:01", 1) + strings.Repeat("x", 128) + nginxHead, // and the start of another
-		strings.Replace(nginxHead, "\r\n\r\n", "\r\n", 1) + "X-After: 1\r\n\r\n",                     // the known head is a prefix of this one
-		strings.Replace(nginxHead, "\r\n", "\n", -1),
-		"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n" + nginxHead,
-		"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n" + nginxHead,
-		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n",
-	}
-	cuts := []func(io.Reader) io.Reader{
-		func(r io.Reader) io.Reader { return r },
-		iotest.HalfReader,
-		iotest.OneByteReader,
-	}
-	var s Server
-	s.resps.New = func() any { return &fasthttp.Response{KeepBodyBuffer: true} }
-	for round := 0; round < 3; round++ {
-		for ci, cut := range cuts {
-			for i, stream := range streams {
-				for rep := 0; rep < 3; rep++ {
-					got, want := s.acquireResponse(), s.acquireResponse()
-					gbr := bufio.NewReaderSize(cut(strings.NewReader(stream)), 8192)
-					wbr := bufio.NewReaderSize(cut(strings.NewReader(stream)), 8192)
-					gm, gn, gerr := readResponseHead(gbr, got, false, nil, true)
-					wm, wn, werr := readResponseHead(wbr, want, false, nil, false)
-					where := fmt.Sprintf("stream %d, cut %d, round %d, repeat %d", i, ci, round, rep)
-					if (gerr == nil) != (werr == nil) || gm != wm || gn != wn {
-						t.Fatalf("%s: %v %v %v, want %v %v %v", where, gm, gn, gerr, wm, wn, werr)
-					}
-					if gerr == nil {
-						g, w := got.Header.AppendBytes(nil), want.Header.AppendBytes(nil)
-						if !bytes.Equal(g, w) || got.Header.ConnectionClose() != want.Header.ConnectionClose() ||
-							got.Header.ContentLength() != want.Header.ContentLength() || !bytes.Equal(got.Header.Protocol(), want.Header.Protocol()) {
-							t.Fatalf("%s:\ngot  %q\nwant %q", where, g, w)
-						}
-					}
-					gr, _ := io.ReadAll(gbr)
-					wr, _ := io.ReadAll(wbr)
-					if !bytes.Equal(gr, wr) {
-						t.Fatalf("%s: left %q, want %q", where, gr, wr)
-					}
-					s.releaseResponse(got)
-					s.releaseResponse(want)
-				}
 			}
 		}
 	}

@@ -33,23 +33,13 @@ const maxInterim = 8
 // Continue excepted: fasthttp's server answers Expect itself. A response that is
 // not HTTP/1.x, a status outside 100-599, or a 101 (roundTrip never asks for an
 // upgrade: tunnel.go does, on its own connection) is an error.
-//
-// With known set (resp is from acquireResponse, so every such header starts
-// alike), a head that is byte for byte one read before is not parsed again
-// (readHeaderKnown).
-func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *outbound, known bool) (mode httpwire.BodyMode, n int64, err error) {
+func readResponseHead(br *bufio.Reader, resp *fasthttp.Response, head bool, o *outbound) (mode httpwire.BodyMode, n int64, err error) {
 	h := &resp.Header
 	for interim := 0; ; interim++ {
 		if err := httpwire.CheckStatusDigit(br); err != nil {
 			return 0, 0, err
 		}
-		var err error
-		if known {
-			err = readHeaderKnown(br, h)
-		} else {
-			err = h.Read(br)
-		}
-		if err != nil {
+		if err := h.Read(br); err != nil {
 			if interim > 0 && (errors.Is(err, io.EOF) || isReset(err)) {
 				return 0, 0, errAfterInterim
 			}
@@ -229,72 +219,3 @@ func (m *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 func (m *memConn) SetDeadline(time.Time) error      { return nil }
 func (m *memConn) SetReadDeadline(time.Time) error  { return nil }
 func (m *memConn) SetWriteDeadline(time.Time) error { return nil }
-
-// readHeaderKnown is h.Read(br) for the header of a Response from acquireResponse,
-// without the parse when the head waiting in br is byte for byte the last one a
-// pooled knownHead saw: a CopyTo of what that parse made. A backend's answers to
-// the same resource mostly are the same bytes but for a Date that changes once a
-// second, and fasthttp's parse of compare.sh's nginx head costs 300 ns, the copy
-// 50. Parsing a head depends on nothing but its bytes and the header's settings,
-// which acquireResponse (and roundTrip's retry) make the same for every header
-// passed here.
-//
-// A head is kept only when it was whole in br's buffer before the parse and
-// ends at its first empty line, a CRLF one: then the parse took exactly those
-// bytes, and none were read in meanwhile (which could have moved them).
-func readHeaderKnown(br *bufio.Reader, h *fasthttp.ResponseHeader) error {
-	t := knownHeads.Get().(*knownHead)
-	if n := len(t.raw); n > 0 && br.Buffered() >= n {
-		if b, _ := br.Peek(n); string(b) == string(t.raw) {
-			t.h.CopyTo(h)
-			_, _ = br.Discard(n)
-			t.misses = 0
-			knownHeads.Put(t)
-			return nil
-		}
-	}
-	// A backend whose every head differs would pay for a copy of each: after
-	// a few misses in a row, one in 64. The head is copied before the parse,
-	// and only when it is whole in the buffer, so the parse reads nothing
-	// more: then it takes exactly those bytes, checked after it.
-	t.raw = t.raw[:0]
-	if t.misses++; t.misses <= 4 || t.misses%64 == 0 {
-		b, _ := br.Peek(br.Buffered()) // what is buffered: no read
-		if i := bytes.Index(b, crlf2); i >= 0 && i+4 <= maxTemplateBytes && endsAtFirstEmptyLine(b[:i+4]) {
-			t.raw = append(t.raw, b[:i+4]...)
-		}
-	}
-	before := br.Buffered()
-	err := h.Read(br)
-	if len(t.raw) > 0 {
-		if err == nil && before-br.Buffered() == len(t.raw) {
-			h.CopyTo(&t.h)
-		} else {
-			t.raw = t.raw[:0]
-		}
-	}
-	knownHeads.Put(t)
-	return err
-}
-
-// knownHead is a response head's bytes (raw; empty: none) and fasthttp's parse
-// of them.
-type knownHead struct {
-	raw    []byte
-	h      fasthttp.ResponseHeader
-	misses int
-}
-
-var knownHeads = sync.Pool{New: func() any { return new(knownHead) }}
-
-var crlf2 = []byte("\r\n\r\n")
-
-// endsAtFirstEmptyLine reports whether b ends with CRLF CRLF and has no empty
-// line (LF LF or LF CR LF) before that.
-func endsAtFirstEmptyLine(b []byte) bool {
-	if !bytes.HasSuffix(b, crlf2) {
-		return false
-	}
-	b = b[:len(b)-2]
-	return !bytes.Contains(b, []byte("\n\n")) && !bytes.Contains(b, []byte("\n\r\n"))
-}

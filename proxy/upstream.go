@@ -241,7 +241,7 @@ func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head b
 	var mode httpwire.BodyMode
 	var n int64
 	if err == nil {
-		mode, n, err = readResponseHead(bc.br, resp, head, o, true)
+		mode, n, err = readResponseHead(bc.br, resp, head, o)
 	}
 	if err != nil {
 		err = bc.fail(err, reused)
