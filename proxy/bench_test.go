@@ -155,33 +155,3 @@ func steadyAllocs(f func()) float64 {
 	}
 	return best
 }
-
-// nginxHead is the response head of bench/compare.sh's backend.
-const nginxHead = "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Tue, 08 Dec 2026 02:40:00 GMT\r\nContent-Type: text/plain\r\n" +
-	"Content-Length: 128\r\nLast-Modified: Tue, 08 Dec 2026 01:00:00 GMT\r\nConnection: keep-alive\r\nETag: \"6934f1c0-80\"\r\nAccept-Ranges: bytes\r\n\r\n"
-
-// BenchmarkRelayHead: the backend's response head to the client's, as relay and
-// fasthttp's writer do it (copyBackendHeader, then serialisation), the same head
-// each time as from compare.sh's backend; /slow is copyResponseHeader.
-func BenchmarkRelayHead(b *testing.B) {
-	for _, c := range []struct {
-		name string
-		copy func(dst, src *fasthttp.ResponseHeader)
-	}{{"template", copyBackendHeader}, {"slow", copyResponseHeader}} {
-		b.Run(c.name, func(b *testing.B) {
-			var s Server
-			s.resps.New = func() any { return &fasthttp.Response{KeepBodyBuffer: true} }
-			resp := s.acquireResponse()
-			if err := resp.Header.Read(bufio.NewReader(bytes.NewReader([]byte(nginxHead)))); err != nil {
-				b.Fatal(err)
-			}
-			var out fasthttp.ResponseHeader
-			var buf []byte
-			b.ReportAllocs()
-			for b.Loop() {
-				c.copy(&out, &resp.Header)
-				buf = out.AppendBytes(buf[:0])
-			}
-		})
-	}
-}

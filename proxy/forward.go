@@ -175,7 +175,7 @@ func (s *Server) releaseResponse(resp *fasthttp.Response) {
 // backend connection and the in-flight slot until fasthttp has written the last
 // byte, or failed to; a small body was read whole and both are released now.
 func (s *Server) relay(out *fasthttp.Response, resp *fasthttp.Response, b *balancer.Backend, bc *bconn, st *RouteStats) {
-	copyBackendHeader(&out.Header, &resp.Header)
+	copyResponseHeader(&out.Header, &resp.Header)
 	if bc == nil {
 		out.SetBody(resp.Body())
 		s.releaseResponse(resp)
