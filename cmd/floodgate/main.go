@@ -20,9 +20,6 @@ import (
 	"github.com/floodgate/floodgate/conf"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -32,7 +29,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
-			fmt.Fprintf(stdout, "floodgate %s\n", version)
+			fmt.Fprintln(stdout, build)
 			return 0
 		case "demo":
 			return runDemo(args[1:], stdout, stderr)
