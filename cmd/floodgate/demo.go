@@ -25,8 +25,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", ":8080", "public listen address")
 	adminListen := fs.String("admin", "127.0.0.1:9090", "admin API listen address (loopback: the demo has no token)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, "usage: floodgate demo [-listen ADDR] [-admin ADDR]\n\nflags:\n", stdout); !ok {
+		return code
 	}
 	log, _ := newLogger(stderr, "info")
 
