@@ -68,6 +68,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := d.result(); err != nil {
 		return nil, err
 	}
+	c.src = &source{path: path, lines: d.lines, root: d.root}
 	return c, nil
 }
 

@@ -425,6 +425,7 @@ routes:
 			},
 		},
 	}
+	c.src = nil // where the keys were: not a default
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults differ\n got: %+v\nwant: %+v", c, want)
 		for i := range min(len(c.Pools), len(want.Pools)) {
