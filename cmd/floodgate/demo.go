@@ -28,7 +28,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args, "usage: floodgate demo [-listen ADDR] [-admin ADDR]\n\nflags:\n", stdout); !ok {
 		return code
 	}
-	log, _ := newLogger(stderr, "info")
+	log, _ := newLogger(stderr, "info", "text")
 
 	var addrs [3]string
 	var servers []*fasthttp.Server

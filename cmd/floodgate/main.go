@@ -44,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "path of the YAML config file")
 	check := fs.Bool("check", false, "validate the config and exit: 0 when valid, 1 with one PATH:LINE: message per problem")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "process log format: text (key=value) or json (one object a line, for log shippers)")
 	ignoreState := fs.Bool("ignore-state", false, "start even if admin.state_file is corrupt: move it aside and start without the backends it holds")
 	if code, ok := parseFlags(fs, args, "usage:\n  floodgate -config PATH\n  floodgate -check -config PATH\n  floodgate demo [-listen ADDR] [-admin ADDR]\n  floodgate status [-admin URL] [-token-file F] [-json]\n  floodgate version\n\nflags:\n", stdout); !ok {
 		return code
@@ -56,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "floodgate: %v\n", err)
 		return 2
@@ -97,12 +98,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger makes the process log: slog's text handler (key=value) or JSON
+// handler (one object a line, with time, level and msg), at level and above.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
 }
 
 // parseFlags makes usage, then the flag defaults, fs's usage text, and parses
