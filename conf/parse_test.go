@@ -159,6 +159,9 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate backend", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n      - address: \"10.0.0.1:80\"\n" + routes1, `5: pools[0].backends[1].address: duplicate backend "10.0.0.1:80", first at line 4`, 0},
 		{"weight too big", "pools:\n  - name: shop\n    backends:\n      - {address: \"10.0.0.1:80\", weight: 5000}\n" + routes1, `4: pools[0].backends[0].weight: must be between 0 and 1000, got 5000`, 0},
 		{"weight negative", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        weight: -1\n" + routes1, `5: pools[0].backends[0].weight: must be between 0 and 1000, got -1`, 0},
+		{"backend max conns negative", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        max_conns: -1\n" + routes1, `5: pools[0].backends[0].max_conns: must be between 0 and 1000000, got -1`, 0},
+		{"backend max conns too big", "pools:\n  - name: shop\n    max_conns_per_backend: 4\n    backends:\n      - {address: \"10.0.0.1:80\"}\n      - {address: \"10.0.0.2:80\", max_conns: 1000001}\n" + routes1, `6: pools[0].backends[1].max_conns: must be between 0 and 1000000, got 1000001`, 0},
+		{"backend max conns string", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        max_conns: lots\n" + routes1, `5: pools[0].backends[0].max_conns: must be an integer, got string "lots"`, 0},
 		{"weight string", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        weight: heavy\n" + routes1, `5: pools[0].backends[0].weight: must be an integer, got string "heavy"`, 0},
 		{"backend unknown key", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        wieght: 2\n" + routes1, `5: pools[0].backends[0].wieght: unknown key, did you mean weight?`, 0},
 		{"backends empty item", "pools:\n  - name: shop\n    backends: [~]\n" + routes1, `3: pools[0].backends[0]: empty list item`, 0},
@@ -448,7 +451,7 @@ func TestArchitectureExample(t *testing.T) {
 	if shop == nil || c.Pool("backoffice") == nil || c.Pool("nope") != nil {
 		t.Fatalf("Pool lookup wrong: %v", c.Pools)
 	}
-	if got := shop.Backends; !reflect.DeepEqual(got, []Backend{{"10.0.0.1:8080", 60}, {"10.0.0.2:8080", 40}}) {
+	if got := shop.Backends; !reflect.DeepEqual(got, []Backend{{Address: "10.0.0.1:8080", Weight: 60}, {Address: "10.0.0.2:8080", Weight: 40}}) {
 		t.Errorf("shop backends = %v", got)
 	}
 	if h := shop.Health; h != (Health{Type: HealthHTTP, Path: "/healthz", Interval: time.Second, UnhealthyInterval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}) {

@@ -1,0 +1,146 @@
+package balancer
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMaxConnsPerBackend: each backend's own MaxConns is its limit (HAProxy's
+// per-server maxconn), the pool's MaxConnsPerBackend only for backends
+// without one; a request waits only when every backend is at its own limit,
+// and the slot a backend frees goes to the queue.
+func TestMaxConnsPerBackend(t *testing.T) {
+	sp := specs(1, 1, 1)
+	sp[0].MaxConns, sp[1].MaxConns = 1, 3 // sp[2]: the pool's 2
+	p, err := NewPool(PoolOptions{Name: "p", MaxConnsPerBackend: 2, QueueMax: 1, QueueTimeout: 10 * time.Second, Backends: sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []int64{p.Backends()[0].MaxConns, p.Backends()[1].MaxConns, p.Backends()[2].MaxConns}; got[0] != 1 || got[1] != 3 || got[2] != 2 {
+		t.Fatalf("limits %v, want [1 3 2]", got)
+	}
+	var held []*Backend
+	for i := 0; i < 6; i++ {
+		b, err := p.Acquire(nil)
+		if err != nil {
+			t.Fatalf("Acquire %d of 6 free slots: %v", i+1, err)
+		}
+		held = append(held, b)
+	}
+	for i, want := range []int64{1, 3, 2} {
+		if got := sp[i].State.Inflight(); got != want {
+			t.Errorf("backend %s holds %d slots, want its limit %d", sp[i].Address, got, want)
+		}
+	}
+	// Every backend at its own limit: the seventh queues.
+	queued := make(chan *Backend, 1)
+	p.state.mu.Lock()
+	ready := make(chan struct{})
+	p.state.onQueue = func() { close(ready) }
+	p.state.mu.Unlock()
+	go func() {
+		b, err := p.Acquire(nil)
+		if err != nil {
+			t.Error(err)
+		}
+		queued <- b
+	}()
+	<-ready
+	if _, err := p.Acquire(nil); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("eighth Acquire: %v, want ErrQueueFull", err)
+	}
+	// The small backend frees its one slot: the queued request takes it.
+	for i, b := range held {
+		if b.State == sp[0].State {
+			b.Release()
+			held = append(held[:i], held[i+1:]...)
+			break
+		}
+	}
+	if b := <-queued; b == nil || b.State != sp[0].State {
+		t.Fatalf("queued request got %v, want the slot backend a freed", b)
+	}
+	if got := sp[0].State.Inflight(); got != 1 {
+		t.Fatalf("backend a holds %d, want 1", got)
+	}
+	held = append(held, p.Backends()[0])
+
+	// A new generation raises a's limit over the same states: the slots held
+	// carry over and the new limit applies at once.
+	sp2 := append([]BackendSpec(nil), sp...)
+	sp2[0].MaxConns = 2
+	p2, err := NewPool(PoolOptions{Name: "p", MaxConnsPerBackend: 2, State: p.State(), Backends: sp2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p2.Acquire(nil)
+	if err != nil || b.State != sp[0].State {
+		t.Fatalf("Acquire after raising a's limit: %v %v, want a", b, err)
+	}
+	if _, err := p2.Acquire(nil); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Acquire with every backend at its new limit: %v", err)
+	}
+	held = append(held, b)
+	for _, b := range held {
+		b.Release()
+	}
+	for _, s := range sp {
+		if n := s.State.Inflight(); n != 0 {
+			t.Errorf("%s: %d in flight after releasing all", s.Address, n)
+		}
+	}
+}
+
+// TestReservedPerBackend: a backend with its own limit keeps its own
+// reserve for critical requests.
+func TestReservedPerBackend(t *testing.T) {
+	sp := specs(1)
+	sp[0].MaxConns, sp[0].Reserved = 3, 1
+	p, err := NewPool(PoolOptions{Name: "p", Backends: sp}) // no pool limit, no pool reserve
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := p.Acquire(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.Acquire(nil); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("third public request: %v, want ErrQueueFull (the last slot is reserved)", err)
+	}
+	if _, err := p.AcquireCritical(nil); err != nil {
+		t.Fatalf("critical request with the reserve free: %v", err)
+	}
+	if _, err := p.AcquireCritical(nil); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("critical beyond the backend's limit: %v", err)
+	}
+}
+
+func TestValidatePoolMaxConns(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		pool      int64
+		max, resv int64
+		want      string // "" = valid
+	}{
+		{"own limit", 0, 5, 0, ""},
+		{"own limit and reserve", 10, 5, 1, ""},
+		{"the largest", 0, 1_000_000, 0, ""},
+		{"negative", 0, -1, 0, "backends[0] (a): max conns: must be between 0 and 1000000, got -1"},
+		{"too large", 0, 1_000_001, 0, "backends[0] (a): max conns: must be between 0 and 1000000, got 1000001"},
+		{"reserve without own limit", 10, 0, 1, "backends[0] (a): reserved 1: must be >= 0 and below its max conns 0"},
+		{"reserve of every slot", 0, 2, 2, "backends[0] (a): reserved 2: must be >= 0 and below its max conns 2"},
+		{"pool too large", 1_000_001, 0, 0, "max conns per backend: must be between 0 and 1000000, got 1000001"},
+	} {
+		err := ValidatePool(PoolOptions{Name: "p", MaxConnsPerBackend: tt.pool,
+			Backends: []BackendSpec{{Address: "a", Weight: 1, MaxConns: tt.max, Reserved: tt.resv}}})
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
