@@ -144,3 +144,36 @@ func TestValidatePoolMaxConns(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxConnsZeroAllocs: limits per backend keep Acquire+Release
+// allocation-free, also when the ring passes over a backend at its own
+// limit and when a critical request uses a backend's own reserve.
+func TestMaxConnsZeroAllocs(t *testing.T) {
+	sp := specs(1, 1)
+	sp[0].MaxConns = 1
+	sp[1].MaxConns, sp[1].Reserved = 50, 5
+	p, err := NewPool(PoolOptions{Name: "p", MaxConnsPerBackend: 2, Backends: sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := p.Acquire(nil)
+	for err == nil && full.State != sp[0].State {
+		defer full.Release()
+		full, err = p.Acquire(nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Release()
+	for name, acquire := range map[string]func(*Backend) (*Backend, error){"Acquire": p.Acquire, "AcquireCritical": p.AcquireCritical} {
+		if n := testing.AllocsPerRun(1000, func() {
+			b, err := acquire(nil)
+			if err != nil || b.State != sp[1].State {
+				panic(err)
+			}
+			b.Release()
+		}); n != 0 {
+			t.Errorf("%s past a full backend allocs = %v, want 0", name, n)
+		}
+	}
+}
