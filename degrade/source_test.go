@@ -223,7 +223,7 @@ func TestPoolSourceCapacityPerBackend(t *testing.T) {
 		Backends: []balancer.BackendSpec{
 			{Address: "small", Weight: 1, MaxConns: 1},
 			{Address: "large", Weight: 3, MaxConns: 3},
-			{Address: "pool-sized", Weight: 1},                        // the pool's 10, less its 1 reserved
+			{Address: "pool-sized", Weight: 1},                         // the pool's 10, less its 1 reserved
 			{Address: "critical", Weight: 1, MaxConns: 8, Reserved: 2}, // 6 shared
 			{Address: "draining", Weight: 0, MaxConns: 50},
 		},
