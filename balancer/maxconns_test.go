@@ -177,3 +177,56 @@ func TestMaxConnsZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitedAndSlotsPerBackend: a pool can run out of slots (Limited) when
+// every backend it sends to has a limit, its own or the pool's; the slots
+// that the predicted wait divides by are the sum of the up backends' own
+// limits, less their own reserves for non-critical requests.
+func TestLimitedAndSlotsPerBackend(t *testing.T) {
+	own := func(pool int64, maxConns ...int64) *Pool {
+		t.Helper()
+		sp := specs(make([]int, len(maxConns))...)
+		for i, m := range maxConns {
+			sp[i].Weight, sp[i].MaxConns = 1, m
+		}
+		p, err := NewPool(PoolOptions{Name: "p", MaxConnsPerBackend: pool, Backends: sp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tt := range []struct {
+		name    string
+		p       *Pool
+		limited bool
+		slots   int64
+	}{
+		{"each its own", own(0, 1, 3), true, 4},
+		{"own and the pool's", own(5, 1, 0), true, 6},
+		{"one without any", own(0, 1, 0), false, 0},
+		{"the pool's only", own(2, 0, 0), true, 4},
+		{"no limit", own(0, 0, 0), false, 0},
+		{"empty with a limit", own(2), true, 0},
+	} {
+		if got := tt.p.Limited(); got != tt.limited {
+			t.Errorf("%s: Limited() = %v, want %v", tt.name, got, tt.limited)
+		}
+		if got := tt.p.slots(false); got != tt.slots {
+			t.Errorf("%s: slots = %d, want %d", tt.name, got, tt.slots)
+		}
+	}
+	sp := specs(1, 1, 1)
+	sp[0].MaxConns, sp[0].Reserved = 10, 2
+	sp[1].MaxConns = 3
+	p, err := NewPool(PoolOptions{Name: "p", MaxConnsPerBackend: 4, Reserved: 1, Backends: sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, crit := p.slots(false), p.slots(true); pub != 8+3+3 || crit != 10+3+4 {
+		t.Errorf("slots public %d critical %d, want %d and %d", pub, crit, 8+3+3, 10+3+4)
+	}
+	sp[0].State.SetProbeUp(false)
+	if got := p.slots(false); got != 3+3 {
+		t.Errorf("slots with the large one down: %d, want 6", got)
+	}
+}
