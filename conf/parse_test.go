@@ -179,6 +179,7 @@ func TestParseErrors(t *testing.T) {
 		{"retries too many", "pools:\n  - name: shop\n    retries: 6\n" + routes1, `3: pools[0].retries: must be between 0 and 5, got 6`, 0},
 		{"max conns per backend", "pools:\n  - name: shop\n    max_conns_per_backend: 2000000\n" + routes1, `3: pools[0].max_conns_per_backend: must be between 0 and 1000000, got 2000000`, 0},
 		{"queue without limit", "pools:\n  - name: shop\n    queue: {max: 10}\n" + routes1, `3: pools[0].queue.max: needs max_conns_per_backend > 0`, 0},
+		{"queue with a backend without limit", "pools:\n  - name: shop\n    queue: {max: 10}\n    backends: [{address: \"10.0.0.1:80\", max_conns: 2}, {address: \"10.0.0.2:80\"}]\n" + routes1, `3: pools[0].queue.max: needs max_conns_per_backend > 0 (or max_conns on every backend)`, 0},
 		{"queue timeout zero", "pools:\n  - name: shop\n    queue:\n      timeout: 0s\n" + routes1, `4: pools[0].queue.timeout: must be greater than 0`, 0},
 		{"slow start negative", "pools:\n  - name: shop\n    slow_start: -5s\n" + routes1, `3: pools[0].slow_start: must not be negative, got -5s`, 0},
 		{"connect timeout bare", "pools:\n  - name: shop\n    connect_timeout: 2\n" + routes1, `3: pools[0].connect_timeout: duration needs a unit`, 0},
@@ -525,6 +526,12 @@ func TestValidValues(t *testing.T) {
 			return c.Limits.MaxHeaderBytes == 4096 && c.Cache.MaxBytes == 1<<20
 		}},
 		{"size lower case unit", "limits: {max_request_body: 10mb}\n" + pools1 + routes1, func(c *Config) bool { return c.Limits.MaxRequestBody == 10<<20 }},
+		{"backends' own max_conns", "pools: [{name: shop, max_conns_per_backend: 5, backends: [{address: \"10.0.0.1:80\", max_conns: 1}, {address: \"10.0.0.2:80\"}]}]\n" + routes1, func(c *Config) bool {
+			return c.Pools[0].Backends[0].MaxConns == 1 && c.Pools[0].Backends[1].MaxConns == 0
+		}},
+		{"queue with max_conns on every backend", "pools: [{name: shop, queue: {max: 10}, backends: [{address: \"10.0.0.1:80\", max_conns: 1}, {address: \"10.0.0.2:80\", max_conns: 3}]}]\n" + routes1, func(c *Config) bool {
+			return c.Pools[0].Queue.Max == 10 && c.Pools[0].MaxConnsPerBackend == 0
+		}},
 		{"zero duration without unit", "pools: [{name: shop, slow_start: 0}]\n" + routes1, func(c *Config) bool { return c.Pools[0].SlowStart == 0 }},
 		{"bare ip cidrs", "trusted_proxies: [192.0.2.7, \"2001:db8::1\", \"2001:db8::/32\"]\n" + pools1 + routes1, func(c *Config) bool {
 			return c.TrustedProxies[0] == netip.MustParsePrefix("192.0.2.7/32") && c.TrustedProxies[1] == netip.MustParsePrefix("2001:db8::1/128") && c.TrustedProxies[2].Bits() == 32
