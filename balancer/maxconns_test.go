@@ -230,3 +230,26 @@ func TestLimitedAndSlotsPerBackend(t *testing.T) {
 		t.Errorf("slots with the large one down: %d, want 6", got)
 	}
 }
+
+// TestMaxConnsNoQueue: without a queue, the request past the sum of the
+// backends' own limits (1 + 3) is refused at once, and each backend holds
+// exactly its limit.
+func TestMaxConnsNoQueue(t *testing.T) {
+	sp := specs(1, 1)
+	sp[0].MaxConns, sp[1].MaxConns = 1, 3
+	p, err := NewPool(PoolOptions{Name: "p", MaxConnsPerBackend: 10, Backends: sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if _, err := p.Acquire(nil); err != nil {
+			t.Fatalf("Acquire %d of 4: %v", i+1, err)
+		}
+	}
+	if _, err := p.Acquire(nil); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("fifth Acquire: %v, want ErrQueueFull", err)
+	}
+	if a, b := sp[0].State.Inflight(), sp[1].State.Inflight(); a != 1 || b != 3 {
+		t.Fatalf("in flight %d and %d, want 1 and 3", a, b)
+	}
+}
