@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -41,6 +42,42 @@ type Config struct {
 	Pools []Pool `yaml:"pools"`
 	// Routes map requests to pools, in file order. Never empty after Parse.
 	Routes []Route `yaml:"routes"`
+
+	// src is the file c was parsed from and the line of each key, for the
+	// problems found after Parse (Errorf). Nil for a Config built in code.
+	src *source
+}
+
+// source is the file a Config was parsed from: its name and each field path's
+// line (decoder.lines).
+type source struct {
+	path  string
+	lines map[string]int
+	root  int
+}
+
+// Errorf returns a problem with field found after Parse, by a check Parse
+// cannot make without I/O (a certificate that does not load, a directory that
+// cannot be written), as an *Error at the field's line in the file c was
+// parsed from, or of the nearest enclosing section written there: it prints
+// PATH:LINE: FIELD: MSG like every other config error. For a Config not from
+// Parse, the error is FIELD: MSG.
+func (c *Config) Errorf(field, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if c == nil || c.src == nil {
+		return fmt.Errorf("%s: %s", field, msg)
+	}
+	line := c.src.root
+	for f := field; ; f = parentField(f) {
+		if l, ok := c.src.lines[f]; ok {
+			line = l
+			break
+		}
+		if f == "" {
+			break
+		}
+	}
+	return &Error{Path: c.src.path, Line: line, Field: field, Msg: msg}
 }
 
 // Pool returns the pool with the given name, or nil when there is none or c is

@@ -65,7 +65,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate key", "listen: \":80\"\nlisten: \":81\"\n" + pools1 + routes1, `2: listen: duplicate key, first set at line 1`, 0},
 		{"top level list", "- a\n- b\n", `1: the top level must be a mapping`, 0},
 		{"syntax error", "pools: [\n", `1: invalid YAML: did not find expected node content`, 0},
-		{"bad indentation", pools1 + "routes:\n  - name: site\n   pool: shop\n", `2: invalid YAML: `, 0},
+		{"bad indentation", pools1 + "routes:\n  - name: site\n   pool: shop\n", `4: invalid YAML: did not find expected '-' indicator`, 0},
 		{"tab indentation", "pools:\n\t- name: shop\n", `2: invalid YAML: found character that cannot start any token`, 0},
 		{"anchor", "x: &a 1\n" + pools1 + routes1, `1: x: unknown key`, 0},
 		{"anchor on known key", "listen: &l \":80\"\n" + pools1 + routes1, `1: listen: YAML anchors (&l) are not supported`, 0},
@@ -429,6 +429,7 @@ routes:
 			},
 		},
 	}
+	c.src = nil // where the keys were: not a default
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults differ\n got: %+v\nwant: %+v", c, want)
 		for i := range min(len(c.Pools), len(want.Pools)) {

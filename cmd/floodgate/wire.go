@@ -27,7 +27,7 @@ func unsupported(cfg *conf.Config) error {
 	for i, rt := range cfg.Routes {
 		if rt.Timeouts != nil {
 			// The proxy applies response timeouts per pool only.
-			errs = append(errs, fmt.Errorf("routes[%d].timeouts: not supported by this version of floodgate yet; set response_timeout on the pool", i))
+			errs = append(errs, cfg.Errorf(fmt.Sprintf("routes[%d].timeouts", i), "not supported by this version of floodgate yet; set response_timeout on the pool"))
 		}
 	}
 	return errors.Join(errs...)
