@@ -8,6 +8,7 @@ import (
 
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/registry"
 )
 
@@ -57,7 +58,7 @@ type healthJSON struct {
 	ConsecutiveFail int        `json:"consecutive_fail"`
 }
 
-func (s *Server) backendJSON(b *registry.BackendView, activeCheck bool) backendJSON {
+func (s *Server) backendJSON(b *generation.BackendView, activeCheck bool) backendJSON {
 	st := b.State.Stats()
 	out := backendJSON{
 		Pool: b.Pool, Address: b.Address, Weight: b.Weight, State: b.Status(), Source: string(b.Source),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/proxy/cache"
 	"github.com/floodgate/floodgate/registry"
@@ -99,7 +100,7 @@ type stack struct {
 type stackOptions struct {
 	token      string
 	backends   []string
-	pool       registry.PoolConfig
+	pool       generation.PoolSettings
 	noOptional bool // leave Degrade, Captures, Routes and Cache nil
 }
 
@@ -107,9 +108,7 @@ func newStack(tb testing.TB, o stackOptions) *stack {
 	tb.Helper()
 	px := proxy.New(proxy.Options{})
 	mon := degrade.NewMonitor(degrade.MonitorOptions{})
-	reg, err := registry.New(registry.Options{Dataplane: px, Degrade: func(pool string) (*degrade.Gate, *degrade.Recorder) {
-		return mon.Gate(pool), mon.Recorder(pool)
-	}})
+	reg, err := generation.New(generation.Options{Dataplane: px, Monitor: mon})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -121,17 +120,14 @@ func newStack(tb testing.TB, o stackOptions) *stack {
 		bs = append(bs, registry.BackendSpec{Address: b, Weight: len(o.backends) - i})
 	}
 	if _, err := reg.Init(ctx, registry.Config{
-		Pools: []registry.PoolSpec{{Name: "shop", Config: o.pool, Backends: bs}, {Name: "backoffice"}},
-		Routes: []proxy.RouteSpec{
+		Pools: []registry.PoolSpec{{Name: "shop", Settings: o.pool, Backends: bs}, {Name: "backoffice"}},
+		Routes: generation.Routes([]proxy.RouteSpec{
 			{Name: "checkout", PathPrefix: "/checkout", Pool: "shop"},
 			{Name: "search", PathPrefix: "/search", Pool: "shop", Priority: degrade.PriorityLow, Action: degrade.ActionShed},
 			{Name: "site", PathPrefix: "/", Pool: "shop"},
 			{Name: "admin", PathPrefix: "/admin/", Pool: "backoffice"},
-		},
+		}...),
 	}, registry.State{}); err != nil {
-		tb.Fatal(err)
-	}
-	if err := mon.Configure([]degrade.PoolConfig{{Name: "shop"}, {Name: "backoffice"}}); err != nil {
 		tb.Fatal(err)
 	}
 	journal, err := capture.Open(capture.Options{Dir: tb.TempDir()})
@@ -230,7 +226,7 @@ func near(got *float64, want float64) bool {
 
 func TestStatus(t *testing.T) {
 	b1, b2 := fastBackend(t), fastBackend(t)
-	s := newStack(t, stackOptions{backends: []string{b1, b2}, pool: registry.PoolConfig{MaxConnsPerBackend: 8, QueueMax: 50, QueueTimeout: time.Second}})
+	s := newStack(t, stackOptions{backends: []string{b1, b2}, pool: generation.PoolSettings{MaxConnsPerBackend: 8, QueueMax: 50, QueueTimeout: time.Second}})
 
 	// The first reading has no rate yet.
 	st := s.status(t)
@@ -404,7 +400,7 @@ func TestTypedNilOptions(t *testing.T) {
 }
 
 func TestSlowStartEffectiveWeight(t *testing.T) {
-	s := newStack(t, stackOptions{backends: []string{"10.0.0.1:80"}, pool: registry.PoolConfig{SlowStart: 100 * time.Second}})
+	s := newStack(t, stackOptions{backends: []string{"10.0.0.1:80"}, pool: generation.PoolSettings{SlowStart: 100 * time.Second}})
 	up := s.reg.View().Backend("shop", "10.0.0.1:80").State.Stats().UpSince
 	for _, tt := range []struct {
 		after   time.Duration

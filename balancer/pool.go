@@ -141,17 +141,15 @@ type Pool struct {
 	_    [56]byte
 }
 
-// NewPool validates opts and builds a pool generation. It returns every problem
-// found, joined: weights outside [0, MaxWeight], empty or duplicate addresses, a
-// BackendState used twice, more than MaxBackends backends, negative limits or
-// durations, a queue without a timeout, passive health without an ejection period.
-//
-// On success, unless opts.Staged, it records the pool's passive-health settings,
-// clock and PoolState in each BackendState (see Adopt), so Report and
-// SetProbeUp follow the newest generation.
-// NewPool is safe for concurrent use, but two pools built over the same
-// BackendStates at once race for which settings win.
-func NewPool(opts PoolOptions) (*Pool, error) {
+// ValidatePool is the one rule for a valid pool: it returns every problem of
+// opts, joined and prefixed with the pool's name, or nil. Weights outside
+// [0, MaxWeight], empty or duplicate addresses, a BackendState used twice, more
+// than MaxBackends backends, negative limits or durations, a reserve not below
+// the connection limit, a queue without a timeout, passive health without an
+// ejection period. It is pure: NewPool calls it first, and a control plane that
+// must know whether a pool would build (before it commits a change) calls it
+// without building anything.
+func ValidatePool(opts PoolOptions) error {
 	var errs []error
 	if len(opts.Backends) > MaxBackends {
 		errs = append(errs, fmt.Errorf("%d backends: at most %d allowed", len(opts.Backends), MaxBackends))
@@ -202,7 +200,21 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("balancer: pool %q: %w", opts.Name, err)
+		return fmt.Errorf("balancer: pool %q: %w", opts.Name, err)
+	}
+	return nil
+}
+
+// NewPool validates opts with ValidatePool and builds a pool generation.
+//
+// On success, unless opts.Staged, it records the pool's passive-health settings,
+// clock and PoolState in each BackendState (see Adopt), so Report and
+// SetProbeUp follow the newest generation.
+// NewPool is safe for concurrent use, but two pools built over the same
+// BackendStates at once race for which settings win.
+func NewPool(opts PoolOptions) (*Pool, error) {
+	if err := ValidatePool(opts); err != nil {
+		return nil, err
 	}
 
 	p := &Pool{

@@ -1,9 +1,11 @@
 package conf
 
 import (
-	"math"
 	"net/netip"
 	"time"
+
+	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/internal/limits"
 )
 
 // Defaults that do not depend on other keys. The decoder calls setDefaults on
@@ -83,14 +85,14 @@ func (p *Passive) setDefaults() {
 }
 
 func (d *Degrade) setDefaults() {
-	*d = Degrade{Hold: 30 * time.Second, Window: 2 * time.Second, Windows: 2}
+	*d = Degrade{Hold: 30 * time.Second, Window: degrade.DefaultWindow, Windows: degrade.DefaultWindows}
 }
 
 func (r *Route) setDefaults() { r.Priority = PriorityNormal }
 
 func (c *RouteCache) setDefaults() { *c = RouteCache{MaxStale: time.Hour, MaxObjectBytes: 8 << 20} }
 
-func (r *RateLimit) setDefaults() { *r = RateLimit{Key: "ip", MaxKeys: 100000} }
+func (r *RateLimit) setDefaults() { *r = RateLimit{Key: "ip", MaxKeys: limits.DefaultMaxKeys} }
 
 // fill sets the defaults that depend on other keys, and normalises values
 // whose spelling does not matter.
@@ -119,8 +121,7 @@ func (d *decoder) fill(c *Config) {
 			}
 		}
 		if rl := r.RateLimit; rl != nil && !d.has(f+".rate_limit.burst") {
-			rl.Burst = int(min(math.Ceil(rl.Rate.PerSecond()), maxBurst))
-			rl.Burst = max(rl.Burst, 1)
+			rl.Burst = limits.DefaultBurst(rl.Rate.PerSecond())
 		}
 		if od := r.OnDegraded; od != nil {
 			switch od.Action {

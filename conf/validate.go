@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/internal/hostport"
 	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/internal/ident"
@@ -27,7 +29,6 @@ const (
 	maxCertificates = 100
 	maxMethods      = 32
 	maxTokenLen     = 64 // methods and header names
-	maxPathLen      = 1024
 
 	maxTimeout       = time.Hour
 	maxCacheDuration = 30 * 24 * time.Hour
@@ -39,20 +40,14 @@ const (
 
 	maxHeaderFields = 10_000
 
-	maxConns       = 10_000_000
-	maxConnsPerBe  = 1_000_000
-	maxQueue       = 1_000_000
-	maxRetries     = 5
-	maxFails       = 1000
-	maxRisePerFall = 100
-	maxWeight      = limits.MaxWeight
-	maxRatePerSec  = 1_000_000
-	maxBurst       = 10_000_000
-	maxKeys        = 10_000_000
-	maxWindows     = 100
-	maxReplayConc  = 256
-	minWindow      = 100 * time.Millisecond
-	maxWindow      = time.Minute
+	maxConns      = 10_000_000
+	maxConnsPerBe = 1_000_000
+	maxQueue      = 1_000_000
+	maxRetries    = 5
+	maxFails      = 1000
+	maxWeight     = limits.MaxWeight
+	maxRatePerSec = 1_000_000
+	maxReplayConc = 256
 )
 
 func field(list string, i int) string { return list + "[" + strconv.Itoa(i) + "]" }
@@ -208,45 +203,7 @@ func (d *decoder) pool(f string, p *Pool) {
 		d.intRange(bf+".weight", b.Weight, 0, maxWeight)
 	}
 
-	h := p.Health
-	hf := f + ".health"
-	switch h.Type {
-	case HealthHTTP:
-		if !strings.HasPrefix(h.Path, "/") {
-			d.errorf(hf+".path", "must start with /, got %s", quote(h.Path))
-		} else if len(h.Path) > maxPathLen || strings.ContainsAny(h.Path, " #") {
-			d.errorf(hf+".path", "must be a URL path of at most %d characters without spaces or #", maxPathLen)
-		} else if !httpwire.IsOriginForm(h.Path) {
-			d.errorf(hf+".path", "%s is not a valid request target", quote(h.Path))
-		}
-		if h.ExpectStatus != 0 {
-			d.intRange(hf+".expect_status", h.ExpectStatus, 100, 599)
-		}
-	case HealthTCP, HealthNone:
-		if h.Path != "" {
-			d.errorf(hf+".path", "only valid with health type http")
-		}
-		if h.ExpectStatus != 0 {
-			d.errorf(hf+".expect_status", "only valid with health type http")
-		}
-	default:
-		d.enum(hf+".type", string(h.Type), "http", "tcp", "none")
-	}
-	d.duration(hf+".interval", h.Interval, 1, maxTimeout)
-	if d.has(hf + ".unhealthy_interval") {
-		// Otherwise it is a copy of interval, already checked.
-		d.duration(hf+".unhealthy_interval", h.UnhealthyInterval, 1, maxTimeout)
-	}
-	if d.duration(hf+".timeout", h.Timeout, 1, maxTimeout) {
-		switch {
-		case h.Interval > 0 && h.Timeout > h.Interval:
-			d.errorf(hf+".timeout", "must not exceed health.interval (%s), got %s", h.Interval, h.Timeout)
-		case h.UnhealthyInterval > 0 && h.Timeout > h.UnhealthyInterval:
-			d.errorf(hf+".timeout", "must not exceed health.unhealthy_interval (%s), got %s", h.UnhealthyInterval, h.Timeout)
-		}
-	}
-	d.intRange(hf+".rise", h.Rise, 1, maxRisePerFall)
-	d.intRange(hf+".fall", h.Fall, 1, maxRisePerFall)
+	d.health(f+".health", p.Health)
 
 	d.intRange(f+".max_conns_per_backend", p.MaxConnsPerBackend, 0, maxConnsPerBe)
 	if d.intRange(f+".queue.max", p.Queue.Max, 0, maxQueue) && p.Queue.Max > 0 && p.MaxConnsPerBackend == 0 {
@@ -266,40 +223,68 @@ func (d *decoder) pool(f string, p *Pool) {
 	}
 }
 
-func (d *decoder) degrade(f string, g *Degrade) {
-	en, ex := f+".enter", f+".exit"
-	d.ratio(en+".inflight_ratio", g.Enter.InflightRatio)
-	d.ratio(ex+".inflight_ratio", g.Exit.InflightRatio)
-	d.ratio(en+".error_rate", g.Enter.ErrorRate)
-	d.ratio(ex+".error_rate", g.Exit.ErrorRate)
-	d.duration(en+".queue_wait", g.Enter.QueueWait, 0, maxTimeout)
-	d.duration(ex+".queue_wait", g.Exit.QueueWait, 0, maxTimeout)
-	d.duration(en+".p95_latency", g.Enter.P95Latency, 0, maxTimeout)
-	d.duration(ex+".p95_latency", g.Exit.P95Latency, 0, maxTimeout)
-	if g.Enter == (Thresholds{}) {
-		d.errorf(en, "set at least one of inflight_ratio, queue_wait, p95_latency, error_rate")
-	}
-	// Exit must mirror Enter signal by signal and sit strictly below it:
-	// without that gap a pool hovering at the threshold would flap.
-	hyst := func(key string, enter, exit float64, show func(float64) string) {
-		switch {
-		case enter == 0 && exit != 0:
-			d.errorf(ex+"."+key, "set, but %s.%s is not", "enter", key)
-		case enter != 0 && exit == 0:
-			d.errorf(ex+"."+key, "required because enter.%s is set (exit thresholds give hysteresis)", key)
-		case enter != 0 && exit >= enter:
-			d.errorf(ex+"."+key, "must be lower than enter.%s (%s), got %s", key, show(enter), show(exit))
+// health checks a pool's health section with the prober's own rule
+// (health.Check.Problems). The file adds its own: the type's spelling (with a
+// hint), path and expect_status only with type http, and no zero where the
+// runtime would read one as its default: the file has defaults of its own, so
+// "timeout: 0" would not mean what it reads as. The timings of a check of type
+// none are held to the rule too (as a tcp check's): they apply once the type
+// is changed.
+func (d *decoder) health(hf string, h Health) {
+	typ := string(h.Type)
+	switch h.Type {
+	case HealthHTTP:
+	case HealthTCP, HealthNone:
+		if h.Path != "" {
+			d.errorf(hf+".path", "only valid with health type http")
 		}
+		if h.ExpectStatus != 0 {
+			d.errorf(hf+".expect_status", "only valid with health type http")
+		}
+		typ = health.TypeTCP
+	default:
+		d.enum(hf+".type", string(h.Type), "http", "tcp", "none")
+		return
 	}
-	num := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	dur := func(v float64) string { return time.Duration(v).String() }
-	hyst("inflight_ratio", g.Enter.InflightRatio, g.Exit.InflightRatio, num)
-	hyst("queue_wait", float64(g.Enter.QueueWait), float64(g.Exit.QueueWait), dur)
-	hyst("p95_latency", float64(g.Enter.P95Latency), float64(g.Exit.P95Latency), dur)
-	hyst("error_rate", g.Enter.ErrorRate, g.Exit.ErrorRate, num)
-	d.duration(f+".hold", g.Hold, 0, maxTimeout)
-	d.duration(f+".window", g.Window, minWindow, maxWindow)
-	d.intRange(f+".windows", g.Windows, 1, maxWindows)
+	hc := health.Check{Type: typ, Path: h.Path, ExpectStatus: h.ExpectStatus, Interval: h.Interval,
+		UnhealthyInterval: h.UnhealthyInterval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
+	if !d.has(hf + ".unhealthy_interval") {
+		hc.UnhealthyInterval = 0 // a copy of interval (fill), which is checked already
+	}
+	for _, p := range hc.Problems() {
+		d.errorf(hf+"."+p.Key, "%s", p.Msg)
+	}
+	if h.Type == HealthHTTP && h.Path == "" {
+		d.errorf(hf+".path", "must start with /, got %s", quote(h.Path))
+	}
+	if d.has(hf+".unhealthy_interval") && h.UnhealthyInterval == 0 {
+		d.errorf(hf+".unhealthy_interval", "must be greater than 0, got 0s")
+	}
+	if h.Timeout == 0 {
+		d.errorf(hf+".timeout", "must be greater than 0, got 0s")
+	}
+	if h.Rise == 0 {
+		d.errorf(hf+".rise", "must be between 1 and %d, got 0", health.MaxRiseFall)
+	}
+	if h.Fall == 0 {
+		d.errorf(hf+".fall", "must be between 1 and %d, got 0", health.MaxRiseFall)
+	}
+}
+
+// degrade checks a pool's degrade section with the monitor's own rule
+// (degrade.Trigger.Check); only "an empty enter" is the file's: a section that
+// sets no threshold is a mistake, where the monitor takes a pool without one.
+func (d *decoder) degrade(f string, g *Degrade) {
+	if g.Enter == (Thresholds{}) {
+		d.errorf(f+".enter", "set at least one of inflight_ratio, queue_wait, p95_latency, error_rate")
+	}
+	th := func(t Thresholds) degrade.Thresholds {
+		return degrade.Thresholds{InflightRatio: t.InflightRatio, QueueWait: t.QueueWait, P95Latency: t.P95Latency, ErrorRate: t.ErrorRate}
+	}
+	tr := degrade.Trigger{Enter: th(g.Enter), Exit: th(g.Exit), Hold: g.Hold, Window: g.Window, Windows: g.Windows}
+	for _, p := range tr.Check() {
+		d.errorf(f+"."+p.Key, "%s", p.Msg)
+	}
 }
 
 func (d *decoder) route(f string, r *Route, c *Config) {
@@ -326,19 +311,19 @@ func (d *decoder) route(f string, r *Route, c *Config) {
 
 	if rl := r.RateLimit; rl != nil {
 		lf := f + ".rate_limit"
+		header := ""
 		if rl.Key != "ip" {
 			name, ok := strings.CutPrefix(rl.Key, "header:")
-			if !ok || !isToken(name) {
+			if !ok || name == "" {
 				d.errorf(lf+".key", `must be "ip" or "header:NAME", got %s`, quote(rl.Key))
 			}
+			header = name
 		}
-		if rl.Rate == (Rate{}) {
-			d.errorf(lf+".rate", "required, e.g. 20/s")
-		} else {
-			d.rate(lf+".rate", rl.Rate)
+		// The limiter's own rule (the proxy applies it when it builds a
+		// generation).
+		for _, p := range limits.CheckRateLimit(header, rl.Rate.PerSecond(), rl.Burst, rl.MaxKeys) {
+			d.errorf(lf+"."+p.Key, "%s", p.Msg)
 		}
-		d.intRange(lf+".burst", rl.Burst, 1, maxBurst)
-		d.intRange(lf+".max_keys", rl.MaxKeys, 1, maxKeys)
 	}
 
 	d.cidrs(f+".allow_cidrs", r.AllowCIDRs)
@@ -352,11 +337,9 @@ func (d *decoder) route(f string, r *Route, c *Config) {
 			d.enum(of+".action", string(od.Action), "stale", "static", "shed", "capture")
 		}
 		if od.Action == ActionShed {
-			if od.Status != 503 && od.Status != 429 {
-				d.errorf(of+".status", "must be 503 or 429, got %d", od.Status)
-			}
-			if d.duration(of+".retry_after", od.RetryAfter, 0, maxTimeout) && od.RetryAfter%time.Second != 0 {
-				d.errorf(of+".retry_after", "must be whole seconds (Retry-After has no fractions), got %s", od.RetryAfter)
+			// The answer's own rule (degrade.NewShed applies it).
+			for _, p := range degrade.CheckShed(od.Status, od.RetryAfter) {
+				d.errorf(of+"."+p.Key, "%s", p.Msg)
 			}
 		} else {
 			if od.Status != 0 {
@@ -554,8 +537,9 @@ func (d *decoder) pathPrefix(f, v string) bool {
 		d.errorf(f, "required, e.g. /")
 	case v[0] != '/':
 		d.errorf(f, "must start with /, got %s", quote(v))
-	case len(v) > maxPathLen:
-		d.errorf(f, "must be at most %d characters", maxPathLen)
+	case len(v) > httpwire.CanonicalPathMax:
+		// The router's bound (proxy refuses a longer prefix).
+		d.errorf(f, "must be at most %d characters", httpwire.CanonicalPathMax)
 	case strings.ContainsAny(v, " ?#"):
 		d.errorf(f, "must be a URL path without spaces, ? or #, got %s", quote(v))
 	default:

@@ -268,8 +268,9 @@ const (
 //     methods). The proxy first answers a refused request from the cache when
 //     it holds a fresh copy.
 //
-// Requests that are not forwarded should be counted with Recorder.Divert so
-// that the monitor knows the demand it is holding back.
+// Requests that are not forwarded, and that would have reached the pool in
+// normal mode, should be counted with Recorder.Divert so that the monitor
+// knows the demand it is holding back; answers from the cache should not.
 func Decide(l Level, p Priority, a Action, c Capture) Outcome {
 	if l == LevelNormal {
 		return OutcomeForward

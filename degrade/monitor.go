@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -23,9 +22,6 @@ const (
 	// p95 latency, error rate and demand to count: 3 failures out of 5 are not
 	// a 60% error rate worth degrading a site for.
 	DefaultMinRequests = 20
-	// MinWindow is the shortest window accepted, to keep the monitor's
-	// goroutine from spinning.
-	MinWindow = 10 * time.Millisecond
 )
 
 // Sentinel errors, tested with errors.Is.
@@ -98,7 +94,7 @@ func ParseOverride(s string) (Override, error) {
 type MonitorOptions struct {
 	// Window is the default sampling window of pools that set none, and the
 	// longest the ticker sleeps. <= 0 means DefaultWindow; below MinWindow
-	// means MinWindow.
+	// means MinWindow, above MaxWindow MaxWindow.
 	Window time.Duration
 	// Now is the clock used by Run, Configure and SetOverride; nil means
 	// time.Now. Tests inject one and call Step instead of Run.
@@ -232,7 +228,7 @@ func NewMonitor(opts MonitorOptions) *Monitor {
 	if m.window <= 0 {
 		m.window = DefaultWindow
 	}
-	m.window = max(m.window, MinWindow)
+	m.window = min(max(m.window, MinWindow), MaxWindow)
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -247,12 +243,38 @@ func NewMonitor(opts MonitorOptions) *Monitor {
 // that stay keep their mode, level, override, counters, gate and recorder,
 // and take the new thresholds at the next window; new pools start normal;
 // pools left out are dropped, their gates set back to LevelNormal so that a
-// snapshot still holding one admits everything.
+// snapshot still holding one admits everything. It is Prepare then Commit.
 //
 // Call it after swapping in the generation built from the same config: the
 // sources read that generation's pools. Gate and Recorder may be called
 // before, while the generation is built.
 func (m *Monitor) Configure(pools []PoolConfig) error {
+	plan, err := m.Prepare(pools)
+	if err != nil {
+		return err
+	}
+	plan.Commit()
+	return nil
+}
+
+// Plan is a Configure checked and made ready but not applied: Prepare returns
+// it and Commit applies it, which cannot fail. Its gates and recorders are the
+// ones the pools have once it is committed (those in service for pools that
+// stay, new ones for new pools), so a control plane builds a generation over
+// them, commits the plan with the generation, or drops both, and nothing
+// changed. A Plan is immutable; commit it once.
+type Plan struct {
+	m     *Monitor
+	cfgs  []PoolConfig
+	pools map[string]*pool
+}
+
+// Prepare checks a new set of pools (see Configure) and returns the Plan that
+// applies it, or every problem found, joined. It changes nothing: the pools it
+// makes for new names are the Plan's until Commit. Prepare and Commit of one
+// Plan are meant to be called by one goroutine, the control plane's; a Plan
+// committed after another still applies whole.
+func (m *Monitor) Prepare(pools []PoolConfig) (*Plan, error) {
 	cfgs := make([]PoolConfig, len(pools))
 	var errs []error
 	seen := make(map[string]int, len(pools))
@@ -269,32 +291,61 @@ func (m *Monitor) Configure(pools []PoolConfig) error {
 		cfgs[i] = c
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("degrade: configure: %w", err)
+		return nil, fmt.Errorf("degrade: configure: %w", err)
 	}
-
+	plan := &Plan{m: m, cfgs: cfgs, pools: make(map[string]*pool, len(cfgs))}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	now := m.now()
-	next := make(map[string]*pool, len(cfgs))
 	for _, c := range cfgs {
 		p := m.pools[c.Name]
 		if p == nil {
 			p = newPool(c.Name, now)
 		}
+		plan.pools[c.Name] = p
+	}
+	m.mu.Unlock()
+	return plan, nil
+}
+
+// Gate returns the named pool's gate as it is once the Plan is committed, or
+// nil for a pool the Plan does not name.
+func (pl *Plan) Gate(pool string) *Gate {
+	if p := pl.pools[pool]; p != nil {
+		return p.gate
+	}
+	return nil
+}
+
+// Recorder returns the named pool's recorder, like Gate.
+func (pl *Plan) Recorder(pool string) *Recorder {
+	if p := pl.pools[pool]; p != nil {
+		return p.rec
+	}
+	return nil
+}
+
+// Commit applies the Plan. It cannot fail.
+func (pl *Plan) Commit() {
+	m := pl.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := make(map[string]*pool, len(pl.cfgs))
+	for _, c := range pl.cfgs {
+		p := pl.pools[c.Name]
 		p.configure(c)
 		next[c.Name] = p
 	}
 	for name, p := range m.pools {
-		if next[name] == nil {
+		if next[name] != p {
 			p.gate.set(LevelNormal)
 		}
 	}
 	m.pools = next
 	m.relist()
-	return nil
 }
 
-// normalize fills in c's defaults and validates it.
+// normalize fills in c's defaults and validates it: the trigger by
+// Trigger.Check, the rule conf checks the file with.
 func (m *Monitor) normalize(c PoolConfig) (PoolConfig, error) {
 	var errs []error
 	if c.Name == "" {
@@ -303,14 +354,8 @@ func (m *Monitor) normalize(c PoolConfig) (PoolConfig, error) {
 	if c.Window == 0 {
 		c.Window = m.window
 	}
-	if c.Window < MinWindow {
-		errs = append(errs, fmt.Errorf("window: %v: must be at least %v", c.Window, MinWindow))
-	}
 	if c.Windows == 0 {
 		c.Windows = DefaultWindows
-	}
-	if c.Windows < 0 {
-		errs = append(errs, fmt.Errorf("windows: %d: must be >= 1", c.Windows))
 	}
 	if c.MinRequests == 0 {
 		c.MinRequests = DefaultMinRequests
@@ -318,33 +363,8 @@ func (m *Monitor) normalize(c PoolConfig) (PoolConfig, error) {
 	if c.MinRequests < 0 {
 		errs = append(errs, fmt.Errorf("min requests: %d: must be >= 1", c.MinRequests))
 	}
-	if c.Hold < 0 {
-		errs = append(errs, fmt.Errorf("hold: %v: must be >= 0", c.Hold))
-	}
-	for s := range numSignals {
-		en, ex := c.Enter.threshold(s), c.Exit.threshold(s)
-		ratio := s == sigInflight || s == sigErrorRate || s == sigCapacity
-		for _, v := range [2]struct {
-			side string
-			v    float64
-		}{{"enter", en}, {"exit", ex}} {
-			switch {
-			case v.v < 0 || math.IsNaN(v.v):
-				errs = append(errs, fmt.Errorf("%s.%s: %s: must be >= 0", v.side, s, formatValue(s, v.v)))
-			case ratio && v.v > 1:
-				errs = append(errs, fmt.Errorf("%s.%s: %s: must be at most 1", v.side, s, formatValue(s, v.v)))
-			}
-		}
-		switch {
-		case en == 0 && ex != 0:
-			errs = append(errs, fmt.Errorf("exit.%s: set, but enter.%s is not", s, s))
-		case en != 0 && ex == 0:
-			errs = append(errs, fmt.Errorf("exit.%s: required because enter.%s is set (exit thresholds give hysteresis)", s, s))
-		case en != 0 && !s.inverted() && ex >= en:
-			errs = append(errs, fmt.Errorf("exit.%s: %s: must be lower than enter.%s (%s)", s, formatValue(s, ex), s, formatValue(s, en)))
-		case en != 0 && s.inverted() && ex <= en:
-			errs = append(errs, fmt.Errorf("exit.%s: %s: must be higher than enter.%s (%s)", s, formatValue(s, ex), s, formatValue(s, en)))
-		}
+	for _, p := range c.Trigger().Check() {
+		errs = append(errs, p)
 	}
 	return c, errors.Join(errs...)
 }

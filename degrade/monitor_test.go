@@ -723,18 +723,24 @@ func TestConfigureValidation(t *testing.T) {
 		{"duplicate", []PoolConfig{ok, ok}, `pools[1]: name "a" duplicates pools[0]`},
 		{"exit missing", []PoolConfig{with(func(c *PoolConfig) { c.Exit = Thresholds{} })}, "exit.inflight_ratio: required because enter.inflight_ratio is set"},
 		{"exit alone", []PoolConfig{with(func(c *PoolConfig) { c.Exit.ErrorRate = 0.1 })}, "exit.error_rate: set, but enter.error_rate is not"},
-		{"exit equal", []PoolConfig{with(func(c *PoolConfig) { c.Exit.InflightRatio = 0.9 })}, "exit.inflight_ratio: 0.9: must be lower than enter.inflight_ratio (0.9)"},
+		{"exit equal", []PoolConfig{with(func(c *PoolConfig) { c.Exit.InflightRatio = 0.9 })}, "exit.inflight_ratio: must be lower than enter.inflight_ratio (0.9), got 0.9"},
 		{"exit above", []PoolConfig{with(func(c *PoolConfig) {
 			c.Enter.P95Latency, c.Exit.P95Latency = time.Second, 2*time.Second
-		})}, "exit.p95_latency: 2s: must be lower than enter.p95_latency (1s)"},
+		})}, "exit.p95_latency: must be lower than enter.p95_latency (1s), got 2s"},
 		{"capacity inverted", []PoolConfig{with(func(c *PoolConfig) {
 			c.Enter.HealthyCapacity, c.Exit.HealthyCapacity = 0.5, 0.4
-		})}, "exit.healthy_capacity: 0.4: must be higher than enter.healthy_capacity (0.5)"},
-		{"ratio above 1", []PoolConfig{with(func(c *PoolConfig) { c.Enter.ErrorRate, c.Exit.ErrorRate = 2, 0.1 })}, "enter.error_rate: 2: must be at most 1"},
-		{"negative", []PoolConfig{with(func(c *PoolConfig) { c.Exit.QueueWait = -1 })}, "exit.queue_wait: -1ns: must be >= 0"},
-		{"negative hold", []PoolConfig{with(func(c *PoolConfig) { c.Hold = -time.Second })}, "hold: -1s: must be >= 0"},
-		{"short window", []PoolConfig{with(func(c *PoolConfig) { c.Window = time.Millisecond })}, "window: 1ms: must be at least 10ms"},
-		{"negative windows", []PoolConfig{with(func(c *PoolConfig) { c.Windows = -1 })}, "windows: -1: must be >= 1"},
+		})}, "exit.healthy_capacity: must be higher than enter.healthy_capacity (0.5), got 0.4"},
+		{"ratio above 1", []PoolConfig{with(func(c *PoolConfig) { c.Enter.ErrorRate, c.Exit.ErrorRate = 2, 0.1 })}, "enter.error_rate: must be between 0 and 1, got 2"},
+		{"negative", []PoolConfig{with(func(c *PoolConfig) { c.Exit.QueueWait = -1 })}, "exit.queue_wait: must not be negative, got -1ns"},
+		{"negative hold", []PoolConfig{with(func(c *PoolConfig) { c.Hold = -time.Second })}, "hold: must not be negative, got -1s"},
+		{"short window", []PoolConfig{with(func(c *PoolConfig) { c.Window = time.Millisecond })}, "window: must be at least 100ms, got 1ms"},
+		{"long window", []PoolConfig{with(func(c *PoolConfig) { c.Window = 2 * time.Minute })}, "window: must be at most 1m, got 2m0s"},
+		{"many windows", []PoolConfig{with(func(c *PoolConfig) { c.Windows = 101 })}, "windows: must be between 1 and 100, got 101"},
+		{"long hold", []PoolConfig{with(func(c *PoolConfig) { c.Hold = 2 * time.Hour })}, "hold: must be at most 1h, got 2h0m0s"},
+		{"long threshold", []PoolConfig{with(func(c *PoolConfig) {
+			c.Enter.QueueWait, c.Exit.QueueWait = 2*time.Hour, time.Second
+		})}, "enter.queue_wait: must be at most 1h, got 2h0m0s"},
+		{"negative windows", []PoolConfig{with(func(c *PoolConfig) { c.Windows = -1 })}, "windows: must be between 1 and 100, got -1"},
 		{"negative min requests", []PoolConfig{with(func(c *PoolConfig) { c.MinRequests = -1 })}, "min requests: -1: must be >= 1"},
 	}
 	for _, tt := range tests {
@@ -766,5 +772,86 @@ func TestOverrideParse(t *testing.T) {
 	}
 	if ModeDegraded.String() != "degraded" || ModeNormal.String() != "normal" {
 		t.Error("mode names")
+	}
+}
+
+// TestExitWithSteadyTraffic is the exit rule of issue 15 on the state
+// machine: after a spike, with traffic steady at 20% of capacity (forwarded,
+// and low diverted at a rate that fits), the pool leaves within hold plus
+// three windows, once, and stays normal while the same traffic goes on: no
+// second entry. Traffic never stops. (The proxy-level reproduction of the
+// defect is proxy.TestDegradedExitWhileTrafficFlows.)
+func TestExitWithSteadyTraffic(t *testing.T) {
+	cfg := fullCfg()
+	cfg.Hold = 10 * time.Second
+	h := newHarness(t, cfg)
+	h.run(5, busy)
+	if !h.gate.Degraded() || h.gate.Level() < LevelShedNormal {
+		t.Fatalf("spike: level %v", h.gate.Level())
+	}
+	steady := win{ratio: 0.2, lat: 40 * time.Millisecond, n: 200, diverted: map[Priority]uint64{PriorityLow: 40, PriorityNormal: 20}}
+	limit := int(cfg.Hold/h.window) + 3
+	exitAt := 0
+	for i := 1; i <= 60; i++ {
+		w := steady
+		if !h.gate.Degraded() {
+			w.diverted = nil // normal: nothing is diverted, all is forwarded
+			w.n, w.ratio = 260, 0.26
+		}
+		h.step(w)
+		if exitAt == 0 && !h.gate.Degraded() {
+			exitAt = i
+		}
+	}
+	if exitAt == 0 || exitAt > limit {
+		t.Fatalf("left after %d steady windows, want within hold + 3 windows (%d); status %+v", exitAt, limit, h.status())
+	}
+	if in, out := h.count(); in != 1 || out != 1 {
+		t.Fatalf("transitions: %d entries, %d exits over 60 steady windows, want one of each", in, out)
+	}
+}
+
+// TestPrepareChangesNothingUntilCommit checks the two halves of Configure: a
+// Plan that is prepared and dropped leaves the monitor as it was, its gates
+// are the ones the pools have once it is committed, and a refused Plan is an
+// error naming the pool and the field.
+func TestPrepareChangesNothingUntilCommit(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	m := NewMonitor(MonitorOptions{Now: func() time.Time { return t0 }})
+	defer m.Close()
+	enter := Thresholds{InflightRatio: 0.9}
+	exit := Thresholds{InflightRatio: 0.5}
+	if err := m.Configure([]PoolConfig{{Name: "shop", Enter: enter, Exit: exit}}); err != nil {
+		t.Fatal(err)
+	}
+	shop := m.Gate("shop")
+	before := m.Statuses()
+
+	plan, err := m.Prepare([]PoolConfig{{Name: "shop"}, {Name: "new"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Gate("shop") != shop {
+		t.Error("the plan's gate of a pool that stays is not the one in service")
+	}
+	if plan.Gate("new") == nil || plan.Recorder("new") == nil || plan.Gate("gone") != nil {
+		t.Error("the plan's gates and recorders do not follow its pools")
+	}
+	if got := m.Statuses(); len(got) != len(before) || got[0].Pool != "shop" {
+		t.Fatalf("Prepare changed the monitor: %+v", got)
+	}
+
+	if _, err := m.Prepare([]PoolConfig{{Name: "shop", Enter: enter}}); err == nil ||
+		!strings.Contains(err.Error(), "pools[0] (shop): exit.inflight_ratio") {
+		t.Fatalf("Prepare of a pool without exit thresholds: %v", err)
+	}
+
+	plan.Commit()
+	got := m.Statuses()
+	if len(got) != 2 || got[0].Pool != "new" || got[1].Pool != "shop" {
+		t.Fatalf("after Commit: %+v", got)
+	}
+	if m.Gate("new") != plan.Gate("new") {
+		t.Error("the committed pool's gate is not the plan's")
 	}
 }

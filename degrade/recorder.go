@@ -89,9 +89,12 @@ func (r *Recorder) Observe(latency time.Duration, failed bool) {
 }
 
 // Divert records one request of priority p that degraded mode answered without
-// forwarding it to the pool: refused by admission (shed or static), captured,
-// or served from the cache past its expiry. Fresh cache hits are not diverted:
-// they would not have reached the pool anyway. One atomic add.
+// forwarding it to the pool although it would have reached the pool in normal
+// mode: refused by admission (shed or static), captured, or a cache miss
+// refused. Answers from the cache, fresh or stale, are not diverted: in normal
+// mode they would be hits, or one refresh per entry per expiry, not one backend
+// request each, and counting them made the demand check hold a pool degraded
+// for as long as its cached pages were requested. One atomic add.
 func (r *Recorder) Divert(p Priority) {
 	if r == nil {
 		return

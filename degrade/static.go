@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/floodgate/floodgate/internal/field"
 	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
@@ -201,24 +202,44 @@ type Shed struct {
 	Body []byte
 }
 
-// NewShed builds a shed answer. status 0 means 503; otherwise it must be 503
-// or 429, the statuses clients and crawlers understand as "come back later".
-// retryAfter 0 leaves out the Retry-After header.
+// CheckShed returns every problem with a route's shed settings: status must
+// be 503 or 429, the statuses clients and crawlers understand as "come back
+// later"; retryAfter at most MaxDuration and in whole seconds (Retry-After has
+// no fractions). It is the one rule: NewShed applies it and conf checks the
+// file's on_degraded sections with it. Each problem's Key is its key in the
+// on_degraded section.
+func CheckShed(status int, retryAfter time.Duration) []field.Problem {
+	var ps []field.Problem
+	if status != statusUnavailable && status != statusTooMany {
+		ps = append(ps, field.Errorf("status", "must be 503 or 429, got %d", status))
+	}
+	switch {
+	case retryAfter < 0:
+		ps = append(ps, field.Errorf("retry_after", "must not be negative, got %s", retryAfter))
+	case retryAfter > MaxDuration:
+		ps = append(ps, field.Errorf("retry_after", "must be at most %s, got %s", field.Duration(MaxDuration), retryAfter))
+	case retryAfter%time.Second != 0:
+		ps = append(ps, field.Errorf("retry_after", "must be whole seconds (Retry-After has no fractions), got %s", retryAfter))
+	}
+	return ps
+}
+
+// NewShed builds a shed answer. status 0 means 503; otherwise the settings
+// must pass CheckShed. retryAfter 0 leaves out the Retry-After header.
 func NewShed(status int, retryAfter time.Duration) (*Shed, error) {
 	if status == 0 {
 		status = statusUnavailable
 	}
-	var text string
-	switch status {
-	case statusUnavailable:
-		text = "Service Unavailable"
-	case statusTooMany:
-		text = "Too Many Requests"
-	default:
-		return nil, fmt.Errorf("degrade: shed status %d: must be 503 or 429", status)
+	if ps := CheckShed(status, retryAfter); len(ps) > 0 {
+		errs := make([]error, len(ps))
+		for i, p := range ps {
+			errs[i] = p
+		}
+		return nil, fmt.Errorf("degrade: shed: %w", errors.Join(errs...))
 	}
-	if retryAfter < 0 {
-		return nil, fmt.Errorf("degrade: shed retry after %v: must be >= 0", retryAfter)
+	text := "Service Unavailable"
+	if status == statusTooMany {
+		text = "Too Many Requests"
 	}
 	s := &Shed{Status: status, Body: []byte(strconv.Itoa(status) + " " + text + "\n")}
 	if retryAfter > 0 {

@@ -113,6 +113,11 @@ func TestRetryAfterAndShed(t *testing.T) {
 	if err != nil || s.Status != 429 || s.RetryAfter != "" || string(s.Body) != "429 Too Many Requests\n" {
 		t.Errorf("NewShed(429, 0) = %+v, %v", s, err)
 	}
+	for _, ra := range []time.Duration{1500 * time.Millisecond, 2 * time.Hour} {
+		if _, err := NewShed(503, ra); err == nil {
+			t.Errorf("NewShed(503, %s) accepted: the file refuses it", ra)
+		}
+	}
 	if _, err := NewShed(500, 0); err == nil {
 		t.Error("NewShed(500) accepted")
 	}

@@ -2,10 +2,10 @@ package health
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
+	"github.com/floodgate/floodgate/internal/field"
 	"github.com/floodgate/floodgate/internal/httpwire"
 )
 
@@ -42,61 +42,96 @@ type Check struct {
 	Rise, Fall        int           // consecutive successes to go up / failures to go down
 }
 
-// Validate reports every problem with c, joined, each prefixed with the field
-// it concerns (lowercase, as in the config file), so conf can wrap them with a
-// path such as "pools[1].health.". A check for TypeNone only needs a valid Type.
-// Validate is a pure function of c and safe for concurrent use.
+// Bounds of a check: the one rule, which Validate applies (at start, on
+// reload and for every Sync) and conf checks the config file's health sections
+// against (by calling Problems), so that -check and a start agree.
+const (
+	// MaxInterval bounds Interval, UnhealthyInterval and Timeout: a typo
+	// ("h" for "s") is an error, not a backend probed once a week.
+	MaxInterval = time.Hour
+	// MaxRiseFall bounds Rise and Fall.
+	MaxRiseFall = 100
+	// MaxPathLen bounds Path.
+	MaxPathLen = 1024
+)
+
+// Validate reports every problem with c (Problems), joined, each prefixed with
+// the field it concerns (lowercase, as in the config file). Validate is a pure
+// function of c and safe for concurrent use.
 func (c Check) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	ps := c.Problems()
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = p
+	}
+	return errors.Join(errs...)
+}
+
+// Problems returns every problem with c, each with its key in a pool's health
+// section ("timeout"), in the config file's wording. Zero values mean what the
+// type's documentation says (a zero Timeout is the shorter interval); a check
+// for TypeNone only needs a valid Type.
+func (c Check) Problems() []field.Problem {
+	var ps []field.Problem
+	bad := func(key, format string, args ...any) { ps = append(ps, field.Errorf(key, format, args...)) }
 	switch c.Type {
 	case "", TypeNone:
 		return nil
 	case TypeHTTP, TypeTCP:
 	default:
-		return fmt.Errorf("type: %q is not one of http, tcp, none", c.Type)
+		return []field.Problem{field.Errorf("type", "must be one of http, tcp, none, got %q", c.Type)}
 	}
-	if c.Interval <= 0 {
-		bad("interval: must be > 0, got %s", c.Interval)
+	dur := func(key string, v time.Duration, zeroOK bool) bool {
+		switch {
+		case v < 0 && zeroOK:
+			bad(key, "must not be negative, got %s", v)
+		case v <= 0 && !zeroOK:
+			bad(key, "must be greater than 0, got %s", v)
+		case v > MaxInterval:
+			bad(key, "must be at most %s, got %s", field.Duration(MaxInterval), v)
+		default:
+			return true
+		}
+		return false
 	}
-	if c.UnhealthyInterval < 0 {
-		bad("unhealthy_interval: must be >= 0, got %s", c.UnhealthyInterval)
-	}
-	if c.Timeout < 0 {
-		bad("timeout: must be >= 0, got %s", c.Timeout)
-	} else {
+	dur("interval", c.Interval, false)
+	dur("unhealthy_interval", c.UnhealthyInterval, true)
+	if dur("timeout", c.Timeout, true) && c.Timeout > 0 {
 		// A timeout longer than the interval would make probes of one backend
 		// run back to back, and the interval meaningless.
-		if c.Interval > 0 && c.Timeout > c.Interval {
-			bad("timeout: %s must be <= interval %s", c.Timeout, c.Interval)
-		}
-		if c.UnhealthyInterval > 0 && c.Timeout > c.UnhealthyInterval {
-			bad("timeout: %s must be <= unhealthy_interval %s", c.Timeout, c.UnhealthyInterval)
+		switch {
+		case c.Interval > 0 && c.Timeout > c.Interval:
+			bad("timeout", "must not exceed health.interval (%s), got %s", c.Interval, c.Timeout)
+		case c.UnhealthyInterval > 0 && c.Timeout > c.UnhealthyInterval:
+			bad("timeout", "must not exceed health.unhealthy_interval (%s), got %s", c.UnhealthyInterval, c.Timeout)
 		}
 	}
-	if c.Rise < 0 {
-		bad("rise: must be >= 0, got %d", c.Rise)
+	if c.Rise < 0 || c.Rise > MaxRiseFall {
+		bad("rise", "must be between 1 and %d, got %d", MaxRiseFall, c.Rise)
 	}
-	if c.Fall < 0 {
-		bad("fall: must be >= 0, got %d", c.Fall)
+	if c.Fall < 0 || c.Fall > MaxRiseFall {
+		bad("fall", "must be between 1 and %d, got %d", MaxRiseFall, c.Fall)
 	}
 	if c.Type == TypeTCP {
-		return errors.Join(errs...)
+		return ps
 	}
 	if c.Path != "" {
-		if !strings.HasPrefix(c.Path, "/") {
-			bad("path: %q must start with /", c.Path)
-		} else if !httpwire.IsOriginForm(c.Path) {
-			bad("path: %q is not a valid request target", c.Path)
+		switch {
+		case !strings.HasPrefix(c.Path, "/"):
+			bad("path", "must start with /, got %q", c.Path)
+		case len(c.Path) > MaxPathLen || strings.ContainsAny(c.Path, " #"):
+			bad("path", "must be a URL path of at most %d characters without spaces or #", MaxPathLen)
+		case !httpwire.IsOriginForm(c.Path):
+			bad("path", "%q is not a valid request target", c.Path)
 		}
 	}
 	if strings.ContainsAny(c.Host, " \t\r\n/") {
-		bad("host: %q is not a valid Host header", c.Host)
+		bad("host", "%q is not a valid Host header", c.Host)
 	}
 	if c.ExpectStatus != 0 && (c.ExpectStatus < 100 || c.ExpectStatus > 599) {
-		bad("expect_status: must be 0 or 100-599, got %d", c.ExpectStatus)
+		bad("expect_status", "must be between 100 and 599, got %d", c.ExpectStatus)
 	}
-	return errors.Join(errs...)
+	return ps
 }
 
 // normalized returns c with its zero values replaced by what they mean, so two

@@ -443,7 +443,7 @@ func TestSyncInvalid(t *testing.T) {
 			t.Errorf("invalid probe for %s was started", addr)
 		}
 	}
-	for _, want := range []string{"interval: must be > 0", "no-port", "target: must not be nil"} {
+	for _, want := range []string{"interval: must be greater than 0", "no-port", "target: must not be nil"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}

@@ -6,15 +6,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/internal/panics"
-	"github.com/floodgate/floodgate/registry"
 )
 
 // Sources are what the collectors read at scrape time. Each func must be safe for
 // concurrent use and cheap; nil funcs export nothing.
 type Sources struct {
-	// View returns the generation in service: registry.Registry.View.
-	View func() *registry.View
+	// View returns the generation in service: generation.Manager.View.
+	View func() *generation.View
 	// Collectors are the collectors of the packages that own the other figures
 	// (proxy.Server.Collector, degrade.Monitor.Collector, cache.Cache.Collector,
 	// capture.Journal.Collector); New registers each on reg as it is.
@@ -125,7 +125,7 @@ var (
 
 // viewCollector exports the backends and pools of the generation in service,
 // reading their live atomic state: the request path does nothing for it.
-type viewCollector struct{ view func() *registry.View }
+type viewCollector struct{ view func() *generation.View }
 
 func (c viewCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBackendUp, descBackendInflight, descBackendWeight, descBackendRequests,
@@ -142,7 +142,7 @@ func (c viewCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descGeneration, prometheus.GaugeValue, float64(v.Gen))
 	for _, p := range v.Pools {
-		counts := map[string]int{registry.StatusUp: 0, registry.StatusDown: 0, registry.StatusDraining: 0}
+		counts := map[string]int{generation.StatusUp: 0, generation.StatusDown: 0, generation.StatusDraining: 0}
 		for _, b := range p.Backends {
 			st := b.State.Stats()
 			counts[b.Status()]++

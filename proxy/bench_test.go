@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/limits"
 )
 
 // fastBackend is a fasthttp server answering a fixed 128-byte body, like the backend
@@ -129,7 +131,7 @@ func TestGuardedHandlerAllocatesNothing(t *testing.T) {
 		Name: "r", PathPrefix: "/", Pool: "p",
 		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
 		DenyCIDRs:  []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
-		RateLimit:  &RateLimitSpec{Rate: 1e9, Burst: 1e9},
+		RateLimit:  &RateLimitSpec{Rate: limits.MaxRate, Burst: limits.MaxBurst},
 	}}})
 	if err != nil {
 		t.Fatal(err)

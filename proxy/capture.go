@@ -140,9 +140,10 @@ func (c *Capture) accepted(ctx *fasthttp.RequestCtx, id string) {
 }
 
 // known answers a resubmitted order that is already in the journal, while the
-// pool is back to normal: forwarding it would have the backend record it under
-// the client's key while replay delivers it under the capture id, twice. It
-// returns false when the request carries no key the journal knows.
+// pool is back to normal: forwarding it would reach the backend twice, once
+// live and once replayed (under the same key, which only a deduplicating
+// backend recognises). It returns false when the request carries no key the
+// journal knows.
 func (c *Capture) known(ctx *fasthttp.RequestCtx, rt *route) bool {
 	key := httpwire.Value(ctx.Request.Header.RawHeaders(), c.o.IdemHeader)
 	if len(key) == 0 {
@@ -177,11 +178,18 @@ func readBody(req *fasthttp.Request, max int) ([]byte, error) {
 	return b, nil
 }
 
-// Sender returns the replay sender: it rebuilds a captured request, adds
-// Idempotency-Key with the capture id (replacing any the client sent), and
-// forwards it to the record's pool through the current generation, with the
-// route's settings when the route still exists. The status is the backend's;
-// an error means no backend answered.
+// Sender returns the replay sender: it rebuilds a captured request and forwards
+// it to the record's pool through the current generation, with the route's
+// settings when the route still exists. The status is the backend's; an error
+// means no backend answered.
+//
+// The client's Idempotency-Key goes out unchanged when it sent a non-empty one,
+// so that a backend deduplicating by the client's key (the meaning the IETF
+// draft gives the header) recognises an order that also reached it another way:
+// a retry through another floodgate, or directly. Only an order without one gets
+// the capture id as its Idempotency-Key. The capture id always travels in
+// Floodgate-Capture-Id (a value the client sent there is dropped: it names no
+// capture of ours).
 func (s *Server) Sender() capture.Sender {
 	return func(ctx context.Context, r *capture.Record) (int, error) {
 		snap := s.snap.Load()
@@ -192,28 +200,17 @@ func (s *Server) Sender() capture.Sender {
 		if rt == nil {
 			return 0, fmt.Errorf("proxy: pool %q is gone", r.Pool)
 		}
-		var raw bytes.Buffer
-		raw.WriteString(r.Method + " " + r.Target + " HTTP/1.1\r\n")
-		for it := httpwire.Fields(r.Header); ; {
-			name, value, ok := it.Next()
-			if !ok {
-				break
-			}
-			if httpwire.EqualFold(name, "idempotency-key") {
-				continue
-			}
-			raw.Write(name)
-			raw.WriteString(": ")
-			raw.Write(value)
-			raw.WriteString("\r\n")
-		}
-		raw.WriteString("Idempotency-Key: " + r.ID + "\r\n")
-		fmt.Fprintf(&raw, "Content-Length: %d\r\n\r\n", len(r.Body))
+		raw := replayHead(r)
+		fmt.Fprintf(raw, "Content-Length: %d\r\n\r\n", len(r.Body))
+		headLen := raw.Len()
 		raw.Write(r.Body)
 		req := fasthttp.AcquireRequest()
 		defer fasthttp.ReleaseRequest(req)
 		req.Header.DisableNormalizing()
-		if err := req.Read(bufio.NewReader(&raw)); err != nil {
+		// The reader holds the whole head: a captured order may carry up to
+		// MaxHeaderBytes of headers (a long client key, say), more than
+		// bufio's default 4 KiB, which fasthttp would refuse to parse.
+		if err := req.Read(bufio.NewReaderSize(raw, headLen+1)); err != nil {
 			return 0, fmt.Errorf("proxy: captured request %s does not parse: %w", r.ID, err)
 		}
 		head, err := httpwire.ValidateHeaders(req.Header.RawHeaders(), true)
@@ -235,6 +232,39 @@ func (s *Server) Sender() capture.Sender {
 		}
 		return resp.StatusCode(), nil
 	}
+}
+
+// replayHead writes the request line and header fields of a captured request,
+// without framing: Idempotency-Key as the client sent it, or the capture id
+// when it sent none (or only empty ones), and Floodgate-Capture-Id.
+func replayHead(r *capture.Record) *bytes.Buffer {
+	var raw bytes.Buffer
+	raw.WriteString(r.Method + " " + r.Target + " HTTP/1.1\r\n")
+	clientKey := false
+	for it := httpwire.Fields(r.Header); ; {
+		name, value, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch {
+		case httpwire.EqualFold(name, "floodgate-capture-id"):
+			continue
+		case httpwire.EqualFold(name, "idempotency-key"):
+			if len(bytes.TrimSpace(value)) == 0 {
+				continue // an empty key is no key: the capture id replaces it
+			}
+			clientKey = true
+		}
+		raw.Write(name)
+		raw.WriteString(": ")
+		raw.Write(value)
+		raw.WriteString("\r\n")
+	}
+	if !clientKey {
+		raw.WriteString("Idempotency-Key: " + r.ID + "\r\n")
+	}
+	raw.WriteString("Floodgate-Capture-Id: " + r.ID + "\r\n")
+	return &raw
 }
 
 // PoolReady reports whether replay may send to pool now: the pool exists, is not

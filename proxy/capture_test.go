@@ -63,8 +63,8 @@ func TestCaptureThenReplay(t *testing.T) {
 	stop := j.StartReplay(ctx, px.s.Sender(), capture.ReplayOptions{Ready: px.s.PoolReady})
 	defer stop()
 	got := <-be.got
-	if !strings.HasPrefix(got, "POST /checkout?cart=7 HTTP/1.1\r\n") || !strings.Contains(got, "Idempotency-Key: "+id+"\r\n") ||
-		strings.Contains(got, "client-key-1") || !strings.Contains(got, "X-Session: s1\r\n") || !strings.Contains(got, "X-Forwarded-For: 127.0.0.1\r\n") {
+	if !strings.HasPrefix(got, "POST /checkout?cart=7 HTTP/1.1\r\n") || !strings.Contains(got, "Idempotency-Key: client-key-1\r\n") ||
+		!strings.Contains(got, "Floodgate-Capture-Id: "+id+"\r\n") || !strings.Contains(got, "X-Session: s1\r\n") || !strings.Contains(got, "X-Forwarded-For: 127.0.0.1\r\n") {
 		t.Fatalf("replayed request:\n%s", got)
 	}
 	if b := be.body(0); string(b) != `{"items":[1]}` {

@@ -17,7 +17,12 @@ func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level
 		// A stale page costs the backends nothing; on a miss the request is
 		// forwarded if its priority is admitted at this level.
 		if rt.cache != nil && s.cache.ServeStale(ctx, rt.cache) {
-			s.divert(rt, degrade.OutcomeStale, info)
+			// Not held-back demand: in normal mode these requests would be
+			// fresh hits, or one refresh per page per TTL, not one backend
+			// request each. Counting them (issue 15) made a site whose pages
+			// are popular look saturated for as long as they were asked for,
+			// and the pool left degraded mode only once traffic stopped.
+			s.answered(rt, degrade.OutcomeStale, info)
 			return true
 		}
 		if degrade.Admit(rt.prio, lvl) {
@@ -72,8 +77,17 @@ func (s *Server) refusedAnswer(ctx *fasthttp.RequestCtx, rt *route, info *reqInf
 	s.divert(rt, degrade.OutcomeShed, info)
 }
 
+// divert counts a request degraded mode kept from the pool although it would
+// have reached it otherwise: the demand the monitor weighs before leaving
+// degraded mode.
 func (s *Server) divert(rt *route, o degrade.Outcome, info *reqInfo) {
 	rt.pool.rec.Divert(rt.prio)
+	s.answered(rt, o, info)
+}
+
+// answered counts a degraded answer in the route's statistics and the access
+// log, without counting it as held-back demand.
+func (s *Server) answered(rt *route, o degrade.Outcome, info *reqInfo) {
 	rt.stats.degraded[o].Add(1)
 	info.degraded = o.String()
 }

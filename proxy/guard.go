@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"hash/maphash"
 	"math"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/floodgate/floodgate/internal/httpwire"
+	"github.com/floodgate/floodgate/internal/limits"
 )
 
 // The checks a request passes before it may reach a backend: refusal of an
@@ -115,7 +117,7 @@ type RateLimitSpec struct {
 	Header  string  // "" limits per client IP; else per value of this request header
 	Rate    float64 // requests per second
 	Burst   int
-	MaxKeys int // bound on the number of keys tracked; 0 = 100000
+	MaxKeys int // bound on the number of keys tracked; 0 = limits.DefaultMaxKeys
 }
 
 // limiterShards spreads keys over independently locked shards, so concurrent
@@ -308,29 +310,39 @@ func (l *limiter) retryAfter() int {
 	return max(1, int(math.Ceil(1/l.spec.Rate)))
 }
 
-// limiterLocked returns the limiter of a route, reusing the previous generation's
-// when its settings are unchanged, so that a reload does not hand every client a
-// fresh burst. s.upMu must be held.
+// limiterLocked returns the limiter of a route, reusing the one in service when
+// its settings are unchanged, so that a reload does not hand every client a
+// fresh burst; else a new one, which Swap records. It writes nothing. s.upMu
+// must be held.
 func (s *Server) limiterLocked(route string, spec RateLimitSpec) *limiter {
 	if l := s.limiters[route]; l != nil && l.spec == normalizedSpec(spec) {
 		return l
 	}
-	l := newLimiter(spec)
-	s.limiters[route] = l
-	return l
+	return newLimiter(spec)
 }
 
 func normalizedSpec(spec RateLimitSpec) RateLimitSpec {
 	return newLimiterSpec(spec)
 }
 
+// rateLimitProblems checks a spec whose defaults are filled in with
+// limits.CheckRateLimit, the rule of the config file's rate_limit sections.
+func rateLimitProblems(spec RateLimitSpec) error {
+	ps := limits.CheckRateLimit(spec.Header, spec.Rate, spec.Burst, spec.MaxKeys)
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = p
+	}
+	return errors.Join(errs...)
+}
+
 // newLimiterSpec applies RateLimitSpec's defaults.
 func newLimiterSpec(spec RateLimitSpec) RateLimitSpec {
 	if spec.MaxKeys <= 0 {
-		spec.MaxKeys = 100000
+		spec.MaxKeys = limits.DefaultMaxKeys
 	}
 	if spec.Burst <= 0 {
-		spec.Burst = int(math.Max(1, math.Ceil(spec.Rate)))
+		spec.Burst = limits.DefaultBurst(spec.Rate)
 	}
 	return spec
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/limits"
 )
 
 // Tests of the client request side (issue #13): what a client can do to slip past
@@ -449,7 +451,7 @@ func TestRequestSideAllocatesNothing(t *testing.T) {
 	px := newTestProxy(t, Options{AccessLog: al, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}, PoolSpec{}, fastBackend(t))
 	snap, err := px.s.Build(Spec{Gen: 2, Pools: []PoolSpec{{Pool: px.s.Current().Pool("p")}}, Routes: []RouteSpec{
 		{Name: "admin", PathPrefix: "/admin/", Pool: "p", AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
-		{Name: "r", PathPrefix: "/", Pool: "p", AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}, RateLimit: &RateLimitSpec{Rate: 1e9, Burst: 1e9}},
+		{Name: "r", PathPrefix: "/", Pool: "p", AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}, RateLimit: &RateLimitSpec{Rate: limits.MaxRate, Burst: limits.MaxBurst}},
 	}})
 	if err != nil {
 		t.Fatal(err)

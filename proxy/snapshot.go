@@ -191,6 +191,12 @@ func (r *route) allows(method []byte) bool {
 // Build makes a Snapshot from spec. Backend clients are reused across generations
 // by backend ID, so pooled connections of unchanged backends survive a reload. It
 // validates what the config layer cannot know (pools referenced by routes).
+//
+// Build changes nothing the generation in service reads, nor what the next
+// build reuses: it only reads the Server's tables of upstreams, route
+// counters, limiters and cache policies. Swap records what the snapshot it
+// installs uses, so a snapshot built and dropped (a reload that failed later)
+// leaves no trace.
 func (s *Server) Build(spec Spec) (*Snapshot, error) {
 	snap := &Snapshot{Gen: spec.Gen, pools: make(map[string]*pool, len(spec.Pools))}
 	s.upMu.Lock()
@@ -224,8 +230,10 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 			r.acl = &acl{allow: rs.AllowCIDRs, deny: rs.DenyCIDRs}
 		}
 		if rs.RateLimit != nil {
-			if rs.RateLimit.Rate <= 0 {
-				return nil, fmt.Errorf("proxy: route %q: rate limit must be positive", rs.Name)
+			// The rule conf checks the file with, on the spec with its
+			// defaults filled in.
+			if err := rateLimitProblems(newLimiterSpec(*rs.RateLimit)); err != nil {
+				return nil, fmt.Errorf("proxy: route %q: rate_limit: %w", rs.Name, err)
 			}
 			r.limit = s.limiterLocked(rs.Name, *rs.RateLimit)
 		}
@@ -278,15 +286,14 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 	return snap, nil
 }
 
-// policyLocked returns the cache policy for a route, reusing the previous one when
-// its options are unchanged. s.upMu must be held.
+// policyLocked returns the cache policy for a route, reusing the one in
+// service when its options are unchanged; else a new one, which Swap records.
+// s.upMu must be held.
 func (s *Server) policyLocked(po cache.PolicyOptions) *cache.Policy {
 	if p := s.policies[po.Route]; p != nil && p.Options() == po {
 		return p
 	}
-	p := s.cache.NewPolicy(po)
-	s.policies[po.Route] = p
-	return p
+	return s.cache.NewPolicy(po)
 }
 
 // routeNamed returns the route with this name on this pool, or else a plain route

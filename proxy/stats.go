@@ -129,37 +129,42 @@ func (r *routeCounters) record(code int, d time.Duration) {
 }
 
 // routeStatsLocked returns a route's stats for a new generation, over the counters
-// of the previous generations when its name and pool are unchanged. s.upMu must
-// be held.
+// of the generation in service when its name and pool are unchanged, else over
+// new counters, which Swap records. It writes nothing. s.upMu must be held.
 func (s *Server) routeStatsLocked(route, pool, priority string) *RouteStats {
-	key := route + "\x00" + pool
-	c := s.stats[key]
+	c := s.stats[routeKey(route, pool)]
 	if c == nil {
 		c = new(routeCounters)
-		s.stats[key] = c
 	}
 	return &RouteStats{Route: route, Pool: pool, Priority: priority, routeCounters: c}
 }
 
-// pruneRoutes forgets the counters, rate limiters and cache policies of routes
-// that cur no longer has (or has without a rate limit or a cache), so that
-// reloads renaming routes do not grow these tables for ever. What cur still
-// uses is kept: counters of a route that stays go on counting.
+// routeKey is the key of a route's counters: its name and its pool.
+func routeKey(route, pool string) string { return route + "\x00" + pool }
+
+// pruneRoutes records the counters, rate limiters and cache policies of the
+// routes of cur, the snapshot just swapped in, for the next generations to
+// reuse, and forgets those of routes that cur no longer has (or has without a
+// rate limit or a cache), so that reloads renaming routes do not grow these
+// tables for ever. Counters of a route that stays go on counting.
 func (s *Server) pruneRoutes(cur *Snapshot) {
 	stats := make(map[*routeCounters]bool, len(cur.routes))
 	limiters := make(map[*limiter]bool)
 	policies := make(map[*cache.Policy]bool)
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
 	for _, r := range cur.routes {
 		stats[r.stats.routeCounters] = true
+		s.stats[routeKey(r.name, r.pool.name)] = r.stats.routeCounters
 		if r.limit != nil {
 			limiters[r.limit] = true
+			s.limiters[r.name] = r.limit
 		}
 		if r.cache != nil {
 			policies[r.cache] = true
+			s.policies[r.name] = r.cache
 		}
 	}
-	s.upMu.Lock()
-	defer s.upMu.Unlock()
 	for k, c := range s.stats {
 		if !stats[c] {
 			delete(s.stats, k)

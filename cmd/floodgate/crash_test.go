@@ -16,9 +16,12 @@ import (
 
 // orderBackend is a shop backend that honours Idempotency-Key: it records each key
 // once (a repeat is answered 200 and not recorded again), and counts repeats.
+// orders counts arrivals by Floodgate-Capture-Id, the id floodgate confirmed;
+// replay sends the client's own key as Idempotency-Key (issue 15).
 type orderBackend struct {
 	mu      sync.Mutex
-	orders  map[string]int
+	orders  map[string]int // by capture id
+	keys    map[string]int // by Idempotency-Key
 	delay   time.Duration
 	arrived atomic.Int64
 }
@@ -27,9 +30,9 @@ func (b *orderBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if b.delay > 0 {
 		time.Sleep(b.delay) // a slow checkout, so that replay is still running when killed
 	}
-	key := r.Header.Get("Idempotency-Key")
 	b.mu.Lock()
-	b.orders[key]++
+	b.orders[r.Header.Get("Floodgate-Capture-Id")]++
+	b.keys[r.Header.Get("Idempotency-Key")]++
 	b.mu.Unlock()
 	b.arrived.Add(1)
 	io.WriteString(w, "ok")
@@ -134,7 +137,7 @@ func TestCrashKeepsEveryConfirmedOrder(t *testing.T) {
 
 	// Restart with the backend alive: a slow one, so that replay is under way
 	// when floodgate is killed again.
-	be := &orderBackend{orders: map[string]int{}, delay: 5 * time.Millisecond}
+	be := &orderBackend{orders: map[string]int{}, keys: map[string]int{}, delay: 5 * time.Millisecond}
 	ln, err := net.Listen("tcp", backendAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +176,11 @@ func TestCrashKeepsEveryConfirmedOrder(t *testing.T) {
 			t.Errorf("confirmed order %s never reached the backend", id)
 		}
 	}
+	be.mu.Lock()
+	if len(be.keys) != len(got) {
+		t.Errorf("%d capture ids arrived under %d Idempotency-Keys: want each under its client's own key", len(got), len(be.keys))
+	}
+	be.mu.Unlock()
 	p3.cmd.Process.Signal(syscall.SIGTERM)
 	p3.exitCode(t)
 }

@@ -53,8 +53,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *configPath == "" || fs.NArg() > 0 {
+	if fs.NArg() > 0 {
 		fs.Usage()
+		return 2
+	}
+	if *configPath == "" {
+		if *check {
+			fmt.Fprintln(stderr, "floodgate: -check needs -config PATH")
+		} else {
+			fs.Usage()
+		}
 		return 2
 	}
 	log, err := newLogger(stderr, *logLevel)
@@ -63,31 +71,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	data, err := readConfig(*configPath)
-	var cfg *conf.Config
 	if err != nil {
-		err = fmt.Errorf("conf: %w", err)
-	} else if cfg, err = conf.Parse(*configPath, data); err == nil {
-		err = unsupported(cfg)
-		if err == nil {
-			// What only the runtime can check (a static answer's file, say)
-			// fails -check too, not only the start.
-			_, err = registryConfig(cfg)
-		}
+		fmt.Fprintln(stderr, fmt.Errorf("conf: %w", err))
+		return 1
 	}
-	if *check {
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "%s: ok\n", *configPath)
-		return 0
-	}
+	cfg, err := conf.Parse(*configPath, data)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *check {
+		// What a start does short of opening sockets (prepare.go), so that
+		// -check refuses what a start would refuse.
+		pre, err := prepare(ctx, log, cfg, *ignoreState)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if pre.corrupt != nil {
+			log.Warn("state file is corrupt; a start with -ignore-state moves it aside and starts without it", "path", pre.corrupt.Path, "error", pre.corrupt.Err.Error())
+		}
+		for _, s := range pre.skipped {
+			log.Warn("state file entry would not be restored", "path", cfg.Admin.StateFile, "entry", s)
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", *configPath)
+		return 0
+	}
 	if err := serve(ctx, log, serveOptions{path: *configPath, data: data, cfg: cfg, ignoreState: *ignoreState}); err != nil {
 		fmt.Fprintf(stderr, "floodgate: %v\n", err)
 		return 1

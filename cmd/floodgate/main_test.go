@@ -416,17 +416,3 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
-
-// TestExamplesAreValid keeps the shipped examples in step with the schema.
-func TestExamplesAreValid(t *testing.T) {
-	paths, _ := filepath.Glob("../../examples/*.yaml")
-	if len(paths) == 0 {
-		t.Fatal("no example configs found")
-	}
-	for _, path := range paths {
-		p := start(t, "-check", "-config", path)
-		if code := p.exitCode(t); code != 0 {
-			t.Errorf("%s: exit %d\n%s", path, code, p.logText())
-		}
-	}
-}

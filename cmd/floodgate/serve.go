@@ -21,10 +21,10 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/floodgate/floodgate/admin"
-	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/metrics"
 	"github.com/floodgate/floodgate/proxy"
@@ -32,9 +32,9 @@ import (
 	"github.com/floodgate/floodgate/registry"
 )
 
-// The registry is what the admin API drives and what reports health status.
+// The registry and its generations are what the admin API drives.
 var (
-	_ admin.Registry     = (*registry.Registry)(nil)
+	_ admin.Registry     = (*generation.Manager)(nil)
 	_ admin.HealthStatus = (*health.Checker)(nil)
 )
 
@@ -51,6 +51,9 @@ type serveOptions struct {
 	cfg  *conf.Config
 	// ignoreState starts even when the state file is corrupt, moving it aside.
 	ignoreState bool
+	// monitor, when set (by tests), stands between the commit step and the
+	// degraded-mode monitor: a test makes the monitor's part of a reload fail.
+	monitor func(*degrade.Monitor) generation.Monitor
 }
 
 // serve runs floodgate for o.cfg until ctx ends, then drains and returns nil. An
@@ -61,13 +64,17 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	token, err := loadToken(log, cfg.Admin.TokenFile)
+	// Everything that reads files and checks the config against the
+	// runtime, before any socket: the same function as -check.
+	pre, err := prepare(ctx, log, cfg, o.ignoreState)
 	if err != nil {
 		return err
 	}
-	saved, err := loadState(log, cfg.Admin.StateFile, o.ignoreState)
-	if err != nil {
-		return err
+	token, saved, certs := pre.token, pre.saved, pre.certs
+	if pre.corrupt != nil {
+		if err := moveStateAside(log, pre.corrupt); err != nil {
+			return err
+		}
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -87,18 +94,10 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 		return fmt.Errorf("admin.listen %s (%s) is not a loopback address and admin.token_file is not set: refusing to serve the admin API without authentication", cfg.Admin.Listen, adminLn.Addr())
 	}
 
-	// TLS, the access log and the capture journal are opened before anything
-	// serves: a bad certificate or an unwritable journal stops the start.
-	var certs *proxy.CertStore
+	// The access log and the capture journal are opened before anything
+	// serves: an unwritable journal stops the start.
 	var tlsLn net.Listener
 	if t := cfg.TLS; t != nil {
-		var files []proxy.CertFiles
-		for _, c := range t.Certificates {
-			files = append(files, proxy.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile})
-		}
-		if certs, err = proxy.NewCertStore(files, log); err != nil {
-			return err
-		}
 		if tlsLn, err = net.Listen("tcp", t.Listen); err != nil {
 			return fmt.Errorf("tls.listen %s: %w", t.Listen, err)
 		}
@@ -141,20 +140,17 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	px := proxy.New(popts)
 	mon := degrade.NewMonitor(degrade.MonitorOptions{Logger: log})
 	defer mon.Close()
-	currentPool := func(name string) *balancer.Pool {
-		if snap := px.Current(); snap != nil {
-			return snap.Pool(name)
-		}
-		return nil
-	}
 	checker := health.NewChecker(health.Options{Logger: log})
 	defer checker.Close()
 	var persist func(registry.State) error
 	if path := cfg.Admin.StateFile; path != "" {
 		persist = func(st registry.State) error { return registry.SaveState(path, st) }
 	}
-	reg, err := registry.New(registry.Options{Dataplane: px, Health: checker, Logger: log, Persist: persist,
-		Degrade: func(pool string) (*degrade.Gate, *degrade.Recorder) { return mon.Gate(pool), mon.Recorder(pool) }})
+	var monitor generation.Monitor = mon
+	if o.monitor != nil {
+		monitor = o.monitor(mon)
+	}
+	reg, err := generation.New(generation.Options{Dataplane: px, Health: checker, Monitor: monitor, Logger: log, Persist: persist})
 	if err != nil {
 		return err
 	}
@@ -177,16 +173,11 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	go func() { regDone <- reg.Run(regCtx) }()
 	defer func() { regCancel(); <-regDone }()
 
-	rcfg, err := registryConfig(cfg)
+	// One commit step puts the first generation in service: pools, routes,
+	// health checks and degraded mode, all of it or (an error) none.
+	initRes, err := reg.Init(ctx, pre.rcfg, saved)
 	if err != nil {
 		return fmt.Errorf("apply config: %w", err)
-	}
-	initRes, err := reg.Init(ctx, rcfg, saved)
-	if err != nil {
-		return fmt.Errorf("apply config: %w", err)
-	}
-	if err := mon.Configure(degradeConfigs(cfg, currentPool)); err != nil {
-		return fmt.Errorf("degrade: %w", err)
 	}
 	for _, s := range initRes.Skipped {
 		log.Warn("state file entry not restored", "path", cfg.Admin.StateFile, "entry", s)
@@ -203,11 +194,6 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	}
 
 	rl := newReloader(o.path, o.data, cfg, log, reg, m)
-	rl.onApplied = func(next *conf.Config) {
-		if err := mon.Configure(degradeConfigs(next, currentPool)); err != nil {
-			log.Error("degrade: reload not applied to degraded mode", "error", err.Error())
-		}
-	}
 	var reloader admin.Reloader
 	if o.path != "" {
 		reloader = rl
@@ -380,28 +366,14 @@ func loadToken(log *slog.Logger, path string) ([]byte, error) {
 	return token, nil
 }
 
-// loadState reads the state file, if one is set. A corrupt file stops the start,
-// naming the path, unless ignore is set: then it is moved aside (kept for
-// inspection) and floodgate starts without it.
-func loadState(log *slog.Logger, path string, ignore bool) (registry.State, error) {
-	if path == "" {
-		return registry.State{}, nil
-	}
-	st, err := registry.LoadState(path)
-	var corrupt *registry.CorruptStateError
-	switch {
-	case err == nil:
-		return st, nil
-	case !errors.As(err, &corrupt):
-		return registry.State{}, err
-	case !ignore:
-		return registry.State{}, fmt.Errorf("%v; fix or remove it, or start with -ignore-state to start without the backends it holds", err)
-	}
-	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
-	if err := os.Rename(path, aside); err != nil {
-		return registry.State{}, fmt.Errorf("%v; and moving it aside failed: %w", corrupt, err)
+// moveStateAside moves a corrupt state file aside (kept for inspection), for
+// a start with -ignore-state.
+func moveStateAside(log *slog.Logger, corrupt *registry.CorruptStateError) error {
+	aside := fmt.Sprintf("%s.corrupt-%s", corrupt.Path, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(corrupt.Path, aside); err != nil {
+		return fmt.Errorf("%v; and moving it aside failed: %w", corrupt, err)
 	}
 	log.Warn("state file is corrupt; starting without it (-ignore-state), the file was moved aside",
-		"path", path, "moved_to", aside, "error", corrupt.Err.Error())
-	return registry.State{}, nil
+		"path", corrupt.Path, "moved_to", aside, "error", corrupt.Err.Error())
+	return nil
 }

@@ -11,9 +11,10 @@
 //   - the state rebuilt from those files: pending records per pool in capture
 //     order, delivered records, dead letters and the idempotency-key index;
 //   - replay: per pool, up to Concurrency sends at once, started in capture
-//     order at a bounded rate when the pool is ready, with Idempotency-Key set to the
-//     capture id, retrying with backoff and dead-lettering what the backend
-//     refuses.
+//     order at a bounded rate when the pool is ready, with the client's
+//     Idempotency-Key (the capture id when it sent none) and the capture id in
+//     Floodgate-Capture-Id, retrying with backoff and dead-lettering what the
+//     backend refuses.
 //
 // The guarantee (docs/order-capture.md): a record for which Append returned an
 // id without error is on disk before Append returns, survives kill -9 and

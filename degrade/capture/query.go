@@ -79,9 +79,9 @@ func (j *Journal) Get(id string) (*Record, Status, bool) {
 // journal still remembers it (as Append would deduplicate against it). The
 // proxy calls it on the live path of a capture route for a request that
 // carries a key: if the order was captured while the pool was degraded, the
-// client's resubmission must get the same 202 instead of reaching the backend
-// under the client's key while replay sends it under the capture id. Safe for
-// concurrent use.
+// client's resubmission gets the same 202 instead of reaching the backend a
+// second time (replay sends it under the same key, but not every backend
+// deduplicates). Safe for concurrent use.
 func (j *Journal) Lookup(route, key string) (id string, st Status, ok bool) {
 	if key == "" {
 		return "", 0, false

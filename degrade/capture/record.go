@@ -16,7 +16,8 @@ import (
 type Record struct {
 	// ID is assigned by Append: 21 characters of [0-9a-v] (base32hex), unique
 	// per journal and across floodgate instances, and sorting in capture order
-	// within one journal. It is what the replayer sends as Idempotency-Key.
+	// within one journal. The replayer sends it as Floodgate-Capture-Id, and as
+	// Idempotency-Key when the client sent no key of its own.
 	ID string
 	// Pool is the pool the record is replayed to; required.
 	Pool string

@@ -398,6 +398,11 @@ func FuzzScan(f *testing.F) {
 	seed, _ := os.ReadFile(filepath.Join(dir, segName(1)))
 	f.Add(seed)
 	f.Add(seed[:len(seed)-7])
+	// Client keys of every shape (testdata/fuzz/FuzzScan also holds a
+	// segment the capture path of the previous version wrote).
+	keys := keySeed(f)
+	f.Add(keys)
+	f.Add(keys[:len(keys)-3])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<16 || len(b) < segHeaderSize {
 			return
@@ -418,4 +423,62 @@ func FuzzScan(f *testing.F) {
 			}
 		}
 	})
+}
+
+// adversarialKeys are client idempotency keys the journal must store and give
+// back byte for byte: the proxy takes them from a header the client chose.
+var adversarialKeys = []string{
+	"\x00\xff\r\n: ;\"\\",
+	"\"8e03978e-40d5-43e8-bc93-6894a57f9324\"",
+	" padded\t",
+	"ü✓",
+	strings.Repeat("k", 4<<10),
+}
+
+// TestAdversarialKeysRoundTrip: keys with control bytes, quotes, non-ASCII
+// and a length past any header buffer survive a restart exactly, with the
+// header that carried them, and still deduplicate.
+func TestAdversarialKeysRoundTrip(t *testing.T) {
+	keys := append(adversarialKeys, strings.Repeat("0123456789abcdef", 4<<10)) // 64 KiB
+	h := newHarness(t, nil)
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		r := order("p", i, 64)
+		r.IdemKey = k
+		r.Header = append(r.Header, "Idempotency-Key: "+k+"\r\n"...)
+		ids[i] = h.append(r)
+	}
+	h.reopen()
+	for i, k := range keys {
+		got, _, ok := h.J.Get(ids[i])
+		if !ok || got.IdemKey != k || !strings.HasSuffix(string(got.Header), "Idempotency-Key: "+k+"\r\n") {
+			t.Fatalf("key %d (%.20q) after a restart: found %v, key %.20q", i, k, ok, got.IdemKey)
+		}
+		if id, _, ok := h.J.Lookup("checkout", k); !ok || id != ids[i] {
+			t.Fatalf("key %d (%.20q): Lookup %q %v, want %s", i, k, id, ok, ids[i])
+		}
+		r := order("p", i, 64)
+		r.IdemKey = k
+		if id, dup, err := h.J.Append(r); err != nil || !dup || id != ids[i] {
+			t.Fatalf("key %d resubmitted: %s dup=%v err=%v, want %s dup", i, id, dup, err, ids[i])
+		}
+	}
+}
+
+// keySeed is a segment holding records with adversarialKeys, for FuzzScan.
+func keySeed(f *testing.F) []byte {
+	h := newHarness(f, nil)
+	for i, k := range adversarialKeys {
+		r := order("p", i, 32)
+		r.IdemKey = k
+		h.append(r)
+	}
+	if err := h.J.Close(); err != nil {
+		f.Fatal(err)
+	}
+	seg, err := os.ReadFile(h.segFiles()[0])
+	if err != nil {
+		f.Fatal(err)
+	}
+	return seg
 }

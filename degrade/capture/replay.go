@@ -14,8 +14,9 @@ import (
 	"github.com/floodgate/floodgate/internal/panics"
 )
 
-// Sender delivers r to a backend of r.Pool with the header
-// "Idempotency-Key: r.ID" and returns the backend's status, or an error when no
+// Sender delivers r to a backend of r.Pool, with the client's Idempotency-Key
+// (r.ID when it sent none) and "Floodgate-Capture-Id: r.ID", and returns the
+// backend's status, or an error when no
 // status was received (connection refused, timeout: the Sender applies the
 // pool's response timeout). It must stop when ctx is done. It is called for
 // up to ReplayOptions.Concurrency records of each pool at once, so it must be

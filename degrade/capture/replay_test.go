@@ -568,6 +568,7 @@ func TestReplayFailedRecordNotOvertaken(t *testing.T) {
 	bad := all[2]
 	retrying := make(chan struct{}) // closed when bad's second try starts
 	gate := make(chan struct{})     // closed once bad is accepted
+	fourthIn := make(chan struct{}) // closed when all[3]'s send starts
 	var mu sync.Mutex
 	var beforeGate []string // sends started before bad was accepted
 	tries := 0
@@ -587,6 +588,9 @@ func TestReplayFailedRecordNotOvertaken(t *testing.T) {
 			beforeGate = append(beforeGate, r.ID)
 		}
 		if r.ID != bad {
+			if r.ID == all[3] {
+				close(fourthIn)
+			}
 			mu.Unlock()
 			if r.ID == all[0] {
 				return wait(ctx, retrying)
@@ -598,6 +602,15 @@ func TestReplayFailedRecordNotOvertaken(t *testing.T) {
 		switch tries {
 		case 1:
 			mu.Unlock()
+			// Fail only once all[3] is in flight too, as the test means:
+			// under load the dispatcher may not have reached it yet, and
+			// then it rightly waits behind bad (a flake seen with -race on
+			// a busy machine).
+			select {
+			case <-fourthIn:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
 			return 503, nil
 		case 2:
 			// all[0] now frees its slot while bad's retry is in flight:

@@ -1,9 +1,11 @@
 // Package limits holds the bounds on pools that the config file (package conf)
-// checks and the balancer enforces, so that `floodgate -check` refuses what a
+// checks and the balancer enforces, and the rule of a route's rate limit that
+// conf checks and the proxy enforces, so that `floodgate -check` refuses what a
 // start would refuse. Before it, conf allowed 10,000 backends in a pool and the
 // balancer 4,096: -check passed a file that a start then failed on.
 //
-// It imports nothing, so that conf and the runtime packages can both use it.
+// It imports only the standard library and the internal packages of pure rules
+// (field, httpwire), so that conf and the runtime packages can both use it.
 package limits
 
 const (
