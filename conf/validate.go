@@ -103,34 +103,19 @@ func (d *decoder) validate(c *Config) {
 		d.intRange("capture.replay_concurrency", cp.ReplayConcurrency, 1, maxReplayConc)
 	}
 
-	switch {
-	case len(c.Pools) == 0:
-		d.errorf("pools", "at least one pool is required")
-	case len(c.Pools) > maxPools:
-		d.errorf("pools", "at most %d pools, got %d", maxPools, len(c.Pools))
-	}
+	d.listSize("pools", "pool", len(c.Pools), maxPools)
 	pools := make(map[string]int, len(c.Pools))
 	names := make([]string, 0, len(c.Pools))
 	for i := range c.Pools {
 		f := field("pools", i)
 		p := &c.Pools[i]
-		if d.name(f+".name", p.Name) {
-			if first, dup := pools[p.Name]; dup {
-				d.errorf(f+".name", "duplicate pool name %s, first at line %d", quote(p.Name), d.lineOf(field("pools", first)))
-			} else {
-				pools[p.Name] = i
-				names = append(names, p.Name)
-			}
+		if d.uniqueName("pools", "pool", i, p.Name, pools) {
+			names = append(names, p.Name)
 		}
 		d.pool(f, p)
 	}
 
-	switch {
-	case len(c.Routes) == 0:
-		d.errorf("routes", "at least one route is required")
-	case len(c.Routes) > maxRoutes:
-		d.errorf("routes", "at most %d routes, got %d", maxRoutes, len(c.Routes))
-	}
+	d.listSize("routes", "route", len(c.Routes), maxRoutes)
 	routes := make(map[string]int, len(c.Routes))
 	type match struct{ host, prefix string }
 	matches := make(map[match]int, len(c.Routes))
@@ -138,13 +123,7 @@ func (d *decoder) validate(c *Config) {
 	for i := range c.Routes {
 		f := field("routes", i)
 		r := &c.Routes[i]
-		if d.name(f+".name", r.Name) {
-			if first, dup := routes[r.Name]; dup {
-				d.errorf(f+".name", "duplicate route name %s, first at line %d", quote(r.Name), d.lineOf(field("routes", first)))
-			} else {
-				routes[r.Name] = i
-			}
-		}
+		d.uniqueName("routes", "route", i, r.Name, routes)
 		if r.Pool == "" {
 			d.errorf(f+".pool", "required")
 		} else if _, ok := pools[r.Pool]; !ok {
@@ -366,12 +345,19 @@ func (d *decoder) route(f string, r *Route, c *Config) {
 				}
 			}
 			d.enum(of+".when", od.When, "refused", "degraded")
+			// The proxy's own rule (it applies it when it builds a generation).
+			for _, p := range degrade.CheckMaxWait(od.MaxWait) {
+				d.errorf(of+"."+p.Key, "%s", p.Msg)
+			}
 		} else {
 			if od.Methods != nil {
 				d.errorf(of+".methods", "only valid with action capture")
 			}
 			if od.When != "" {
 				d.errorf(of+".when", "only valid with action capture")
+			}
+			if od.MaxWait != 0 {
+				d.errorf(of+".max_wait", "only valid with action capture")
 			}
 		}
 		if od.Action == ActionStale {
@@ -529,6 +515,33 @@ func (d *decoder) name(f, v string) bool {
 		return true
 	}
 	return false
+}
+
+// listSize checks that the list (of a kind: pool, route) has 1 to most items;
+// it has n.
+func (d *decoder) listSize(list, kind string, n, most int) {
+	switch {
+	case n == 0:
+		d.errorf(list, "at least one %s is required", kind)
+	case n > most:
+		d.errorf(list, "at most %d %s, got %d", most, list, n)
+	}
+}
+
+// uniqueName checks the name of list[i] (a kind: pool, route) and that no
+// earlier item in seen has it, and records it there. It reports whether the
+// name is valid and new.
+func (d *decoder) uniqueName(list, kind string, i int, name string, seen map[string]int) bool {
+	f := field(list, i) + ".name"
+	if !d.name(f, name) {
+		return false
+	}
+	if first, dup := seen[name]; dup {
+		d.errorf(f, "duplicate %s name %s, first at line %d", kind, quote(name), d.lineOf(field(list, first)))
+		return false
+	}
+	seen[name] = i
+	return true
 }
 
 func (d *decoder) pathPrefix(f, v string) bool {

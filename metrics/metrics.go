@@ -116,6 +116,8 @@ var (
 		"Queued requests that timed out (503).", poolOnly, nil)
 	descQueueRejected = prometheus.NewDesc("floodgate_queue_rejected_total",
 		"Requests refused because the pool's queue was full (503).", poolOnly, nil)
+	descQueuePredicted = prometheus.NewDesc("floodgate_queue_predicted_total",
+		"Requests refused at arrival because the wait predicted from the queue ahead exceeded their deadline (503, or the route's degraded answer).", poolOnly, nil)
 	descPoolBackends = prometheus.NewDesc("floodgate_pool_backends",
 		"Backends of the pool by state: up, down or draining.", []string{"pool", "state"}, nil)
 
@@ -130,7 +132,7 @@ type viewCollector struct{ view func() *generation.View }
 func (c viewCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBackendUp, descBackendInflight, descBackendWeight, descBackendRequests,
 		descBackendFailures, descBackendEjections, descBackendEjected, descQueueDepth, descQueueWait, descQueueTimeouts,
-		descQueueRejected, descPoolBackends, descGeneration} {
+		descQueueRejected, descQueuePredicted, descPoolBackends, descGeneration} {
 		ch <- d
 	}
 }
@@ -162,6 +164,7 @@ func (c viewCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstSummary(descQueueWait, q.Waits, float64(q.WaitNanos)/float64(time.Second), nil, p.Name)
 		ch <- prometheus.MustNewConstMetric(descQueueTimeouts, prometheus.CounterValue, float64(q.Timeouts), p.Name)
 		ch <- prometheus.MustNewConstMetric(descQueueRejected, prometheus.CounterValue, float64(q.Rejected), p.Name)
+		ch <- prometheus.MustNewConstMetric(descQueuePredicted, prometheus.CounterValue, float64(q.Predicted), p.Name)
 	}
 }
 

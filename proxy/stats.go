@@ -52,6 +52,32 @@ type routeCounters struct {
 	denied      atomic.Uint64
 	truncated   atomic.Uint64                // backend responses cut short while relayed
 	degraded    [degradedKinds]atomic.Uint64 // by outcome: stale, static, shed, capture
+
+	// service is the route's expected service time in nanoseconds: an
+	// exponentially weighted moving average (weight 1/8) of how long its
+	// requests hold a backend slot, from the slot taken to the response head
+	// (or the whole body, when it is read whole). The queue orders waiters of
+	// a class by it and predicts waits from it. Updated with a load and a
+	// store: two requests finishing together may drop a sample, never corrupt
+	// the average.
+	service atomic.Int64
+}
+
+// observeService adds one service time to the route's moving average.
+func (r *routeCounters) observeService(d time.Duration) {
+	x := max(int64(d), 1)
+	old := r.service.Load()
+	if old == 0 {
+		r.service.Store(x)
+		return
+	}
+	r.service.Store(old + (x-old)/8)
+}
+
+// ExpectedService returns the route's expected service time: the moving
+// average of how long its requests held a backend slot (0 before the first).
+func (r *routeCounters) ExpectedService() time.Duration {
+	return time.Duration(r.service.Load())
 }
 
 const degradedKinds = 5 // indexed by degrade.Outcome

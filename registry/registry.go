@@ -352,17 +352,26 @@ func (r *Registry) initTxn(cfg Config, saved State, res *InitResult) func(txn *m
 	}
 }
 
+// addName adds name, that of list[i] (a kind: pool, route), to seen, or
+// refuses it when it is invalid or already there.
+func addName(seen map[string]bool, list, kind string, i int, name string) error {
+	if !validName(name) {
+		return invalidf("%s[%d]: invalid name %q", list, i, name)
+	}
+	if seen[name] {
+		return invalidf("%s[%d]: %s %q defined twice", list, i, kind, name)
+	}
+	seen[name] = true
+	return nil
+}
+
 // applyConfig writes cfg into txn. boot marks backends as known at start.
 func (r *Registry) applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error {
 	wantPools := make(map[string]bool, len(cfg.Pools))
 	for i, ps := range cfg.Pools {
-		if !validName(ps.Name) {
-			return invalidf("pools[%d]: invalid name %q", i, ps.Name)
+		if err := addName(wantPools, "pools", "pool", i, ps.Name); err != nil {
+			return err
 		}
-		if wantPools[ps.Name] {
-			return invalidf("pools[%d]: pool %q defined twice", i, ps.Name)
-		}
-		wantPools[ps.Name] = true
 		old, _ := first[poolRow](txn, tablePools, ps.Name)
 		row := &poolRow{Name: ps.Name, Order: i, Settings: ps.Settings}
 		if old == nil || !samePool(old, row) {
@@ -393,13 +402,9 @@ func (r *Registry) applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *Apply
 	}
 	wantRoutes := make(map[string]bool, len(cfg.Routes))
 	for i, rs := range cfg.Routes {
-		if !validName(rs.Name) {
-			return invalidf("routes[%d]: invalid name %q", i, rs.Name)
+		if err := addName(wantRoutes, "routes", "route", i, rs.Name); err != nil {
+			return err
 		}
-		if wantRoutes[rs.Name] {
-			return invalidf("routes[%d]: route %q defined twice", i, rs.Name)
-		}
-		wantRoutes[rs.Name] = true
 		row := &routeRow{Name: rs.Name, Order: i, Pool: rs.Pool, Spec: rs.Spec}
 		old, _ := first[routeRow](txn, tableRoutes, rs.Name)
 		if old != nil && sameRoute(old, row) {

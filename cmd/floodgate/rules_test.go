@@ -237,3 +237,35 @@ func TestRateLimitRuleAgrees(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptureMaxWaitRuleAgrees: a capture route's max_wait is accepted by
+// conf.Parse exactly when the proxy, building the generation, accepts it
+// (degrade.CheckMaxWait).
+func TestCaptureMaxWaitRuleAgrees(t *testing.T) {
+	const head = "capture: {dir: /nonexistent/journal}\npools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p, on_degraded: {action: capture"
+	base, err := conf.Parse("base.yaml", []byte(head+"}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []time.Duration{-time.Millisecond, 0, time.Microsecond, time.Millisecond, 100 * time.Millisecond, time.Minute, time.Minute + 1, time.Hour} {
+		text := head + ", max_wait: " + yamlDuration(v) + "}}\n"
+		cfg, confErr := conf.Parse("t.yaml", []byte(text))
+		var rcfg registry.Config
+		if confErr == nil {
+			if rcfg, err = registryConfig(cfg); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			// The value as written, handed to the proxy.
+			cfg = base
+			rcfg, _ = registryConfig(cfg)
+			rs := rcfg.Routes[0].Spec.(proxy.RouteSpec)
+			rs.CaptureMaxWait = v
+			rcfg.Routes[0] = generation.Route(rs)
+		}
+		_, buildErr := dryBuild(cfg, rcfg, registry.State{})
+		if (confErr == nil) != (buildErr == nil) {
+			t.Errorf("max_wait %s\nconf: %v\nproxy: %v", v, confErr, buildErr)
+		}
+	}
+}

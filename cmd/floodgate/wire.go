@@ -93,6 +93,7 @@ func degradedRoute(rs *proxy.RouteSpec, rc conf.Route) error {
 	case conf.ActionCapture:
 		rs.CaptureMethods = upper(od.Methods)
 		rs.CaptureAlways = od.When == "degraded"
+		rs.CaptureMaxWait = od.MaxWait
 	}
 	return nil
 }
