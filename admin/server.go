@@ -116,6 +116,9 @@ type Options struct {
 	// CacheMaxBytes is the cache's budget (cache.max_bytes), shown against
 	// its size.
 	CacheMaxBytes int64
+	// Connections reports the client connections and the bytes of
+	// connection buffers: the *proxy.Server. nil leaves them out.
+	Connections Connections
 	// Now is the status endpoint's clock; nil means time.Now. Tests set it.
 	Now func() time.Time
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/generation"
+	"github.com/floodgate/floodgate/proxy"
 )
 
 // Status is the answer of GET /api/v1/status, what the status page and
@@ -32,6 +33,27 @@ type Status struct {
 	Cache *CacheStatus `json:"cache"`
 	// Captures is null when order capture is not configured.
 	Captures *CaptureStatus `json:"captures"`
+	// Connections is null when the proxy's connection figures are not wired.
+	Connections *ConnectionsStatus `json:"connections"`
+}
+
+// ConnectionsStatus is the client connections and the memory of their
+// buffers, as floodgate_connections_open and floodgate_connection_buffer_bytes.
+type ConnectionsStatus struct {
+	// Open is the client connections open now.
+	Open int `json:"open"`
+	// BufferBytes is the bytes of read and write buffers that client and
+	// backend connections hold now. Buffers belong to requests in flight, but
+	// for fasthttp's request reader, which a client connection keeps from its
+	// first request to its close.
+	BufferBytes int64 `json:"buffer_bytes"`
+}
+
+// Connections is what the status reads of the proxy's connections:
+// implemented by *proxy.Server.
+type Connections interface {
+	ConnStats() proxy.ConnStats
+	BufferBytes() int64
 }
 
 // PoolStatus is one pool of a Status.
@@ -231,6 +253,9 @@ func (s *Server) buildStatus() Status {
 			return nil
 		}
 		return ptr(round(float64(sub(c, b))/secs, 1))
+	}
+	if c := s.opts.Connections; c != nil {
+		out.Connections = &ConnectionsStatus{Open: c.ConnStats().Open, BufferBytes: c.BufferBytes()}
 	}
 	modes := map[string]degrade.Status{}
 	if s.opts.Degrade != nil {

@@ -63,6 +63,33 @@ type conn struct {
 	// use into ipBuf: once per connection instead of once per request.
 	ipText []byte
 	ipBuf  [48]byte
+
+	// The bytes of fasthttp's reader and writer that this connection holds,
+	// counted in bufs (Server.BufferBytes): fasthttp's pools do not say. With
+	// ReduceMemoryUsage and StreamRequestBody the reader is taken with the
+	// first request and kept until the connection closes; the writer is taken
+	// when the handler returns and given back after the response's flush,
+	// before the read of the next request. fhReader and fhWriter are the
+	// owner's; fh is read by Close, which may run on another goroutine.
+	bufs               *bufCounter
+	readerSize         int64
+	fh                 atomic.Int64
+	fhReader, fhWriter bool
+}
+
+// account adds d bytes of fasthttp buffers to the connection's count.
+func (c *conn) account(d int64) {
+	c.fh.Add(d)
+	c.bufs.n.Add(d)
+}
+
+// responding records that fasthttp takes its writer for the response of the
+// handler that is returning.
+func (c *conn) responding() {
+	if !c.fhWriter {
+		c.fhWriter = true
+		c.account(clientWriteBuf)
+	}
 }
 
 // peerIPText returns the peer's IP as text (appendAddr of RemoteAddr), cached.
@@ -87,13 +114,30 @@ const (
 // waits for a read, so then nothing of an earlier response is still buffered and an
 // interim response may be written to the connection directly.
 func (c *conn) served() {
+	if c.fhWriter { // pipelined: the writer went back after the last flush
+		c.fhWriter = false
+		c.account(-clientWriteBuf)
+	}
+	if !c.fhReader {
+		c.fhReader = true
+		c.account(c.readerSize)
+	}
 	c.quiet = c.phase != phaseServed
 	c.phase = phaseServed
 	c.head.disarm()
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	if c.fhWriter { // fasthttp gave its writer back before reading on
+		c.fhWriter = false
+		c.account(-clientWriteBuf)
+	}
 	body := c.inBody.Load()
+	if len(c.h.ahead) > 0 {
+		// The rest of what the one-byte read below took: no system call, so no
+		// deadline to move and no read to count towards the header timeout.
+		return c.got(p, c.h.take(p), nil, body)
+	}
 	if !body && !c.tunneled {
 		switch c.phase {
 		case phaseNew:
@@ -110,10 +154,25 @@ func (c *conn) Read(p []byte) (int, error) {
 			}
 		}
 	}
-	n, err := c.h.read(p)
+	var n int
+	var err error
+	if len(p) == 1 && !body && !c.tunneled {
+		// fasthttp awaits the next request with a one-byte read, holding no
+		// buffer (ReduceMemoryUsage, third_party/fasthttp), then reads the
+		// rest into a pooled one: read what came with one system call all the
+		// same, into a chunk taken only once it has come.
+		n, err = c.h.readAhead(p)
+	} else {
+		n, err = c.h.read(p)
+	}
 	if n > 0 && c.phase == phaseIdle && !body {
 		c.phase, c.hdrStart, c.hdrReads = phaseHeader, c.clock.ticks.Load(), 1
 	}
+	return c.got(p, n, err, body)
+}
+
+// got is the end of Read: what watches and limits the bytes read.
+func (c *conn) got(p []byte, n int, err error, body bool) (int, error) {
 	if n > 0 && !body && !c.tunneled && !c.plainAbove {
 		if werr := c.head.scan(p[:n]); werr != nil {
 			return n, werr
@@ -159,6 +218,9 @@ func (c *conn) Close() error {
 	}
 	_ = c.h.flush()
 	c.limits.release(c.ip)
+	if c.bufs != nil {
+		c.bufs.n.Add(-c.fh.Swap(0))
+	}
 	return c.Conn.Close()
 }
 
@@ -238,7 +300,10 @@ type listener struct {
 	clock     *clock
 	writeIdle time.Duration
 	bodyIdle  time.Duration
-	holdBufs  *sync.Pool
+	holdBufs  *bufPool
+	chunks    *bufPool // holder.readAhead's, of MaxHeaderBytes
+	bufs      *bufCounter
+	readBuf   int64 // fasthttp's ReadBufferSize
 	limits    *connLimits
 	header    time.Duration
 	idle      time.Duration
@@ -271,9 +336,11 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, header: l.header, idle: l.idle, limits: l.limits, ip: ip}
+		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, header: l.header, idle: l.idle, limits: l.limits, ip: ip,
+			bufs: l.bufs, readerSize: l.readBuf}
 		pc.h.init(c, l.holdBufs)
 		pc.h.readFirst = true
+		pc.h.chunks = l.chunks
 		pc.head.arm()
 		return pc, nil
 	}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -33,7 +32,7 @@ type holder struct {
 	c      net.Conn
 	raw    syscall.RawConn    // nil: holding is off
 	readFn func(uintptr) bool // h.readHeld, bound once: a method value passed to an interface allocates
-	bufs   *sync.Pool         // of *[]byte with cap maxHeld
+	bufs   *bufPool           // of maxHeld bytes
 	buf    *[]byte            // from bufs while something is held
 	held   []byte
 	// pending says that held has bytes to send. Whoever takes it (read, flush)
@@ -50,17 +49,20 @@ type holder struct {
 	// readability. Set for client connections, whose next request may already
 	// be in the socket.
 	readFirst bool
+
+	// readAhead's state: chunks is its pool (nil: readAhead is not used),
+	// chunk the buffer taken from it, ahead the bytes read and not yet taken.
+	chunks *bufPool
+	chunk  *[]byte
+	ahead  []byte
+	lazy   bool // readHeld takes a chunk for each read it tries, see readAhead
 }
 
 // maxHeld is the largest write held back; bigger writes (bodies) go out at once.
 const maxHeld = 32 << 10
 
-func newHolderPool() *sync.Pool {
-	return &sync.Pool{New: func() any { b := make([]byte, 0, maxHeld); return &b }}
-}
-
 // init enables holding when c is a TCP connection.
-func (h *holder) init(c net.Conn, bufs *sync.Pool) {
+func (h *holder) init(c net.Conn, bufs *bufPool) {
 	h.c, h.bufs = c, bufs
 	if tc, ok := c.(*net.TCPConn); ok {
 		if raw, err := tc.SyscallConn(); err == nil {
@@ -77,7 +79,7 @@ func (h *holder) hold(p []byte) bool {
 	if h.raw == nil || len(p) > maxHeld || h.pending.Load() {
 		return false
 	}
-	h.buf = h.bufs.Get().(*[]byte)
+	h.buf = h.bufs.get()
 	h.held = append((*h.buf)[:0], p...)
 	h.pending.Store(true)
 	return true
@@ -98,7 +100,7 @@ func (h *holder) flush() error {
 func (h *holder) release() {
 	h.held = nil
 	if h.buf != nil {
-		h.bufs.Put(h.buf)
+		h.bufs.put(h.buf)
 		h.buf = nil
 	}
 }
@@ -163,11 +165,18 @@ func (h *holder) readHeld(fd uintptr) bool {
 		// for them. Try the read before waiting.
 	}
 	for {
+		if h.lazy && h.chunk == nil {
+			h.chunk = h.chunks.get()
+			h.rp = *h.chunk
+		}
 		n, err := rawRead(int(fd), h.rp)
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
+			if h.lazy { // nothing to read: no chunk while waiting
+				h.dropChunk()
+			}
 			return false
 		case err != 0:
 			h.rerr = &net.OpError{Op: "read", Net: "tcp", Addr: h.c.RemoteAddr(), Err: err}
@@ -178,4 +187,61 @@ func (h *holder) readHeld(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// readAhead is read for a caller that asks for a few bytes but takes more at
+// once from its next calls (fasthttp awaits a client's next request with a
+// one-byte read, then reads the rest into a buffer it takes from a pool only
+// then). It reads what has arrived, up to a chunk, with one system call, as
+// read would: the bytes that do not fit p are kept in ahead for take. The
+// chunk comes from h.chunks only for the read itself, inside RawConn.Read's
+// callback, so a connection waiting for its peer holds no buffer, and it goes
+// back to the pool once take has handed out its last byte.
+func (h *holder) readAhead(p []byte) (int, error) {
+	if h.raw == nil || h.chunks == nil {
+		return h.read(p)
+	}
+	held := h.pending.Load() && h.pending.CompareAndSwap(true, false)
+	h.rp, h.rn, h.rerr, h.wdone, h.lazy = nil, 0, nil, !held, true
+	err := h.raw.Read(h.readFn)
+	if err == nil && h.rerr == nil && len(h.held) > 0 { // the socket buffer was full
+		if _, err = h.c.Write(h.held); err == nil {
+			h.release()
+			err = h.raw.Read(h.readFn)
+		}
+	}
+	if held {
+		h.release()
+	}
+	h.lazy = false
+	if err == nil {
+		err = h.rerr
+	}
+	if err != nil || h.rn == 0 {
+		h.dropChunk()
+		return 0, err
+	}
+	n := copy(p, h.rp[:h.rn])
+	h.ahead = h.rp[n:h.rn]
+	if len(h.ahead) == 0 {
+		h.dropChunk()
+	}
+	return n, nil
+}
+
+// take hands out bytes kept by readAhead; 0 when there are none.
+func (h *holder) take(p []byte) int {
+	n := copy(p, h.ahead)
+	if h.ahead = h.ahead[n:]; len(h.ahead) == 0 {
+		h.dropChunk()
+	}
+	return n
+}
+
+func (h *holder) dropChunk() {
+	if h.chunk != nil {
+		h.chunks.put(h.chunk)
+		h.chunk = nil
+	}
+	h.rp, h.ahead = nil, nil
 }

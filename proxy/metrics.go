@@ -32,6 +32,8 @@ var (
 		"Client connections refused by limits.max_conns or limits.max_conns_per_ip.", nil, nil)
 	descConnOpen = prometheus.NewDesc("floodgate_connections_open",
 		"Client connections open.", nil, nil)
+	descConnBufBytes = prometheus.NewDesc("floodgate_connection_buffer_bytes",
+		"Bytes of read and write buffers held by client and backend connections now: a reader of max_header_bytes per client connection, and the buffers of requests in flight.", nil, nil)
 	descLogDropped = prometheus.NewDesc("floodgate_access_log_dropped_total",
 		"Access log lines dropped because the writer fell behind.", nil, nil)
 )
@@ -44,7 +46,7 @@ type collector struct{ s *Server }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descDuration, descRateLimited, descDenied, descTruncated,
-		descShed, descDegradedAnswers, descConnRefused, descConnOpen, descLogDropped} {
+		descShed, descDegradedAnswers, descConnRefused, descConnOpen, descConnBufBytes, descLogDropped} {
 		ch <- d
 	}
 }
@@ -74,6 +76,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.s.ConnStats()
 	ch <- prometheus.MustNewConstMetric(descConnRefused, prometheus.CounterValue, float64(st.Refused))
 	ch <- prometheus.MustNewConstMetric(descConnOpen, prometheus.GaugeValue, float64(st.Open))
+	ch <- prometheus.MustNewConstMetric(descConnBufBytes, prometheus.GaugeValue, float64(c.s.BufferBytes()))
 	if l := c.s.opts.AccessLog; l != nil {
 		ch <- prometheus.MustNewConstMetric(descLogDropped, prometheus.CounterValue, float64(l.Dropped()))
 	}

@@ -105,8 +105,15 @@ type Server struct {
 	limits   *connLimits
 	relays   sync.Pool  // *bodyRelay
 	resps    sync.Pool  // *fasthttp.Response for backend answers, see acquireResponse
-	holdBufs *sync.Pool // held writes, see hold.go
+	holdBufs *bufPool   // held writes, see hold.go
+	bufs     bufCounter // bytes of connection buffers, see buffers.go
 	copyBufs sync.Pool  // *[]byte, request body copy buffers
+
+	// Connection buffers taken per request (buffers.go): the first bytes of a
+	// client connection (holder.readAhead), the readers and writers of backend
+	// exchanges and the first bytes of their answers (bconn.exchange).
+	chunks, backChunks *bufPool
+	backRW             *rwPool
 
 	// requestHook, when set (by tests), runs at the start of every request:
 	// the containment test makes it panic.
@@ -121,7 +128,12 @@ func New(opts Options) *Server {
 	s.relays.New = func() any { return new(bodyRelay) }
 	s.resps.New = func() any { return &fasthttp.Response{KeepBodyBuffer: true} }
 	s.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
-	s.holdBufs = newHolderPool()
+	s.holdBufs = newBufPool(maxHeld, &s.bufs)
+	// A chunk as large as fasthttp's read buffer: its first fill of a request
+	// takes all of a chunk (holder.readAhead).
+	s.chunks = newBufPool(opts.MaxHeaderBytes, &s.bufs)
+	s.backRW = newRWPool(backendBufSize, &s.bufs)
+	s.backChunks = newBufPool(backendBufSize, &s.bufs)
 	s.limits = &connLimits{max: opts.MaxConns, perIP: opts.MaxConnsPerIP, byIP: make(map[netip.Addr]int)}
 	s.fetches.New = func() any { return new(cacheFetch) }
 	s.srv = &fasthttp.Server{
@@ -144,6 +156,13 @@ func New(opts Options) *Server {
 		LazyRequestTime:              true, // a clock read per request that nothing here uses
 		SecureErrorLogMessage:        true,
 		Logger:                       fasthttpLogger{opts.Logger},
+		// The 32 KB writer goes back to fasthttp's pool after each response,
+		// so a keep-alive connection waiting for its next request does not
+		// hold it (issue 16, buffers.go). The reader stays with the
+		// connection: fasthttp does not release it under StreamRequestBody.
+		// Response bodies stay with the RequestCtx, as without the option
+		// (serve sets KeepBodyBuffer).
+		ReduceMemoryUsage: true,
 	}
 	return s
 }
@@ -196,7 +215,8 @@ func (s *Server) serveOn(ln, wrapped net.Listener) error {
 // wrap gives a listener floodgate's connection handling and limits.
 func (s *Server) wrap(ln net.Listener) net.Listener {
 	return &listener{Listener: ln, clock: s.clock, writeIdle: s.opts.WriteIdleTimeout, bodyIdle: s.opts.BodyIdleTimeout,
-		header: s.opts.ReadHeaderTimeout, idle: s.opts.IdleTimeout, holdBufs: s.holdBufs, limits: s.limits}
+		header: s.opts.ReadHeaderTimeout, idle: s.opts.IdleTimeout, holdBufs: s.holdBufs, chunks: s.chunks, limits: s.limits,
+		bufs: &s.bufs, readBuf: int64(s.opts.MaxHeaderBytes)}
 }
 
 // Shutdown stops accepting, waits for in-flight requests until ctx ends, then closes
@@ -287,6 +307,10 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	if s.requestHook != nil {
 		s.requestHook(ctx)
 	}
+	// The response body buffer stays with ctx, as without ReduceMemoryUsage,
+	// rather than a trip through fasthttp's body pool per request, whose size
+	// calibration reallocates buffers above its 95th percentile.
+	ctx.Response.KeepBodyBuffer = true
 	c := clientConn(ctx)
 	if c != nil {
 		c.served()
@@ -321,6 +345,20 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 		// The wall clock only for the log line, where it is printed.
 		s.logAccess(ctx, rt, &info, time.Now().Add(-d), d)
 	}
+	if c != nil {
+		c.responding()
+	}
+}
+
+// matchCanonical is the route of path's canonical form. A function of its own,
+// not inlined, so that its 1 KB buffer is on the stack only while it runs: in
+// handle's frame it sat under every forward and backend dial, and took the
+// goroutine stacks of a crowd of connections from 8 KB to 16 KB (issue 16).
+//
+//go:noinline
+func (s *Snapshot) matchCanonical(host, path []byte) *route {
+	var buf [httpwire.CanonicalPathMax]byte
+	return s.match(host, httpwire.CanonicalPath(buf[:0], path), true)
 }
 
 // epoch anchors the request path's timing: time.Since(epoch) reads only the
@@ -405,12 +443,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		path = strSlash
 	}
 	rt := snap.match(host, path, false)
-	if mayDiffer {
-		var buf [httpwire.CanonicalPathMax]byte
-		if rc := snap.match(host, httpwire.CanonicalPath(buf[:0], path), true); !sameRoute(rc, rt) {
-			badRequest(ctx)
-			return nil
-		}
+	if mayDiffer && !sameRoute(snap.matchCanonical(host, path), rt) {
+		badRequest(ctx)
+		return nil
 	}
 	if rt == nil {
 		writeError(ctx, "", ErrNoRoute)

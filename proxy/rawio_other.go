@@ -1,11 +1,13 @@
-//go:build !linux
+//go:build !linux || race
 
 package proxy
 
 import "syscall"
 
 // rawRead and rawWrite are plain system calls where rawio_linux.go's are not
-// available. Like those, they return a bare Errno, 0 for none.
+// available, and under the race detector, which sees the happens-before of a
+// peer's write and the read of its bytes only through syscall.Read and
+// syscall.Write. Like those, they return a bare Errno, 0 for none.
 func rawRead(fd int, p []byte) (int, syscall.Errno)  { return errno(syscall.Read(fd, p)) }
 func rawWrite(fd int, p []byte) (int, syscall.Errno) { return errno(syscall.Write(fd, p)) }
 

@@ -29,7 +29,9 @@ type upstream struct {
 	response time.Duration
 	maxIdle  int
 	clock    *clock
-	holdBufs *sync.Pool
+	holdBufs *bufPool
+	rw       *rwPool  // br and bw of each exchange
+	chunks   *bufPool // the first bytes of each answer, see waitAnswer
 	dialer   net.Dialer
 
 	mu     sync.Mutex
@@ -38,7 +40,9 @@ type upstream struct {
 }
 
 // bconn is one connection to a backend. Its writes and reads go through a holder,
-// so the end of each request is sent by the read of its response.
+// so the end of each request is sent by the read of its response. br and bw
+// come from u.rw for an exchange (bw only while the request is written): a
+// connection on the idle stack holds neither.
 type bconn struct {
 	c        net.Conn
 	h        holder
@@ -63,8 +67,13 @@ func (bc *bconn) Write(p []byte) (int, error) {
 	return bc.c.Write(p)
 }
 
-// Read implements io.Reader for br.
-func (bc *bconn) Read(p []byte) (int, error) { return bc.h.read(p) }
+// Read implements io.Reader for br: first what waitAnswer read.
+func (bc *bconn) Read(p []byte) (int, error) {
+	if len(bc.h.ahead) > 0 {
+		return bc.h.take(p), nil
+	}
+	return bc.h.read(p)
+}
 
 // dialError marks a failure to connect: nothing was sent, so any request may be
 // retried on another backend.
@@ -88,8 +97,11 @@ const idleConnTimeout = 4 * time.Second
 // back to the pool before the client has read anything.
 const bufferedBodyMax = 64 << 10
 
-func newUpstream(id, addr string, ps PoolSpec, clk *clock, holdBufs *sync.Pool) *upstream {
-	u := &upstream{id: id, addr: addr, connect: ps.ConnectTimeout, response: ps.ResponseTimeout, clock: clk, maxIdle: 1024, holdBufs: holdBufs}
+// backendBufSize is the size of a backend exchange's reader and writer.
+const backendBufSize = 8192
+
+func newUpstream(id, addr string, ps PoolSpec, clk *clock, holdBufs *bufPool, rw *rwPool, chunks *bufPool) *upstream {
+	u := &upstream{id: id, addr: addr, connect: ps.ConnectTimeout, response: ps.ResponseTimeout, clock: clk, maxIdle: 1024, holdBufs: holdBufs, rw: rw, chunks: chunks}
 	if u.connect <= 0 {
 		u.connect = 2 * time.Second
 	}
@@ -138,9 +150,8 @@ func (u *upstream) get() (bc *bconn, reused bool, err error) {
 	}
 	bc = &bconn{c: c, u: u, fd: -1}
 	bc.h.init(c, u.holdBufs)
+	bc.h.chunks = u.chunks
 	bc.fd = sysFD(bc.h.raw)
-	bc.br = bufio.NewReaderSize(bc, 8192)
-	bc.bw = bufio.NewWriterSize(bc, 8192)
 	return bc, false, nil
 }
 
@@ -164,9 +175,6 @@ func sysFD(raw syscall.RawConn) int {
 // here: a connection taken off the idle stack belongs to the caller of get
 // alone, and close closes only connections still on the stack.
 func (bc *bconn) idleClean() bool {
-	if bc.br.Buffered() > 0 {
-		return false
-	}
 	if bc.fd < 0 {
 		return true
 	}
@@ -234,10 +242,20 @@ var errStaleConn = errors.New("proxy: backend connection went stale before the r
 // errStaleConn.
 func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head bool, o *outbound, bufferMax int, reused, stale bool) (*bconn, error) {
 	bc.arm()
+	bc.bw = bc.u.rw.writer(bc)
 	err := writeRequest(bc.bw, req, o)
 	if err == nil {
 		err = bc.bw.Flush()
 	}
+	bc.u.rw.putWriter(bc.bw)
+	bc.bw = nil
+	if err == nil {
+		// Wait for the answer holding no buffer: its first bytes come in a
+		// chunk taken once they have arrived (holder.readAhead), which the
+		// reader's first fill takes whole.
+		_, err = bc.h.readAhead(nil)
+	}
+	bc.br = bc.u.rw.reader(bc)
 	var mode httpwire.BodyMode
 	var n int64
 	if err == nil {
@@ -251,7 +269,7 @@ func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head b
 		return nil, err
 	}
 	if stale && resp.StatusCode() == fasthttp.StatusRequestTimeout {
-		bc.c.Close()
+		bc.close()
 		return nil, errStaleConn
 	}
 	keep := !resp.Header.ConnectionClose() && mode != httpwire.BodyToClose
@@ -261,7 +279,7 @@ func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head b
 		return nil, nil
 	case mode == httpwire.BodyFixed && n <= int64(bufferMax):
 		if err := resp.ReadBody(bc.br, 0); err != nil {
-			bc.c.Close()
+			bc.close()
 			return nil, err
 		}
 		bc.done(keep)
@@ -269,7 +287,7 @@ func (bc *bconn) exchange(req *fasthttp.Request, resp *fasthttp.Response, head b
 	}
 	if mode == httpwire.BodyChunked && !httpwire.FirstChunkValid(bc.br) {
 		// Caught before the head goes to the client: a 502, not a cut answer.
-		bc.c.Close()
+		bc.close()
 		return nil, httpwire.ErrBadChunk
 	}
 	bc.body.Reset(bc.br, mode, n)
@@ -290,7 +308,7 @@ func (bc *bconn) arm() {
 // fail closes a connection after an error and says whether the backend closed a
 // reused connection before answering, the keep-alive race that a retry fixes.
 func (bc *bconn) fail(err error, reused bool) error {
-	bc.c.Close()
+	bc.close()
 	if reused && (errors.Is(err, io.EOF) || isReset(err) || errors.Is(err, fasthttp.ErrConnectionClosed)) {
 		return errClosedBeforeResponse
 	}
@@ -306,11 +324,27 @@ func (bc *bconn) fail(err error, reused bool) error {
 // HEAD answer or on a 204, bytes after a Content-Length body) answers nothing we
 // asked, and the next request on the connection would take it for its answer.
 func (bc *bconn) done(reusable bool) {
-	if reusable && bc.br.Buffered() == 0 {
+	if reusable && bc.br.Buffered() == 0 && len(bc.h.ahead) == 0 {
+		bc.putReader()
 		bc.u.put(bc)
 		return
 	}
+	bc.close()
+}
+
+// close ends a connection in an exchange.
+func (bc *bconn) close() {
+	bc.putReader()
+	bc.h.dropChunk()
 	bc.c.Close()
+}
+
+// putReader gives the exchange's reader back.
+func (bc *bconn) putReader() {
+	if bc.br != nil {
+		bc.u.rw.putReader(bc.br)
+		bc.br = nil
+	}
 }
 
 // upstreamLocked returns the upstream for a backend ID, reusing the one in
@@ -321,7 +355,7 @@ func (s *Server) upstreamLocked(id, addr string, ps PoolSpec) *upstream {
 	if u := s.upstreams[id]; u != nil && u.sameSettings(addr, ps) {
 		return u
 	}
-	return newUpstream(id, addr, ps, s.clock, s.holdBufs)
+	return newUpstream(id, addr, ps, s.clock, s.holdBufs, s.backRW, s.backChunks)
 }
 
 // retireUpstreams records the upstreams of the snapshot just swapped in, for

@@ -184,6 +184,9 @@ function renderSummary(s) {
     tiles.push(tile('dead letters', String(s.captures.dead_letters), s.captures.dead_letters ? 'bad' : ''));
   }
   if (s.cache) tiles.push(tile('cache hits', fmtPct(s.cache.hit_ratio)));
+  if (s.connections) {
+    tiles.push(tile('connections', String(s.connections.open), '', fmtBytes(s.connections.buffer_bytes) + ' in buffers', 'dim'));
+  }
   document.getElementById('summary').replaceChildren(...tiles);
 }
 

@@ -208,6 +208,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 		Logger:       log,
 		Degrade:      mon,
 		Routes:       px.RouteStats,
+		Connections:  px,
 	}
 	if journal != nil {
 		aopts.Captures = journal

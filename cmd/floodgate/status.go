@@ -211,6 +211,9 @@ func renderStatus(w io.Writer, source string, st admin.Status) {
 	}
 
 	fmt.Fprintln(w)
+	if c := st.Connections; c != nil {
+		fmt.Fprintf(w, "clients  %d connections open; %s in connection buffers\n", c.Open, fmtBytes(c.BufferBytes))
+	}
 	if c := st.Cache; c != nil {
 		size := fmtBytes(c.Bytes)
 		if c.MaxBytes > 0 {
