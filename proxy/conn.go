@@ -272,7 +272,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			continue
 		}
 		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, header: l.header, idle: l.idle, limits: l.limits, ip: ip}
-		pc.h.init(c, l.holdBufs)
+		pc.h.init(rawSocket(c), l.holdBufs)
 		pc.h.readFirst = true
 		pc.head.arm()
 		return pc, nil
