@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The PROXY protocol tests run the proxy with trusted_proxies 127.0.0.1/32 and
@@ -200,6 +202,9 @@ func TestProxyProtocolFromUntrustedPeer(t *testing.T) {
 	if st := px.s.ProxyProtocolStats(); st.Refused[proxyRefusedUntrusted] != 2 {
 		t.Fatalf("refused = %v, want 2 untrusted", st.Refused)
 	}
+	if n := refusedMetric(t, px.s, "untrusted"); n != 2 {
+		t.Errorf("floodgate_proxy_protocol_refused_total{reason=\"untrusted\"} = %v, want 2", n)
+	}
 	if l := logs.String(); !strings.Contains(l, "peer=127.0.0.2:") || !strings.Contains(l, "reason=untrusted") || strings.Count(l, "PROXY protocol") != 1 {
 		t.Errorf("log, want one line naming the peer:\n%s", l)
 	}
@@ -282,6 +287,30 @@ func TestProxyProtocolMalformedHeaders(t *testing.T) {
 		t.Fatalf("backend saw %d requests", n)
 	}
 	waitUntil(t, "no header awaited", func() bool { return px.s.ProxyProtocolStats().Waiting == 0 })
+}
+
+// refusedMetric returns floodgate_proxy_protocol_refused_total{reason} as the
+// Server's Collector exports it.
+func refusedMetric(t *testing.T, s *Server, reason string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "floodgate_proxy_protocol_refused_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if l := m.GetLabel(); len(l) == 1 && l[0].GetValue() == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no floodgate_proxy_protocol_refused_total{reason=%q}", reason)
+	return 0
 }
 
 // sendFromHalfClosed writes raw and half-closes, so that a truncated header
