@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"strings"
 )
 
 // errorJSON is every error answer.
@@ -59,7 +61,8 @@ func decode(w http.ResponseWriter, r *http.Request, v any, empty bool) bool {
 		writeError(w, http.StatusBadRequest, "reading the request body: "+err.Error())
 		return false
 	}
-	if v == nil {
+	noBody := v == nil
+	if noBody {
 		if empty && len(bytes.TrimSpace(data)) == 0 {
 			return true
 		}
@@ -72,7 +75,11 @@ func decode(w http.ResponseWriter, r *http.Request, v any, empty bool) bool {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		msg := decodeError(err)
+		if noBody && strings.HasPrefix(msg, "unknown field") {
+			msg += "; this endpoint takes no body"
+		}
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+msg)
 		return false
 	}
 	if err := dec.Decode(&json.RawMessage{}); err != io.EOF {
@@ -80,4 +87,70 @@ func decode(w http.ResponseWriter, r *http.Request, v any, empty bool) bool {
 		return false
 	}
 	return true
+}
+
+// decodeError says what is wrong with a body in the API's terms: the JSON
+// field and the kind of value it wants ("weight: want an integer, got a
+// string"), never encoding/json's Go types and struct names ("cannot
+// unmarshal string into Go struct field updateRequest.weight of type int").
+func decodeError(err error) string {
+	var typ *json.UnmarshalTypeError
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &typ):
+		msg := "want " + jsonKind(typ.Type) + ", got " + jsonValue(typ.Value)
+		if typ.Field != "" {
+			msg = typ.Field + ": " + msg
+		}
+		return msg
+	case errors.As(err, &syn):
+		return fmt.Sprintf("%s (at byte %d)", syn.Error(), syn.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "it ends early (truncated)"
+	}
+	// The rest (unknown fields) name JSON keys already; only the package
+	// prefix goes.
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonKind names the JSON value a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	default:
+		return "an object"
+	}
+}
+
+// jsonValue names what the body held, from UnmarshalTypeError.Value: a kind
+// ("string", "array"), or "number 1.5" for a number that did not fit.
+func jsonValue(v string) string {
+	if n, ok := strings.CutPrefix(v, "number "); ok {
+		return n
+	}
+	switch v {
+	case "array":
+		return "a list"
+	case "object":
+		return "an object"
+	case "bool":
+		return "true or false"
+	case "number", "string":
+		return "a " + v
+	}
+	return v
 }

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -45,6 +46,42 @@ type Config struct {
 	Pools []Pool `yaml:"pools"`
 	// Routes map requests to pools, in file order. Never empty after Parse.
 	Routes []Route `yaml:"routes"`
+
+	// src is the file c was parsed from and the line of each key, for the
+	// problems found after Parse (Errorf). Nil for a Config built in code.
+	src *source
+}
+
+// source is the file a Config was parsed from: its name and each field path's
+// line (decoder.lines).
+type source struct {
+	path  string
+	lines map[string]int
+	root  int
+}
+
+// Errorf returns a problem with field found after Parse, by a check Parse
+// cannot make without I/O (a certificate that does not load, a directory that
+// cannot be written), as an *Error at the field's line in the file c was
+// parsed from, or of the nearest enclosing section written there: it prints
+// PATH:LINE: FIELD: MSG like every other config error. For a Config not from
+// Parse, the error is FIELD: MSG.
+func (c *Config) Errorf(field, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if c == nil || c.src == nil {
+		return fmt.Errorf("%s: %s", field, msg)
+	}
+	line := c.src.root
+	for f := field; ; f = parentField(f) {
+		if l, ok := c.src.lines[f]; ok {
+			line = l
+			break
+		}
+		if f == "" {
+			break
+		}
+	}
+	return &Error{Path: c.src.path, Line: line, Field: field, Msg: msg}
 }
 
 // Pool returns the pool with the given name, or nil when there is none or c is
@@ -190,9 +227,9 @@ type Pool struct {
 	// no health section.
 	Health Health `yaml:"health"`
 	// MaxConnsPerBackend caps in-flight requests per backend; 0 means
-	// unlimited. Default 0.
+	// unlimited. A backend's own MaxConns overrides it. Default 0.
 	MaxConnsPerBackend int `yaml:"max_conns_per_backend"`
-	// Queue holds requests while every backend is at MaxConnsPerBackend.
+	// Queue holds requests while every backend is at its limit.
 	Queue Queue `yaml:"queue"`
 	// SlowStart ramps a newly healthy backend's weight up over this long; 0
 	// turns it off. Default 0.
@@ -222,6 +259,10 @@ type Backend struct {
 	// Weight is the share of the pool's traffic (0..1000). 0 means draining:
 	// no new requests. Default 1.
 	Weight int `yaml:"weight"`
+	// MaxConns caps in-flight requests to this backend, overriding the
+	// pool's MaxConnsPerBackend (0..1000000): for pools of unequal instances.
+	// 0 means the pool's. Default 0.
+	MaxConns int `yaml:"max_conns"`
 }
 
 // HealthType is the kind of active health check.

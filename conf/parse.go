@@ -68,6 +68,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := d.result(); err != nil {
 		return nil, err
 	}
+	c.src = &source{path: path, lines: d.lines, root: d.root}
 	return c, nil
 }
 
@@ -80,14 +81,14 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 func (d *decoder) document(data []byte) (root *yaml.Node) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := d.decodeYAML(dec, &doc); err != nil {
+	if err := d.decodeYAML(data, dec, &doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			d.add(1, "", "config file is empty")
 		}
 		return nil
 	}
 	var extra yaml.Node
-	if err := d.decodeYAML(dec, &extra); err == nil {
+	if err := d.decodeYAML(data, dec, &extra); err == nil {
 		d.add(extra.Line, "", "more than one YAML document (---); a config file holds exactly one")
 		return nil
 	} else if !errors.Is(err, io.EOF) {
@@ -112,9 +113,10 @@ func (d *decoder) document(data []byte) (root *yaml.Node) {
 	return root
 }
 
-// decodeYAML runs the YAML parser and records its syntax errors. io.EOF, the
-// end of the documents, is returned unrecorded.
-func (d *decoder) decodeYAML(dec *yaml.Decoder, n *yaml.Node) (err error) {
+// decodeYAML runs the YAML parser on dec, a decoder of data, and records its
+// syntax errors at the line of the problem (syntaxLine). io.EOF, the end of
+// the documents, is returned unrecorded.
+func (d *decoder) decodeYAML(data []byte, dec *yaml.Decoder, n *yaml.Node) (err error) {
 	defer func() {
 		// The parser is third-party code fed untrusted input; a panic in it
 		// must become a config error, not take the process down on reload.
@@ -133,9 +135,66 @@ func (d *decoder) decodeYAML(dec *yaml.Decoder, n *yaml.Node) (err error) {
 			line = l
 		}
 		msg = msg[len(m[0]):]
+		line = syntaxLine(data, err.Error(), line)
 	} else if rest, ok := strings.CutPrefix(msg, "yaml: "); ok {
 		msg = rest
 	}
 	d.add(line, "", "invalid YAML: "+msg)
 	return err
+}
+
+// syntaxLine returns the line of the syntax error full (the YAML library's
+// error text) in data, given the line that text names.
+//
+// The library names the line where the enclosing construct began (its
+// "context mark", 0-based for parser errors), not the one with the problem:
+// an item of a list mis-indented on line 6 is reported at the line before the
+// list's first item. The problem's own position is not in the error, so find
+// it: the parser reads front to back and stops at the first problem, so the
+// shortest prefix of whole lines that fails with exactly the same error ends
+// on the problem's line. Prefixes shorter than that parse, or fail
+// differently (at their end), so "fails the same" holds from that line on and
+// a binary search finds it in log2(lines) parses; the answer is never before
+// reported, where the construct began. Only a file that does not parse pays.
+func syntaxLine(data []byte, full string, reported int) int {
+	var ends []int // ends[i] is the length of the first i+1 lines
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	lo, hi := max(reported, 1), len(ends) // the answer is in [lo, hi]
+	if lo > hi {
+		return reported
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if sameYAMLError(data[:ends[mid-1]], full) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// sameYAMLError reports whether parsing every document of data fails with
+// exactly the error text full.
+func sameYAMLError(data []byte, full string) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if err != nil {
+			return !errors.Is(err, io.EOF) && err.Error() == full
+		}
+	}
 }

@@ -41,7 +41,6 @@ const (
 	maxHeaderFields = 10_000
 
 	maxConns      = 10_000_000
-	maxConnsPerBe = 1_000_000
 	maxQueue      = 1_000_000
 	maxRetries    = 5
 	maxFails      = 1000
@@ -183,13 +182,14 @@ func (d *decoder) pool(f string, p *Pool) {
 			}
 		}
 		d.intRange(bf+".weight", b.Weight, 0, maxWeight)
+		d.maxConns(bf+".max_conns", b.MaxConns)
 	}
 
 	d.health(f+".health", p.Health)
 
-	d.intRange(f+".max_conns_per_backend", p.MaxConnsPerBackend, 0, maxConnsPerBe)
-	if d.intRange(f+".queue.max", p.Queue.Max, 0, maxQueue) && p.Queue.Max > 0 && p.MaxConnsPerBackend == 0 {
-		d.errorf(f+".queue.max", "needs max_conns_per_backend > 0: requests queue only when every backend is at its limit")
+	d.maxConns(f+".max_conns_per_backend", p.MaxConnsPerBackend)
+	if d.intRange(f+".queue.max", p.Queue.Max, 0, maxQueue) && p.Queue.Max > 0 && p.MaxConnsPerBackend == 0 && !ownLimits(p.Backends) {
+		d.errorf(f+".queue.max", "needs max_conns_per_backend > 0 (or max_conns on every backend): requests queue only when every backend is at its limit")
 	}
 	d.duration(f+".queue.timeout", p.Queue.Timeout, 1, maxTimeout)
 	d.duration(f+".slow_start", p.SlowStart, 0, maxTimeout)
@@ -446,6 +446,25 @@ func fmtDuration(v time.Duration) string {
 		return strconv.FormatInt(int64(v/time.Hour), 10) + "h"
 	}
 	return v.String()
+}
+
+// ownLimits reports whether bs is a list of backends that each have a
+// max_conns of their own.
+func ownLimits(bs []Backend) bool {
+	for _, b := range bs {
+		if b.MaxConns <= 0 {
+			return false
+		}
+	}
+	return len(bs) > 0
+}
+
+// maxConns checks a connection limit per backend with the balancer's and the
+// registry's own rule (limits.CheckMaxConns).
+func (d *decoder) maxConns(f string, v int) {
+	if err := limits.CheckMaxConns(int64(v)); err != nil {
+		d.errorf(f, "%v", err)
+	}
 }
 
 func (d *decoder) intRange(f string, v, lo, hi int) bool {

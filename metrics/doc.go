@@ -17,6 +17,8 @@
 //	cache.Cache.Collector      floodgate_cache_*
 //	degrade.Monitor.Collector  degraded mode, admission level and transitions by pool
 //	capture.Journal.Collector  floodgate_orders_* and floodgate_capture_*
+//	cmd/floodgate's build      floodgate_build_info{version,revision,goversion}
+//	  .Collector               (the binary's build information, version.go)
 //
 // The caller (cmd/floodgate) passes them to New in Sources.Collectors, which
 // registers each on one registry; nothing registers itself, and nothing uses

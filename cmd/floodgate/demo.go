@@ -25,10 +25,10 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", ":8080", "public listen address")
 	adminListen := fs.String("admin", "127.0.0.1:9090", "admin API listen address (loopback: the demo has no token)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, "usage: floodgate demo [-listen ADDR] [-admin ADDR]\n\nflags:\n", stdout); !ok {
+		return code
 	}
-	log, _ := newLogger(stderr, "info")
+	log, _ := newLogger(stderr, "info", "text")
 
 	var addrs [3]string
 	var servers []*fasthttp.Server

@@ -8,7 +8,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,9 +22,6 @@ import (
 	"github.com/floodgate/floodgate/conf"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -32,7 +31,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
-			fmt.Fprintf(stdout, "floodgate %s\n", version)
+			fmt.Fprintln(stdout, build)
 			return 0
 		case "demo":
 			return runDemo(args[1:], stdout, stderr)
@@ -45,9 +44,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "path of the YAML config file")
 	check := fs.Bool("check", false, "validate the config and exit: 0 when valid, 1 with one PATH:LINE: message per problem")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "process log format: text (key=value) or json (one object a line, for log shippers)")
 	ignoreState := fs.Bool("ignore-state", false, "start even if admin.state_file is corrupt: move it aside and start without the backends it holds")
-	if !parseFlags(fs, args, "usage:\n  floodgate -config PATH\n  floodgate -check -config PATH\n  floodgate demo\n  floodgate status [-admin URL] [-token-file F] [-json]\n  floodgate version\n\nflags:\n") {
-		return 2
+	if code, ok := parseFlags(fs, args, "usage:\n  floodgate -config PATH\n  floodgate -check -config PATH\n  floodgate demo [-listen ADDR] [-admin ADDR]\n  floodgate status [-admin URL] [-token-file F] [-json]\n  floodgate version\n\nflags:\n", stdout); !ok {
+		return code
 	}
 	if *configPath == "" {
 		if *check {
@@ -57,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "floodgate: %v\n", err)
 		return 2
@@ -98,28 +98,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger makes the process log: slog's text handler (key=value) or JSON
+// handler (one object a line, with time, level and msg), at level and above.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
 }
 
 // parseFlags makes usage, then the flag defaults, fs's usage text, and parses
-// args into fs. It reports false, having said why on fs's output, for a flag
-// it does not know or for any argument left over: the caller exits 2.
-func parseFlags(fs *flag.FlagSet, args []string, usage string) bool {
+// args into fs. When it reports false the caller exits with code: 0 for -h or
+// -help, having printed the usage on stdout; 2, having said why and printed
+// the usage on fs's output, for a flag it does not know or any argument left
+// over.
+func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) (code int, ok bool) {
+	// The flag package prints the usage itself, to fs's output, before it
+	// returns ErrHelp; it goes to out, and out to stdout or fs's output once
+	// the outcome is known.
+	var out bytes.Buffer
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
+		fmt.Fprint(&out, usage)
+		w := fs.Output()
+		fs.SetOutput(&out)
 		fs.PrintDefaults()
+		fs.SetOutput(w)
 	}
-	if err := fs.Parse(args); err != nil {
-		return false
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		_, _ = out.WriteTo(stdout)
+		return 0, false
 	}
-	if fs.NArg() > 0 {
+	if err == nil && fs.NArg() > 0 {
 		fs.Usage()
-		return false
+		err = errors.New("arguments left over")
 	}
-	return true
+	_, _ = out.WriteTo(fs.Output())
+	if err != nil {
+		return 2, false
+	}
+	return 0, true
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,13 +54,13 @@ func prepare(ctx context.Context, log *slog.Logger, cfg *conf.Config, ignoreStat
 	var errs []error
 	var err error
 	if p.token, err = loadToken(log, cfg.Admin.TokenFile); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, at(cfg, "admin.token_file", err))
 	}
 	if err := checkListeners(ctx, cfg, p.token); err != nil {
 		errs = append(errs, err)
 	}
 	if p.saved, p.corrupt, err = readState(cfg.Admin.StateFile, ignoreState); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, at(cfg, "admin.state_file", err))
 	}
 	if t := cfg.TLS; t != nil {
 		var files []proxy.CertFiles
@@ -67,17 +68,17 @@ func prepare(ctx context.Context, log *slog.Logger, cfg *conf.Config, ignoreStat
 			files = append(files, proxy.CertFiles{CertFile: c.CertFile, KeyFile: c.KeyFile})
 		}
 		if p.certs, err = proxy.NewCertStore(files, log); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, at(cfg, "tls.certificates", err))
 		}
 	}
 	if a := cfg.AccessLog; a != nil && a.Path != "stdout" && a.Path != "stderr" && a.Path != "" {
 		if err := writable(a.Path, false); err != nil {
-			errs = append(errs, fmt.Errorf("access_log.path: %w", err))
+			errs = append(errs, cfg.Errorf("access_log.path", "%v", err))
 		}
 	}
 	if c := cfg.Capture; c != nil {
 		if err := writable(c.Dir, true); err != nil {
-			errs = append(errs, fmt.Errorf("capture.dir: %w", err))
+			errs = append(errs, cfg.Errorf("capture.dir", "%v", err))
 		}
 	}
 	if path := cfg.Admin.StateFile; path != "" {
@@ -91,7 +92,7 @@ func prepare(ctx context.Context, log *slog.Logger, cfg *conf.Config, ignoreStat
 			err = writable(d, true)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("admin.state_file: %w", err))
+			errs = append(errs, cfg.Errorf("admin.state_file", "%v", err))
 		}
 	}
 	if p.rcfg, err = registryConfig(cfg); err != nil {
@@ -168,15 +169,15 @@ func checkListeners(ctx context.Context, cfg *conf.Config, token []byte) error {
 	for _, l := range lns {
 		ta, err := resolveListen(ctx, l.addr)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", l.field, l.addr, err))
+			errs = append(errs, cfg.Errorf(l.field, "%s: %v", l.addr, err))
 			continue
 		}
 		if len(ta.IP) != 0 && !ta.IP.IsUnspecified() && !ta.IP.IsLoopback() && !local[ta.IP.String()] {
-			errs = append(errs, fmt.Errorf("%s %s: %s is not an address of this machine", l.field, l.addr, ta.IP))
+			errs = append(errs, cfg.Errorf(l.field, "%s: %s is not an address of this machine", l.addr, ta.IP))
 			continue
 		}
 		if l.field == "admin.listen" && len(token) == 0 && !isLoopback(ta) {
-			errs = append(errs, fmt.Errorf("admin.listen %s (%s) is not a loopback address and admin.token_file is not set: refusing to serve the admin API without authentication", l.addr, ta))
+			errs = append(errs, cfg.Errorf("admin.listen", "%s (%s) is not a loopback address and admin.token_file is not set: refusing to serve the admin API without authentication", l.addr, ta))
 		}
 	}
 	return errors.Join(errs...)
@@ -292,4 +293,19 @@ func writable(path string, dir bool) error {
 		}
 		parent = filepath.Dir(parent)
 	}
+}
+
+// at puts err, a problem with field found by reading the files the config
+// names, at field's line in the config file (conf.Config.Errorf). The field
+// name or the package prefix its text begins with ("admin.token_file: ...",
+// "admin.token_file /x is empty", "tls: ...") is not repeated.
+func at(cfg *conf.Config, field string, err error) error {
+	msg := err.Error()
+	for _, prefix := range []string{field + ": ", field + " ", "tls: "} {
+		if rest, ok := strings.CutPrefix(msg, prefix); ok {
+			msg = rest
+			break
+		}
+	}
+	return cfg.Errorf(field, "%s", msg)
 }

@@ -155,7 +155,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 		return err
 	}
 	// Each package exports the figures it owns (metrics/doc.go).
-	owned := []prometheus.Collector{px.Collector(), mon.Collector()}
+	owned := []prometheus.Collector{px.Collector(), mon.Collector(), build.Collector()}
 	if respCache != nil {
 		owned = append(owned, respCache.Collector())
 	}
@@ -294,7 +294,7 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 			}
 		}
 	})
-	log.Info("floodgate listening", "addr", ln.Addr().String(), "admin", adminLn.Addr().String(), "version", version)
+	log.Info("floodgate listening", "addr", ln.Addr().String(), "admin", adminLn.Addr().String(), "version", build.Version, "revision", build.Revision)
 
 	g.Go(func() error {
 		<-gctx.Done()

@@ -34,8 +34,8 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	tokenFile := fs.String("token-file", os.Getenv("FLOODGATE_TOKEN_FILE"), "file holding the admin token, when admin.token_file is set (env FLOODGATE_TOKEN_FILE)")
 	asJSON := fs.Bool("json", false, "print the status as JSON (GET /api/v1/status), for machines")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
-	if !parseFlags(fs, args, "usage: floodgate status [-admin URL] [-token-file FILE] [-json]\n\nflags:\n") {
-		return 2
+	if code, ok := parseFlags(fs, args, "usage: floodgate status [-admin URL] [-token-file FILE] [-json]\n\nflags:\n", stdout); !ok {
+		return code
 	}
 	var token []byte
 	if *tokenFile != "" {
