@@ -30,6 +30,10 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed. Bare IPs in
 	// the file become /32 or /128 prefixes. Nil means no peer is trusted.
 	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// ProxyProtocol makes the public listeners (listen and tls.listen) read a
+	// PROXY protocol header (v1 or v2) from the peers in TrustedProxies, which
+	// must send one, and refuse one from any other peer.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
 	// AccessLog enables JSON-lines access logging. Nil means no access log.
 	AccessLog *AccessLog `yaml:"access_log"`
 	// Cache is the single memory budget shared by every route with caching on.

@@ -131,6 +131,8 @@ func TestParseErrors(t *testing.T) {
 		{"trusted proxy host bits", "trusted_proxies: [\"10.0.0.1/8\"]\n" + pools1 + routes1, `1: trusted_proxies[0]: CIDR "10.0.0.1/8" has host bits set, did you mean 10.0.0.0/8?`, 0},
 		{"trusted proxy garbage", "trusted_proxies:\n  - 10.0.0.0/8\n  - nope\n" + pools1 + routes1, `3: trusted_proxies[1]: invalid IP address or CIDR "nope"`, 0},
 		{"trusted proxy bad mask", "trusted_proxies: [\"10.0.0.0/33\"]\n" + pools1 + routes1, `1: trusted_proxies[0]: invalid CIDR "10.0.0.0/33"`, 0},
+		{"proxy protocol without trusted proxies", "proxy_protocol: true\n" + pools1 + routes1, `1: proxy_protocol: requires trusted_proxies: PROXY headers are accepted only from the load balancers listed there`, 0},
+		{"proxy protocol not bool", "proxy_protocol: on\n" + pools1 + routes1, `1: proxy_protocol: must be true or false, got string "on"`, 0},
 		{"trusted proxies not a list", "trusted_proxies: 10.0.0.0/8\n" + pools1 + routes1, `1: trusted_proxies: must be a list, got string "10.0.0.0/8"`, 0},
 		{"access log without path", "access_log: {}\n" + pools1 + routes1, `1: access_log.path: required`, 0},
 		{"cache size bad", "cache: {max_bytes: lots}\n" + pools1 + routes1, `1: cache.max_bytes: invalid size "lots"`, 0},
@@ -537,6 +539,7 @@ func TestValidValues(t *testing.T) {
 		{"bare ip cidrs", "trusted_proxies: [192.0.2.7, \"2001:db8::1\", \"2001:db8::/32\"]\n" + pools1 + routes1, func(c *Config) bool {
 			return c.TrustedProxies[0] == netip.MustParsePrefix("192.0.2.7/32") && c.TrustedProxies[1] == netip.MustParsePrefix("2001:db8::1/128") && c.TrustedProxies[2].Bits() == 32
 		}},
+		{"proxy protocol", "proxy_protocol: true\ntrusted_proxies: [10.0.0.0/8]\n" + pools1 + routes1, func(c *Config) bool { return c.ProxyProtocol }},
 		{"header rate limit", pools1 + "routes: [{name: a, path_prefix: /, pool: shop, rate_limit: {key: \"header:X-Api-Key\", rate: 0.5/s}}]\n", func(c *Config) bool {
 			rl := c.Routes[0].RateLimit
 			return rl.Key == "header:X-Api-Key" && rl.Burst == 1 && rl.Rate.PerSecond() == 0.5

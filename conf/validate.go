@@ -92,6 +92,9 @@ func (d *decoder) validate(c *Config) {
 	d.listenerConflicts(c)
 
 	d.cidrs("trusted_proxies", c.TrustedProxies)
+	for _, p := range limits.CheckProxyProtocol(c.ProxyProtocol, len(c.TrustedProxies)) {
+		d.errorf(p.Key, "%s", p.Msg)
+	}
 	if c.AccessLog != nil {
 		d.required("access_log.path", c.AccessLog.Path)
 	}

@@ -338,7 +338,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		pc := &conn{Conn: c, clock: l.clock, writeIdle: l.writeIdle, bodyIdle: l.bodyIdle, header: l.header, idle: l.idle, limits: l.limits, ip: ip,
 			bufs: l.bufs, readerSize: l.readBuf}
-		pc.h.init(c, l.holdBufs)
+		pc.h.init(rawSocket(c), l.holdBufs)
 		pc.h.readFirst = true
 		pc.h.chunks = l.chunks
 		pc.head.arm()

@@ -30,6 +30,8 @@ var (
 		"Requests answered by a degraded action instead of the pool, by action.", []string{"route", "action"}, nil)
 	descConnRefused = prometheus.NewDesc("floodgate_connections_refused_total",
 		"Client connections refused by limits.max_conns or limits.max_conns_per_ip.", nil, nil)
+	descProxyRefused = prometheus.NewDesc("floodgate_proxy_protocol_refused_total",
+		"Client connections refused by proxy_protocol, by reason: untrusted (a PROXY header from a peer not in trusted_proxies), invalid (a trusted peer sent no header, a malformed or an oversized one), timeout (nothing decisive within timeouts.client_header), overload (too many headers awaited at once).", []string{"reason"}, nil)
 	descConnOpen = prometheus.NewDesc("floodgate_connections_open",
 		"Client connections open.", nil, nil)
 	descConnBufBytes = prometheus.NewDesc("floodgate_connection_buffer_bytes",
@@ -46,7 +48,7 @@ type collector struct{ s *Server }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descDuration, descRateLimited, descDenied, descTruncated,
-		descShed, descDegradedAnswers, descConnRefused, descConnOpen, descConnBufBytes, descLogDropped} {
+		descShed, descDegradedAnswers, descConnRefused, descProxyRefused, descConnOpen, descConnBufBytes, descLogDropped} {
 		ch <- d
 	}
 }
@@ -75,6 +77,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	st := c.s.ConnStats()
 	ch <- prometheus.MustNewConstMetric(descConnRefused, prometheus.CounterValue, float64(st.Refused))
+	if c.s.opts.ProxyProtocol {
+		for i, n := range c.s.ProxyProtocolStats().Refused {
+			ch <- prometheus.MustNewConstMetric(descProxyRefused, prometheus.CounterValue, float64(n), ProxyRefusedReasons[i])
+		}
+	}
 	ch <- prometheus.MustNewConstMetric(descConnOpen, prometheus.GaugeValue, float64(st.Open))
 	ch <- prometheus.MustNewConstMetric(descConnBufBytes, prometheus.GaugeValue, float64(c.s.BufferBytes()))
 	if l := c.s.opts.AccessLog; l != nil {

@@ -37,6 +37,9 @@ type Options struct {
 	MaxConns          int            // concurrent client connections; 0 = 10000
 	MaxConnsPerIP     int            // 0 = unlimited
 	TrustedProxies    []netip.Prefix // X-Forwarded-For is believed only from these peers
+	// ProxyProtocol requires a PROXY protocol header (v1 or v2) from the peers in
+	// TrustedProxies and refuses one from anyone else (proxyproto.go).
+	ProxyProtocol bool
 	// Cache is the response cache shared by the routes that enable caching; nil
 	// when no route caches. Build it with ErrorHandler set to Server.CacheError, so
 	// that its errors become statuses the way the rest of the proxy's do.
@@ -103,6 +106,7 @@ type Server struct {
 	unrouted  *RouteStats
 
 	limits   *connLimits
+	proxy    proxyStats // PROXY protocol refusals (proxyproto.go)
 	relays   sync.Pool  // *bodyRelay
 	resps    sync.Pool  // *fasthttp.Response for backend answers, see acquireResponse
 	holdBufs *bufPool   // held writes, see hold.go
@@ -214,6 +218,9 @@ func (s *Server) serveOn(ln, wrapped net.Listener) error {
 
 // wrap gives a listener floodgate's connection handling and limits.
 func (s *Server) wrap(ln net.Listener) net.Listener {
+	if s.opts.ProxyProtocol {
+		ln = newProxyListener(ln, s)
+	}
 	return &listener{Listener: ln, clock: s.clock, writeIdle: s.opts.WriteIdleTimeout, bodyIdle: s.opts.BodyIdleTimeout,
 		header: s.opts.ReadHeaderTimeout, idle: s.opts.IdleTimeout, holdBufs: s.holdBufs, chunks: s.chunks, limits: s.limits,
 		bufs: &s.bufs, readBuf: int64(s.opts.MaxHeaderBytes)}

@@ -205,6 +205,7 @@ func proxyOptions(cfg *conf.Config, log *slog.Logger, c *cache.Cache) proxy.Opti
 		MaxConns:          cfg.Limits.MaxConns,
 		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
 		TrustedProxies:    cfg.TrustedProxies,
+		ProxyProtocol:     cfg.ProxyProtocol,
 		Cache:             c,
 	}
 	if t := cfg.TLS; t != nil && t.RedirectHTTP {
@@ -242,6 +243,7 @@ func restartRequired(running, next *conf.Config) []string {
 	diff("limits.max_conns", running.Limits.MaxConns, next.Limits.MaxConns)
 	diff("limits.max_conns_per_ip", running.Limits.MaxConnsPerIP, next.Limits.MaxConnsPerIP)
 	diff("trusted_proxies", running.TrustedProxies, next.TrustedProxies)
+	diff("proxy_protocol", running.ProxyProtocol, next.ProxyProtocol)
 	diff("access_log", running.AccessLog, next.AccessLog)
 	diff("cache.max_bytes", running.Cache.MaxBytes, next.Cache.MaxBytes)
 	diff("capture", running.Capture, next.Capture)

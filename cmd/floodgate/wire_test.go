@@ -39,6 +39,7 @@ func TestRestartRequired(t *testing.T) {
 		{"listen", "listen: \":9999\"\n" + baseYAML, []string{"listen"}},
 		{"admin", "admin: {listen: \"127.0.0.1:9998\", state_file: s.json}\n" + baseYAML, []string{"admin.listen", "admin.state_file"}},
 		{"timeouts and limits", "timeouts: {client_idle: 5s}\nlimits: {max_conns: 5, max_header_bytes: 2KB}\n" + baseYAML, []string{"timeouts.client_idle", "limits.max_header_bytes", "limits.max_conns"}},
+		{"proxy protocol", "trusted_proxies: [10.0.0.0/8]\nproxy_protocol: true\n" + baseYAML, []string{"trusted_proxies", "proxy_protocol"}},
 		{"trusted proxies and cache", "trusted_proxies: [10.0.0.0/8]\ncache: {max_bytes: 1MB}\n" + baseYAML, []string{"trusted_proxies", "cache.max_bytes"}},
 	}
 	for _, tt := range tests {
