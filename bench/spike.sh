@@ -236,6 +236,9 @@ skip() { # $1: key, $2: name, $3: reason
 budget=$(awk -v s="$scale" -v r="$recovery" -v w="$replay_wait" 'BEGIN{printf "%d", 110*s + r + 10 + w + 90}')
 # The replay rate of the floodgate config, for the replay budget of the report.
 replay_rate=$(awk -F'[:/ ]+' '/^ *replay_rate:/ {print $3; exit}' "$fg_cfg")
+# Issue 15: back to normal within hold + 3 windows of steady traffic (the shop pool's).
+exit_budget=$(awk '/^ *hold: *[0-9]+s/ && !h {h = $2 + 0} /^ *window: *[0-9]+s/ && !w {w = $2 + 0}
+  END {if (h) printf "%ds", h + 3 * (w ? w : 2)}' "$fg_cfg")
 
 # Check once that this machine delivers the origin's nominal capacity.
 "$spike" quiet -max-wait "$quiet_wait"
@@ -289,7 +292,7 @@ for key in "${list[@]}"; do
     try="$out/$key.try$attempt.json"
     if taskset -c $load_cpu env GOMAXPROCS=1 timeout -k 10 "$budget" "$spike" run -target "127.0.0.1:$port" -name "$name" \
         -origin-control "127.0.0.1:$cp" -proxy-pid "$proxy_pid" "${metrics[@]}" -scale "$scale" -recovery "${recovery}s" \
-        -replay-wait "${replay_wait}s" ${replay_rate:+-replay-rate "$replay_rate"} \
+        -replay-wait "${replay_wait}s" ${replay_rate:+-replay-rate "$replay_rate"} ${exit_budget:+-exit-budget "$exit_budget"} \
         -json "$try" "${extra[@]}"; then
       ok=1
     else

@@ -551,6 +551,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	slo := fs.Duration("slo", time.Second, "a 2xx counts as goodput when it arrives within this")
 	retryShare := fs.Float64("retry-share", defaultRetryShare, "share of orders sent again with the same Idempotency-Key")
 	replayRate := fs.Float64("replay-rate", 0, "the proxy's replay rate of captured orders, per second, for the replay budget (0: not judged)")
+	exitBudget := fs.Duration("exit-budget", 0, "issue 15's bound on leaving degraded mode once traffic is steady: the proxy's hold + 3 windows (0: not judged)")
 	mixS := fs.String("mix", defaultMix, "share of each class")
 	timeout := fs.Duration("timeout", 10*time.Second, "client timeout: no answer by then counts as no answer")
 	classTimeout := fs.String("class-timeout", "", "per-class client timeouts, e.g. search=3s")
@@ -665,7 +666,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	in := runData{name: *name, target: *target, prof: prof, mix: mix, model: ost.Model, timeouts: cfg.timeouts,
 		sched: sched, recs: recs, runID: cfg.runID, orders: orders, origin: &ost, replayWait: replay.waited, replayRate: replay.rate,
-		start: start, slo: *slo, modeSamples: samples, modesNote: modesNote, proxyReplayRate: *replayRate}
+		start: start, slo: *slo, modeSamples: samples, modesNote: modesNote, proxyReplayRate: *replayRate, exitBudget: *exitBudget}
 	switch {
 	case *metricsURL == "":
 		in.transNote = "not measured (no -metrics)"

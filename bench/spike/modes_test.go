@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -96,5 +97,37 @@ func TestPeakAndRecovery(t *testing.T) {
 	// Without a known exit, the whole recovery counts.
 	if _, rc := peakAndRecovery(in, nil); rc.SentAfterExit != 3 || rc.RefusedAfterExit != 2 {
 		t.Errorf("recovery without modes %+v", *rc)
+	}
+}
+
+func TestAcceptance(t *testing.T) {
+	t.Parallel()
+	pass := Report{
+		Peak:        &Peak{SLOms: 1000, GoodputPct: 96, ClassGoodputPct: []float64{100, 99.5, 80, 100, 100}, AdmittedP99ms: 900},
+		Modes:       &Modes{Entries: 1, Exits: 1, ExitAfterSteadyS: 35},
+		ExitBudgetS: 36,
+		Recovery:    &Recovery{Sent: 100, SentAfterExit: 50},
+		Orders:      Orders{Captured: 100, CapturedAfterExitS: 31, ReplayBudgetS: 32},
+	}
+	if f := acceptance(pass); len(f) != 0 {
+		t.Errorf("a passing run fails: %v", f)
+	}
+	fail := pass
+	fail.Peak = &Peak{SLOms: 1000, GoodputPct: 81, ClassGoodputPct: []float64{100, 85.4, 0, 100, 99}, AdmittedP99ms: 1200, ClientTimeouts: 3}
+	fail.Modes = &Modes{Entries: 1, Exits: 0, DegradedAtEnd: true}
+	fail.Recovery = &Recovery{RefusedAfterExit: 7}
+	fail.Orders = Orders{Captured: 10, CapturedMissing: 2, Lost: 2, DupOrders: 1}
+	got := acceptance(fail)
+	want := []string{"goodput 81.0% < 95%", "pages 85.4% < 99%", "back office 99.0% < 99.9%", "p99 admitted 1.20s >= 1.00s",
+		"3 client timeouts", "1 entries, 0 exits (want 1 and 1)", "7 refused after the exit",
+		"2 captured orders never reached the origin", "2 orders lost", "1 orders processed twice"}
+	if !slices.Equal(got, want) {
+		t.Errorf("acceptance:\n got %q\nwant %q", got, want)
+	}
+	// A proxy without a degraded mode is not judged on leaving it.
+	nomode := pass
+	nomode.Modes = nil
+	if f := acceptance(nomode); len(f) != 0 {
+		t.Errorf("no degraded mode: %v", f)
 	}
 }

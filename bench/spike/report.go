@@ -211,6 +211,7 @@ type Report struct {
 	Peak        *Peak              `json:"peak,omitempty"`
 	Recovery    *Recovery          `json:"recovery,omitempty"`
 	Modes       *Modes             `json:"modes,omitempty"`
+	ExitBudgetS float64            `json:"exit_budget_s,omitempty"` // issue 15: hold + 3 windows
 	ModesNote   string             `json:"modes_note,omitempty"`
 	Plateau     Plateau            `json:"plateau"`
 	Classes     []ClassReport      `json:"classes,omitempty"`
@@ -256,6 +257,7 @@ type runData struct {
 	modesNote    string        // why there are no samples
 	// proxyReplayRate is the proxy's configured replay rate, orders/s (0: unknown).
 	proxyReplayRate float64
+	exitBudget      time.Duration // hold + 3 windows (0: unknown)
 }
 
 // analyze computes the report of one run. It does no I/O.
@@ -374,6 +376,7 @@ func analyze(in runData) Report {
 		rep.Classes = append(rep.Classes, cr)
 	}
 
+	rep.ExitBudgetS = in.exitBudget.Seconds()
 	if in.modeSamples != nil {
 		rep.Modes = analyzeModes(in.modeSamples, in.prof)
 	} else {
@@ -923,7 +926,71 @@ func printIssue15(w io.Writer, ran []Report) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t\n", r.Name, ee, ep, es, rg, ra, o.Captured, last, budget, o.Lost, o.DupOrders, o.DupKeys)
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "\nissue 15's acceptance, judged on this run")
+	for _, r := range ran {
+		if f := acceptance(r); len(f) > 0 {
+			fmt.Fprintf(w, "  %s: fails: %s\n", r.Name, strings.Join(f, "; "))
+		} else {
+			fmt.Fprintf(w, "  %s: passes\n", r.Name)
+		}
+	}
 	fmt.Fprintln(w)
+}
+
+// acceptance lists the checks of issue 15's acceptance that run r fails; a proxy
+// without a degraded mode (no floodgate_degraded) is not judged on leaving it.
+func acceptance(r Report) []string {
+	var f []string
+	fail := func(format string, a ...any) { f = append(f, fmt.Sprintf(format, a...)) }
+	pk := r.Peak
+	if pk == nil {
+		return []string{"no peak measured"}
+	}
+	g := pk.ClassGoodputPct
+	if pk.GoodputPct < 95 {
+		fail("goodput %.1f%% < 95%%", pk.GoodputPct)
+	}
+	if g[clsProduct] < 99 {
+		fail("pages %.1f%% < 99%%", g[clsProduct])
+	}
+	if g[clsBackoffice] < 99.9 {
+		fail("back office %.1f%% < 99.9%%", g[clsBackoffice])
+	}
+	if g[clsCheckout] < 100 {
+		fail("orders 2xx %.1f%% < 100%%", g[clsCheckout])
+	}
+	if pk.AdmittedP99ms >= pk.SLOms {
+		fail("p99 admitted %s >= %s", fmtMS(pk.AdmittedP99ms), fmtMS(pk.SLOms))
+	}
+	if pk.ClientTimeouts > 0 {
+		fail("%d client timeouts", pk.ClientTimeouts)
+	}
+	if m := r.Modes; m != nil {
+		switch {
+		case m.Entries != 1 || m.Exits != 1:
+			fail("%d entries, %d exits (want 1 and 1)", m.Entries, m.Exits)
+		case m.DegradedAtEnd:
+			fail("still degraded at the end")
+		case r.ExitBudgetS > 0 && m.ExitAfterSteadyS > r.ExitBudgetS:
+			fail("exit %.1fs after steady traffic > hold + 3 windows = %.0fs", m.ExitAfterSteadyS, r.ExitBudgetS)
+		}
+	}
+	if rc := r.Recovery; rc != nil && rc.RefusedAfterExit > 0 {
+		fail("%d refused after the exit", rc.RefusedAfterExit)
+	}
+	o := r.Orders
+	if o.CapturedMissing > 0 {
+		fail("%d captured orders never reached the origin", o.CapturedMissing)
+	} else if o.ReplayBudgetS > 0 && o.CapturedAfterExitS > o.ReplayBudgetS {
+		fail("last captured order %.0fs after the exit > %.0fs", o.CapturedAfterExitS, o.ReplayBudgetS)
+	}
+	if o.Lost > 0 {
+		fail("%d orders lost", o.Lost)
+	}
+	if o.DupOrders > 0 {
+		fail("%d orders processed twice", o.DupOrders)
+	}
+	return f
 }
 
 // stillArriving says, after a count of missing orders, whether replay was still
