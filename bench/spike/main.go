@@ -166,7 +166,8 @@
 //     CPU use.
 //
 // The report is printed as a table and written with -json, including a per-second
-// timeline; spike report prints several of them side by side.
+// timeline (with the proxy's mode each second, when -metrics is given); spike
+// report prints several of them side by side.
 //
 // # Fidelity
 //

@@ -162,6 +162,9 @@ type Second struct {
 	Shed     int `json:"shed"`
 	Errors   int `json:"errors"`
 	NoAnswer int `json:"no_answer"`
+	// Mode is the proxy's mode in that second from floodgate_degraded: "degraded"
+	// when any reading in it was, "normal" when all were; empty when not measured.
+	Mode string `json:"mode,omitempty"`
 }
 
 // Peak is what became of the requests sent while the offered rate was at its peak,
@@ -362,9 +365,19 @@ func analyze(in runData) Report {
 	}
 	p.FromS, p.ToS = from.Seconds(), to.Seconds()
 	rep.Plateau = p
-	// Trim the timeline's empty tail.
+	// Trim the timeline's empty tail, then mark each second's mode.
 	for len(tl) > 0 && tl[len(tl)-1] == (Second{T: tl[len(tl)-1].T}) {
 		tl = tl[:len(tl)-1]
+	}
+	for _, ms := range in.modeSamples {
+		if i := int(ms.at / time.Second); i >= 0 && i < len(tl) {
+			switch {
+			case ms.degraded:
+				tl[i].Mode = "degraded"
+			case tl[i].Mode == "":
+				tl[i].Mode = "normal"
+			}
+		}
 	}
 	rep.Timeline = tl
 

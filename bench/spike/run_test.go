@@ -165,6 +165,15 @@ func TestRunEndToEnd(t *testing.T) {
 	if r.Recovery == nil || r.Recovery.Sent == 0 {
 		t.Errorf("recovery %+v", r.Recovery)
 	}
+	var degradedSecs int
+	for _, sec := range r.Timeline {
+		if sec.Mode == "degraded" {
+			degradedSecs++
+		}
+	}
+	if degradedSecs == 0 {
+		t.Error("no second of the timeline is marked degraded")
+	}
 	if md := r.Modes; md == nil || md.Entries != 1 || md.Exits != 1 || md.DegradedAtEnd || md.LastExitS < md.FirstEntryS {
 		t.Errorf("modes %+v (%s)", md, r.ModesNote)
 	}
