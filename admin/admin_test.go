@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/registry"
 )
@@ -52,7 +53,7 @@ type api struct {
 	url    string
 	token  string
 	srv    *Server
-	reg    *registry.Registry
+	reg    *generation.Manager
 	px     *proxy.Server
 	reload *fakeReloader
 	log    *lockedBuffer
@@ -61,7 +62,7 @@ type api struct {
 func newAPI(t *testing.T, token string) *api {
 	t.Helper()
 	px := proxy.New(proxy.Options{})
-	reg, err := registry.New(registry.Options{Dataplane: px})
+	reg, err := generation.New(generation.Options{Dataplane: px})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func newAPI(t *testing.T, token string) *api {
 		Pools: []registry.PoolSpec{
 			{Name: "shop", Backends: []registry.BackendSpec{{Address: "10.0.0.1:8080", Weight: 60}}},
 		},
-		Routes: []proxy.RouteSpec{{Name: "site", PathPrefix: "/", Pool: "shop"}},
+		Routes: generation.Routes([]proxy.RouteSpec{{Name: "site", PathPrefix: "/", Pool: "shop"}}...),
 	}, registry.State{}); err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +397,7 @@ func TestRemoveAnswersAfterTheDrain(t *testing.T) {
 func TestStateFileFailureIs500(t *testing.T) {
 	px := proxy.New(proxy.Options{})
 	var fail atomic.Bool
-	reg, err := registry.New(registry.Options{Dataplane: px, Persist: func(registry.State) error {
+	reg, err := generation.New(generation.Options{Dataplane: px, Persist: func(registry.State) error {
 		if fail.Load() {
 			return errors.New("write /var/lib/floodgate/state.json: no space left on device")
 		}

@@ -7,7 +7,7 @@
 //
 // It also serves the status page (ui.go, ui/): HTML, CSS and JavaScript
 // embedded with go:embed, polling GET /api/v1/status, which status.go builds
-// from the registry's view and the statistics of the degraded-mode monitor,
+// from the view of the generation in service and the statistics of the degraded-mode monitor,
 // the capture journal, the proxy's routes and the cache. Rates are the
 // differences between readings of counters the request path keeps anyway,
 // taken by the sampler (sampler.go) once a second off the request path: the
@@ -27,8 +27,9 @@
 // The API runs on net/http: it is off the request path, and net/http's
 // strictness and timeouts are what an operator's tool expects.
 //
-// admin imports registry and health, degrade and degrade/capture, and proxy
-// and proxy/cache, for the types it shows and the statistics it reads; it must
-// not import conf or cmd: cmd/floodgate wires it to the registry, the
+// admin imports registry, generation and health, degrade and degrade/capture,
+// and proxy and proxy/cache, for the types it shows and the statistics it
+// reads; it must not import conf or cmd: cmd/floodgate wires it to the
+// registry and its generations (generation.Manager), the
 // reloader, the monitor, the journal, the proxy and the metrics handler.
 package admin

@@ -8,6 +8,7 @@ import (
 
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/registry"
 )
 
@@ -30,6 +31,8 @@ type queueJSON struct {
 	Served   uint64 `json:"served"`
 	Timeouts uint64 `json:"timeouts"`
 	Rejected uint64 `json:"rejected"`
+	// Predicted counts requests refused at arrival on their predicted wait.
+	Predicted uint64 `json:"predicted"`
 }
 
 type backendJSON struct {
@@ -57,7 +60,7 @@ type healthJSON struct {
 	ConsecutiveFail int        `json:"consecutive_fail"`
 }
 
-func (s *Server) backendJSON(b *registry.BackendView, activeCheck bool) backendJSON {
+func (s *Server) backendJSON(b *generation.BackendView, activeCheck bool) backendJSON {
 	st := b.State.Stats()
 	out := backendJSON{
 		Pool: b.Pool, Address: b.Address, Weight: b.Weight, State: b.Status(), Source: string(b.Source),
@@ -94,7 +97,7 @@ func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {
 			hc = "none"
 		}
 		pj := poolJSON{Name: p.Name, Health: hc, Backends: make([]backendJSON, 0, len(p.Backends)),
-			Queue: queueJSON{Depth: q.Depth, Enqueued: q.Enqueued, Served: q.Served, Timeouts: q.Timeouts, Rejected: q.Rejected}}
+			Queue: queueJSON{Depth: q.Depth, Enqueued: q.Enqueued, Served: q.Served, Timeouts: q.Timeouts, Rejected: q.Rejected, Predicted: q.Predicted}}
 		for _, b := range p.Backends {
 			pj.Backends = append(pj.Backends, s.backendJSON(b, hc != "none"))
 		}

@@ -5,9 +5,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/proxy/cache"
-	"github.com/floodgate/floodgate/registry"
 )
 
 // Sampling of the status page. The request path keeps cumulative counters
@@ -100,7 +100,7 @@ type sampler struct {
 
 // sources are what the sampler reads; each may be nil but view.
 type sources struct {
-	view   func() *registry.View
+	view   func() *generation.View
 	routes func() []*proxy.RouteStats
 	cache  CacheStats
 	cap    Captures

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/proxy"
@@ -24,9 +25,10 @@ import (
 // 300 bytes.
 const MaxBody = 64 << 10
 
-// Registry is the part of registry.Registry the API drives.
+// Registry is the part of generation.Manager (the registry and the generation
+// in service) the API drives.
 type Registry interface {
-	View() *registry.View
+	View() *generation.View
 	Register(ctx context.Context, pool, address string, weight *int) (created bool, err error)
 	Update(ctx context.Context, pool, address string, u registry.BackendUpdate) error
 	Remove(ctx context.Context, pool, address string, timeout time.Duration) (registry.Removal, error)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/degrade"
-	"github.com/floodgate/floodgate/registry"
+	"github.com/floodgate/floodgate/generation"
 )
 
 // Status is the answer of GET /api/v1/status, what the status page and
@@ -283,7 +283,7 @@ func (s *Server) buildStatus() Status {
 	return out
 }
 
-func (s *Server) poolStatus(p *registry.PoolView, now time.Time, cur, base *reading, rate func(c, b uint64) *float64, modes map[string]degrade.Status) PoolStatus {
+func (s *Server) poolStatus(p *generation.PoolView, now time.Time, cur, base *reading, rate func(c, b uint64) *float64, modes map[string]degrade.Status) PoolStatus {
 	hc := p.Config.Health.Type
 	if hc == "" {
 		hc = "none"
@@ -300,7 +300,7 @@ func (s *Server) poolStatus(p *registry.PoolView, now time.Time, cur, base *read
 		bs := s.backendStatus(b, p.Config, now)
 		bs.Limit = limit
 		ps.InFlight += bs.InFlight
-		if limit > 0 && (bs.State == registry.StatusUp) {
+		if limit > 0 && (bs.State == generation.StatusUp) {
 			ps.Capacity += int64(limit)
 		}
 		key := p.Name + "\x00" + b.Address
@@ -337,23 +337,23 @@ func (s *Server) poolStatus(p *registry.PoolView, now time.Time, cur, base *read
 // backendStatus is a backend's live state. The slow-start ramp is the
 // balancer's (10% + 90% * elapsed / slow_start of the weight), computed from
 // the time the backend came up, which is when the balancer starts its ramp.
-func (s *Server) backendStatus(b *registry.BackendView, cfg registry.PoolConfig, now time.Time) BackendStatus {
+func (s *Server) backendStatus(b *generation.BackendView, cfg generation.PoolSettings, now time.Time) BackendStatus {
 	st := b.State.Stats()
 	bs := BackendStatus{Address: b.Address, Weight: b.Weight, Source: string(b.Source), InFlight: st.Inflight,
 		Requests: st.Requests, Failures: st.Failures, EffectiveWeight: float64(b.EffectiveWeight())}
 	switch {
 	case b.EffectiveWeight() == 0:
-		bs.State = registry.StatusDraining
+		bs.State = generation.StatusDraining
 	case st.Ejected:
 		bs.State = StatusEjected
 	case !st.ProbeUp:
-		bs.State = registry.StatusDown
+		bs.State = generation.StatusDown
 	default:
-		bs.State = registry.StatusUp
+		bs.State = generation.StatusUp
 	}
 	if !st.UpSince.IsZero() {
 		bs.UpSince = ptr(st.UpSince.UTC())
-		if elapsed := now.Sub(st.UpSince); cfg.SlowStart > 0 && elapsed < cfg.SlowStart && bs.State == registry.StatusUp {
+		if elapsed := now.Sub(st.UpSince); cfg.SlowStart > 0 && elapsed < cfg.SlowStart && bs.State == generation.StatusUp {
 			ramp := 0.1 + 0.9*max(0, elapsed.Seconds())/cfg.SlowStart.Seconds()
 			bs.Warming = true
 			bs.EffectiveWeight = round(float64(b.Weight)*ramp, 1)
@@ -374,7 +374,7 @@ func (s *Server) backendStatus(b *registry.BackendView, cfg registry.PoolConfig,
 // in the status endpoint (GET /api/v1/pools reports it as down).
 const StatusEjected = "ejected"
 
-func (s *Server) captureStatus(v *registry.View, cur, base *reading, rate func(c, b uint64) *float64) *CaptureStatus {
+func (s *Server) captureStatus(v *generation.View, cur, base *reading, rate func(c, b uint64) *float64) *CaptureStatus {
 	st := s.opts.Captures.Stats()
 	cs := &CaptureStatus{Backlog: st.Pending, BacklogByPool: st.Backlog, DeadLetters: st.DeadLetters, Dead: []DeadLetter{},
 		Captured: st.Appended, Delivered: st.Delivered, Bytes: st.Bytes, Segments: st.Segments, PausedPools: []string{}}

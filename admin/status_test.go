@@ -19,6 +19,7 @@ import (
 
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/proxy/cache"
 	"github.com/floodgate/floodgate/registry"
@@ -67,20 +68,35 @@ func (f *fakeCache) set(st cache.Stats) {
 // 503 on /fail.
 func fastBackend(tb testing.TB) string {
 	tb.Helper()
+	addr, _ := holdingBackend(tb)
+	return addr
+}
+
+// holdingBackend is fastBackend whose "/hold" requests are answered only once
+// release has been called.
+func holdingBackend(tb testing.TB) (addr string, release func()) {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	body := bytes.Repeat([]byte("x"), 128)
+	hold := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(hold) }) }
+	tb.Cleanup(release)
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		if string(ctx.Path()) == "/fail" {
+		switch string(ctx.Path()) {
+		case "/fail":
 			ctx.SetStatusCode(503)
+		case "/hold":
+			<-hold
 		}
 		ctx.SetBody(body)
 	}}
 	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
 	tb.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String()
+	return ln.Addr().String(), release
 }
 
 // stack is the admin API over a proxy serving real traffic (on an in-memory
@@ -99,7 +115,7 @@ type stack struct {
 type stackOptions struct {
 	token      string
 	backends   []string
-	pool       registry.PoolConfig
+	pool       generation.PoolSettings
 	noOptional bool // leave Degrade, Captures, Routes and Cache nil
 }
 
@@ -107,9 +123,7 @@ func newStack(tb testing.TB, o stackOptions) *stack {
 	tb.Helper()
 	px := proxy.New(proxy.Options{})
 	mon := degrade.NewMonitor(degrade.MonitorOptions{})
-	reg, err := registry.New(registry.Options{Dataplane: px, Degrade: func(pool string) (*degrade.Gate, *degrade.Recorder) {
-		return mon.Gate(pool), mon.Recorder(pool)
-	}})
+	reg, err := generation.New(generation.Options{Dataplane: px, Monitor: mon})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -121,17 +135,14 @@ func newStack(tb testing.TB, o stackOptions) *stack {
 		bs = append(bs, registry.BackendSpec{Address: b, Weight: len(o.backends) - i})
 	}
 	if _, err := reg.Init(ctx, registry.Config{
-		Pools: []registry.PoolSpec{{Name: "shop", Config: o.pool, Backends: bs}, {Name: "backoffice"}},
-		Routes: []proxy.RouteSpec{
+		Pools: []registry.PoolSpec{{Name: "shop", Settings: o.pool, Backends: bs}, {Name: "backoffice"}},
+		Routes: generation.Routes([]proxy.RouteSpec{
 			{Name: "checkout", PathPrefix: "/checkout", Pool: "shop"},
 			{Name: "search", PathPrefix: "/search", Pool: "shop", Priority: degrade.PriorityLow, Action: degrade.ActionShed},
 			{Name: "site", PathPrefix: "/", Pool: "shop"},
 			{Name: "admin", PathPrefix: "/admin/", Pool: "backoffice"},
-		},
+		}...),
 	}, registry.State{}); err != nil {
-		tb.Fatal(err)
-	}
-	if err := mon.Configure([]degrade.PoolConfig{{Name: "shop"}, {Name: "backoffice"}}); err != nil {
 		tb.Fatal(err)
 	}
 	journal, err := capture.Open(capture.Options{Dir: tb.TempDir()})
@@ -229,8 +240,9 @@ func near(got *float64, want float64) bool {
 }
 
 func TestStatus(t *testing.T) {
-	b1, b2 := fastBackend(t), fastBackend(t)
-	s := newStack(t, stackOptions{backends: []string{b1, b2}, pool: registry.PoolConfig{MaxConnsPerBackend: 8, QueueMax: 50, QueueTimeout: time.Second}})
+	b1, release1 := holdingBackend(t)
+	b2, release2 := holdingBackend(t)
+	s := newStack(t, stackOptions{backends: []string{b1, b2}, pool: generation.PoolSettings{MaxConnsPerBackend: 8, QueueMax: 50, QueueTimeout: time.Second}})
 
 	// The first reading has no rate yet.
 	st := s.status(t)
@@ -312,13 +324,39 @@ func TestStatus(t *testing.T) {
 	if m := shop.Mode; m.Mode != "degraded" || m.Override != "degraded" || m.Reason != "admin override: degraded" || m.Since == nil || m.Level == "normal" {
 		t.Fatalf("degraded: %+v", m)
 	}
-	// Low priority is shed now: refusals by design, counted apart.
+	// Low priority is shed now when no slot is free (with one free it is
+	// served: work-conserving admission): refusals by design, counted apart.
+	// The 16 slots are held by requests of the site first.
+	held := make(chan error, 16)
+	for range 16 {
+		go func() {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://shop.example/hold")
+			held <- s.client.Do(req, resp)
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); poolOf(t, s.status(t), "shop").InFlight != 16; {
+		if time.Now().After(deadline) {
+			t.Fatal("the 16 slots were not all taken in 10s")
+		}
+		time.Sleep(time.Millisecond) // polled state: nothing to wait on
+	}
 	s.send(t, "/search?q=mug", 20)
+	release1()
+	release2()
+	for range 16 {
+		if err := <-held; err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.send(t, "/", 20)
 	s.clock.Add(5 * time.Second)
 	st = s.status(t)
 	shop = poolOf(t, st, "shop")
-	if !near(shop.RefusedPerSecond, 4) || !near(shop.DegradedPerSecond, 4) || !near(shop.RequestsPerSecond, 8) || !near(shop.ErrorRate, 0.5) {
+	// 56 requests in 5s, of which the 20 searches were shed (503).
+	if !near(shop.RefusedPerSecond, 4) || !near(shop.DegradedPerSecond, 4) || !near(shop.RequestsPerSecond, 56.0/5) || !near(shop.ErrorRate, 20.0/56) {
 		t.Fatalf("shed: refused %v degraded %v rps %v errors %v", deref(shop.RefusedPerSecond), deref(shop.DegradedPerSecond), deref(shop.RequestsPerSecond), deref(shop.ErrorRate))
 	}
 	for _, r := range st.Routes {
@@ -404,7 +442,7 @@ func TestTypedNilOptions(t *testing.T) {
 }
 
 func TestSlowStartEffectiveWeight(t *testing.T) {
-	s := newStack(t, stackOptions{backends: []string{"10.0.0.1:80"}, pool: registry.PoolConfig{SlowStart: 100 * time.Second}})
+	s := newStack(t, stackOptions{backends: []string{"10.0.0.1:80"}, pool: generation.PoolSettings{SlowStart: 100 * time.Second}})
 	up := s.reg.View().Backend("shop", "10.0.0.1:80").State.Stats().UpSince
 	for _, tt := range []struct {
 		after   time.Duration

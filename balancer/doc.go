@@ -14,7 +14,9 @@
 //   - BackendState, one per backend ID: probe verdict, passive-health ejection,
 //     slow-start ramp, in-flight slots and totals. Health changes flip it in
 //     place and every generation sees them at once, with no rebuild.
-//   - PoolState, one per pool: the FIFO queue of requests waiting for a slot.
+//   - PoolState, one per pool: the queue of requests waiting for a slot,
+//     ordered by class (critical, high, normal, low), then by expected service
+//     time (shortest first), then by arrival.
 //
 // So a slot taken from one generation can be released after the next one is
 // swapped in, and the request it goes to may have queued on either. A queued
@@ -28,5 +30,7 @@
 // skipping backends that are down, ejected or (with probability 1-ramp)
 // slow-starting. Acquire does the same and also claims a slot below
 // MaxConnsPerBackend, queueing when every eligible backend is at its limit.
-// Release hands a freed slot straight to the oldest waiter.
+// Release hands a freed slot straight to the first waiter in queue order.
+// AcquireTicket predicts an arriving request's wait from the work queued ahead
+// of it and refuses at once (ErrWouldWait) what would outwait its deadline.
 package balancer

@@ -25,9 +25,16 @@ var (
 	// (QueueMax 0) returns it at once. It wraps ErrSaturated.
 	ErrQueueFull error = &sentinel{msg: "balancer: queue full", parent: ErrSaturated}
 
-	// ErrQueueTimeout means the request waited PoolOptions.QueueTimeout in the
-	// pool's queue without a slot freeing up. It wraps ErrSaturated.
+	// ErrQueueTimeout means the request waited PoolOptions.QueueTimeout (or its
+	// Ticket.MaxWait, if shorter) in the pool's queue without a slot freeing
+	// up. It wraps ErrSaturated.
 	ErrQueueTimeout error = &sentinel{msg: "balancer: queue timeout", parent: ErrSaturated}
+
+	// ErrWouldWait means no slot is free and the request would wait longer than
+	// it may: it may not wait at all (Ticket.MaxWait < 0), or the wait
+	// predicted from the queue ahead of it exceeds its deadline. It is returned
+	// at once, without queueing. It wraps ErrSaturated.
+	ErrWouldWait error = &sentinel{msg: "balancer: would wait too long for a slot", parent: ErrSaturated}
 )
 
 // sentinel is an error value with an optional parent, so that the queue errors

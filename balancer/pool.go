@@ -133,6 +133,7 @@ type Pool struct {
 	now          func() time.Time
 
 	errNoHealthy, errQueueFull, errQueueTimeout error
+	errWouldWait, errNoWait, errMaxWait         error
 
 	// next is the ring cursor, written by every pick: on its own cache line so it
 	// does not slow down reads of the fields above.
@@ -141,17 +142,15 @@ type Pool struct {
 	_    [56]byte
 }
 
-// NewPool validates opts and builds a pool generation. It returns every problem
-// found, joined: weights outside [0, MaxWeight], empty or duplicate addresses, a
-// BackendState used twice, more than MaxBackends backends, negative limits or
-// durations, a queue without a timeout, passive health without an ejection period.
-//
-// On success, unless opts.Staged, it records the pool's passive-health settings,
-// clock and PoolState in each BackendState (see Adopt), so Report and
-// SetProbeUp follow the newest generation.
-// NewPool is safe for concurrent use, but two pools built over the same
-// BackendStates at once race for which settings win.
-func NewPool(opts PoolOptions) (*Pool, error) {
+// ValidatePool is the one rule for a valid pool: it returns every problem of
+// opts, joined and prefixed with the pool's name, or nil. Weights outside
+// [0, MaxWeight], empty or duplicate addresses, a BackendState used twice, more
+// than MaxBackends backends, negative limits or durations, a reserve not below
+// the connection limit, a queue without a timeout, passive health without an
+// ejection period. It is pure: NewPool calls it first, and a control plane that
+// must know whether a pool would build (before it commits a change) calls it
+// without building anything.
+func ValidatePool(opts PoolOptions) error {
 	var errs []error
 	if len(opts.Backends) > MaxBackends {
 		errs = append(errs, fmt.Errorf("%d backends: at most %d allowed", len(opts.Backends), MaxBackends))
@@ -202,7 +201,21 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("balancer: pool %q: %w", opts.Name, err)
+		return fmt.Errorf("balancer: pool %q: %w", opts.Name, err)
+	}
+	return nil
+}
+
+// NewPool validates opts with ValidatePool and builds a pool generation.
+//
+// On success, unless opts.Staged, it records the pool's passive-health settings,
+// clock and PoolState in each BackendState (see Adopt), so Report and
+// SetProbeUp follow the newest generation.
+// NewPool is safe for concurrent use, but two pools built over the same
+// BackendStates at once race for which settings win.
+func NewPool(opts PoolOptions) (*Pool, error) {
+	if err := ValidatePool(opts); err != nil {
+		return nil, err
 	}
 
 	p := &Pool{
@@ -219,6 +232,9 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		errNoHealthy:    newPoolError(opts.Name, ErrNoHealthyBackend, ""),
 		errQueueFull:    newPoolError(opts.Name, ErrQueueFull, fmt.Sprintf("max %d", opts.QueueMax)),
 		errQueueTimeout: newPoolError(opts.Name, ErrQueueTimeout, fmt.Sprintf("after %v", opts.QueueTimeout)),
+		errWouldWait:    newPoolError(opts.Name, ErrWouldWait, "predicted from the queue ahead"),
+		errNoWait:       newPoolError(opts.Name, ErrWouldWait, "no free slot, and the request may not wait"),
+		errMaxWait:      newPoolError(opts.Name, ErrQueueTimeout, "after the request's max wait"),
 	}
 	if p.state == nil {
 		p.state = NewPoolState(opts.Name)
@@ -302,30 +318,45 @@ func (p *Pool) Pick() (*Backend, error) {
 
 // Acquire is Pick plus a connection slot: it returns the next healthy backend
 // other than skip with fewer than MaxConnsPerBackend slots held, and takes one.
-// The caller must call Release on the result exactly once.
-//
-// skip (nil for none) is excluded outright, to retry on another backend; if no
-// other backend is healthy Acquire returns ErrNoHealthyBackend. When every
-// eligible backend is at its limit the call waits in the pool's FIFO queue for a
-// Release or Kick: it fails with ErrQueueFull if QueueMax calls already wait and
-// with ErrQueueTimeout after QueueTimeout. To keep the queue fair, Acquire also
-// queues whenever others are already waiting. All errors are wrapped with the
-// pool's name.
-//
-// Safe for concurrent use. Without waiters it is lock-free and allocation-free;
-// queueing takes the PoolState's lock.
-func (p *Pool) Acquire(skip *Backend) (*Backend, error) { return p.acquire(skip, false) }
+// The caller must call Release on the result exactly once. It is AcquireTicket
+// with the zero Ticket: a normal request of unknown cost.
+func (p *Pool) Acquire(skip *Backend) (*Backend, error) { return p.AcquireTicket(skip, Ticket{}) }
 
 // AcquireCritical is Acquire for a critical request: it may also take the slots
 // reserved by PoolOptions.Reserved, and a queued critical request is not held up
 // by public requests ahead of it that cannot use the reserve.
-func (p *Pool) AcquireCritical(skip *Backend) (*Backend, error) { return p.acquire(skip, true) }
+func (p *Pool) AcquireCritical(skip *Backend) (*Backend, error) {
+	return p.AcquireTicket(skip, Ticket{Class: ClassCritical})
+}
 
-func (p *Pool) acquire(skip *Backend, critical bool) (*Backend, error) {
+// AcquireTicket is Acquire for a request described by t.
+//
+// skip (nil for none) is excluded outright, to retry on another backend; if no
+// other backend is healthy it returns ErrNoHealthyBackend. When every eligible
+// backend is at its limit, and whenever others already wait, the call queues
+// for a Release or Kick in the pool's queue, ordered by class, then expected
+// service time (t.Cost), then arrival. It fails with:
+//
+//   - ErrWouldWait at once when t.MaxWait is negative, or when the expected
+//     service time of the waiters ahead of it, over the slots they drain
+//     through, exceeds its deadline (t.MaxWait, or QueueTimeout if that is
+//     shorter or t.MaxWait is 0): the request learns at arrival what it would
+//     otherwise learn at the timeout;
+//   - ErrQueueFull if QueueMax calls already wait and none ranks after it (one
+//     that does is pushed out with ErrQueueFull and this one takes its place);
+//   - ErrQueueTimeout once its deadline has passed in the queue.
+//
+// ErrWouldWait, ErrQueueFull and ErrQueueTimeout all wrap ErrSaturated. All
+// errors are wrapped with the pool's name.
+//
+// Safe for concurrent use. Without waiters it is lock-free and allocation-free;
+// queueing takes the PoolState's lock.
+func (p *Pool) AcquireTicket(skip *Backend, t Ticket) (*Backend, error) {
 	var ss *BackendState
 	if skip != nil {
 		ss = skip.State
 	}
+	critical := t.Class == ClassCritical
 	if p.state.waiting.Load() == 0 || (critical && p.reserved > 0) {
 		switch b, v := p.scan(ss, true, critical); v {
 		case found:
@@ -333,8 +364,32 @@ func (p *Pool) acquire(skip *Backend, critical bool) (*Backend, error) {
 		case noneUp:
 			return nil, p.errNoHealthy
 		}
+	} else if t.MaxWait < 0 {
+		// Others wait, so no slot is idle: lock-free refusal.
+		return nil, p.errNoWait
 	}
-	return p.state.wait(p, ss, critical)
+	return p.state.wait(p, ss, t)
+}
+
+// Limited reports whether the pool caps connections per backend: whether it
+// can run out of slots at all.
+func (p *Pool) Limited() bool { return p.maxConns > 0 }
+
+// slots is how many requests the pool's up backends serve at once for a
+// request of this kind (the reserve counts for critical ones only); 0 without
+// a limit. It reads each backend's health: for the slow path only.
+func (p *Pool) slots(critical bool) int64 {
+	if p.maxConns <= 0 {
+		return 0
+	}
+	clk := clock{now: p.now}
+	var n int64
+	for _, i := range p.active {
+		if p.backends[i].State.upAt(&clk) {
+			n += p.limit(critical)
+		}
+	}
+	return n
 }
 
 // Release gives back the slot taken by Acquire. If requests are queued on the

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,9 @@ func TestNewPoolErrors(t *testing.T) {
 			[]string{"max conns", "queue max", "slow start", "max fails"}},
 		{"too many backends", PoolOptions{Backends: make([]BackendSpec, MaxBackends+1)}, []string{"4097 backends"}},
 		{"every problem at once", PoolOptions{Backends: specs(-1, 2000)}, []string{"backends[0]", "backends[1]"}},
+		{"reserve without a limit", PoolOptions{Reserved: 1}, []string{"reserved 1"}},
+		{"reserve at the limit", PoolOptions{MaxConnsPerBackend: 4, Reserved: 4}, []string{"reserved 4"}},
+		{"ejection percent out of range", PoolOptions{MaxEjectionPercent: 101}, []string{"max ejection percent 101"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,6 +207,9 @@ func TestNewPoolErrors(t *testing.T) {
 				t.Fatalf("NewPool = %v, nil error", p)
 			}
 			msg := err.Error()
+			if verr := ValidatePool(tt.opts); verr == nil || verr.Error() != msg {
+				t.Errorf("ValidatePool = %v, NewPool = %v: the two disagree", verr, err)
+			}
 			if !strings.HasPrefix(msg, `balancer: pool "shop": `) {
 				t.Errorf("error %q lacks the pool prefix", msg)
 			}
@@ -212,6 +219,40 @@ func TestNewPoolErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestValidatePoolAgreesWithNewPool checks that the pools ValidatePool
+// accepts are the pools NewPool builds, at the edges of every rule, and that
+// validating records nothing in the shared state.
+func TestValidatePoolAgreesWithNewPool(t *testing.T) {
+	t.Parallel()
+	st := NewBackendState("a")
+	for i, opts := range []PoolOptions{
+		{},
+		{Backends: []BackendSpec{{Address: "a", Weight: MaxWeight, State: st}}, MaxFails: 1, EjectFor: time.Second},
+		{MaxConnsPerBackend: 4, Reserved: 3, QueueMax: 1, QueueTimeout: time.Millisecond},
+		{MaxEjectionPercent: 100, SlowStart: time.Second},
+		{Backends: make([]BackendSpec, MaxBackends)},
+		{Backends: specs(0, 0)},
+		{MaxConnsPerBackend: 4, Reserved: 4},
+		{QueueMax: 1},
+		{Backends: []BackendSpec{{Address: "a", Weight: MaxWeight + 1}}},
+	} {
+		for j := range opts.Backends {
+			if opts.Backends[j].Address == "" && len(opts.Backends) == MaxBackends {
+				opts.Backends[j].Address = strconv.Itoa(j)
+			}
+		}
+		opts.Staged = true
+		verr := ValidatePool(opts)
+		_, nerr := NewPool(opts)
+		if (verr == nil) != (nerr == nil) || (verr != nil && verr.Error() != nerr.Error()) {
+			t.Errorf("case %d: ValidatePool = %v, NewPool = %v", i, verr, nerr)
+		}
+	}
+	if st.policy.Load() != nil {
+		t.Error("validating or building a staged pool recorded settings in a BackendState")
 	}
 }
 

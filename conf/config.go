@@ -425,6 +425,13 @@ type OnDegraded struct {
 	// admitted orders keep the backends busy; "degraded" whenever the pool is
 	// degraded. Empty for other actions.
 	When string `yaml:"when"`
+	// MaxWait is, for capture, the longest an order may be expected to wait
+	// for a backend slot: an order whose wait, predicted from the requests
+	// queued ahead of it, is longer is journalled and answered 202 at once,
+	// and one still waiting after MaxWait is journalled then. 0 (unset) means
+	// the pool's queue.timeout. 1ms..1m (degrade.CheckMaxWait). 0 for other
+	// actions.
+	MaxWait time.Duration `yaml:"max_wait"`
 }
 
 // RouteTimeouts overrides pool timeouts for one route.

@@ -366,12 +366,19 @@ func (d *decoder) route(f string, r *Route, c *Config) {
 				}
 			}
 			d.enum(of+".when", od.When, "refused", "degraded")
+			// The proxy's own rule (it applies it when it builds a generation).
+			for _, p := range degrade.CheckMaxWait(od.MaxWait) {
+				d.errorf(of+"."+p.Key, "%s", p.Msg)
+			}
 		} else {
 			if od.Methods != nil {
 				d.errorf(of+".methods", "only valid with action capture")
 			}
 			if od.When != "" {
 				d.errorf(of+".when", "only valid with action capture")
+			}
+			if od.MaxWait != 0 {
+				d.errorf(of+".max_wait", "only valid with action capture")
 			}
 		}
 		if od.Action == ActionStale {

@@ -65,7 +65,9 @@ func ParsePriority(s string) (Priority, error) {
 // Monitor once per window and read by the request path with one atomic load
 // (Gate.Level). It plays the part of the scaled trigger value of an Envoy
 // overload action: 0 means no action, and each step up refuses one more
-// priority class.
+// priority class. In a pool with a connection limit, "refuses" means "admits
+// only onto a slot that is free at once" (see Decide): the level decides who
+// may wait in the queue, the balancer who gets a free slot.
 type Level uint32
 
 // Admission levels. A request of priority p is admitted at level l when
@@ -104,11 +106,12 @@ func (l Level) String() string {
 	return fmt.Sprintf("level(%d)", uint32(l))
 }
 
-// Admit reports whether a request of priority p may go to its pool's backends
-// at admission level l. It is a pure function: low is refused from
+// Admit reports whether a request of priority p may queue for its pool's
+// backends at admission level l. It is a pure function: low is refused from
 // LevelShedLow, normal from LevelShedNormal, high from LevelCriticalOnly, and
-// critical never. A refused request gets its route's degraded action (see
-// Decide), never a queue slot or a timeout.
+// critical never. A refused request never waits: in a pool with a connection
+// limit it takes a slot if one is free at once, and otherwise (or in a pool
+// without a limit) it gets its route's degraded action (see Decide).
 func Admit(p Priority, l Level) bool { return p.rank() > l }
 
 // Gate is one pool's degraded-mode switch as the request path sees it: the
@@ -216,6 +219,12 @@ const (
 	OutcomeShed
 	// OutcomeCapture: hand the request to the capture journal (202).
 	OutcomeCapture
+	// OutcomeFreeSlot: the level refuses the request's priority, but its pool
+	// caps connections, so the balancer knows whether a slot is free: forward
+	// if one is free now, without queueing; else the route's action, at once
+	// (what Decide would have answered without a limit). A free slot is never
+	// left idle while a request is refused.
+	OutcomeFreeSlot
 )
 
 // String returns a short name for logs and metric labels.
@@ -231,6 +240,8 @@ func (o Outcome) String() string {
 		return "shed"
 	case OutcomeCapture:
 		return "capture"
+	case OutcomeFreeSlot:
+		return "free-slot"
 	}
 	return fmt.Sprintf("outcome(%d)", uint8(o))
 }
@@ -253,25 +264,34 @@ const (
 )
 
 // Decide is the whole degraded-mode policy for one request, as a pure function
-// of the pool's level, the route's priority and action, and whether and when
-// the request's method is captured. It allocates nothing.
+// of the pool's level, the route's priority and action, whether and when the
+// request's method is captured, and whether the pool caps connections per
+// backend (limited). It allocates nothing.
 //
 //   - Not degraded (LevelNormal): forward.
 //   - capture, CaptureAlways: capture.
 //   - stale: the cache first, whatever the priority, because a stale page
-//     costs the backends nothing; the proxy calls Admit on a miss.
-//   - admitted: forward. A forwarded request that then finds no slot in time
-//     gets its route's action too (the proxy's refuse), so a captured order
-//     admitted here is journalled rather than failed.
-//   - otherwise the route's action: capture for a captured method, static for
-//     static, shed for everything else (shed, none, and capture's other
-//     methods). The proxy first answers a refused request from the cache when
-//     it holds a fresh copy.
+//     costs the backends nothing; on a miss the proxy forwards if Admit
+//     allows, else takes a free slot if the pool is limited (as
+//     OutcomeFreeSlot), else answers busy.
+//   - admitted: forward, into the pool's queue, ordered by priority. A
+//     forwarded request that then finds no slot in time, or whose predicted
+//     wait exceeds its deadline, gets its route's action too (the proxy's
+//     refuse), so a captured order admitted here is journalled rather than
+//     failed.
+//   - refused by the level in a limited pool: OutcomeFreeSlot. Work
+//     conservation: the level says the pool is saturated, but shedding is
+//     for when there is no capacity, and the balancer knows exactly when
+//     there is; a refused request that finds a slot free is served.
+//   - otherwise (refused, no limit) the route's action: capture for a
+//     captured method, static for static, shed for everything else (shed,
+//     none, and capture's other methods). The proxy first answers a refused
+//     request from the cache when it holds a fresh copy.
 //
 // Requests that are not forwarded, and that would have reached the pool in
 // normal mode, should be counted with Recorder.Divert so that the monitor
 // knows the demand it is holding back; answers from the cache should not.
-func Decide(l Level, p Priority, a Action, c Capture) Outcome {
+func Decide(l Level, p Priority, a Action, c Capture, limited bool) Outcome {
 	if l == LevelNormal {
 		return OutcomeForward
 	}
@@ -283,6 +303,8 @@ func Decide(l Level, p Priority, a Action, c Capture) Outcome {
 		return OutcomeStale
 	case Admit(p, l):
 		return OutcomeForward
+	case limited:
+		return OutcomeFreeSlot
 	case captured:
 		return OutcomeCapture
 	case a == ActionStatic:

@@ -78,8 +78,17 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for l := LevelNormal; l <= MaxLevel; l++ {
-			if got := Decide(l, tt.p, tt.a, tt.captured); got != tt.want[l] {
-				t.Errorf("Decide(%v, %v, %q, capture=%v) = %v, want %v", l, tt.p, tt.a, tt.captured, got, tt.want[l])
+			if got := Decide(l, tt.p, tt.a, tt.captured, false); got != tt.want[l] {
+				t.Errorf("Decide(%v, %v, %q, capture=%v, unlimited) = %v, want %v", l, tt.p, tt.a, tt.captured, got, tt.want[l])
+			}
+			// With a connection limit, every refusal of the level becomes
+			// "a free slot, else the action": the rest is unchanged.
+			want := tt.want[l]
+			if want != OutcomeForward && want != OutcomeStale && !(want == OutcomeCapture && tt.captured == CaptureAlways) {
+				want = OutcomeFreeSlot
+			}
+			if got := Decide(l, tt.p, tt.a, tt.captured, true); got != want {
+				t.Errorf("Decide(%v, %v, %q, capture=%v, limited) = %v, want %v", l, tt.p, tt.a, tt.captured, got, want)
 			}
 		}
 	}
@@ -133,10 +142,10 @@ func TestNames(t *testing.T) {
 	for l := LevelNormal; l <= MaxLevel+1; l++ {
 		names = append(names, l.String())
 	}
-	for o := OutcomeForward; o <= OutcomeCapture+1; o++ {
+	for o := OutcomeForward; o <= OutcomeFreeSlot+1; o++ {
 		names = append(names, o.String())
 	}
-	if got, want := fmt.Sprint(names), "[normal shed-low shed-normal critical-only level(4) forward stale static shed capture outcome(5)]"; got != want {
+	if got, want := fmt.Sprint(names), "[normal shed-low shed-normal critical-only level(4) forward stale static shed capture free-slot outcome(6)]"; got != want {
 		t.Errorf("names = %s, want %s", got, want)
 	}
 }

@@ -29,7 +29,9 @@ func TestZeroAllocs(t *testing.T) {
 		{"Gate.Level", func() { sinkBool = h.gate.Level() == LevelShedLow }},
 		{"Gate.Admit", func() { sinkBool = h.gate.Admit(PriorityHigh) }},
 		{"Admit", func() { sinkBool = Admit(PriorityNormal, LevelShedLow) }},
-		{"Decide", func() { sinkBool = Decide(LevelShedNormal, PriorityNormal, ActionStale, CaptureNo) == OutcomeStale }},
+		{"Decide", func() {
+			sinkBool = Decide(LevelShedNormal, PriorityNormal, ActionStale, CaptureNo, true) == OutcomeStale
+		}},
 		{"Monitor.Step", func() { h.now = h.now.Add(h.window); h.m.Step(h.now) }},
 	}
 	for _, tt := range tests {
@@ -79,7 +81,7 @@ func BenchmarkGateDecide(b *testing.B) {
 		n := 0
 		for pb.Next() {
 			n++
-			if Decide(g.Level(), Priority(n&3+1), ActionShed, CaptureNo) == OutcomeForward {
+			if Decide(g.Level(), Priority(n&3+1), ActionShed, CaptureNo, true) == OutcomeForward {
 				n++
 			}
 		}

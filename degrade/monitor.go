@@ -243,12 +243,38 @@ func NewMonitor(opts MonitorOptions) *Monitor {
 // that stay keep their mode, level, override, counters, gate and recorder,
 // and take the new thresholds at the next window; new pools start normal;
 // pools left out are dropped, their gates set back to LevelNormal so that a
-// snapshot still holding one admits everything.
+// snapshot still holding one admits everything. It is Prepare then Commit.
 //
 // Call it after swapping in the generation built from the same config: the
 // sources read that generation's pools. Gate and Recorder may be called
 // before, while the generation is built.
 func (m *Monitor) Configure(pools []PoolConfig) error {
+	plan, err := m.Prepare(pools)
+	if err != nil {
+		return err
+	}
+	plan.Commit()
+	return nil
+}
+
+// Plan is a Configure checked and made ready but not applied: Prepare returns
+// it and Commit applies it, which cannot fail. Its gates and recorders are the
+// ones the pools have once it is committed (those in service for pools that
+// stay, new ones for new pools), so a control plane builds a generation over
+// them, commits the plan with the generation, or drops both, and nothing
+// changed. A Plan is immutable; commit it once.
+type Plan struct {
+	m     *Monitor
+	cfgs  []PoolConfig
+	pools map[string]*pool
+}
+
+// Prepare checks a new set of pools (see Configure) and returns the Plan that
+// applies it, or every problem found, joined. It changes nothing: the pools it
+// makes for new names are the Plan's until Commit. Prepare and Commit of one
+// Plan are meant to be called by one goroutine, the control plane's; a Plan
+// committed after another still applies whole.
+func (m *Monitor) Prepare(pools []PoolConfig) (*Plan, error) {
 	cfgs := make([]PoolConfig, len(pools))
 	var errs []error
 	seen := make(map[string]int, len(pools))
@@ -265,29 +291,57 @@ func (m *Monitor) Configure(pools []PoolConfig) error {
 		cfgs[i] = c
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("degrade: configure: %w", err)
+		return nil, fmt.Errorf("degrade: configure: %w", err)
 	}
-
+	plan := &Plan{m: m, cfgs: cfgs, pools: make(map[string]*pool, len(cfgs))}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	now := m.now()
-	next := make(map[string]*pool, len(cfgs))
 	for _, c := range cfgs {
 		p := m.pools[c.Name]
 		if p == nil {
 			p = newPool(c.Name, now)
 		}
+		plan.pools[c.Name] = p
+	}
+	m.mu.Unlock()
+	return plan, nil
+}
+
+// Gate returns the named pool's gate as it is once the Plan is committed, or
+// nil for a pool the Plan does not name.
+func (pl *Plan) Gate(pool string) *Gate {
+	if p := pl.pools[pool]; p != nil {
+		return p.gate
+	}
+	return nil
+}
+
+// Recorder returns the named pool's recorder, like Gate.
+func (pl *Plan) Recorder(pool string) *Recorder {
+	if p := pl.pools[pool]; p != nil {
+		return p.rec
+	}
+	return nil
+}
+
+// Commit applies the Plan. It cannot fail.
+func (pl *Plan) Commit() {
+	m := pl.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := make(map[string]*pool, len(pl.cfgs))
+	for _, c := range pl.cfgs {
+		p := pl.pools[c.Name]
 		p.configure(c)
 		next[c.Name] = p
 	}
 	for name, p := range m.pools {
-		if next[name] == nil {
+		if next[name] != p {
 			p.gate.set(LevelNormal)
 		}
 	}
 	m.pools = next
 	m.relist()
-	return nil
 }
 
 // normalize fills in c's defaults and validates it: the trigger by

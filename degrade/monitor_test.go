@@ -810,3 +810,48 @@ func TestExitWithSteadyTraffic(t *testing.T) {
 		t.Fatalf("transitions: %d entries, %d exits over 60 steady windows, want one of each", in, out)
 	}
 }
+
+// TestPrepareChangesNothingUntilCommit checks the two halves of Configure: a
+// Plan that is prepared and dropped leaves the monitor as it was, its gates
+// are the ones the pools have once it is committed, and a refused Plan is an
+// error naming the pool and the field.
+func TestPrepareChangesNothingUntilCommit(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	m := NewMonitor(MonitorOptions{Now: func() time.Time { return t0 }})
+	defer m.Close()
+	enter := Thresholds{InflightRatio: 0.9}
+	exit := Thresholds{InflightRatio: 0.5}
+	if err := m.Configure([]PoolConfig{{Name: "shop", Enter: enter, Exit: exit}}); err != nil {
+		t.Fatal(err)
+	}
+	shop := m.Gate("shop")
+	before := m.Statuses()
+
+	plan, err := m.Prepare([]PoolConfig{{Name: "shop"}, {Name: "new"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Gate("shop") != shop {
+		t.Error("the plan's gate of a pool that stays is not the one in service")
+	}
+	if plan.Gate("new") == nil || plan.Recorder("new") == nil || plan.Gate("gone") != nil {
+		t.Error("the plan's gates and recorders do not follow its pools")
+	}
+	if got := m.Statuses(); len(got) != len(before) || got[0].Pool != "shop" {
+		t.Fatalf("Prepare changed the monitor: %+v", got)
+	}
+
+	if _, err := m.Prepare([]PoolConfig{{Name: "shop", Enter: enter}}); err == nil ||
+		!strings.Contains(err.Error(), "pools[0] (shop): exit.inflight_ratio") {
+		t.Fatalf("Prepare of a pool without exit thresholds: %v", err)
+	}
+
+	plan.Commit()
+	got := m.Statuses()
+	if len(got) != 2 || got[0].Pool != "new" || got[1].Pool != "shop" {
+		t.Fatalf("after Commit: %+v", got)
+	}
+	if m.Gate("new") != plan.Gate("new") {
+		t.Error("the committed pool's gate is not the plan's")
+	}
+}

@@ -41,8 +41,8 @@ type Sample struct {
 	// duration (cumulative).
 	QueueWaits, QueueWaitNanos uint64
 	// QueueRefused counts requests the balancer refused because every
-	// eligible backend was at its limit: queue full or queue timeout
-	// (cumulative).
+	// eligible backend was at its limit: queue full, queue timeout, or a
+	// predicted wait over the request's deadline (cumulative).
 	QueueRefused uint64
 }
 
@@ -95,7 +95,7 @@ func (s *PoolSource) Sample() Sample {
 	q := p.State().QueueStats()
 	out.QueueDepth = q.Depth
 	out.QueueWaits, out.QueueWaitNanos = q.Waits, q.WaitNanos
-	out.QueueRefused = q.Rejected + q.Timeouts
+	out.QueueRefused = q.Rejected + q.Timeouts + q.Predicted
 	return out
 }
 

@@ -247,3 +247,26 @@ func NewShed(status int, retryAfter time.Duration) (*Shed, error) {
 	}
 	return s, nil
 }
+
+// MaxCaptureWait bounds a capture route's max_wait: an order waits for a slot
+// at most this long before it is journalled instead (and the pool's queue
+// timeout, if shorter, still applies).
+const MaxCaptureWait = time.Minute
+
+// CheckMaxWait returns the problem with a capture route's max_wait, the
+// longest an order may be expected to wait for a backend slot before it is
+// journalled and confirmed at once: 0 (unset: the pool's queue timeout), or
+// 1ms to MaxCaptureWait. It is the one rule: the proxy applies it when it
+// builds a generation and conf checks the file's on_degraded sections with
+// it. The problem's Key is "max_wait".
+func CheckMaxWait(d time.Duration) []field.Problem {
+	switch {
+	case d < 0:
+		return []field.Problem{field.Errorf("max_wait", "must not be negative, got %s", d)}
+	case d > 0 && d < time.Millisecond:
+		return []field.Problem{field.Errorf("max_wait", "must be at least 1ms (or 0 for the pool's queue timeout), got %s", d)}
+	case d > MaxCaptureWait:
+		return []field.Problem{field.Errorf("max_wait", "must be at most %s, got %s", field.Duration(MaxCaptureWait), d)}
+	}
+	return nil
+}

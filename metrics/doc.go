@@ -1,9 +1,8 @@
 // Package metrics owns the shared parts of floodgate's Prometheus metrics: the
 // registration of every collector on the caller's registry, the process-wide
 // figures (config reloads, floodgate_panics_total) and the figures of the
-// generation in service that the registry assembles from balancer state
-// (backends, pools, queues, the generation number), read through
-// registry.View. The HTTP handler is promhttp over the same registry.
+// generation in service, assembled from balancer state (backends, pools,
+// queues, the generation number), read through generation.View. The HTTP handler is promhttp over the same registry.
 //
 // # One pattern: the package that owns a figure exports it
 //
@@ -30,6 +29,6 @@
 // per request. (The order journal's counters and fsync histogram are
 // client_golang ones: one atomic add, or a lock-free observation, each.)
 //
-// metrics imports prometheus/client_golang and registry (for the view it
+// metrics imports prometheus/client_golang and generation (for the view it
 // reads); it must not import conf, admin or cmd.
 package metrics

@@ -6,15 +6,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/internal/panics"
-	"github.com/floodgate/floodgate/registry"
 )
 
 // Sources are what the collectors read at scrape time. Each func must be safe for
 // concurrent use and cheap; nil funcs export nothing.
 type Sources struct {
-	// View returns the generation in service: registry.Registry.View.
-	View func() *registry.View
+	// View returns the generation in service: generation.Manager.View.
+	View func() *generation.View
 	// Collectors are the collectors of the packages that own the other figures
 	// (proxy.Server.Collector, degrade.Monitor.Collector, cache.Cache.Collector,
 	// capture.Journal.Collector); New registers each on reg as it is.
@@ -116,6 +116,8 @@ var (
 		"Queued requests that timed out (503).", poolOnly, nil)
 	descQueueRejected = prometheus.NewDesc("floodgate_queue_rejected_total",
 		"Requests refused because the pool's queue was full (503).", poolOnly, nil)
+	descQueuePredicted = prometheus.NewDesc("floodgate_queue_predicted_total",
+		"Requests refused at arrival because the wait predicted from the queue ahead exceeded their deadline (503, or the route's degraded answer).", poolOnly, nil)
 	descPoolBackends = prometheus.NewDesc("floodgate_pool_backends",
 		"Backends of the pool by state: up, down or draining.", []string{"pool", "state"}, nil)
 
@@ -125,12 +127,12 @@ var (
 
 // viewCollector exports the backends and pools of the generation in service,
 // reading their live atomic state: the request path does nothing for it.
-type viewCollector struct{ view func() *registry.View }
+type viewCollector struct{ view func() *generation.View }
 
 func (c viewCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBackendUp, descBackendInflight, descBackendWeight, descBackendRequests,
 		descBackendFailures, descBackendEjections, descBackendEjected, descQueueDepth, descQueueWait, descQueueTimeouts,
-		descQueueRejected, descPoolBackends, descGeneration} {
+		descQueueRejected, descQueuePredicted, descPoolBackends, descGeneration} {
 		ch <- d
 	}
 }
@@ -142,7 +144,7 @@ func (c viewCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descGeneration, prometheus.GaugeValue, float64(v.Gen))
 	for _, p := range v.Pools {
-		counts := map[string]int{registry.StatusUp: 0, registry.StatusDown: 0, registry.StatusDraining: 0}
+		counts := map[string]int{generation.StatusUp: 0, generation.StatusDown: 0, generation.StatusDraining: 0}
 		for _, b := range p.Backends {
 			st := b.State.Stats()
 			counts[b.Status()]++
@@ -162,6 +164,7 @@ func (c viewCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstSummary(descQueueWait, q.Waits, float64(q.WaitNanos)/float64(time.Second), nil, p.Name)
 		ch <- prometheus.MustNewConstMetric(descQueueTimeouts, prometheus.CounterValue, float64(q.Timeouts), p.Name)
 		ch <- prometheus.MustNewConstMetric(descQueueRejected, prometheus.CounterValue, float64(q.Rejected), p.Name)
+		ch <- prometheus.MustNewConstMetric(descQueuePredicted, prometheus.CounterValue, float64(q.Predicted), p.Name)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/registry"
 )
@@ -43,7 +44,7 @@ func fastBackend(tb testing.TB) string {
 // metrics registered on a registry of the test's own.
 type stack struct {
 	px      *proxy.Server
-	reg     *registry.Registry
+	reg     *generation.Manager
 	prom    *prometheus.Registry
 	metrics *Metrics
 	client  *fasthttp.HostClient
@@ -52,7 +53,7 @@ type stack struct {
 func newStack(tb testing.TB, backends ...string) *stack {
 	tb.Helper()
 	px := proxy.New(proxy.Options{})
-	reg, err := registry.New(registry.Options{Dataplane: px})
+	reg, err := generation.New(generation.Options{Dataplane: px})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func newStack(tb testing.TB, backends ...string) *stack {
 	}
 	if _, err := reg.Init(ctx, registry.Config{
 		Pools:  []registry.PoolSpec{{Name: "shop", Backends: bs}},
-		Routes: []proxy.RouteSpec{{Name: "site", PathPrefix: "/", Pool: "shop"}},
+		Routes: generation.Routes([]proxy.RouteSpec{{Name: "site", PathPrefix: "/", Pool: "shop"}}...),
 	}, registry.State{}); err != nil {
 		tb.Fatal(err)
 	}

@@ -276,6 +276,10 @@ type reqInfo struct {
 	forwarded   bool // a backend was tried: the degraded-mode recorder counts it
 	bodyRead    bool // the request body was read to its end
 	failed      bool // ... and failed (error or 5xx)
+	// maxWait is how long the request may wait for a backend slot (a
+	// balancer.Ticket's MaxWait): 0 the pool's queue timeout, negative not at
+	// all (refused by the admission level: a free slot or its route's action).
+	maxWait time.Duration
 }
 
 // logAccess writes the request's access log line.

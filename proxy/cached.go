@@ -68,7 +68,7 @@ func (d *refreshFetch) fetch(req *fasthttp.Request, resp *fasthttp.Response) err
 // serveCached answers through the route's cache.
 func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rt *route, o *outbound, info *reqInfo) {
 	f := s.fetches.Get().(*cacheFetch)
-	f.s, f.rt, f.ctx, f.o, f.err, f.info = s, rt, ctx, *o, nil, reqInfo{}
+	f.s, f.rt, f.ctx, f.o, f.err, f.info = s, rt, ctx, *o, nil, reqInfo{maxWait: info.maxWait}
 	res := s.cache.ServeUpstream(ctx, rt.cache, f)
 	info.cache = res.String()
 	info.backend = f.info.backend

@@ -216,3 +216,51 @@ func TestReloadPrunesRemovedRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestDroppedBuildLeavesNothingBehind (issue 14): Build recorded the upstreams,
+// rate limiters and route counters it made in the Server's tables, so a
+// generation built and then dropped (a reload whose later step failed)
+// replaced what the generation in service had there: the next generation then
+// got a fresh rate limiter (every client a new burst) and new backend clients
+// (every pooled connection dropped), as if the dropped build had been served.
+func TestDroppedBuildLeavesNothingBehind(t *testing.T) {
+	be := newRawBackend(t, nil)
+	st, ps := balancer.NewBackendState("p/"+be.addr()), balancer.NewPoolState("p")
+	spec := func(gen uint64, rate float64, connect time.Duration) Spec {
+		sp := controlSpec(t, gen, st, ps, be.addr(), degrade.PriorityNormal, "r")
+		sp.Pools[0].ConnectTimeout = connect
+		sp.Routes[0].RateLimit = &RateLimitSpec{Rate: rate, Burst: 1}
+		return sp
+	}
+	s, addr := serveSpec(t, spec(1, 0.001, time.Second))
+	hc := &fasthttp.HostClient{Addr: addr, ReadTimeout: 5 * time.Second}
+	if code, _, err := hc.Get(nil, "http://x/r/"); err != nil || code != 200 {
+		t.Fatalf("first request: %d %v", code, err)
+	}
+	if code, _, _ := hc.Get(nil, "http://x/r/"); code != 429 {
+		t.Fatalf("second request: %d, want 429 (burst of 1 spent)", code)
+	}
+	live := s.Current()
+
+	// Built with other settings, never swapped in.
+	if _, err := s.Build(spec(2, 1000, 2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.Build(spec(3, 0.001, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.pools["p"].upstreams[0] != live.pools["p"].upstreams[0] {
+		t.Error("the backend client in service was not reused after a dropped build: its pooled connections are lost")
+	}
+	if next.routes[0].limit != live.routes[0].limit {
+		t.Error("the rate limiter in service was not reused after a dropped build")
+	}
+	if next.routes[0].stats.routeCounters != live.routes[0].stats.routeCounters {
+		t.Error("the route counters in service were not reused after a dropped build")
+	}
+	s.Swap(next)
+	if code, _, _ := hc.Get(nil, "http://x/r/"); code != 429 {
+		t.Fatalf("after the reload: %d, want 429: the spent burst came back", code)
+	}
+}

@@ -10,12 +10,19 @@ import (
 // pool's gate is raised. It answers and returns true unless the request is to be
 // forwarded as usual.
 func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level, info *reqInfo) bool {
-	switch degrade.Decide(lvl, rt.prio, rt.action, rt.capture(ctx.Request.Header.Method())) {
+	switch degrade.Decide(lvl, rt.prio, rt.action, rt.capture(ctx.Request.Header.Method()), rt.pool.bal.Limited()) {
 	case degrade.OutcomeForward:
+		return false
+	case degrade.OutcomeFreeSlot:
+		// Refused by the level, but a free slot is never left idle: forward
+		// if one is free now, without waiting; forward's refuse gives the
+		// route's action otherwise (a fresh cached copy first, on the way).
+		info.maxWait = -1
 		return false
 	case degrade.OutcomeStale:
 		// A stale page costs the backends nothing; on a miss the request is
-		// forwarded if its priority is admitted at this level.
+		// forwarded if its priority is admitted at this level, or else onto a
+		// slot that is free now (in a pool with a connection limit).
 		if rt.cache != nil && s.cache.ServeStale(ctx, rt.cache) {
 			// Not held-back demand: in normal mode these requests would be
 			// fresh hits, or one refresh per page per TTL, not one backend
@@ -26,6 +33,10 @@ func (s *Server) degraded(ctx *fasthttp.RequestCtx, rt *route, lvl degrade.Level
 			return true
 		}
 		if degrade.Admit(rt.prio, lvl) {
+			return false
+		}
+		if rt.pool.bal.Limited() {
+			info.maxWait = -1 // a miss takes a free slot, as OutcomeFreeSlot
 			return false
 		}
 		s.refusedAnswer(ctx, rt, info)

@@ -64,7 +64,7 @@ func statusOf(err error) (int, string) {
 		return fasthttp.StatusServiceUnavailable, "the order could not be recorded, please retry"
 	case errors.Is(err, balancer.ErrNoHealthyBackend):
 		return fasthttp.StatusServiceUnavailable, "no healthy backend"
-	case errors.Is(err, balancer.ErrQueueFull), errors.Is(err, balancer.ErrQueueTimeout):
+	case errors.Is(err, balancer.ErrSaturated): // queue full, queue timeout, or a predicted wait too long
 		return fasthttp.StatusServiceUnavailable, "all backends busy"
 	case isTimeout(err):
 		return fasthttp.StatusGatewayTimeout, "backend timed out"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -47,6 +48,11 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, rt *route, fr framing, info *
 	}
 	if !req.Header.IsHTTP11() {
 		defer closeDelimited(ctx)
+	}
+	if rt.maxWait > 0 && info.maxWait == 0 && rt.captured(req.Header.Method()) {
+		// An order waits for a slot at most its route's max_wait, and not at
+		// all when the queue ahead predicts longer: journalled instead, below.
+		info.maxWait = rt.maxWait
 	}
 	if rt.cache != nil {
 		s.serveCached(ctx, rt, &o, info)
@@ -106,23 +112,21 @@ func (s *Server) exchange(peer net.Addr, rt *route, req *fasthttp.Request, o *ou
 	p := rt.pool
 	retryable := isIdempotent(req.Header.Method())
 	var skip *balancer.Backend
-	critical := rt.prio == degrade.PriorityCritical
+	// Critical requests may use the slots reserved for critical routes; the
+	// queue orders requests by class, then by the route's expected service.
+	ticket := balancer.Ticket{Class: rt.class, Cost: rt.stats.ExpectedService(), MaxWait: info.maxWait}
 	for attempt := 0; ; attempt++ {
-		var b *balancer.Backend
-		var err error
-		if critical {
-			b, err = p.bal.AcquireCritical(skip) // may use the slots reserved for critical routes
-		} else {
-			b, err = p.bal.Acquire(skip)
-		}
+		b, err := p.bal.AcquireTicket(skip, ticket)
 		if err != nil {
 			return err
 		}
+		taken := time.Since(epoch)
 		resp := s.acquireResponse()
 		info.backend, info.forwarded = b.Address, true
 		bc, err := p.upstreams[b.Index].roundTrip(req, resp, head, o, bufferMax)
 		info.failed = err != nil || resp.StatusCode() >= 500
 		if err == nil {
+			rt.stats.observeService(time.Since(epoch) - taken)
 			b.State.Report(resp.StatusCode() < 500)
 			s.relay(out, resp, b, bc, rt.stats)
 			return nil

@@ -310,16 +310,15 @@ func (l *limiter) retryAfter() int {
 	return max(1, int(math.Ceil(1/l.spec.Rate)))
 }
 
-// limiterLocked returns the limiter of a route, reusing the previous generation's
-// when its settings are unchanged, so that a reload does not hand every client a
-// fresh burst. s.upMu must be held.
+// limiterLocked returns the limiter of a route, reusing the one in service when
+// its settings are unchanged, so that a reload does not hand every client a
+// fresh burst; else a new one, which Swap records. It writes nothing. s.upMu
+// must be held.
 func (s *Server) limiterLocked(route string, spec RateLimitSpec) *limiter {
 	if l := s.limiters[route]; l != nil && l.spec == normalizedSpec(spec) {
 		return l
 	}
-	l := newLimiter(spec)
-	s.limiters[route] = l
-	return l
+	return newLimiter(spec)
 }
 
 func normalizedSpec(spec RateLimitSpec) RateLimitSpec {

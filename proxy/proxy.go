@@ -435,7 +435,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx, t0 time.Duration, info *reqInf
 		return rt
 	}
 	if fr.Upgrade {
-		s.tunnel(ctx, rt)
+		s.tunnel(ctx, rt, info)
 		return rt
 	}
 	s.forward(ctx, rt, fr, info)

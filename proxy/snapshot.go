@@ -57,6 +57,12 @@ type RouteSpec struct {
 	Shed           *degrade.Shed   // the answer to refused requests; nil = 503 with Retry-After: 5
 	CaptureMethods []string        // for ActionCapture; empty = POST
 	CaptureAlways  bool            // for ActionCapture: journal every order while degraded, admitted or not
+	// CaptureMaxWait is, for ActionCapture, the longest an order of a captured
+	// method may be expected to wait for a slot: one whose predicted wait is
+	// longer is journalled and confirmed at once, and one still queued after it
+	// is journalled then. 0 = the pool's queue timeout. degrade.CheckMaxWait
+	// is the rule.
+	CaptureMaxWait time.Duration
 }
 
 // Snapshot is one immutable generation of routes and pools. The request path loads
@@ -88,6 +94,8 @@ type route struct {
 	shed     *degrade.Shed
 	captures []string        // methods captured while degraded
 	when     degrade.Capture // CaptureRefused or CaptureAlways, for ActionCapture
+	maxWait  time.Duration   // for captured methods: the most they wait for a slot; 0 = the queue timeout
+	class    balancer.Class  // the route's rank in its pool's queue, from prio
 }
 
 // captured reports whether requests with this method are journalled while the
@@ -108,6 +116,19 @@ func (r *route) capture(method []byte) degrade.Capture {
 		return degrade.CaptureNo
 	}
 	return r.when
+}
+
+// queueClass is a route's rank in its pool's wait queue.
+func queueClass(p degrade.Priority) balancer.Class {
+	switch p {
+	case degrade.PriorityCritical:
+		return balancer.ClassCritical
+	case degrade.PriorityHigh:
+		return balancer.ClassHigh
+	case degrade.PriorityLow:
+		return balancer.ClassLow
+	}
+	return balancer.ClassNormal
 }
 
 type pool struct {
@@ -191,6 +212,12 @@ func (r *route) allows(method []byte) bool {
 // Build makes a Snapshot from spec. Backend clients are reused across generations
 // by backend ID, so pooled connections of unchanged backends survive a reload. It
 // validates what the config layer cannot know (pools referenced by routes).
+//
+// Build changes nothing the generation in service reads, nor what the next
+// build reuses: it only reads the Server's tables of upstreams, route
+// counters, limiters and cache policies. Swap records what the snapshot it
+// installs uses, so a snapshot built and dropped (a reload that failed later)
+// leaves no trace.
 func (s *Server) Build(spec Spec) (*Snapshot, error) {
 	snap := &Snapshot{Gen: spec.Gen, pools: make(map[string]*pool, len(spec.Pools))}
 	s.upMu.Lock()
@@ -219,7 +246,7 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 			return nil, fmt.Errorf("proxy: route %q: path prefix longer than %d bytes", rs.Name, httpwire.CanonicalPathMax)
 		}
 		r := &route{name: rs.Name, prefix: rs.PathPrefix, canon: string(canon), methods: rs.Methods, pool: p, prio: rs.Priority,
-			stats: s.routeStatsLocked(rs.Name, rs.Pool, rs.Priority.String())}
+			class: queueClass(rs.Priority), stats: s.routeStatsLocked(rs.Name, rs.Pool, rs.Priority.String())}
 		if len(rs.AllowCIDRs)+len(rs.DenyCIDRs) > 0 {
 			r.acl = &acl{allow: rs.AllowCIDRs, deny: rs.DenyCIDRs}
 		}
@@ -244,6 +271,13 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 			if rs.CaptureAlways {
 				r.when = degrade.CaptureAlways
 			}
+			// The rule conf checks the file with.
+			if ps := degrade.CheckMaxWait(rs.CaptureMaxWait); ps != nil {
+				return nil, fmt.Errorf("proxy: route %q: on_degraded.%w", rs.Name, ps[0])
+			}
+			r.maxWait = rs.CaptureMaxWait
+		} else if rs.CaptureMaxWait != 0 {
+			return nil, fmt.Errorf("proxy: route %q: capture max wait without the capture action", rs.Name)
 		}
 		if rs.Cache != nil {
 			if s.cache == nil {
@@ -280,15 +314,14 @@ func (s *Server) Build(spec Spec) (*Snapshot, error) {
 	return snap, nil
 }
 
-// policyLocked returns the cache policy for a route, reusing the previous one when
-// its options are unchanged. s.upMu must be held.
+// policyLocked returns the cache policy for a route, reusing the one in
+// service when its options are unchanged; else a new one, which Swap records.
+// s.upMu must be held.
 func (s *Server) policyLocked(po cache.PolicyOptions) *cache.Policy {
 	if p := s.policies[po.Route]; p != nil && p.Options() == po {
 		return p
 	}
-	p := s.cache.NewPolicy(po)
-	s.policies[po.Route] = p
-	return p
+	return s.cache.NewPolicy(po)
 }
 
 // routeNamed returns the route with this name on this pool, or else a plain route

@@ -52,6 +52,32 @@ type routeCounters struct {
 	denied      atomic.Uint64
 	truncated   atomic.Uint64                // backend responses cut short while relayed
 	degraded    [degradedKinds]atomic.Uint64 // by outcome: stale, static, shed, capture
+
+	// service is the route's expected service time in nanoseconds: an
+	// exponentially weighted moving average (weight 1/8) of how long its
+	// requests hold a backend slot, from the slot taken to the response head
+	// (or the whole body, when it is read whole). The queue orders waiters of
+	// a class by it and predicts waits from it. Updated with a load and a
+	// store: two requests finishing together may drop a sample, never corrupt
+	// the average.
+	service atomic.Int64
+}
+
+// observeService adds one service time to the route's moving average.
+func (r *routeCounters) observeService(d time.Duration) {
+	x := max(int64(d), 1)
+	old := r.service.Load()
+	if old == 0 {
+		r.service.Store(x)
+		return
+	}
+	r.service.Store(old + (x-old)/8)
+}
+
+// ExpectedService returns the route's expected service time: the moving
+// average of how long its requests held a backend slot (0 before the first).
+func (r *routeCounters) ExpectedService() time.Duration {
+	return time.Duration(r.service.Load())
 }
 
 const degradedKinds = 5 // indexed by degrade.Outcome
@@ -129,37 +155,42 @@ func (r *routeCounters) record(code int, d time.Duration) {
 }
 
 // routeStatsLocked returns a route's stats for a new generation, over the counters
-// of the previous generations when its name and pool are unchanged. s.upMu must
-// be held.
+// of the generation in service when its name and pool are unchanged, else over
+// new counters, which Swap records. It writes nothing. s.upMu must be held.
 func (s *Server) routeStatsLocked(route, pool, priority string) *RouteStats {
-	key := route + "\x00" + pool
-	c := s.stats[key]
+	c := s.stats[routeKey(route, pool)]
 	if c == nil {
 		c = new(routeCounters)
-		s.stats[key] = c
 	}
 	return &RouteStats{Route: route, Pool: pool, Priority: priority, routeCounters: c}
 }
 
-// pruneRoutes forgets the counters, rate limiters and cache policies of routes
-// that cur no longer has (or has without a rate limit or a cache), so that
-// reloads renaming routes do not grow these tables for ever. What cur still
-// uses is kept: counters of a route that stays go on counting.
+// routeKey is the key of a route's counters: its name and its pool.
+func routeKey(route, pool string) string { return route + "\x00" + pool }
+
+// pruneRoutes records the counters, rate limiters and cache policies of the
+// routes of cur, the snapshot just swapped in, for the next generations to
+// reuse, and forgets those of routes that cur no longer has (or has without a
+// rate limit or a cache), so that reloads renaming routes do not grow these
+// tables for ever. Counters of a route that stays go on counting.
 func (s *Server) pruneRoutes(cur *Snapshot) {
 	stats := make(map[*routeCounters]bool, len(cur.routes))
 	limiters := make(map[*limiter]bool)
 	policies := make(map[*cache.Policy]bool)
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
 	for _, r := range cur.routes {
 		stats[r.stats.routeCounters] = true
+		s.stats[routeKey(r.name, r.pool.name)] = r.stats.routeCounters
 		if r.limit != nil {
 			limiters[r.limit] = true
+			s.limiters[r.name] = r.limit
 		}
 		if r.cache != nil {
 			policies[r.cache] = true
+			s.policies[r.name] = r.cache
 		}
 	}
-	s.upMu.Lock()
-	defer s.upMu.Unlock()
 	for k, c := range s.stats {
 		if !stats[c] {
 			delete(s.stats, k)

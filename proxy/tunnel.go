@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/internal/httpwire"
 	"github.com/floodgate/floodgate/internal/panics"
 )
@@ -18,12 +19,16 @@ import (
 // Protocols both connections are spliced until either side closes. fasthttp has no
 // upgrade support, so the client connection is hijacked. Upgrades are rare; this
 // path may allocate.
-func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route) {
+func (s *Server) tunnel(ctx *fasthttp.RequestCtx, rt *route, info *reqInfo) {
 	req := &ctx.Request
 	o := outbound{peer: ctx.RemoteAddr(), tls: ctx.IsTLS(), upgrade: append([]byte(nil), req.Header.Peek("Upgrade")...)}
 
-	b, err := rt.pool.bal.Acquire(nil)
+	b, err := rt.pool.bal.AcquireTicket(nil, balancer.Ticket{Class: rt.class, MaxWait: info.maxWait})
 	if err != nil {
+		if noBackend(err) && rt.pool.gate.Degraded() {
+			s.refuse(ctx, rt, info) // the route's degraded answer, as forward gives
+			return
+		}
 		writeError(ctx, rt.name, err)
 		return
 	}

@@ -313,19 +313,19 @@ func (bc *bconn) done(reusable bool) {
 	bc.c.Close()
 }
 
-// upstreamLocked returns the upstream for a backend ID, reusing the existing one when
-// its settings are unchanged. s.upMu must be held.
+// upstreamLocked returns the upstream for a backend ID, reusing the one in
+// service when its settings are unchanged, else a new one that Swap records.
+// It writes nothing: a generation built and never swapped in leaves the table
+// as it was. s.upMu must be held.
 func (s *Server) upstreamLocked(id, addr string, ps PoolSpec) *upstream {
 	if u := s.upstreams[id]; u != nil && u.sameSettings(addr, ps) {
 		return u
 	}
-	u := newUpstream(id, addr, ps, s.clock, s.holdBufs)
-	s.upstreams[id] = u
-	s.live[u] = true
-	return u
+	return newUpstream(id, addr, ps, s.clock, s.holdBufs)
 }
 
-// retireUpstreams closes the idle connections of backends that the current snapshot
+// retireUpstreams records the upstreams of the snapshot just swapped in, for
+// the next generations to reuse, and closes the idle connections of those it
 // no longer uses. Requests still in flight on them finish normally.
 func (s *Server) retireUpstreams(cur *Snapshot) {
 	used := make(map[*upstream]bool)
@@ -335,6 +335,10 @@ func (s *Server) retireUpstreams(cur *Snapshot) {
 		}
 	}
 	s.upMu.Lock()
+	for u := range used {
+		s.upstreams[u.id] = u
+		s.live[u] = true
+	}
 	var gone []*upstream
 	for u := range s.live {
 		if !used[u] {

@@ -12,34 +12,17 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 
-	"github.com/floodgate/floodgate/balancer"
-	"github.com/floodgate/floodgate/degrade"
-	"github.com/floodgate/floodgate/health"
-	"github.com/floodgate/floodgate/proxy"
+	"github.com/floodgate/floodgate/internal/limits"
 )
 
-// maxWeight is the largest backend weight: the balancer's.
-const maxWeight = balancer.MaxWeight
+// maxWeight is the largest backend weight: the balancer's (package limits).
+const maxWeight = limits.MaxWeight
 
-// Dataplane is what the watcher builds generations into: *proxy.Server.
-type Dataplane interface {
-	Build(spec proxy.Spec) (*proxy.Snapshot, error)
-	Swap(snap *proxy.Snapshot) *proxy.Snapshot
-}
-
-// HealthSyncer runs the active health checks: *health.Checker.
-type HealthSyncer interface {
-	Sync(want []health.Probe)
-}
-
-// Options configures New.
+// Options configures New. Every field is optional; the hooks are how whoever
+// builds generations from the registry (package generation) lends it the rules
+// of the data plane, which the registry does not import.
 type Options struct {
-	// Dataplane receives each generation. Required.
-	Dataplane Dataplane
-	// Health is synced with every generation's probes. nil runs no probes:
-	// every backend counts as up (for tests and tools).
-	Health HealthSyncer
-	// Logger receives one record per generation and per problem. nil discards.
+	// Logger receives one record per problem. nil discards.
 	Logger *slog.Logger
 	// Persist, if set, is called inside every write transaction that changes
 	// the State (what the API owns), before the transaction commits; an error
@@ -47,6 +30,21 @@ type Options struct {
 	// disagree, and a change that cannot be saved is not made. Calls are
 	// serialised.
 	Persist func(State) error
+	// Check, if set, is called inside every write transaction with the
+	// contents as they would commit; an error aborts the transaction and is
+	// returned to the writer as an ErrInvalid. It says whether a generation
+	// can be built from them, so that a committed change always reaches the
+	// data plane. Calls are serialised.
+	Check func(*Contents) error
+	// Probed reports whether a pool with these settings (PoolSpec.Settings)
+	// checks its backends actively: a backend added at runtime to such a pool
+	// starts down until its rise probes pass (Backend.StartUp). nil means no
+	// pool does.
+	Probed func(settings any) bool
+	// Inflight returns how many requests a backend has in flight in the
+	// generation in service, and false when the backend is not in it. Remove
+	// polls it while it drains a backend. nil ends every drain at once.
+	Inflight func(pool, address string) (n int64, ok bool)
 	// DrainPoll is how often Remove checks a draining backend's in-flight
 	// count. 0 means 5ms.
 	DrainPoll time.Duration
@@ -55,41 +53,33 @@ type Options struct {
 	// an instant before it was marked down and has not yet taken its slot.
 	// 0 means 20ms.
 	DrainSettle time.Duration
-	// Degrade returns a pool's degraded-mode gate and recorder (the
-	// degrade.Monitor's, stable per pool name), for every generation; nil
-	// leaves pools without degraded mode.
-	Degrade func(pool string) (*degrade.Gate, *degrade.Recorder)
 }
 
-// Registry is the control-plane database and its watcher. All methods are safe
-// for concurrent use. Build it with New, call Init once, and run Run in a
-// goroutine of its own; writers block until Run has applied their change.
+// Registry is the control-plane database. All methods are safe for concurrent
+// use. Build it with New; whoever applies its contents to the data plane
+// watches it with Snapshot, reports each index it applied with Applied, and
+// calls Close when it stops. Writers block until their change is applied.
 type Registry struct {
-	db      *memdb.MemDB
-	dp      Dataplane
-	hc      HealthSyncer
-	log     *slog.Logger
-	persist func(State) error
-	poll    time.Duration
-	settle  time.Duration
-	degrade func(pool string) (*degrade.Gate, *degrade.Recorder)
+	db       *memdb.MemDB
+	log      *slog.Logger
+	persist  func(State) error
+	check    func(*Contents) error
+	probed   func(settings any) bool
+	inflight func(pool, address string) (int64, bool)
+	poll     time.Duration
+	settle   time.Duration
 
-	// Owned by the Run goroutine.
-	states map[string]*balancer.BackendState // by backend ID
-	pools  map[string]*balancer.PoolState
-
-	view    atomic.Pointer[View]
-	applied atomic.Pointer[applied]
-	done    chan struct{} // closed when Run returns
-	running atomic.Bool
+	applied   atomic.Pointer[applied]
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
 
 	remMu     sync.Mutex
 	removals  map[string]*removal // by backend ID
-	remClosed bool                // set when Run returns: no new removal starts
-	remWG     sync.WaitGroup      // removals in progress; Run waits for them
+	remClosed bool                // set by Close: no new removal starts
+	remWG     sync.WaitGroup      // removals in progress; Close waits for them
 }
 
-// applied is the outcome of the newest build. ch is closed when a newer one is
+// applied is the outcome of the newest apply. ch is closed when a newer one is
 // published, to wake waiters.
 type applied struct {
 	idx uint64
@@ -97,26 +87,21 @@ type applied struct {
 	ch  chan struct{}
 }
 
-// New returns an empty Registry. It fails only if opts lacks a Dataplane.
+// New returns an empty Registry.
 func New(opts Options) (*Registry, error) {
-	if opts.Dataplane == nil {
-		return nil, errors.New("registry: Options.Dataplane is required")
-	}
 	db, err := memdb.NewMemDB(NewSchema())
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	r := &Registry{
 		db:       db,
-		dp:       opts.Dataplane,
-		degrade:  opts.Degrade,
-		hc:       opts.Health,
 		log:      opts.Logger,
 		persist:  opts.Persist,
+		check:    opts.Check,
+		probed:   opts.Probed,
+		inflight: opts.Inflight,
 		poll:     opts.DrainPoll,
 		settle:   opts.DrainSettle,
-		states:   make(map[string]*balancer.BackendState),
-		pools:    make(map[string]*balancer.PoolState),
 		done:     make(chan struct{}),
 		removals: make(map[string]*removal),
 	}
@@ -129,17 +114,16 @@ func New(opts Options) (*Registry, error) {
 	if r.settle <= 0 {
 		r.settle = 20 * time.Millisecond
 	}
+	if r.probed == nil {
+		r.probed = func(any) bool { return false }
+	}
 	r.applied.Store(&applied{ch: make(chan struct{})})
-	r.view.Store(&View{})
 	return r, nil
 }
 
 // BackendID is the identifier of a backend across generations: its BackendState
 // and its proxy upstream (with pooled connections) are kept under it.
 func BackendID(pool, address string) string { return pool + "/" + address }
-
-// View returns the generation in service: never nil (empty before the first).
-func (r *Registry) View() *View { return r.view.Load() }
 
 // State returns what the state file should hold now: the backends registered
 // over the API (except those being removed) and the API's overrides of config
@@ -148,7 +132,7 @@ func (r *Registry) State() State { return savedState(r.db.Txn(false)) }
 
 // WaitApplied blocks until the generation holding committed index idx is in
 // service, and returns the error of that build if it failed. It returns ctx's
-// error if ctx ends first and ErrClosed if Run has returned.
+// error if ctx ends first and ErrClosed once the registry is closed.
 func (r *Registry) WaitApplied(ctx context.Context, idx uint64) error {
 	for {
 		a := r.applied.Load()
@@ -170,9 +154,16 @@ func (r *Registry) WaitApplied(ctx context.Context, idx uint64) error {
 
 // write runs fn in one write transaction. When fn changed nothing, the
 // transaction is aborted and the current index returned. Otherwise the result is
-// checked (every pool must build), the State is persisted if it changed, the
-// index is bumped and the transaction commits: all of it, or none.
+// checked (the registry's own rules, then Options.Check: a generation must
+// build from it), the State is persisted if it changed, the index is bumped and
+// the transaction commits: all of it, or none.
 func (r *Registry) write(fn func(txn *memdb.Txn) error) (idx uint64, changed bool, err error) {
+	return r.transact(fn, true)
+}
+
+// transact is write, or with commit false, everything write does short of
+// persisting and committing: the transaction is checked and then aborted.
+func (r *Registry) transact(fn func(txn *memdb.Txn) error, commit bool) (idx uint64, changed bool, err error) {
 	txn := r.db.Txn(true)
 	defer txn.Abort()
 	select {
@@ -194,6 +185,18 @@ func (r *Registry) write(fn func(txn *memdb.Txn) error) (idx uint64, changed boo
 	if err := check(txn); err != nil {
 		return 0, false, err
 	}
+	idx = metaValue(txn, metaIndex) + 1
+	if r.check != nil {
+		if err := r.check(contents(txn, idx)); err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
+				err = &kindError{ErrInvalid, err.Error()}
+			}
+			return 0, false, err
+		}
+	}
+	if !commit {
+		return idx, true, nil
+	}
 	if r.persist != nil {
 		if after := savedState(txn); !sameState(before, after) {
 			if err := r.persist(after); err != nil {
@@ -201,7 +204,6 @@ func (r *Registry) write(fn func(txn *memdb.Txn) error) (idx uint64, changed boo
 			}
 		}
 	}
-	idx = metaValue(txn, metaIndex) + 1
 	if err := txn.Insert(tableMeta, &metaRow{Key: metaIndex, Value: idx}); err != nil {
 		return 0, false, fmt.Errorf("registry: %w", err)
 	}
@@ -224,17 +226,32 @@ type Config struct {
 	// Pools in file order; names unique.
 	Pools []PoolSpec
 	// Routes in file order; names unique, each naming a pool of Pools.
-	Routes []proxy.RouteSpec
+	Routes []RouteSpec
 }
 
 // PoolSpec is one pool of the config file.
 type PoolSpec struct {
 	// Name is the pool's name, [A-Za-z0-9_.-]{1,64}.
 	Name string
-	// Config is everything but the backends.
-	Config PoolConfig
+	// Settings is everything but the backends, in the terms of whoever
+	// builds generations (generation.PoolSettings): the registry stores it,
+	// compares it with reflect.DeepEqual, hands it to Options.Probed and
+	// Options.Check, and does not look inside. It must not be modified once
+	// given.
+	Settings any
 	// Backends are the file's backends of the pool, in file order.
 	Backends []BackendSpec
+}
+
+// RouteSpec is one route of the config file.
+type RouteSpec struct {
+	// Name is the route's name, [A-Za-z0-9_.-]{1,64}.
+	Name string
+	// Pool names the pool of Config.Pools the route sends to.
+	Pool string
+	// Spec is the rest of the route, in the terms of whoever builds
+	// generations (proxy.RouteSpec), stored like PoolSpec.Settings.
+	Spec any
 }
 
 // BackendSpec is one backend of the config file.
@@ -242,7 +259,7 @@ type BackendSpec struct {
 	// Address is host:port (see CanonicalAddress), unique in the pool once
 	// canonical.
 	Address string
-	// Weight is 0 to balancer.MaxWeight.
+	// Weight is 0 to limits.MaxWeight.
 	Weight int
 }
 
@@ -271,7 +288,7 @@ func (r *Registry) ApplyConfig(ctx context.Context, cfg Config) (ApplyResult, er
 	var res ApplyResult
 	idx, changed, err := r.writeAndWait(ctx, func(txn *memdb.Txn) error {
 		res = ApplyResult{}
-		return applyConfig(txn, cfg, false, &res)
+		return r.applyConfig(txn, cfg, false, &res)
 	})
 	if err != nil {
 		return ApplyResult{}, err
@@ -295,19 +312,10 @@ type InitResult struct {
 // ones. Saved API backends of pools the config no longer has are dropped, with a
 // line each in Skipped; saved overrides apply only while the file still gives the
 // backend the weight it had when the override was made. Call it once, before
-// any other write, with Run running.
+// any other write, with the generations' watcher running.
 func (r *Registry) Init(ctx context.Context, cfg Config, saved State) (InitResult, error) {
 	var res InitResult
-	idx, _, err := r.writeAndWait(ctx, func(txn *memdb.Txn) error {
-		res = InitResult{}
-		if metaValue(txn, metaIndex) != 0 {
-			return errors.New("registry: Init called twice")
-		}
-		if err := applyConfig(txn, cfg, true, &res.ApplyResult); err != nil {
-			return err
-		}
-		return restore(txn, saved, &res)
-	})
+	idx, _, err := r.writeAndWait(ctx, r.initTxn(cfg, saved, &res))
 	if err != nil {
 		return InitResult{}, err
 	}
@@ -315,8 +323,37 @@ func (r *Registry) Init(ctx context.Context, cfg Config, saved State) (InitResul
 	return res, nil
 }
 
+// CheckInit is Init short of committing: the same transaction, checked the
+// same way (Options.Check included), then aborted. It returns what Init would
+// restore and skip, or the error Init would return, and changes nothing:
+// nothing is stored, persisted or applied, and no watcher needs to run.
+// `floodgate -check` calls it, so that it refuses what a start refuses.
+func (r *Registry) CheckInit(cfg Config, saved State) (InitResult, error) {
+	var res InitResult
+	idx, _, err := r.transact(r.initTxn(cfg, saved, &res), false)
+	if err != nil {
+		return InitResult{}, err
+	}
+	res.Gen, res.Changed = idx, true
+	return res, nil
+}
+
+// initTxn is the transaction of Init, filling res.
+func (r *Registry) initTxn(cfg Config, saved State, res *InitResult) func(txn *memdb.Txn) error {
+	return func(txn *memdb.Txn) error {
+		*res = InitResult{}
+		if metaValue(txn, metaIndex) != 0 {
+			return errors.New("registry: Init called twice")
+		}
+		if err := r.applyConfig(txn, cfg, true, &res.ApplyResult); err != nil {
+			return err
+		}
+		return restore(txn, saved, res)
+	}
+}
+
 // applyConfig writes cfg into txn. boot marks backends as known at start.
-func applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error {
+func (r *Registry) applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error {
 	wantPools := make(map[string]bool, len(cfg.Pools))
 	for i, ps := range cfg.Pools {
 		if !validName(ps.Name) {
@@ -327,13 +364,13 @@ func applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error 
 		}
 		wantPools[ps.Name] = true
 		old, _ := first[poolRow](txn, tablePools, ps.Name)
-		row := &poolRow{Name: ps.Name, Order: i, Config: ps.Config}
-		if old == nil || *old != *row {
+		row := &poolRow{Name: ps.Name, Order: i, Settings: ps.Settings}
+		if old == nil || !samePool(old, row) {
 			if err := txn.Insert(tablePools, row); err != nil {
 				return fmt.Errorf("registry: %w", err)
 			}
 		}
-		if err := applyBackends(txn, ps, boot, res); err != nil {
+		if err := applyBackends(txn, ps, boot || !r.probed(ps.Settings), res); err != nil {
 			return err
 		}
 	}
@@ -363,11 +400,12 @@ func applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error 
 			return invalidf("routes[%d]: route %q defined twice", i, rs.Name)
 		}
 		wantRoutes[rs.Name] = true
+		row := &routeRow{Name: rs.Name, Order: i, Pool: rs.Pool, Spec: rs.Spec}
 		old, _ := first[routeRow](txn, tableRoutes, rs.Name)
-		if old != nil && old.Order == i && sameRoute(old.Spec, rs) {
+		if old != nil && sameRoute(old, row) {
 			continue
 		}
-		if err := txn.Insert(tableRoutes, &routeRow{Name: rs.Name, Order: i, Spec: rs}); err != nil {
+		if err := txn.Insert(tableRoutes, row); err != nil {
 			return fmt.Errorf("registry: %w", err)
 		}
 	}
@@ -381,8 +419,10 @@ func applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error 
 	return nil
 }
 
-// applyBackends makes the config-owned backends of one pool match ps.
-func applyBackends(txn *memdb.Txn, ps PoolSpec, boot bool, res *ApplyResult) error {
+// applyBackends makes the config-owned backends of one pool match ps. New
+// backends start up when startUp is set (known at start, or a pool without an
+// active health check).
+func applyBackends(txn *memdb.Txn, ps PoolSpec, startUp bool, res *ApplyResult) error {
 	want := make(map[string]bool, len(ps.Backends))
 	for i, bs := range ps.Backends {
 		addr, err := CanonicalAddress(bs.Address)
@@ -402,7 +442,7 @@ func applyBackends(txn *memdb.Txn, ps PoolSpec, boot bool, res *ApplyResult) err
 		switch {
 		case old == nil:
 			row = backendRow{Pool: ps.Name, Address: bs.Address, Weight: bs.Weight, Source: SourceConfig,
-				FileWeight: bs.Weight, Seq: uint64(i), StartUp: boot || !ps.Config.activeHealth()}
+				FileWeight: bs.Weight, Seq: uint64(i), StartUp: startUp}
 		case old.Source == SourceAPI:
 			// The file now lists a backend the API registered: the file owns it,
 			// with the file's weight. A DELETE draining it is cancelled.
@@ -480,7 +520,7 @@ func restore(txn *memdb.Txn, saved State, res *InitResult) error {
 
 // BackendUpdate is a change to one backend: nil fields are left alone.
 type BackendUpdate struct {
-	// Weight, when set, is the new weight, 0 to balancer.MaxWeight.
+	// Weight, when set, is the new weight, 0 to limits.MaxWeight.
 	Weight *int
 	// Drain, when set, is the new drain flag.
 	Drain *bool
@@ -514,7 +554,7 @@ func (r *Registry) Register(ctx context.Context, pool, address string, weight *i
 			return err
 		}
 		if old == nil {
-			if n := len(poolBackends(txn, pool)); n >= balancer.MaxBackends {
+			if n := len(poolBackends(txn, pool)); n >= limits.MaxBackends {
 				return conflictf("pool %q is full: %d backends, the most a pool can hold", pool, n)
 			}
 			w := 1
@@ -523,7 +563,7 @@ func (r *Registry) Register(ctx context.Context, pool, address string, weight *i
 			}
 			created = true
 			return txn.Insert(tableBackends, &backendRow{Pool: pool, Address: address, Weight: w,
-				Source: SourceAPI, Seq: nextSeq(txn), StartUp: !p.Config.activeHealth()})
+				Source: SourceAPI, Seq: nextSeq(txn), StartUp: !r.probed(p.Settings)})
 		}
 		if old.Removing {
 			return conflictf("backend %s of pool %q is being removed; register it again once the DELETE has returned", address, pool)
@@ -704,47 +744,17 @@ func savedState(txn *memdb.Txn) State {
 
 func sameState(a, b State) bool { return slices.Equal(a.Backends, b.Backends) }
 
-// check verifies that every pool in txn would build, with the same rules as
-// balancer.NewPool and proxy.Server.Build, so that a committed change always
-// reaches the data plane. It does not call them: NewPool records settings in
-// the shared BackendStates, which a change that is then aborted must not touch.
+// check verifies the registry's own rules on what txn would commit: every
+// route names a pool. Whether a generation builds from the contents is
+// Options.Check's to say.
 func check(txn *memdb.Txn) error {
 	pools := make(map[string]bool)
 	for _, p := range all[poolRow](txn, tablePools) {
 		pools[p.Name] = true
-		c := p.Config
-		var errs []error
-		if c.MaxConnsPerBackend < 0 || c.QueueMax < 0 || c.MaxFails < 0 || c.Retries < 0 {
-			errs = append(errs, errors.New("negative limit"))
-		}
-		if c.QueueTimeout < 0 || (c.QueueMax > 0 && c.QueueTimeout == 0) {
-			errs = append(errs, errors.New("a queue needs a timeout"))
-		}
-		if c.EjectFor < 0 || (c.MaxFails > 0 && c.EjectFor == 0) {
-			errs = append(errs, errors.New("passive health needs an ejection period"))
-		}
-		if c.MaxEjectionPercent < 0 || c.MaxEjectionPercent > 100 {
-			errs = append(errs, errors.New("max ejection percent out of range 0-100"))
-		}
-		if c.SlowStart < 0 || c.ConnectTimeout < 0 || c.ResponseTimeout < 0 {
-			errs = append(errs, errors.New("negative duration"))
-		}
-		if err := c.Health.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("health: %w", err))
-		}
-		if n := len(poolBackends(txn, p.Name)); n > balancer.MaxBackends {
-			errs = append(errs, fmt.Errorf("%d backends, at most %d", n, balancer.MaxBackends))
-		}
-		if err := errors.Join(errs...); err != nil {
-			return &kindError{ErrInvalid, fmt.Sprintf("pool %q: %v", p.Name, err)}
-		}
 	}
 	for _, rt := range all[routeRow](txn, tableRoutes) {
-		if !pools[rt.Spec.Pool] {
-			return invalidf("route %q: unknown pool %q", rt.Name, rt.Spec.Pool)
-		}
-		if rl := rt.Spec.RateLimit; rl != nil && !(rl.Rate > 0) {
-			return invalidf("route %q: rate limit must be positive", rt.Name)
+		if !pools[rt.Pool] {
+			return invalidf("route %q: unknown pool %q", rt.Name, rt.Pool)
 		}
 	}
 	return nil

@@ -2,9 +2,12 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/floodgate/floodgate/internal/panics"
 )
 
 // Removal is the outcome of Remove.
@@ -124,25 +127,31 @@ func (r *Registry) remove(ctx context.Context, pool, address string, timeout tim
 
 // drain waits until the backend has had no request in flight for the settle
 // period, or timeout has passed. The backend is already marked down in every
-// generation; in-flight counts live in its BackendState and only fall from here,
-// except for a request that read it up an instant before it was marked down and
-// takes its slot just after: the settle period covers that window.
+// generation; its in-flight count (Options.Inflight, which reads the data
+// plane's live state) only falls from here, except for a request that read it
+// up an instant before it was marked down and takes its slot just after: the
+// settle period covers that window.
 //
-// balancer.BackendState offers no notification when its count reaches zero, so
-// this polls it; the poll is off the request path and bounded by timeout.
+// The data plane offers no notification when a count reaches zero, so this
+// polls it; the poll is off the request path and bounded by timeout.
 func (r *Registry) drain(pool, address string, timeout time.Duration) Removal {
-	b := r.View().Backend(pool, address)
-	if b == nil {
+	inflight := func() int64 {
+		n, _ := r.inflight(pool, address)
+		return n
+	}
+	if r.inflight == nil {
 		return Removal{Drained: true}
 	}
-	st := b.State
+	if _, ok := r.inflight(pool, address); !ok {
+		return Removal{Drained: true}
+	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(r.poll)
 	defer tick.Stop()
 	var zeroSince time.Time
 	for {
-		n := st.Inflight()
+		n := inflight()
 		now := time.Now()
 		switch {
 		case n != 0:
@@ -154,12 +163,25 @@ func (r *Registry) drain(pool, address string, timeout time.Duration) Removal {
 		}
 		select {
 		case <-deadline.C:
-			n := st.Inflight()
+			n := inflight()
 			return Removal{Drained: n == 0, Inflight: n}
 		case <-r.done: // shutting down: phase 2 will find the registry closed
-			n := st.Inflight()
+			n := inflight()
 			return Removal{Drained: n == 0, Inflight: n}
 		case <-tick.C:
 		}
 	}
+}
+
+// safely runs fn and turns a panic in it into an error, after package panics
+// has counted and logged it: a bug met while removing one backend fails that
+// removal instead of ending the process.
+func (r *Registry) safely(where string, fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			panics.Contain(r.log, where, v)
+			err = fmt.Errorf("%s: internal error: %v", where, v)
+		}
+	}()
+	return fn()
 }

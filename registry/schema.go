@@ -2,12 +2,8 @@ package registry
 
 import (
 	"reflect"
-	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
-
-	"github.com/floodgate/floodgate/health"
-	"github.com/floodgate/floodgate/proxy"
 )
 
 // Table and index names.
@@ -86,9 +82,9 @@ const (
 // poolRow is a stored pool. Rows are never modified once inserted: a change
 // inserts a modified copy.
 type poolRow struct {
-	Name   string
-	Order  int // position in the config file
-	Config PoolConfig
+	Name     string
+	Order    int // position in the config file
+	Settings any // PoolSpec.Settings, opaque here
 }
 
 // backendRow is a stored backend.
@@ -121,7 +117,8 @@ type backendRow struct {
 type routeRow struct {
 	Name  string
 	Order int
-	Spec  proxy.RouteSpec
+	Pool  string
+	Spec  any // RouteSpec.Spec, opaque here
 }
 
 // metaRow is a named counter.
@@ -130,43 +127,13 @@ type metaRow struct {
 	Value uint64
 }
 
-// PoolConfig is everything about a pool except its backends, in the terms of
-// the runtime packages. It is a plain value; Health is compared with ==.
-type PoolConfig struct {
-	// MaxConnsPerBackend caps in-flight requests per backend; 0 is unlimited.
-	MaxConnsPerBackend int
-	// QueueMax is how many requests may wait for a slot; see
-	// balancer.PoolOptions.
-	QueueMax int
-	// QueueTimeout is the longest wait in the queue.
-	QueueTimeout time.Duration
-	// SlowStart ramps new and recovered backends; 0 is off.
-	SlowStart time.Duration
-	// MaxFails consecutive failures eject a backend; 0 turns passive health
-	// off.
-	MaxFails int
-	// EjectFor is how long an ejection lasts.
-	EjectFor time.Duration
-	// MaxEjectionPercent bounds how much of the pool passive health ejects at
-	// once; see balancer.PoolOptions. 0 is the balancer's default.
-	MaxEjectionPercent int
-	// ConnectTimeout bounds dialling a backend; see proxy.PoolSpec.
-	ConnectTimeout time.Duration
-	// ResponseTimeout bounds a backend's answer.
-	ResponseTimeout time.Duration
-	// Retries is how many other backends an idempotent request is tried on.
-	Retries int
-	// Reserved is how many of each backend's slots only critical routes may
-	// use; see balancer.PoolOptions.Reserved.
-	Reserved int64
-	// Health is the active check; Type "" or "none" means none.
-	Health health.Check
+// samePool reports whether two pool rows are equal; their settings may hold
+// anything a caller stores.
+func samePool(a, b *poolRow) bool {
+	return a.Name == b.Name && a.Order == b.Order && reflect.DeepEqual(a.Settings, b.Settings)
 }
 
-// activeHealth reports whether the pool probes its backends.
-func (c PoolConfig) activeHealth() bool {
-	return c.Health.Type == health.TypeHTTP || c.Health.Type == health.TypeTCP
+// sameRoute reports whether two route rows are equal.
+func sameRoute(a, b *routeRow) bool {
+	return a.Name == b.Name && a.Order == b.Order && a.Pool == b.Pool && reflect.DeepEqual(a.Spec, b.Spec)
 }
-
-// sameRoute compares route specs, which hold slices.
-func sameRoute(a, b proxy.RouteSpec) bool { return reflect.DeepEqual(a, b) }

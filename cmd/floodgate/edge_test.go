@@ -118,7 +118,9 @@ routes:
 }
 
 // TestDegradedModeThroughTheBinary forces a pool degraded through the admin API:
-// the low-priority route is shed with Retry-After, orders are captured (202), the
+// the low-priority route is served while a slot is free (work-conserving
+// admission, issue 15) and shed with Retry-After in the pool without a
+// connection limit, where no slot can be seen free; orders are captured (202), the
 // critical route still reaches the backend, GET .../mode reports it, and once the
 // mode is back to normal the captured order is replayed to the backend with its
 // Idempotency-Key.
@@ -140,33 +142,29 @@ pools:
   - name: shop
     backends: [{address: %q}]
     max_conns_per_backend: 20
+  - name: blind
+    backends: [{address: %q}]
 routes:
   - {name: search, path_prefix: /search, pool: shop, priority: low, on_degraded: {action: shed, retry_after: 15s}}
+  - {name: recommendations, path_prefix: /reco, pool: blind, priority: low, on_degraded: {action: shed, retry_after: 15s}}
   - {name: checkout, path_prefix: /checkout, pool: shop, priority: high, on_degraded: {action: capture, when: degraded}}
   - {name: order, path_prefix: /order, pool: shop, priority: high, on_degraded: {action: capture}}
   - {name: admin, path_prefix: /admin/, pool: shop, priority: critical}
-`, addr, adminAddr, filepath.Join(dir, "journal"), be))
+`, addr, adminAddr, filepath.Join(dir, "journal"), be, be))
 	p := start(t, "-config", cfg)
 	p.waitLog(t, "floodgate listening")
-	setMode := func(mode string) {
-		req, _ := http.NewRequest(http.MethodPut, "http://"+adminAddr+"/api/v1/pools/shop/mode", strings.NewReader(`{"mode": "`+mode+`"}`))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("PUT mode %s: %d", mode, resp.StatusCode)
-		}
-	}
+	setMode := func(mode string) { setPoolMode(t, adminAddr, "blind", mode); setPoolMode(t, adminAddr, "shop", mode) }
 	setMode("degraded")
-	resp, err := http.Get("http://" + addr + "/search?q=x")
+	if code, _ := get(t, "http://"+addr+"/search?q=x"); code != 200 {
+		t.Fatalf("search while degraded with slots free: %d, want it served", code)
+	}
+	resp, err := http.Get("http://" + addr + "/reco")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "15" {
-		t.Fatalf("search while degraded: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+		t.Fatalf("low route of a pool without a connection limit while degraded: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	resp, err = http.Post("http://"+addr+"/checkout", "application/json", strings.NewReader(`{"cart":1}`))
 	if err != nil {
@@ -253,5 +251,19 @@ routes:
 		if code, _ := purge(q); code != 400 {
 			t.Errorf("purge %q: %d, want 400", q, code)
 		}
+	}
+}
+
+// setPoolMode sets a pool's mode through the admin API.
+func setPoolMode(t *testing.T, adminAddr, pool, mode string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, "http://"+adminAddr+"/api/v1/pools/"+pool+"/mode", strings.NewReader(`{"mode": "`+mode+`"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT %s mode %s: %d", pool, mode, resp.StatusCode)
 	}
 }

@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/proxy/cache"
 	"github.com/floodgate/floodgate/registry"
@@ -41,8 +41,8 @@ type prepared struct {
 // will write (access log, capture journal, state file) can be written without
 // creating or changing any, checks that each listen address is one this
 // machine has, and builds the first generation as the start would (pools,
-// routes, degraded mode) into a data plane that serves nothing, probes nothing
-// and is thrown away. What it cannot know: a port that another process holds,
+// routes, health checks, degraded mode) with the pure generation builder,
+// committing nothing. What it cannot know: a port that another process holds,
 // permission to bind a port below 1024, and a capture journal locked by a
 // running floodgate.
 func prepare(ctx context.Context, log *slog.Logger, cfg *conf.Config, ignoreState bool) (*prepared, error) {
@@ -100,17 +100,19 @@ func prepare(ctx context.Context, log *slog.Logger, cfg *conf.Config, ignoreStat
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if p.skipped, err = dryBuild(ctx, log, cfg, p.rcfg, p.saved); err != nil {
+	if p.skipped, err = dryBuild(cfg, p.rcfg, p.saved); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// dryBuild applies the config to a registry, a data plane and a degraded-mode
-// monitor made for the purpose, as the start does with its own, and throws
-// them away: no listener, no health probe (a registry without Health runs
-// none), no state file written.
-func dryBuild(ctx context.Context, log *slog.Logger, cfg *conf.Config, rcfg registry.Config, saved registry.State) ([]string, error) {
+// dryBuild checks the first generation as the start builds it: Init's
+// transaction (the config and the state file) run through the registry's
+// checks and the pure generation builder (pools, routes, health checks,
+// degraded mode), then aborted. The builder needs a data plane and a monitor
+// to read from, made for the purpose; nothing is committed or swapped in,
+// nothing serves, probes or runs, and they are thrown away.
+func dryBuild(cfg *conf.Config, rcfg registry.Config, saved registry.State) ([]string, error) {
 	quiet := slog.New(slog.DiscardHandler)
 	var respCache *cache.Cache
 	if cfg.Cache.MaxBytes > 0 {
@@ -124,34 +126,20 @@ func dryBuild(ctx context.Context, log *slog.Logger, cfg *conf.Config, rcfg regi
 	}
 	px := proxy.New(proxyOptions(cfg, quiet, respCache))
 	defer func() {
-		// Never served: this only stops its clock and closes its upstreams.
+		// Never served: this only stops its clock.
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = px.Shutdown(sctx)
 	}()
 	mon := degrade.NewMonitor(degrade.MonitorOptions{Logger: quiet})
 	defer mon.Close()
-	reg, err := registry.New(registry.Options{Dataplane: px, Logger: quiet,
-		Degrade: func(pool string) (*degrade.Gate, *degrade.Recorder) { return mon.Gate(pool), mon.Recorder(pool) }})
+	gen, err := generation.New(generation.Options{Dataplane: px, Monitor: mon, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- reg.Run(rctx) }()
-	defer func() { cancel(); <-done }()
-	res, err := reg.Init(rctx, rcfg, saved)
+	res, err := gen.CheckInit(rcfg, saved)
 	if err != nil {
 		return nil, fmt.Errorf("apply config: %w", err)
-	}
-	currentPool := func(name string) *balancer.Pool {
-		if snap := px.Current(); snap != nil {
-			return snap.Pool(name)
-		}
-		return nil
-	}
-	if err := mon.Configure(degradeConfigs(cfg, currentPool)); err != nil {
-		return nil, fmt.Errorf("degrade: %w", err)
 	}
 	return res.Skipped, nil
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"log/slog"
 	"runtime"
 	"testing"
 	"time"
@@ -20,13 +18,12 @@ func TestDryBuildLeavesNoGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	if _, err := dryBuild(context.Background(), log, cfg, rcfg, registry.State{}); err != nil {
+	if _, err := dryBuild(cfg, rcfg, registry.State{}); err != nil {
 		t.Fatal(err)
 	}
 	before := runtime.NumGoroutine()
 	for range 20 {
-		if _, err := dryBuild(context.Background(), log, cfg, rcfg, registry.State{}); err != nil {
+		if _, err := dryBuild(cfg, rcfg, registry.State{}); err != nil {
 			t.Fatal(err)
 		}
 	}

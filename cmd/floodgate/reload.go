@@ -15,6 +15,7 @@ import (
 
 	"github.com/floodgate/floodgate/admin"
 	"github.com/floodgate/floodgate/conf"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/internal/panics"
 	"github.com/floodgate/floodgate/metrics"
 	"github.com/floodgate/floodgate/registry"
@@ -22,17 +23,16 @@ import (
 
 // reloader re-reads the config file on a trigger (the file watcher, SIGHUP, or
 // POST /api/v1/reload) and applies it: parse and validate the whole file, then
-// one registry transaction. A bad file changes nothing: the previous config keeps
-// serving and each problem is logged as PATH:LINE: message. Reloads are
+// one registry transaction, which commits only if the generation built from it
+// (pools, routes, health checks, degraded mode) builds, and returns once that
+// generation is in service. A bad file changes nothing: the previous config
+// keeps serving and each problem is logged as PATH:LINE: message. Reloads are
 // serialised. Safe for concurrent use.
 type reloader struct {
 	path    string
 	log     *slog.Logger
-	reg     *registry.Registry
+	reg     *generation.Manager
 	metrics *metrics.Metrics
-	// onApplied, when set, runs after each applied reload (the degraded-mode
-	// monitor takes the new pool settings from it).
-	onApplied func(*conf.Config)
 	// boot is the config the process started with: settings that only a
 	// restart changes keep its values, and reloads are compared with it.
 	boot *conf.Config
@@ -47,7 +47,7 @@ type reloader struct {
 
 var _ admin.Reloader = (*reloader)(nil)
 
-func newReloader(path string, data []byte, boot *conf.Config, log *slog.Logger, reg *registry.Registry, m *metrics.Metrics) *reloader {
+func newReloader(path string, data []byte, boot *conf.Config, log *slog.Logger, reg *generation.Manager, m *metrics.Metrics) *reloader {
 	r := &reloader{path: path, log: log, reg: reg, metrics: m, boot: boot, sum: sha256.Sum256(data)}
 	r.setLive(boot)
 	return r
@@ -115,7 +115,7 @@ func (r *reloader) reload(ctx context.Context, trigger string, force bool) (out 
 	}
 	// Once validated, the apply runs to its end even if the caller goes away
 	// (an API client hanging up, the shutdown starting): it is committed in one
-	// transaction, so reporting it as failed would be wrong. The registry's
+	// transaction, so reporting it as failed would be wrong. The generations'
 	// watcher outlives every trigger, so the wait is short.
 	rc, err := registryConfig(cfg)
 	if err != nil {
@@ -129,9 +129,6 @@ func (r *reloader) reload(ctx context.Context, trigger string, force bool) (out 
 		return admin.ReloadResult{}, r.fail(trigger, err)
 	}
 	r.setLive(cfg)
-	if r.onApplied != nil {
-		r.onApplied(cfg)
-	}
 	for _, id := range res.Dropped {
 		r.log.Warn("reload: backend registered over the API removed with its pool", "backend", id)
 	}

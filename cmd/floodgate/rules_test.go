@@ -1,18 +1,16 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/registry"
@@ -64,7 +62,11 @@ func TestDegradeRuleAgrees(t *testing.T) {
 		cfg, confErr := conf.Parse("t.yaml", []byte(text))
 		var monErr error
 		if confErr == nil {
-			monErr = degrade.NewMonitor(degrade.MonitorOptions{}).Configure(degradeConfigs(cfg, func(string) *balancer.Pool { return nil }))
+			var rc registry.Config
+			if rc, monErr = registryConfig(cfg); monErr == nil {
+				d := rc.Pools[0].Settings.(generation.PoolSettings).Degrade
+				monErr = degrade.NewMonitor(degrade.MonitorOptions{}).Configure([]degrade.PoolConfig{d.PoolConfig("p", nil)})
+			}
 		} else {
 			// conf refused it: hand the monitor the values as written.
 			monErr = degrade.NewMonitor(degrade.MonitorOptions{}).Configure([]degrade.PoolConfig{rawDegrade(sec)})
@@ -191,7 +193,6 @@ func TestShedRuleAgrees(t *testing.T) {
 // TestRateLimitRuleAgrees: a route's rate_limit section is accepted by
 // conf.Parse exactly when the proxy, building the generation, accepts it.
 func TestRateLimitRuleAgrees(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
 	base, err := conf.Parse("base.yaml", []byte("pools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -223,14 +224,48 @@ func TestRateLimitRuleAgrees(t *testing.T) {
 						if key == "ip" {
 							header = ""
 						}
-						rcfg.Routes[0].RateLimit = &proxy.RateLimitSpec{Header: header, Rate: rate, Burst: burst, MaxKeys: keys}
+						rs := rcfg.Routes[0].Spec.(proxy.RouteSpec)
+						rs.RateLimit = &proxy.RateLimitSpec{Header: header, Rate: rate, Burst: burst, MaxKeys: keys}
+						rcfg.Routes[0] = generation.Route(rs)
 					}
-					_, buildErr := dryBuild(context.Background(), log, cfg, rcfg, registry.State{})
+					_, buildErr := dryBuild(cfg, rcfg, registry.State{})
 					if (confErr == nil) != (buildErr == nil) {
 						t.Errorf("rate_limit %s\nconf: %v\nproxy: %v", sec, confErr, buildErr)
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestCaptureMaxWaitRuleAgrees: a capture route's max_wait is accepted by
+// conf.Parse exactly when the proxy, building the generation, accepts it
+// (degrade.CheckMaxWait).
+func TestCaptureMaxWaitRuleAgrees(t *testing.T) {
+	const head = "capture: {dir: /nonexistent/journal}\npools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p, on_degraded: {action: capture"
+	base, err := conf.Parse("base.yaml", []byte(head+"}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []time.Duration{-time.Millisecond, 0, time.Microsecond, time.Millisecond, 100 * time.Millisecond, time.Minute, time.Minute + 1, time.Hour} {
+		text := head + ", max_wait: " + yamlDuration(v) + "}}\n"
+		cfg, confErr := conf.Parse("t.yaml", []byte(text))
+		var rcfg registry.Config
+		if confErr == nil {
+			if rcfg, err = registryConfig(cfg); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			// The value as written, handed to the proxy.
+			cfg = base
+			rcfg, _ = registryConfig(cfg)
+			rs := rcfg.Routes[0].Spec.(proxy.RouteSpec)
+			rs.CaptureMaxWait = v
+			rcfg.Routes[0] = generation.Route(rs)
+		}
+		_, buildErr := dryBuild(cfg, rcfg, registry.State{})
+		if (confErr == nil) != (buildErr == nil) {
+			t.Errorf("max_wait %s\nconf: %v\nproxy: %v", v, confErr, buildErr)
 		}
 	}
 }

@@ -21,10 +21,10 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/floodgate/floodgate/admin"
-	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/metrics"
 	"github.com/floodgate/floodgate/proxy"
@@ -32,9 +32,9 @@ import (
 	"github.com/floodgate/floodgate/registry"
 )
 
-// The registry is what the admin API drives and what reports health status.
+// The registry and its generations are what the admin API drives.
 var (
-	_ admin.Registry     = (*registry.Registry)(nil)
+	_ admin.Registry     = (*generation.Manager)(nil)
 	_ admin.HealthStatus = (*health.Checker)(nil)
 )
 
@@ -51,6 +51,9 @@ type serveOptions struct {
 	cfg  *conf.Config
 	// ignoreState starts even when the state file is corrupt, moving it aside.
 	ignoreState bool
+	// monitor, when set (by tests), stands between the commit step and the
+	// degraded-mode monitor: a test makes the monitor's part of a reload fail.
+	monitor func(*degrade.Monitor) generation.Monitor
 }
 
 // serve runs floodgate for o.cfg until ctx ends, then drains and returns nil. An
@@ -137,20 +140,17 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	px := proxy.New(popts)
 	mon := degrade.NewMonitor(degrade.MonitorOptions{Logger: log})
 	defer mon.Close()
-	currentPool := func(name string) *balancer.Pool {
-		if snap := px.Current(); snap != nil {
-			return snap.Pool(name)
-		}
-		return nil
-	}
 	checker := health.NewChecker(health.Options{Logger: log})
 	defer checker.Close()
 	var persist func(registry.State) error
 	if path := cfg.Admin.StateFile; path != "" {
 		persist = func(st registry.State) error { return registry.SaveState(path, st) }
 	}
-	reg, err := registry.New(registry.Options{Dataplane: px, Health: checker, Logger: log, Persist: persist,
-		Degrade: func(pool string) (*degrade.Gate, *degrade.Recorder) { return mon.Gate(pool), mon.Recorder(pool) }})
+	var monitor generation.Monitor = mon
+	if o.monitor != nil {
+		monitor = o.monitor(mon)
+	}
+	reg, err := generation.New(generation.Options{Dataplane: px, Health: checker, Monitor: monitor, Logger: log, Persist: persist})
 	if err != nil {
 		return err
 	}
@@ -173,12 +173,11 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	go func() { regDone <- reg.Run(regCtx) }()
 	defer func() { regCancel(); <-regDone }()
 
+	// One commit step puts the first generation in service: pools, routes,
+	// health checks and degraded mode, all of it or (an error) none.
 	initRes, err := reg.Init(ctx, pre.rcfg, saved)
 	if err != nil {
 		return fmt.Errorf("apply config: %w", err)
-	}
-	if err := mon.Configure(degradeConfigs(cfg, currentPool)); err != nil {
-		return fmt.Errorf("degrade: %w", err)
 	}
 	for _, s := range initRes.Skipped {
 		log.Warn("state file entry not restored", "path", cfg.Admin.StateFile, "entry", s)
@@ -195,11 +194,6 @@ func serve(ctx context.Context, log *slog.Logger, o serveOptions) error {
 	}
 
 	rl := newReloader(o.path, o.data, cfg, log, reg, m)
-	rl.onApplied = func(next *conf.Config) {
-		if err := mon.Configure(degradeConfigs(next, currentPool)); err != nil {
-			log.Error("degrade: reload not applied to degraded mode", "error", err.Error())
-		}
-	}
 	var reloader admin.Reloader
 	if o.path != "" {
 		reloader = rl

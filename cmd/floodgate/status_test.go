@@ -21,6 +21,7 @@ import (
 	"github.com/floodgate/floodgate/admin"
 	"github.com/floodgate/floodgate/degrade"
 	"github.com/floodgate/floodgate/degrade/capture"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/proxy/cache"
 	"github.com/floodgate/floodgate/registry"
@@ -83,9 +84,7 @@ func newStatusFixture(t *testing.T) *statusFixture {
 
 	px := proxy.New(proxy.Options{})
 	mon := degrade.NewMonitor(degrade.MonitorOptions{Now: clock.Now})
-	reg, err := registry.New(registry.Options{Dataplane: px, Degrade: func(pool string) (*degrade.Gate, *degrade.Recorder) {
-		return mon.Gate(pool), mon.Recorder(pool)
-	}})
+	reg, err := generation.New(generation.Options{Dataplane: px, Monitor: mon})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,19 +93,16 @@ func newStatusFixture(t *testing.T) *statusFixture {
 	go func() { defer close(regDone); _ = reg.Run(ctx) }()
 	if _, err := reg.Init(ctx, registry.Config{
 		Pools: []registry.PoolSpec{
-			{Name: "shop", Config: registry.PoolConfig{MaxConnsPerBackend: 8, QueueMax: 50, QueueTimeout: time.Second},
+			{Name: "shop", Settings: generation.PoolSettings{MaxConnsPerBackend: 8, QueueMax: 50, QueueTimeout: time.Second},
 				Backends: []registry.BackendSpec{{Address: backends[0], Weight: 2}, {Address: backends[1], Weight: 1}}},
 			{Name: "backoffice", Backends: []registry.BackendSpec{{Address: "10.0.9.1:8080", Weight: 1}}},
 		},
-		Routes: []proxy.RouteSpec{
+		Routes: generation.Routes([]proxy.RouteSpec{
 			{Name: "checkout", PathPrefix: "/checkout", Pool: "shop"},
 			{Name: "site", PathPrefix: "/", Pool: "shop"},
 			{Name: "backoffice", PathPrefix: "/admin/", Pool: "backoffice"},
-		},
+		}...),
 	}, registry.State{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := mon.Configure([]degrade.PoolConfig{{Name: "shop"}, {Name: "backoffice"}}); err != nil {
 		t.Fatal(err)
 	}
 	journal, err := capture.Open(capture.Options{Dir: filepath.Join(dir, "journal"), Now: clock.Now})

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/generation"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/proxy"
 	"github.com/floodgate/floodgate/proxy/cache"
@@ -47,27 +47,17 @@ func reserved(cfg *conf.Config, pc conf.Pool) int64 {
 	return 0
 }
 
-// degradeConfigs translates each pool's degrade section for the monitor. A pool
-// without one never degrades by itself but follows the admin override. pool
-// returns the pool's current generation.
-func degradeConfigs(cfg *conf.Config, pool func(string) *balancer.Pool) []degrade.PoolConfig {
-	var out []degrade.PoolConfig
-	for _, pc := range cfg.Pools {
-		name := pc.Name
-		dc := degrade.PoolConfig{Name: name, Source: &degrade.PoolSource{
-			Pool:               func() *balancer.Pool { return pool(name) },
-			MaxConnsPerBackend: int64(pc.MaxConnsPerBackend),
-			Reserved:           reserved(cfg, pc),
-		}}
-		if d := pc.Degrade; d != nil {
-			th := func(t conf.Thresholds) degrade.Thresholds {
-				return degrade.Thresholds{InflightRatio: t.InflightRatio, QueueWait: t.QueueWait, P95Latency: t.P95Latency, ErrorRate: t.ErrorRate}
-			}
-			dc.Enter, dc.Exit, dc.Hold, dc.Window, dc.Windows = th(d.Enter), th(d.Exit), d.Hold, d.Window, d.Windows
-		}
-		out = append(out, dc)
+// degradeSettings translates a pool's degrade section for the monitor. A pool
+// without one never degrades by itself but follows the admin override.
+func degradeSettings(pc conf.Pool) generation.Degrade {
+	d := pc.Degrade
+	if d == nil {
+		return generation.Degrade{}
 	}
-	return out
+	th := func(t conf.Thresholds) degrade.Thresholds {
+		return degrade.Thresholds{InflightRatio: t.InflightRatio, QueueWait: t.QueueWait, P95Latency: t.P95Latency, ErrorRate: t.ErrorRate}
+	}
+	return generation.Degrade{Enter: th(d.Enter), Exit: th(d.Exit), Hold: d.Hold, Window: d.Window, Windows: d.Windows}
 }
 
 // degradedRoute fills a route's degraded-mode fields. The static file is read
@@ -103,16 +93,19 @@ func degradedRoute(rs *proxy.RouteSpec, rc conf.Route) error {
 	case conf.ActionCapture:
 		rs.CaptureMethods = upper(od.Methods)
 		rs.CaptureAlways = od.When == "degraded"
+		rs.CaptureMaxWait = od.MaxWait
 	}
 	return nil
 }
 
-// registryConfig translates the config file into the registry's terms: the one
-// place where the file format meets the runtime packages.
+// registryConfig translates the config file into the registry's terms, with
+// the settings the generation builder reads (generation.PoolSettings,
+// proxy.RouteSpec): the one place where the file format meets the runtime
+// packages.
 func registryConfig(cfg *conf.Config) (registry.Config, error) {
 	var out registry.Config
 	for _, pc := range cfg.Pools {
-		ps := registry.PoolSpec{Name: pc.Name, Config: registry.PoolConfig{
+		ps := registry.PoolSpec{Name: pc.Name, Settings: generation.PoolSettings{
 			MaxConnsPerBackend: pc.MaxConnsPerBackend,
 			QueueMax:           pc.Queue.Max,
 			QueueTimeout:       pc.Queue.Timeout,
@@ -125,6 +118,7 @@ func registryConfig(cfg *conf.Config) (registry.Config, error) {
 			Retries:            pc.Retries,
 			Health:             healthCheck(pc.Health),
 			Reserved:           reserved(cfg, pc),
+			Degrade:            degradeSettings(pc),
 		}}
 		for _, bc := range pc.Backends {
 			ps.Backends = append(ps.Backends, registry.BackendSpec{Address: bc.Address, Weight: bc.Weight})
@@ -160,7 +154,7 @@ func registryConfig(cfg *conf.Config) (registry.Config, error) {
 		if err := degradedRoute(&rs, rc); err != nil {
 			return registry.Config{}, err
 		}
-		out.Routes = append(out.Routes, rs)
+		out.Routes = append(out.Routes, generation.Route(rs))
 	}
 	return out, nil
 }

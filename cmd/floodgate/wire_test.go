@@ -2,8 +2,6 @@ package main
 
 import (
 	"errors"
-	"github.com/floodgate/floodgate/balancer"
-	"github.com/floodgate/floodgate/degrade"
 	"log/slog"
 	"net"
 	"os"
@@ -13,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/floodgate/floodgate/conf"
+	"github.com/floodgate/floodgate/degrade"
+	"github.com/floodgate/floodgate/generation"
+	"github.com/floodgate/floodgate/proxy"
 )
 
 func mustParse(t *testing.T, yaml string) *conf.Config {
@@ -71,11 +72,11 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := rc.Pools[0]
-	if p.Backends[0].Weight != 7 || p.Config.Health.Type != "tcp" || p.Config.QueueMax != 5 || p.Config.MaxConnsPerBackend != 10 {
+	p, ps := rc.Pools[0], rc.Pools[0].Settings.(generation.PoolSettings)
+	if p.Backends[0].Weight != 7 || ps.Health.Type != "tcp" || ps.QueueMax != 5 || ps.MaxConnsPerBackend != 10 {
 		t.Fatalf("pool %+v", p)
 	}
-	r := rc.Routes[0]
+	r := rc.Routes[0].Spec.(proxy.RouteSpec)
 	if r.Host != "example.com" || r.Methods[0] != "GET" || len(r.AllowCIDRs) != 1 || len(r.DenyCIDRs) != 1 ||
 		r.RateLimit == nil || r.RateLimit.Header != "X-Key" || r.RateLimit.Rate != 10 || r.RateLimit.Burst != 20 ||
 		r.Cache == nil || r.Cache.DefaultTTL.Seconds() != 30 || r.Cache.Route != "r" {
@@ -103,10 +104,12 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := drc.Pools[0].Config.Reserved; got != 10 {
+	dps := drc.Pools[0].Settings.(generation.PoolSettings)
+	if got := dps.Reserved; got != 10 {
 		t.Errorf("reserved slots %d, want 10 (10%% of 100 for the critical route)", got)
 	}
-	search, checkout, admin := drc.Routes[0], drc.Routes[1], drc.Routes[2]
+	spec := func(i int) proxy.RouteSpec { return drc.Routes[i].Spec.(proxy.RouteSpec) }
+	search, checkout, admin := spec(0), spec(1), spec(2)
 	if search.Priority != degrade.PriorityLow || search.Action != degrade.ActionShed || search.Shed.Status != 429 || search.Shed.RetryAfter != "10" {
 		t.Errorf("search: %+v %+v", search, search.Shed)
 	}
@@ -121,9 +124,8 @@ routes:
 	if admin.Priority != degrade.PriorityCritical {
 		t.Errorf("admin: %+v", admin)
 	}
-	dc := degradeConfigs(dcfg, func(string) *balancer.Pool { return nil })
-	if len(dc) != 1 || dc[0].Enter.P95Latency.String() != "800ms" || dc[0].Exit.P95Latency.String() != "300ms" {
-		t.Errorf("degrade config %+v", dc)
+	if dc := dps.Degrade; dc.Enter.P95Latency.String() != "800ms" || dc.Exit.P95Latency.String() != "300ms" {
+		t.Errorf("degrade settings %+v", dc)
 	}
 	if err := unsupported(mustParse(t, "pools:\n  - name: p\n    backends: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {name: r, path_prefix: /, pool: p, timeouts: {response_timeout: 1s}}\n")); err == nil {
 		t.Fatal("route timeouts accepted though not applied")

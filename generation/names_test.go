@@ -1,4 +1,4 @@
-package registry
+package generation
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/conf"
 	"github.com/floodgate/floodgate/health"
-	"github.com/floodgate/floodgate/proxy"
+	"github.com/floodgate/floodgate/registry"
 )
 
 // TestNamesAgreeWithConf checks that `floodgate -check` (conf.Parse) and the
@@ -26,10 +26,10 @@ func TestNamesAgreeWithConf(t *testing.T) {
 		"é", "shop\u200b", "a\tb", "a\x00b", "a\x7f", "日本",
 	}
 	h := newHarness(t, Options{})
-	h.init(Config{
-		Pools:  []PoolSpec{pool("base", PoolConfig{}, be("10.0.0.1:80", 1))},
-		Routes: []proxy.RouteSpec{route("base", "/", "base")},
-	}, State{})
+	h.init(registry.Config{
+		Pools:  []registry.PoolSpec{pool("base", PoolSettings{}, be("10.0.0.1:80", 1))},
+		Routes: Routes(route("base", "/", "base")),
+	}, registry.State{})
 	for _, n := range names {
 		q := strconv.Quote(n)
 		for _, kind := range []string{"pool", "route"} {
@@ -47,11 +47,11 @@ func TestNamesAgreeWithConf(t *testing.T) {
 				t.Errorf("%s %s: conf refused it first for another reason than the name: %v", kind, q, cerr)
 				continue
 			}
-			_, rerr := h.r.ApplyConfig(h.ctx, Config{
-				Pools:  []PoolSpec{pool(pn, PoolConfig{}, be("10.0.0.1:8080", 1))},
-				Routes: []proxy.RouteSpec{route(rn, "/", pn)},
+			_, rerr := h.r.ApplyConfig(h.ctx, registry.Config{
+				Pools:  []registry.PoolSpec{pool(pn, PoolSettings{}, be("10.0.0.1:8080", 1))},
+				Routes: Routes(route(rn, "/", pn)),
 			})
-			if rerr != nil && !errors.Is(rerr, ErrInvalid) {
+			if rerr != nil && !errors.Is(rerr, registry.ErrInvalid) {
 				t.Errorf("%s %s: registry refused it for another reason than the name: %v", kind, q, rerr)
 				continue
 			}
@@ -59,8 +59,8 @@ func TestNamesAgreeWithConf(t *testing.T) {
 				t.Errorf("%s %s: conf -check error %v, registry error %v", kind, q, cerr, rerr)
 			}
 			if kind == "pool" {
-				st := fmt.Sprintf(`{"version":%d,"backends":[{"pool":%s,"address":"10.0.0.1:8080","weight":1,"source":"api"}]}`, StateVersion, jsonString(n))
-				_, serr := ParseState([]byte(st))
+				st := fmt.Sprintf(`{"version":%d,"backends":[{"pool":%s,"address":"10.0.0.1:8080","weight":1,"source":"api"}]}`, registry.StateVersion, jsonString(n))
+				_, serr := registry.ParseState([]byte(st))
 				if (cerr == nil) != (serr == nil) {
 					t.Errorf("pool %s: conf -check error %v, state file error %v", q, cerr, serr)
 				}

@@ -1,4 +1,4 @@
-package registry
+package generation
 
 import (
 	"context"
@@ -6,33 +6,21 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	memdb "github.com/hashicorp/go-memdb"
-
 	"github.com/floodgate/floodgate/balancer"
 	"github.com/floodgate/floodgate/health"
 	"github.com/floodgate/floodgate/proxy"
+	"github.com/floodgate/floodgate/registry"
 )
-
-func TestSchemaIsValid(t *testing.T) {
-	if err := NewSchema().Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := memdb.NewMemDB(NewSchema()); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // harness is a Registry over a real, not serving, proxy.Server, with Run going.
 type harness struct {
 	t   *testing.T
-	r   *Registry
+	r   *Manager
 	px  *proxy.Server
 	ctx context.Context
 }
@@ -63,11 +51,13 @@ func newHarness(t *testing.T, opts Options) *harness {
 	return &harness{t: t, r: r, px: px, ctx: tctx}
 }
 
-func pool(name string, c PoolConfig, backends ...BackendSpec) PoolSpec {
-	return PoolSpec{Name: name, Config: c, Backends: backends}
+func pool(name string, c PoolSettings, backends ...registry.BackendSpec) registry.PoolSpec {
+	return registry.PoolSpec{Name: name, Settings: c, Backends: backends}
 }
 
-func be(addr string, w int) BackendSpec { return BackendSpec{Address: addr, Weight: w} }
+func be(addr string, w int) registry.BackendSpec {
+	return registry.BackendSpec{Address: addr, Weight: w}
+}
 
 func route(name, prefix, pool string) proxy.RouteSpec {
 	return proxy.RouteSpec{Name: name, PathPrefix: prefix, Pool: pool}
@@ -89,7 +79,7 @@ func (h *harness) weights(pool string) string {
 	return strings.Join(parts, " ")
 }
 
-func (h *harness) init(cfg Config, saved State) InitResult {
+func (h *harness) init(cfg registry.Config, saved registry.State) registry.InitResult {
 	h.t.Helper()
 	res, err := h.r.Init(h.ctx, cfg, saved)
 	if err != nil {
@@ -100,10 +90,10 @@ func (h *harness) init(cfg Config, saved State) InitResult {
 
 func TestInitBuildsTheFirstGeneration(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.init(Config{
-		Pools:  []PoolSpec{pool("shop", PoolConfig{}, be("10.0.0.1:80", 60), be("10.0.0.2:80", 40))},
-		Routes: []proxy.RouteSpec{route("site", "/", "shop")},
-	}, State{})
+	h.init(registry.Config{
+		Pools:  []registry.PoolSpec{pool("shop", PoolSettings{}, be("10.0.0.1:80", 60), be("10.0.0.2:80", 40))},
+		Routes: Routes(route("site", "/", "shop")),
+	}, registry.State{})
 	if got, want := h.weights("shop"), "10.0.0.1:80=60 10.0.0.2:80=40"; got != want {
 		t.Fatalf("snapshot weights %q, want %q", got, want)
 	}
@@ -112,17 +102,17 @@ func TestInitBuildsTheFirstGeneration(t *testing.T) {
 		t.Fatalf("view gen %d, snapshot gen %d", v.Gen, h.px.Current().Gen)
 	}
 	b := v.Backend("shop", "10.0.0.1:80")
-	if b == nil || b.Source != SourceConfig || b.Status() != StatusUp {
+	if b == nil || b.Source != registry.SourceConfig || b.Status() != StatusUp {
 		t.Fatalf("backend view %+v", b)
 	}
-	if _, err := h.r.Init(h.ctx, Config{}, State{}); err == nil {
+	if _, err := h.r.Init(h.ctx, registry.Config{}, registry.State{}); err == nil {
 		t.Fatal("second Init accepted")
 	}
 }
 
 func TestRegisterIsIdempotent(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.init(Config{Pools: []PoolSpec{pool("shop", PoolConfig{}, be("10.0.0.1:80", 1))}}, State{})
+	h.init(registry.Config{Pools: []registry.PoolSpec{pool("shop", PoolSettings{}, be("10.0.0.1:80", 1))}}, registry.State{})
 	gen := h.r.View().Gen
 
 	created, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", nil)
@@ -159,13 +149,13 @@ func TestRegisterIsIdempotent(t *testing.T) {
 		weight     *int
 		want       error
 	}{
-		{"shop", "10.0.0.1", nil, ErrInvalid},
-		{"shop", ":80", nil, ErrInvalid},
-		{"shop", "10.0.0.1:0", nil, ErrInvalid},
-		{"shop", "bad host:80", nil, ErrInvalid},
-		{"shop", "10.0.0.3:80", ptr(1001), ErrInvalid},
-		{"shop", "10.0.0.3:80", ptr(-1), ErrInvalid},
-		{"nope", "10.0.0.3:80", nil, ErrNotFound},
+		{"shop", "10.0.0.1", nil, registry.ErrInvalid},
+		{"shop", ":80", nil, registry.ErrInvalid},
+		{"shop", "10.0.0.1:0", nil, registry.ErrInvalid},
+		{"shop", "bad host:80", nil, registry.ErrInvalid},
+		{"shop", "10.0.0.3:80", ptr(1001), registry.ErrInvalid},
+		{"shop", "10.0.0.3:80", ptr(-1), registry.ErrInvalid},
+		{"nope", "10.0.0.3:80", nil, registry.ErrNotFound},
 	} {
 		if _, err := h.r.Register(h.ctx, tt.pool, tt.addr, tt.weight); !errors.Is(err, tt.want) {
 			t.Errorf("Register(%s, %s): %v, want %v", tt.pool, tt.addr, err, tt.want)
@@ -175,24 +165,24 @@ func TestRegisterIsIdempotent(t *testing.T) {
 
 func TestUpdateWeightAndDrain(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.init(Config{Pools: []PoolSpec{pool("erp", PoolConfig{}, be("dc1:80", 60), be("dc2:80", 40))}}, State{})
-	if err := h.r.Update(h.ctx, "erp", "dc1:80", BackendUpdate{Weight: ptr(0)}); err != nil {
+	h.init(registry.Config{Pools: []registry.PoolSpec{pool("erp", PoolSettings{}, be("dc1:80", 60), be("dc2:80", 40))}}, registry.State{})
+	if err := h.r.Update(h.ctx, "erp", "dc1:80", registry.BackendUpdate{Weight: ptr(0)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.r.Update(h.ctx, "erp", "dc2:80", BackendUpdate{Weight: ptr(100)}); err != nil {
+	if err := h.r.Update(h.ctx, "erp", "dc2:80", registry.BackendUpdate{Weight: ptr(100)}); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.weights("erp"); got != "dc1:80=0 dc2:80=100" {
 		t.Fatalf("after failover: %s", got)
 	}
-	if err := h.r.Update(h.ctx, "erp", "dc2:80", BackendUpdate{Drain: ptr(true)}); err != nil {
+	if err := h.r.Update(h.ctx, "erp", "dc2:80", registry.BackendUpdate{Drain: ptr(true)}); err != nil {
 		t.Fatal(err)
 	}
 	b := h.r.View().Backend("erp", "dc2:80")
 	if b.Status() != StatusDraining || b.Weight != 100 || h.weights("erp") != "dc1:80=0 dc2:80=0" {
 		t.Fatalf("drained: status %s weight %d, snapshot %s", b.Status(), b.Weight, h.weights("erp"))
 	}
-	if err := h.r.Update(h.ctx, "erp", "dc2:80", BackendUpdate{Drain: ptr(false)}); err != nil {
+	if err := h.r.Update(h.ctx, "erp", "dc2:80", registry.BackendUpdate{Drain: ptr(false)}); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.weights("erp"); got != "dc1:80=0 dc2:80=100" {
@@ -200,13 +190,13 @@ func TestUpdateWeightAndDrain(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		pool, addr string
-		u          BackendUpdate
+		u          registry.BackendUpdate
 		want       error
 	}{
-		{"erp", "dc1:80", BackendUpdate{}, ErrInvalid},
-		{"erp", "dc1:80", BackendUpdate{Weight: ptr(5000)}, ErrInvalid},
-		{"erp", "dc9:80", BackendUpdate{Weight: ptr(1)}, ErrNotFound},
-		{"nope", "dc1:80", BackendUpdate{Weight: ptr(1)}, ErrNotFound},
+		{"erp", "dc1:80", registry.BackendUpdate{}, registry.ErrInvalid},
+		{"erp", "dc1:80", registry.BackendUpdate{Weight: ptr(5000)}, registry.ErrInvalid},
+		{"erp", "dc9:80", registry.BackendUpdate{Weight: ptr(1)}, registry.ErrNotFound},
+		{"nope", "dc1:80", registry.BackendUpdate{Weight: ptr(1)}, registry.ErrNotFound},
 	} {
 		if err := h.r.Update(h.ctx, tt.pool, tt.addr, tt.u); !errors.Is(err, tt.want) {
 			t.Errorf("Update(%s, %s, %+v): %v, want %v", tt.pool, tt.addr, tt.u, err, tt.want)
@@ -216,13 +206,13 @@ func TestUpdateWeightAndDrain(t *testing.T) {
 
 func TestReloadKeepsAPIBackendsAndLiveState(t *testing.T) {
 	h := newHarness(t, Options{})
-	cfg := func(w1 int, extra ...BackendSpec) Config {
-		return Config{
-			Pools:  []PoolSpec{pool("shop", PoolConfig{}, append([]BackendSpec{be("10.0.0.1:80", w1)}, extra...)...)},
-			Routes: []proxy.RouteSpec{route("site", "/", "shop")},
+	cfg := func(w1 int, extra ...registry.BackendSpec) registry.Config {
+		return registry.Config{
+			Pools:  []registry.PoolSpec{pool("shop", PoolSettings{}, append([]registry.BackendSpec{be("10.0.0.1:80", w1)}, extra...)...)},
+			Routes: Routes(route("site", "/", "shop")),
 		}
 	}
-	h.init(cfg(1), State{})
+	h.init(cfg(1), registry.State{})
 	if _, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", ptr(2)); err != nil {
 		t.Fatal(err)
 	}
@@ -256,16 +246,16 @@ func TestReloadKeepsAPIBackendsAndLiveState(t *testing.T) {
 }
 
 func TestOverridesLastUntilTheFileChanges(t *testing.T) {
-	var saved []State
-	h := newHarness(t, Options{Persist: func(s State) error { saved = append(saved, s); return nil }})
-	cfg := func(w int) Config {
-		return Config{Pools: []PoolSpec{pool("erp", PoolConfig{}, be("dc1:80", w), be("dc2:80", 40))}}
+	var saved []registry.State
+	h := newHarness(t, Options{Persist: func(s registry.State) error { saved = append(saved, s); return nil }})
+	cfg := func(w int) registry.Config {
+		return registry.Config{Pools: []registry.PoolSpec{pool("erp", PoolSettings{}, be("dc1:80", w), be("dc2:80", 40))}}
 	}
-	h.init(cfg(60), State{})
-	if err := h.r.Update(h.ctx, "erp", "dc1:80", BackendUpdate{Weight: ptr(0)}); err != nil {
+	h.init(cfg(60), registry.State{})
+	if err := h.r.Update(h.ctx, "erp", "dc1:80", registry.BackendUpdate{Weight: ptr(0)}); err != nil {
 		t.Fatal(err)
 	}
-	want := SavedBackend{Pool: "erp", Address: "dc1:80", Weight: 0, Source: SourceConfig, FileWeight: 60}
+	want := registry.SavedBackend{Pool: "erp", Address: "dc1:80", Weight: 0, Source: registry.SourceConfig, FileWeight: 60}
 	if n := len(saved); n == 0 || len(saved[n-1].Backends) != 1 || saved[n-1].Backends[0] != want {
 		t.Fatalf("saved %+v, want the override %+v", saved, want)
 	}
@@ -287,36 +277,36 @@ func TestOverridesLastUntilTheFileChanges(t *testing.T) {
 	if n := len(saved); len(saved[n-1].Backends) != 0 {
 		t.Fatalf("override still saved: %+v", saved[n-1])
 	}
-	// Config backends cannot be removed over the API.
-	if _, err := h.r.Remove(h.ctx, "erp", "dc1:80", time.Second); !errors.Is(err, ErrConflict) {
+	// registry.Config backends cannot be removed over the API.
+	if _, err := h.r.Remove(h.ctx, "erp", "dc1:80", time.Second); !errors.Is(err, registry.ErrConflict) {
 		t.Fatalf("removing a config backend: %v, want ErrConflict", err)
 	}
 }
 
 func TestFileTakesOverAnAPIBackend(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.init(Config{Pools: []PoolSpec{pool("shop", PoolConfig{}, be("10.0.0.1:80", 1))}}, State{})
+	h.init(registry.Config{Pools: []registry.PoolSpec{pool("shop", PoolSettings{}, be("10.0.0.1:80", 1))}}, registry.State{})
 	if _, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", ptr(7)); err != nil {
 		t.Fatal(err)
 	}
 	st := h.r.View().Backend("shop", "10.0.0.9:80").State
-	res, err := h.r.ApplyConfig(h.ctx, Config{Pools: []PoolSpec{pool("shop", PoolConfig{}, be("10.0.0.1:80", 1), be("10.0.0.9:80", 2))}})
+	res, err := h.r.ApplyConfig(h.ctx, registry.Config{Pools: []registry.PoolSpec{pool("shop", PoolSettings{}, be("10.0.0.1:80", 1), be("10.0.0.9:80", 2))}})
 	if err != nil || len(res.TakenOver) != 1 {
 		t.Fatalf("%+v %v", res, err)
 	}
 	b := h.r.View().Backend("shop", "10.0.0.9:80")
-	if b.Source != SourceConfig || b.Weight != 2 || b.State != st {
+	if b.Source != registry.SourceConfig || b.Weight != 2 || b.State != st {
 		t.Fatalf("taken over: %+v", b)
 	}
 }
 
 func TestRemovingAPoolDropsItsAPIBackends(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.init(Config{Pools: []PoolSpec{pool("a", PoolConfig{}), pool("b", PoolConfig{}, be("10.0.0.1:80", 1))}}, State{})
+	h.init(registry.Config{Pools: []registry.PoolSpec{pool("a", PoolSettings{}), pool("b", PoolSettings{}, be("10.0.0.1:80", 1))}}, registry.State{})
 	if _, err := h.r.Register(h.ctx, "a", "10.0.0.9:80", nil); err != nil {
 		t.Fatal(err)
 	}
-	res, err := h.r.ApplyConfig(h.ctx, Config{Pools: []PoolSpec{pool("b", PoolConfig{}, be("10.0.0.1:80", 1))}})
+	res, err := h.r.ApplyConfig(h.ctx, registry.Config{Pools: []registry.PoolSpec{pool("b", PoolSettings{}, be("10.0.0.1:80", 1))}})
 	if err != nil || len(res.Dropped) != 1 || res.Dropped[0] != "a/10.0.0.9:80" {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -327,17 +317,17 @@ func TestRemovingAPoolDropsItsAPIBackends(t *testing.T) {
 
 func TestInvalidChangesApplyNothing(t *testing.T) {
 	h := newHarness(t, Options{})
-	good := Config{Pools: []PoolSpec{pool("shop", PoolConfig{}, be("10.0.0.1:80", 1))}, Routes: []proxy.RouteSpec{route("r", "/", "shop")}}
-	h.init(good, State{})
+	good := registry.Config{Pools: []registry.PoolSpec{pool("shop", PoolSettings{}, be("10.0.0.1:80", 1))}, Routes: Routes(route("r", "/", "shop"))}
+	h.init(good, registry.State{})
 	gen := h.r.View().Gen
-	for name, cfg := range map[string]Config{
-		"route to a missing pool": {Pools: good.Pools, Routes: []proxy.RouteSpec{route("r", "/", "nope")}},
-		"pool defined twice":      {Pools: []PoolSpec{good.Pools[0], good.Pools[0]}},
-		"bad weight":              {Pools: []PoolSpec{pool("shop", PoolConfig{}, be("10.0.0.1:80", 1), be("10.0.0.2:80", 5000))}},
-		"queue without timeout":   {Pools: []PoolSpec{pool("shop", PoolConfig{QueueMax: 10, MaxConnsPerBackend: 1})}},
-		"invalid health check":    {Pools: []PoolSpec{pool("shop", PoolConfig{Health: health.Check{Type: health.TypeHTTP}})}},
+	for name, cfg := range map[string]registry.Config{
+		"route to a missing pool": {Pools: good.Pools, Routes: Routes(route("r", "/", "nope"))},
+		"pool defined twice":      {Pools: []registry.PoolSpec{good.Pools[0], good.Pools[0]}},
+		"bad weight":              {Pools: []registry.PoolSpec{pool("shop", PoolSettings{}, be("10.0.0.1:80", 1), be("10.0.0.2:80", 5000))}},
+		"queue without timeout":   {Pools: []registry.PoolSpec{pool("shop", PoolSettings{QueueMax: 10, MaxConnsPerBackend: 1})}},
+		"invalid health check":    {Pools: []registry.PoolSpec{pool("shop", PoolSettings{Health: health.Check{Type: health.TypeHTTP}})}},
 	} {
-		if _, err := h.r.ApplyConfig(h.ctx, cfg); !errors.Is(err, ErrInvalid) {
+		if _, err := h.r.ApplyConfig(h.ctx, cfg); !errors.Is(err, registry.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}
@@ -350,7 +340,7 @@ func TestPersistFailureAbortsTheChange(t *testing.T) {
 	fail := errors.New("disk full")
 	var failing bool
 	var mu sync.Mutex
-	h := newHarness(t, Options{Persist: func(State) error {
+	h := newHarness(t, Options{Persist: func(registry.State) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if failing {
@@ -358,7 +348,7 @@ func TestPersistFailureAbortsTheChange(t *testing.T) {
 		}
 		return nil
 	}})
-	h.init(Config{Pools: []PoolSpec{pool("shop", PoolConfig{})}}, State{})
+	h.init(registry.Config{Pools: []registry.PoolSpec{pool("shop", PoolSettings{})}}, registry.State{})
 	mu.Lock()
 	failing = true
 	mu.Unlock()
@@ -375,7 +365,7 @@ func TestPersistFailureAbortsTheChange(t *testing.T) {
 // and returns the data plane's balancer pool.
 func soleBackend(t *testing.T, h *harness, addr string) *balancer.Pool {
 	t.Helper()
-	h.init(Config{Pools: []PoolSpec{pool("p", PoolConfig{})}, Routes: []proxy.RouteSpec{route("r", "/", "p")}}, State{})
+	h.init(registry.Config{Pools: []registry.PoolSpec{pool("p", PoolSettings{})}, Routes: Routes(route("r", "/", "p"))}, registry.State{})
 	if _, err := h.r.Register(h.ctx, "p", addr, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +380,7 @@ func TestRemoveDrainsInFlightThenRemoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	type result struct {
-		r   Removal
+		r   registry.Removal
 		err error
 	}
 	done := make(chan result, 1)
@@ -426,7 +416,7 @@ func TestRemoveDrainsInFlightThenRemoves(t *testing.T) {
 	if h.r.View().Backend("p", "10.0.0.9:80") != nil || h.weights("p") != "" {
 		t.Fatalf("still there after Remove: %q", h.weights("p"))
 	}
-	if _, err := h.r.Remove(h.ctx, "p", "10.0.0.9:80", time.Second); !errors.Is(err, ErrNotFound) {
+	if _, err := h.r.Remove(h.ctx, "p", "10.0.0.9:80", time.Second); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("second remove: %v, want ErrNotFound", err)
 	}
 }
@@ -470,10 +460,10 @@ func TestConcurrentRemovesShareOneDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Changing or re-registering a backend being removed is a conflict.
-	if err := h.r.Update(h.ctx, "p", "10.0.0.9:80", BackendUpdate{Weight: ptr(3)}); !errors.Is(err, ErrConflict) {
+	if err := h.r.Update(h.ctx, "p", "10.0.0.9:80", registry.BackendUpdate{Weight: ptr(3)}); !errors.Is(err, registry.ErrConflict) {
 		t.Errorf("update while removing: %v", err)
 	}
-	if _, err := h.r.Register(h.ctx, "p", "10.0.0.9:80", nil); !errors.Is(err, ErrConflict) {
+	if _, err := h.r.Register(h.ctx, "p", "10.0.0.9:80", nil); !errors.Is(err, registry.ErrConflict) {
 		t.Errorf("register while removing: %v", err)
 	}
 	b.Release()
@@ -502,7 +492,7 @@ func TestHealthGatedAddition(t *testing.T) {
 	t.Cleanup(hc.Close)
 	h := newHarness(t, Options{Health: hc})
 	check := health.Check{Type: health.TypeHTTP, Path: "/", Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond, Rise: 2, Fall: 2}
-	h.init(Config{Pools: []PoolSpec{pool("p", PoolConfig{Health: check})}}, State{})
+	h.init(registry.Config{Pools: []registry.PoolSpec{pool("p", PoolSettings{Health: check})}}, registry.State{})
 	if _, err := h.r.Register(h.ctx, "p", ln.Addr().String(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -528,16 +518,16 @@ func TestHealthGatedAddition(t *testing.T) {
 
 func TestRestore(t *testing.T) {
 	h := newHarness(t, Options{})
-	res := h.init(Config{Pools: []PoolSpec{
-		pool("shop", PoolConfig{}, be("10.0.0.1:80", 1)),
-		pool("erp", PoolConfig{}, be("dc1:80", 60), be("dc2:80", 40)),
-	}}, State{Version: 1, Backends: []SavedBackend{
-		{Pool: "shop", Address: "10.0.0.9:80", Weight: 3, Source: SourceAPI},
-		{Pool: "shop", Address: "10.0.0.8:80", Weight: 2, Drain: true, Source: SourceAPI},
-		{Pool: "shop", Address: "10.0.0.1:80", Weight: 9, Source: SourceAPI},              // now in the file
-		{Pool: "gone", Address: "10.0.0.7:80", Weight: 1, Source: SourceAPI},              // pool removed
-		{Pool: "erp", Address: "dc1:80", Weight: 0, Source: SourceConfig, FileWeight: 60}, // override still valid
-		{Pool: "erp", Address: "dc2:80", Weight: 0, Source: SourceConfig, FileWeight: 50}, // file changed since
+	res := h.init(registry.Config{Pools: []registry.PoolSpec{
+		pool("shop", PoolSettings{}, be("10.0.0.1:80", 1)),
+		pool("erp", PoolSettings{}, be("dc1:80", 60), be("dc2:80", 40)),
+	}}, registry.State{Version: 1, Backends: []registry.SavedBackend{
+		{Pool: "shop", Address: "10.0.0.9:80", Weight: 3, Source: registry.SourceAPI},
+		{Pool: "shop", Address: "10.0.0.8:80", Weight: 2, Drain: true, Source: registry.SourceAPI},
+		{Pool: "shop", Address: "10.0.0.1:80", Weight: 9, Source: registry.SourceAPI},              // now in the file
+		{Pool: "gone", Address: "10.0.0.7:80", Weight: 1, Source: registry.SourceAPI},              // pool removed
+		{Pool: "erp", Address: "dc1:80", Weight: 0, Source: registry.SourceConfig, FileWeight: 60}, // override still valid
+		{Pool: "erp", Address: "dc2:80", Weight: 0, Source: registry.SourceConfig, FileWeight: 50}, // file changed since
 	}})
 	if res.Restored != 3 || len(res.Skipped) != 3 {
 		t.Fatalf("restored %d, skipped %q", res.Restored, res.Skipped)
@@ -548,64 +538,8 @@ func TestRestore(t *testing.T) {
 	if got, want := h.weights("erp"), "dc1:80=0 dc2:80=40"; got != want {
 		t.Fatalf("erp %q, want %q", got, want)
 	}
-	if b := h.r.View().Backend("shop", "10.0.0.9:80"); b.Source != SourceAPI || b.Status() != StatusUp {
+	if b := h.r.View().Backend("shop", "10.0.0.9:80"); b.Source != registry.SourceAPI || b.Status() != StatusUp {
 		t.Fatalf("restored backend %+v is %s", b, b.Status())
-	}
-}
-
-func TestStateFileRoundTrip(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.json")
-	st, err := LoadState(path)
-	if err != nil || len(st.Backends) != 0 {
-		t.Fatalf("missing file: %+v %v", st, err)
-	}
-	want := State{Version: StateVersion, Backends: []SavedBackend{
-		{Pool: "shop", Address: "10.0.0.9:80", Weight: 3, Source: SourceAPI},
-		{Pool: "erp", Address: "dc1.erp.internal:8080", Weight: 0, Drain: true, Source: SourceConfig, FileWeight: 60},
-	}}
-	if err := SaveState(path, want); err != nil {
-		t.Fatal(err)
-	}
-	got, err := LoadState(path)
-	if err != nil || !sameState(got, want) {
-		t.Fatalf("round trip: %+v %v", got, err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v %v", fi.Mode(), err)
-	}
-	entries, _ := os.ReadDir(filepath.Dir(path))
-	if len(entries) != 1 {
-		t.Fatalf("temporary files left behind: %v", entries)
-	}
-}
-
-func TestCorruptStateFiles(t *testing.T) {
-	tests := []struct{ name, data, want string }{
-		{"empty", "", "empty"},
-		{"truncated", `{"version": 1, "backends": [`, "invalid JSON"},
-		{"unknown field", `{"version": 1, "backends": [], "extra": 1}`, "unknown field"},
-		{"trailing data", `{"version": 1, "backends": []} {}`, "after the state object"},
-		{"version", `{"version": 2, "backends": []}`, "version 2"},
-		{"bad address", `{"version": 1, "backends": [{"pool": "p", "address": "nope", "weight": 1, "source": "api"}]}`, "host:port"},
-		{"bad weight", `{"version": 1, "backends": [{"pool": "p", "address": "a:1", "weight": 1001, "source": "api"}]}`, "weight"},
-		{"bad source", `{"version": 1, "backends": [{"pool": "p", "address": "a:1", "weight": 1, "source": "x"}]}`, "source"},
-		{"bad pool", `{"version": 1, "backends": [{"pool": "p q", "address": "a:1", "weight": 1, "source": "api"}]}`, "pool name"},
-		{"duplicate", `{"version": 1, "backends": [{"pool": "p", "address": "a:1", "weight": 1, "source": "api"}, {"pool": "p", "address": "a:1", "weight": 2, "source": "api"}]}`, "duplicates"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			path := filepath.Join(t.TempDir(), "state.json")
-			if err := os.WriteFile(path, []byte(tt.data), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := LoadState(path)
-			var ce *CorruptStateError
-			if !errors.As(err, &ce) || ce.Path != path || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), path) {
-				t.Fatalf("LoadState: %v, want a CorruptStateError naming %s and saying %q", err, path, tt.want)
-			}
-		})
 	}
 }
 
@@ -613,10 +547,10 @@ func TestCorruptStateFiles(t *testing.T) {
 // at once; the race detector and the final state check them.
 func TestConcurrentWriters(t *testing.T) {
 	h := newHarness(t, Options{DrainSettle: time.Millisecond})
-	cfg := func(w int) Config {
-		return Config{Pools: []PoolSpec{pool("p", PoolConfig{}, be("10.0.0.1:80", w))}, Routes: []proxy.RouteSpec{route("r", "/", "p")}}
+	cfg := func(w int) registry.Config {
+		return registry.Config{Pools: []registry.PoolSpec{pool("p", PoolSettings{}, be("10.0.0.1:80", w))}, Routes: Routes(route("r", "/", "p"))}
 	}
-	h.init(cfg(1), State{})
+	h.init(cfg(1), registry.State{})
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
@@ -628,7 +562,7 @@ func TestConcurrentWriters(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if err := h.r.Update(h.ctx, "p", addr, BackendUpdate{Drain: ptr(i%2 == 0)}); err != nil {
+				if err := h.r.Update(h.ctx, "p", addr, registry.BackendUpdate{Drain: ptr(i%2 == 0)}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -669,7 +603,7 @@ func TestRunWaitsForRemovals(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	if _, err := r.Init(ctx, Config{Pools: []PoolSpec{pool("p", PoolConfig{})}}, State{}); err != nil {
+	if _, err := r.Init(ctx, registry.Config{Pools: []registry.PoolSpec{pool("p", PoolSettings{})}}, registry.State{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Register(ctx, "p", "10.0.0.9:80", nil); err != nil {
@@ -690,10 +624,10 @@ func TestRunWaitsForRemovals(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if err := <-removed; !errors.Is(err, ErrClosed) {
+	if err := <-removed; !errors.Is(err, registry.ErrClosed) {
 		t.Fatalf("Remove during shutdown: %v, want ErrClosed", err)
 	}
-	if _, err := r.Remove(context.Background(), "p", "10.0.0.9:80", time.Second); !errors.Is(err, ErrClosed) {
+	if _, err := r.Remove(context.Background(), "p", "10.0.0.9:80", time.Second); !errors.Is(err, registry.ErrClosed) {
 		t.Fatalf("Remove after Run: %v", err)
 	}
 	_ = px.Shutdown(context.Background())

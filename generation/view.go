@@ -1,7 +1,8 @@
-package registry
+package generation
 
 import (
 	"github.com/floodgate/floodgate/balancer"
+	"github.com/floodgate/floodgate/registry"
 )
 
 // View is one applied generation as the admin API and metrics see it: the pools
@@ -26,9 +27,9 @@ func (v *View) Pool(name string) *PoolView {
 }
 
 // Backend returns a backend of a pool, or nil. address may be spelt any way
-// CanonicalAddress accepts.
+// registry.CanonicalAddress accepts.
 func (v *View) Backend(pool, address string) *BackendView {
-	if c, err := CanonicalAddress(address); err == nil {
+	if c, err := registry.CanonicalAddress(address); err == nil {
 		address = c
 	}
 	if p := v.Pool(pool); p != nil {
@@ -46,7 +47,7 @@ type PoolView struct {
 	// Name is the pool's name.
 	Name string
 	// Config is the pool's settings.
-	Config PoolConfig
+	Config PoolSettings
 	// State is the pool's queue, shared by its generations.
 	State *balancer.PoolState
 	// Backends in balancing order: the config file's, then the API's in
@@ -54,21 +55,10 @@ type PoolView struct {
 	Backends []*BackendView
 }
 
-// BackendView is one backend of a View.
+// BackendView is one backend of a View: the stored backend and its live
+// state.
 type BackendView struct {
-	// Pool and Address identify the backend; BackendID(Pool, Address) is
-	// its ID.
-	Pool, Address string
-	// Weight is the weight set by the file or the API, kept while draining.
-	Weight int
-	// Drain is the API's drain flag; Removing marks a DELETE in progress.
-	Drain, Removing bool
-	// Source says who owns the backend.
-	Source Source
-	// Overridden says the API changed this config-owned backend, and
-	// FileWeight is the config file's weight for it.
-	Overridden bool
-	FileWeight int
+	registry.Backend
 	// State is the backend's live state, shared by its generations.
 	State *balancer.BackendState
 }
@@ -79,14 +69,6 @@ const (
 	StatusDown     = "down"
 	StatusDraining = "draining"
 )
-
-// EffectiveWeight is the weight in the data plane: 0 while draining.
-func (b *BackendView) EffectiveWeight() int {
-	if b.Drain || b.Removing {
-		return 0
-	}
-	return b.Weight
-}
 
 // Status is "draining" when the backend gets no new requests by choice (drain
 // flag, DELETE in progress, weight 0), else "up" or "down" from its health
