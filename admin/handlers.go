@@ -39,6 +39,8 @@ type backendJSON struct {
 	Pool         string      `json:"pool"`
 	Address      string      `json:"address"`
 	Weight       int         `json:"weight"`
+	MaxConns     int         `json:"max_conns"`
+	Limit        int64       `json:"limit"`
 	State        string      `json:"state"`
 	Source       string      `json:"source"`
 	Drain        bool        `json:"drain"`
@@ -63,7 +65,7 @@ type healthJSON struct {
 func (s *Server) backendJSON(b *generation.BackendView, activeCheck bool) backendJSON {
 	st := b.State.Stats()
 	out := backendJSON{
-		Pool: b.Pool, Address: b.Address, Weight: b.Weight, State: b.Status(), Source: string(b.Source),
+		Pool: b.Pool, Address: b.Address, Weight: b.Weight, MaxConns: b.MaxConns, Limit: b.Limit, State: b.Status(), Source: string(b.Source),
 		Drain: b.Drain, Removing: b.Removing, Overridden: b.Overridden,
 		InFlight: st.Inflight, Requests: st.Requests, Failures: st.Failures, Ejections: st.Ejections,
 	}
@@ -108,8 +110,9 @@ func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {
 
 // registerRequest is the body of POST /api/v1/pools/{pool}/backends.
 type registerRequest struct {
-	Address string `json:"address"`
-	Weight  *int   `json:"weight"`
+	Address  string `json:"address"`
+	Weight   *int   `json:"weight"`
+	MaxConns *int   `json:"max_conns"`
 }
 
 func (s *Server) registerBackend(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +129,7 @@ func (s *Server) registerBackend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Address = addr
-	created, err := s.opts.Registry.Register(r.Context(), pool, req.Address, req.Weight)
+	created, err := s.opts.Registry.Register(r.Context(), pool, req.Address, registry.BackendUpdate{Weight: req.Weight, MaxConns: req.MaxConns})
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -141,8 +144,9 @@ func (s *Server) registerBackend(w http.ResponseWriter, r *http.Request) {
 
 // updateRequest is the body of PATCH .../backends/{address}.
 type updateRequest struct {
-	Weight *int  `json:"weight"`
-	Drain  *bool `json:"drain"`
+	Weight   *int  `json:"weight"`
+	MaxConns *int  `json:"max_conns"`
+	Drain    *bool `json:"drain"`
 }
 
 func (s *Server) updateBackend(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +155,7 @@ func (s *Server) updateBackend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pool, address := r.PathValue("pool"), canonicalAddress(r.PathValue("address"))
-	err := s.opts.Registry.Update(r.Context(), pool, address, registry.BackendUpdate{Weight: req.Weight, Drain: req.Drain})
+	err := s.opts.Registry.Update(r.Context(), pool, address, registry.BackendUpdate{Weight: req.Weight, MaxConns: req.MaxConns, Drain: req.Drain})
 	if err != nil {
 		s.writeErr(w, err)
 		return

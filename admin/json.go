@@ -16,21 +16,19 @@ type errorJSON struct {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil { // only a bug: every answer is a plain struct
-		status, b = http.StatusInternalServerError, []byte(`{"error": "encoding the answer failed"}`)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	writeEncoded(w, status, b, err)
 }
 
 // writeJSONCompact is writeJSON without indentation, for answers polled every
 // second.
 func writeJSONCompact(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
+	writeEncoded(w, status, b, err)
+}
+
+// writeEncoded answers with the encoded JSON b, or with a 500 when encoding
+// failed (only a bug: every answer is a plain struct).
+func writeEncoded(w http.ResponseWriter, status int, b []byte, err error) {
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error": "encoding the answer failed"}`)
 	}

@@ -107,11 +107,7 @@ type modeRequest struct {
 
 func (s *Server) getMode(w http.ResponseWriter, r *http.Request) {
 	pool := r.PathValue("pool")
-	if !s.knownPool(w, pool) {
-		return
-	}
-	if s.opts.Degrade == nil {
-		s.writeErr(w, errNoDegrade)
+	if !s.degradePool(w, pool) {
 		return
 	}
 	st, ok := s.opts.Degrade.Status(pool)
@@ -137,11 +133,7 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "mode "+strconv.Quote(*req.Mode)+": want auto, degraded or normal")
 		return
 	}
-	if !s.knownPool(w, pool) {
-		return
-	}
-	if s.opts.Degrade == nil {
-		s.writeErr(w, errNoDegrade)
+	if !s.degradePool(w, pool) {
 		return
 	}
 	if err := s.opts.Degrade.SetOverride(pool, o); err != nil {
@@ -155,6 +147,19 @@ func (s *Server) setMode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, modeStatus(st))
+}
+
+// degradePool answers 404 for a pool the generation in service does not have
+// and 409 without degraded mode, and reports whether the handler may go on.
+func (s *Server) degradePool(w http.ResponseWriter, pool string) bool {
+	if !s.knownPool(w, pool) {
+		return false
+	}
+	if s.opts.Degrade == nil {
+		s.writeErr(w, errNoDegrade)
+		return false
+	}
+	return true
 }
 
 // knownPool answers 404 and returns false when the generation in service has

@@ -29,7 +29,7 @@ const MaxBody = 64 << 10
 // in service) the API drives.
 type Registry interface {
 	View() *generation.View
-	Register(ctx context.Context, pool, address string, weight *int) (created bool, err error)
+	Register(ctx context.Context, pool, address string, u registry.BackendUpdate) (created bool, err error)
 	Update(ctx context.Context, pool, address string, u registry.BackendUpdate) error
 	Remove(ctx context.Context, pool, address string, timeout time.Duration) (registry.Removal, error)
 }

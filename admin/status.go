@@ -61,8 +61,9 @@ type PoolStatus struct {
 	// InFlight is the requests in flight to the pool's backends now.
 	InFlight int64 `json:"in_flight"`
 	// Capacity is the connection slots of the backends that take new
-	// requests (up, weight above 0): max_conns_per_backend each; 0 when the
-	// pool has no connection limit.
+	// requests (up, weight above 0): the sum of each one's limit (its own
+	// max_conns, else max_conns_per_backend); 0 when one of them has no
+	// limit.
 	Capacity int64 `json:"capacity"`
 	// Queue is the wait queue in front of the pool.
 	Queue QueueStatus `json:"queue"`
@@ -109,8 +110,9 @@ type BackendStatus struct {
 	EffectiveWeight float64 `json:"effective_weight"`
 	// Source is config or api.
 	Source string `json:"source"`
-	// InFlight is the requests in flight to it; Limit the pool's
-	// max_conns_per_backend (0: no limit).
+	// InFlight is the requests in flight to it; Limit its connection limit:
+	// its own max_conns, else the pool's max_conns_per_backend (0: no
+	// limit).
 	InFlight int64 `json:"in_flight"`
 	Limit    int   `json:"limit"`
 	// RequestsPerSecond counts requests forwarded to it that got an
@@ -295,13 +297,17 @@ func (s *Server) poolStatus(p *generation.PoolView, now time.Time, cur, base *re
 	if st, ok := modes[p.Name]; ok {
 		ps.Mode = modeStatus(st)
 	}
-	limit := p.Config.MaxConnsPerBackend
+	unlimited := false
 	for _, b := range p.Backends {
 		bs := s.backendStatus(b, p.Config, now)
-		bs.Limit = limit
+		bs.Limit = int(b.Limit)
 		ps.InFlight += bs.InFlight
-		if limit > 0 && (bs.State == generation.StatusUp) {
-			ps.Capacity += int64(limit)
+		if bs.State == generation.StatusUp {
+			if b.Limit > 0 {
+				ps.Capacity += b.Limit
+			} else {
+				unlimited = true
+			}
 		}
 		key := p.Name + "\x00" + b.Address
 		if c, ok := cur.backends[key]; ok && base != nil {
@@ -310,6 +316,9 @@ func (s *Server) poolStatus(p *generation.PoolView, now time.Time, cur, base *re
 			bs.ErrorRate = ratio(sub(c.failures, old.failures), sub(c.requests, old.requests))
 		}
 		ps.Backends = append(ps.Backends, bs)
+	}
+	if unlimited {
+		ps.Capacity = 0 // a backend up without a limit: the pool has none
 	}
 	if pr := cur.pools[p.Name]; pr != nil && base != nil {
 		old := base.pools[p.Name]

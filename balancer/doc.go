@@ -29,7 +29,8 @@
 // buildRing) as a ring of backend indices; Pick walks it with one atomic add,
 // skipping backends that are down, ejected or (with probability 1-ramp)
 // slow-starting. Acquire does the same and also claims a slot below
-// MaxConnsPerBackend, queueing when every eligible backend is at its limit.
+// its limit (its own BackendSpec.MaxConns, else the pool's MaxConnsPerBackend),
+// queueing when every eligible backend is at its limit.
 // Release hands a freed slot straight to the first waiter in queue order.
 // AcquireTicket predicts an arriving request's wait from the work queued ahead
 // of it and refuses at once (ErrWouldWait) what would outwait its deadline.

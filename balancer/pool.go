@@ -7,6 +7,8 @@ import (
 	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/limits"
 )
 
 // Slow start ramps a backend's effective weight from rampFloor/rampOne (~10%) to
@@ -35,6 +37,17 @@ type BackendSpec struct {
 	// generations of the pool. nil gets a fresh NewBackendState(Address), which is
 	// only right for a pool that is never rebuilt (tests, one-shot tools).
 	State *BackendState
+	// MaxConns is this backend's own connection limit (HAProxy's per-server
+	// maxconn), for pools whose backends differ in size; 0 means the pool's
+	// MaxConnsPerBackend and Reserved. Bounded by limits.CheckMaxConns. Like
+	// the pool's, it is a property of the generation: a reload or an admin
+	// change builds a new one over the same BackendState, whose in-flight
+	// count carries over.
+	MaxConns int64
+	// Reserved is how many of MaxConns only AcquireCritical may take: the
+	// backend's own PoolOptions.Reserved. It must be 0 when MaxConns is 0, and
+	// below MaxConns otherwise.
+	Reserved int64
 }
 
 // PoolOptions configures NewPool. The zero value is a valid, empty pool with no
@@ -50,7 +63,9 @@ type PoolOptions struct {
 	// Backends in the order Pool.Backends returns them. At most MaxBackends.
 	Backends []BackendSpec
 	// MaxConnsPerBackend caps the slots Acquire hands out per backend; 0 means
-	// unlimited. The count lives in BackendState, so it spans generations.
+	// unlimited. A backend with a MaxConns of its own (BackendSpec.MaxConns)
+	// has that limit instead. The count lives in BackendState, so it spans
+	// generations.
 	MaxConnsPerBackend int64
 	// QueueMax is how many Acquire calls may wait when every eligible backend is
 	// at its limit; 0 means none: Acquire fails with ErrQueueFull at once.
@@ -98,6 +113,10 @@ type Backend struct {
 	Address string
 	Weight  int
 	State   *BackendState
+	// MaxConns is the backend's connection limit in this generation (its
+	// own, else the pool's MaxConnsPerBackend; 0 = unlimited) and Reserved
+	// the part of it kept for critical requests.
+	MaxConns, Reserved int64
 
 	pool *Pool
 }
@@ -125,8 +144,8 @@ type Pool struct {
 	byState   map[*BackendState]*Backend
 	policy    *statePolicy // recorded in the BackendStates by Adopt
 
-	maxConns     int64
-	reserved     int64
+	reserve      bool // some backend keeps slots for critical requests
+	limited      bool // every weighted backend has a limit; see Limited
 	queueMax     int
 	queueTimeout time.Duration
 	slowStart    int64 // nanoseconds
@@ -145,8 +164,9 @@ type Pool struct {
 // ValidatePool is the one rule for a valid pool: it returns every problem of
 // opts, joined and prefixed with the pool's name, or nil. Weights outside
 // [0, MaxWeight], empty or duplicate addresses, a BackendState used twice, more
-// than MaxBackends backends, negative limits or durations, a reserve not below
-// the connection limit, a queue without a timeout, passive health without an
+// than MaxBackends backends, connection limits (the pool's or a backend's own)
+// outside limits.CheckMaxConns, negative durations, a reserve not below its
+// connection limit, a queue without a timeout, passive health without an
 // ejection period. It is pure: NewPool calls it first, and a control plane that
 // must know whether a pool would build (before it commits a change) calls it
 // without building anything.
@@ -155,8 +175,8 @@ func ValidatePool(opts PoolOptions) error {
 	if len(opts.Backends) > MaxBackends {
 		errs = append(errs, fmt.Errorf("%d backends: at most %d allowed", len(opts.Backends), MaxBackends))
 	}
-	if opts.MaxConnsPerBackend < 0 {
-		errs = append(errs, fmt.Errorf("max conns per backend %d: must be >= 0", opts.MaxConnsPerBackend))
+	if err := limits.CheckMaxConns(opts.MaxConnsPerBackend); err != nil {
+		errs = append(errs, fmt.Errorf("max conns per backend: %w", err))
 	}
 	if opts.QueueMax < 0 {
 		errs = append(errs, fmt.Errorf("queue max %d: must be >= 0", opts.QueueMax))
@@ -192,6 +212,12 @@ func ValidatePool(opts PoolOptions) error {
 		if spec.Weight < 0 || spec.Weight > MaxWeight {
 			errs = append(errs, fmt.Errorf("backends[%d] (%s): weight %d: must be in [0, %d]", i, spec.Address, spec.Weight, MaxWeight))
 		}
+		if err := limits.CheckMaxConns(spec.MaxConns); err != nil {
+			errs = append(errs, fmt.Errorf("backends[%d] (%s): max conns: %w", i, spec.Address, err))
+		}
+		if spec.Reserved < 0 || (spec.Reserved > 0 && spec.Reserved >= spec.MaxConns) {
+			errs = append(errs, fmt.Errorf("backends[%d] (%s): reserved %d: must be >= 0 and below its max conns %d", i, spec.Address, spec.Reserved, spec.MaxConns))
+		}
 		if spec.State != nil {
 			if j, dup := states[spec.State]; dup {
 				errs = append(errs, fmt.Errorf("backends[%d] (%s): state %q already used by backends[%d]", i, spec.Address, spec.State.ID(), j))
@@ -223,8 +249,6 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		state:           opts.State,
 		backends:        make([]*Backend, len(opts.Backends)),
 		byState:         make(map[*BackendState]*Backend, len(opts.Backends)),
-		maxConns:        opts.MaxConnsPerBackend,
-		reserved:        opts.Reserved,
 		queueMax:        opts.QueueMax,
 		queueTimeout:    opts.QueueTimeout,
 		slowStart:       int64(opts.SlowStart),
@@ -248,12 +272,28 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		if st == nil {
 			st = NewBackendState(spec.Address)
 		}
-		b := &Backend{Index: i, Address: spec.Address, Weight: spec.Weight, State: st, pool: p}
+		b := &Backend{Index: i, Address: spec.Address, Weight: spec.Weight, State: st, pool: p,
+			MaxConns: opts.MaxConnsPerBackend, Reserved: opts.Reserved}
+		if spec.MaxConns > 0 {
+			b.MaxConns, b.Reserved = spec.MaxConns, spec.Reserved
+		}
+		if b.Reserved > 0 {
+			p.reserve = true
+		}
 		p.backends[i] = b
 		p.byState[st] = b
 		weights[i] = spec.Weight
 		if spec.Weight > 0 {
 			p.active = append(p.active, uint16(i))
+		}
+	}
+	p.limited = opts.MaxConnsPerBackend > 0
+	if len(p.active) > 0 {
+		p.limited = true
+		for _, i := range p.active {
+			if p.backends[i].MaxConns <= 0 {
+				p.limited = false
+			}
 		}
 	}
 	p.ring = buildRing(weights)
@@ -317,7 +357,8 @@ func (p *Pool) Pick() (*Backend, error) {
 }
 
 // Acquire is Pick plus a connection slot: it returns the next healthy backend
-// other than skip with fewer than MaxConnsPerBackend slots held, and takes one.
+// other than skip with fewer slots held than its limit (BackendSpec.MaxConns, else
+// MaxConnsPerBackend), and takes one.
 // The caller must call Release on the result exactly once. It is AcquireTicket
 // with the zero Ticket: a normal request of unknown cost.
 func (p *Pool) Acquire(skip *Backend) (*Backend, error) { return p.AcquireTicket(skip, Ticket{}) }
@@ -357,7 +398,7 @@ func (p *Pool) AcquireTicket(skip *Backend, t Ticket) (*Backend, error) {
 		ss = skip.State
 	}
 	critical := t.Class == ClassCritical
-	if p.state.waiting.Load() == 0 || (critical && p.reserved > 0) {
+	if p.state.waiting.Load() == 0 || (critical && p.reserve) {
 		switch b, v := p.scan(ss, true, critical); v {
 		case found:
 			return b, nil
@@ -371,22 +412,25 @@ func (p *Pool) AcquireTicket(skip *Backend, t Ticket) (*Backend, error) {
 	return p.state.wait(p, ss, t)
 }
 
-// Limited reports whether the pool caps connections per backend: whether it
-// can run out of slots at all.
-func (p *Pool) Limited() bool { return p.maxConns > 0 }
+// Limited reports whether the pool caps connections on every backend it
+// sends to (each backend's own MaxConns, else MaxConnsPerBackend): whether it
+// can run out of slots at all. One weighted backend without a limit always
+// has a free slot.
+func (p *Pool) Limited() bool { return p.limited }
 
 // slots is how many requests the pool's up backends serve at once for a
-// request of this kind (the reserve counts for critical ones only); 0 without
-// a limit. It reads each backend's health: for the slow path only.
+// request of this kind: the sum of their own limits (the reserve counts for
+// critical ones only); 0 without a limit. It reads each backend's health: for
+// the slow path only.
 func (p *Pool) slots(critical bool) int64 {
-	if p.maxConns <= 0 {
+	if !p.limited {
 		return 0
 	}
 	clk := clock{now: p.now}
 	var n int64
 	for _, i := range p.active {
-		if p.backends[i].State.upAt(&clk) {
-			n += p.limit(critical)
+		if b := p.backends[i]; b.State.upAt(&clk) {
+			n += b.limit(critical)
 		}
 	}
 	return n
@@ -497,7 +541,7 @@ func (p *Pool) try(b *Backend, skip *BackendState, take, critical bool, clk *clo
 	if !ignoreRamp && !p.rampAccept(s, clk) {
 		return tryRamp
 	}
-	if take && !s.take(p.limit(critical)) {
+	if take && !s.take(b.limit(critical)) {
 		return tryFull
 	}
 	return tryOK
@@ -550,13 +594,13 @@ func (p *Pool) takeFor(skip *BackendState, hint *Backend, critical bool) (*Backe
 	return p.scan(skip, true, critical)
 }
 
-// limit is the slot limit for a request: the whole limit for critical ones, the
-// limit less the reserve for the others.
-func (p *Pool) limit(critical bool) int64 {
-	if critical || p.maxConns <= 0 {
-		return p.maxConns
+// limit is the backend's slot limit for a request: the whole limit for
+// critical ones, the limit less the reserve for the others.
+func (b *Backend) limit(critical bool) int64 {
+	if critical || b.MaxConns <= 0 {
+		return b.MaxConns
 	}
-	return p.maxConns - p.reserved
+	return b.MaxConns - b.Reserved
 }
 
 // eligible reports whether any weighted backend other than skip is up.

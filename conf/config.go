@@ -186,9 +186,9 @@ type Pool struct {
 	// no health section.
 	Health Health `yaml:"health"`
 	// MaxConnsPerBackend caps in-flight requests per backend; 0 means
-	// unlimited. Default 0.
+	// unlimited. A backend's own MaxConns overrides it. Default 0.
 	MaxConnsPerBackend int `yaml:"max_conns_per_backend"`
-	// Queue holds requests while every backend is at MaxConnsPerBackend.
+	// Queue holds requests while every backend is at its limit.
 	Queue Queue `yaml:"queue"`
 	// SlowStart ramps a newly healthy backend's weight up over this long; 0
 	// turns it off. Default 0.
@@ -218,6 +218,10 @@ type Backend struct {
 	// Weight is the share of the pool's traffic (0..1000). 0 means draining:
 	// no new requests. Default 1.
 	Weight int `yaml:"weight"`
+	// MaxConns caps in-flight requests to this backend, overriding the
+	// pool's MaxConnsPerBackend (0..1000000): for pools of unequal instances.
+	// 0 means the pool's. Default 0.
+	MaxConns int `yaml:"max_conns"`
 }
 
 // HealthType is the kind of active health check.

@@ -34,6 +34,7 @@ func seeds(t testing.TB) [][]byte {
 		[]byte(pools1+"routes: [{name: a, path_prefix: /, pool: shop, host: \"*.A.example\", rate_limit: {rate: 0.1/s}, cache: {enabled: true}, on_degraded: {action: stale}}]\n"),
 		[]byte("---\n"+pools1+"---\n"+routes1),
 		[]byte("pools:\n\t- x\n"),
+		[]byte("pools: [{name: shop, max_conns_per_backend: 4, backends: [{address: \"10.0.0.1:80\", max_conns: 1}, {address: \"10.0.0.2:80\", max_conns: 3}]}]\n"+routes1),
 	)
 	return out
 }

@@ -159,6 +159,9 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate backend", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n      - address: \"10.0.0.1:80\"\n" + routes1, `5: pools[0].backends[1].address: duplicate backend "10.0.0.1:80", first at line 4`, 0},
 		{"weight too big", "pools:\n  - name: shop\n    backends:\n      - {address: \"10.0.0.1:80\", weight: 5000}\n" + routes1, `4: pools[0].backends[0].weight: must be between 0 and 1000, got 5000`, 0},
 		{"weight negative", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        weight: -1\n" + routes1, `5: pools[0].backends[0].weight: must be between 0 and 1000, got -1`, 0},
+		{"backend max conns negative", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        max_conns: -1\n" + routes1, `5: pools[0].backends[0].max_conns: must be between 0 and 1000000, got -1`, 0},
+		{"backend max conns too big", "pools:\n  - name: shop\n    max_conns_per_backend: 4\n    backends:\n      - {address: \"10.0.0.1:80\"}\n      - {address: \"10.0.0.2:80\", max_conns: 1000001}\n" + routes1, `6: pools[0].backends[1].max_conns: must be between 0 and 1000000, got 1000001`, 0},
+		{"backend max conns string", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        max_conns: lots\n" + routes1, `5: pools[0].backends[0].max_conns: must be an integer, got string "lots"`, 0},
 		{"weight string", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        weight: heavy\n" + routes1, `5: pools[0].backends[0].weight: must be an integer, got string "heavy"`, 0},
 		{"backend unknown key", "pools:\n  - name: shop\n    backends:\n      - address: \"10.0.0.1:80\"\n        wieght: 2\n" + routes1, `5: pools[0].backends[0].wieght: unknown key, did you mean weight?`, 0},
 		{"backends empty item", "pools:\n  - name: shop\n    backends: [~]\n" + routes1, `3: pools[0].backends[0]: empty list item`, 0},
@@ -176,6 +179,7 @@ func TestParseErrors(t *testing.T) {
 		{"retries too many", "pools:\n  - name: shop\n    retries: 6\n" + routes1, `3: pools[0].retries: must be between 0 and 5, got 6`, 0},
 		{"max conns per backend", "pools:\n  - name: shop\n    max_conns_per_backend: 2000000\n" + routes1, `3: pools[0].max_conns_per_backend: must be between 0 and 1000000, got 2000000`, 0},
 		{"queue without limit", "pools:\n  - name: shop\n    queue: {max: 10}\n" + routes1, `3: pools[0].queue.max: needs max_conns_per_backend > 0`, 0},
+		{"queue with a backend without limit", "pools:\n  - name: shop\n    queue: {max: 10}\n    backends: [{address: \"10.0.0.1:80\", max_conns: 2}, {address: \"10.0.0.2:80\"}]\n" + routes1, `3: pools[0].queue.max: needs max_conns_per_backend > 0 (or max_conns on every backend)`, 0},
 		{"queue timeout zero", "pools:\n  - name: shop\n    queue:\n      timeout: 0s\n" + routes1, `4: pools[0].queue.timeout: must be greater than 0`, 0},
 		{"slow start negative", "pools:\n  - name: shop\n    slow_start: -5s\n" + routes1, `3: pools[0].slow_start: must not be negative, got -5s`, 0},
 		{"connect timeout bare", "pools:\n  - name: shop\n    connect_timeout: 2\n" + routes1, `3: pools[0].connect_timeout: duration needs a unit`, 0},
@@ -451,7 +455,7 @@ func TestArchitectureExample(t *testing.T) {
 	if shop == nil || c.Pool("backoffice") == nil || c.Pool("nope") != nil {
 		t.Fatalf("Pool lookup wrong: %v", c.Pools)
 	}
-	if got := shop.Backends; !reflect.DeepEqual(got, []Backend{{"10.0.0.1:8080", 60}, {"10.0.0.2:8080", 40}}) {
+	if got := shop.Backends; !reflect.DeepEqual(got, []Backend{{Address: "10.0.0.1:8080", Weight: 60}, {Address: "10.0.0.2:8080", Weight: 40}}) {
 		t.Errorf("shop backends = %v", got)
 	}
 	if h := shop.Health; h != (Health{Type: HealthHTTP, Path: "/healthz", Interval: time.Second, UnhealthyInterval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2}) {
@@ -522,6 +526,12 @@ func TestValidValues(t *testing.T) {
 			return c.Limits.MaxHeaderBytes == 4096 && c.Cache.MaxBytes == 1<<20
 		}},
 		{"size lower case unit", "limits: {max_request_body: 10mb}\n" + pools1 + routes1, func(c *Config) bool { return c.Limits.MaxRequestBody == 10<<20 }},
+		{"backends' own max_conns", "pools: [{name: shop, max_conns_per_backend: 5, backends: [{address: \"10.0.0.1:80\", max_conns: 1}, {address: \"10.0.0.2:80\"}]}]\n" + routes1, func(c *Config) bool {
+			return c.Pools[0].Backends[0].MaxConns == 1 && c.Pools[0].Backends[1].MaxConns == 0
+		}},
+		{"queue with max_conns on every backend", "pools: [{name: shop, queue: {max: 10}, backends: [{address: \"10.0.0.1:80\", max_conns: 1}, {address: \"10.0.0.2:80\", max_conns: 3}]}]\n" + routes1, func(c *Config) bool {
+			return c.Pools[0].Queue.Max == 10 && c.Pools[0].MaxConnsPerBackend == 0
+		}},
 		{"zero duration without unit", "pools: [{name: shop, slow_start: 0}]\n" + routes1, func(c *Config) bool { return c.Pools[0].SlowStart == 0 }},
 		{"bare ip cidrs", "trusted_proxies: [192.0.2.7, \"2001:db8::1\", \"2001:db8::/32\"]\n" + pools1 + routes1, func(c *Config) bool {
 			return c.TrustedProxies[0] == netip.MustParsePrefix("192.0.2.7/32") && c.TrustedProxies[1] == netip.MustParsePrefix("2001:db8::1/128") && c.TrustedProxies[2].Bits() == 32

@@ -41,7 +41,6 @@ const (
 	maxHeaderFields = 10_000
 
 	maxConns      = 10_000_000
-	maxConnsPerBe = 1_000_000
 	maxQueue      = 1_000_000
 	maxRetries    = 5
 	maxFails      = 1000
@@ -103,34 +102,19 @@ func (d *decoder) validate(c *Config) {
 		d.intRange("capture.replay_concurrency", cp.ReplayConcurrency, 1, maxReplayConc)
 	}
 
-	switch {
-	case len(c.Pools) == 0:
-		d.errorf("pools", "at least one pool is required")
-	case len(c.Pools) > maxPools:
-		d.errorf("pools", "at most %d pools, got %d", maxPools, len(c.Pools))
-	}
+	d.listSize("pools", "pool", len(c.Pools), maxPools)
 	pools := make(map[string]int, len(c.Pools))
 	names := make([]string, 0, len(c.Pools))
 	for i := range c.Pools {
 		f := field("pools", i)
 		p := &c.Pools[i]
-		if d.name(f+".name", p.Name) {
-			if first, dup := pools[p.Name]; dup {
-				d.errorf(f+".name", "duplicate pool name %s, first at line %d", quote(p.Name), d.lineOf(field("pools", first)))
-			} else {
-				pools[p.Name] = i
-				names = append(names, p.Name)
-			}
+		if d.uniqueName("pools", "pool", i, p.Name, pools) {
+			names = append(names, p.Name)
 		}
 		d.pool(f, p)
 	}
 
-	switch {
-	case len(c.Routes) == 0:
-		d.errorf("routes", "at least one route is required")
-	case len(c.Routes) > maxRoutes:
-		d.errorf("routes", "at most %d routes, got %d", maxRoutes, len(c.Routes))
-	}
+	d.listSize("routes", "route", len(c.Routes), maxRoutes)
 	routes := make(map[string]int, len(c.Routes))
 	type match struct{ host, prefix string }
 	matches := make(map[match]int, len(c.Routes))
@@ -138,13 +122,7 @@ func (d *decoder) validate(c *Config) {
 	for i := range c.Routes {
 		f := field("routes", i)
 		r := &c.Routes[i]
-		if d.name(f+".name", r.Name) {
-			if first, dup := routes[r.Name]; dup {
-				d.errorf(f+".name", "duplicate route name %s, first at line %d", quote(r.Name), d.lineOf(field("routes", first)))
-			} else {
-				routes[r.Name] = i
-			}
-		}
+		d.uniqueName("routes", "route", i, r.Name, routes)
 		if r.Pool == "" {
 			d.errorf(f+".pool", "required")
 		} else if _, ok := pools[r.Pool]; !ok {
@@ -201,13 +179,14 @@ func (d *decoder) pool(f string, p *Pool) {
 			}
 		}
 		d.intRange(bf+".weight", b.Weight, 0, maxWeight)
+		d.maxConns(bf+".max_conns", b.MaxConns)
 	}
 
 	d.health(f+".health", p.Health)
 
-	d.intRange(f+".max_conns_per_backend", p.MaxConnsPerBackend, 0, maxConnsPerBe)
-	if d.intRange(f+".queue.max", p.Queue.Max, 0, maxQueue) && p.Queue.Max > 0 && p.MaxConnsPerBackend == 0 {
-		d.errorf(f+".queue.max", "needs max_conns_per_backend > 0: requests queue only when every backend is at its limit")
+	d.maxConns(f+".max_conns_per_backend", p.MaxConnsPerBackend)
+	if d.intRange(f+".queue.max", p.Queue.Max, 0, maxQueue) && p.Queue.Max > 0 && p.MaxConnsPerBackend == 0 && !ownLimits(p.Backends) {
+		d.errorf(f+".queue.max", "needs max_conns_per_backend > 0 (or max_conns on every backend): requests queue only when every backend is at its limit")
 	}
 	d.duration(f+".queue.timeout", p.Queue.Timeout, 1, maxTimeout)
 	d.duration(f+".slow_start", p.SlowStart, 0, maxTimeout)
@@ -466,6 +445,25 @@ func fmtDuration(v time.Duration) string {
 	return v.String()
 }
 
+// ownLimits reports whether bs is a list of backends that each have a
+// max_conns of their own.
+func ownLimits(bs []Backend) bool {
+	for _, b := range bs {
+		if b.MaxConns <= 0 {
+			return false
+		}
+	}
+	return len(bs) > 0
+}
+
+// maxConns checks a connection limit per backend with the balancer's and the
+// registry's own rule (limits.CheckMaxConns).
+func (d *decoder) maxConns(f string, v int) {
+	if err := limits.CheckMaxConns(int64(v)); err != nil {
+		d.errorf(f, "%v", err)
+	}
+}
+
 func (d *decoder) intRange(f string, v, lo, hi int) bool {
 	if v < lo || v > hi {
 		d.errorf(f, "must be between %d and %d, got %d", lo, hi, v)
@@ -536,6 +534,33 @@ func (d *decoder) name(f, v string) bool {
 		return true
 	}
 	return false
+}
+
+// listSize checks that the list (of a kind: pool, route) has 1 to most items;
+// it has n.
+func (d *decoder) listSize(list, kind string, n, most int) {
+	switch {
+	case n == 0:
+		d.errorf(list, "at least one %s is required", kind)
+	case n > most:
+		d.errorf(list, "at most %d %s, got %d", most, list, n)
+	}
+}
+
+// uniqueName checks the name of list[i] (a kind: pool, route) and that no
+// earlier item in seen has it, and records it there. It reports whether the
+// name is valid and new.
+func (d *decoder) uniqueName(list, kind string, i int, name string, seen map[string]int) bool {
+	f := field(list, i) + ".name"
+	if !d.name(f, name) {
+		return false
+	}
+	if first, dup := seen[name]; dup {
+		d.errorf(f, "duplicate %s name %s, first at line %d", kind, quote(name), d.lineOf(field(list, first)))
+		return false
+	}
+	seen[name] = i
+	return true
 }
 
 func (d *decoder) pathPrefix(f, v string) bool {

@@ -1,6 +1,9 @@
 package degrade
 
-import "time"
+import (
+	"iter"
+	"time"
+)
 
 // pool is one pool's monitor state. Every field is guarded by Monitor.mu
 // except gate and rec, which are safe for concurrent use on their own.
@@ -135,15 +138,8 @@ func (p *pool) reached() (bool, string) {
 	best, found := 0.0, false
 	var bs signal
 	var bv, bt float64
-	for s := range numSignals {
-		thr := p.cfg.Enter.threshold(s)
-		if thr == 0 {
-			continue
-		}
-		v, ok := p.sig.value(s, p.minRequests())
-		if !ok {
-			continue
-		}
+	for s, r := range p.readings(&p.cfg.Enter) {
+		v, thr := r.v, r.thr
 		var score float64
 		if s.inverted() {
 			if v > thr {
@@ -169,20 +165,35 @@ func (p *pool) reached() (bool, string) {
 // calm reports whether every signal is under its exit threshold in the
 // current window. Signals without data (too few requests) are calm.
 func (p *pool) calm() bool {
-	for s := range numSignals {
-		thr := p.cfg.Exit.threshold(s)
-		if thr == 0 {
-			continue
-		}
-		v, ok := p.sig.value(s, p.minRequests())
-		if !ok {
-			continue
-		}
-		if s.inverted() && v < thr || !s.inverted() && v > thr {
+	for s, r := range p.readings(&p.cfg.Exit) {
+		if s.inverted() && r.v < r.thr || !s.inverted() && r.v > r.thr {
 			return false
 		}
 	}
 	return true
+}
+
+// reading is a signal's value in the current window and its threshold.
+type reading struct{ v, thr float64 }
+
+// readings yields each signal that t sets and that has data in the current
+// window (enough requests), with its reading.
+func (p *pool) readings(t *Thresholds) iter.Seq2[signal, reading] {
+	return func(yield func(signal, reading) bool) {
+		for s := range numSignals {
+			thr := t.threshold(s)
+			if thr == 0 {
+				continue
+			}
+			v, ok := p.sig.value(s, p.minRequests())
+			if !ok {
+				continue
+			}
+			if !yield(s, reading{v, thr}) {
+				return
+			}
+		}
+	}
 }
 
 // fits reports whether the pool would stay under its enter inflight_ratio if

@@ -26,9 +26,10 @@ type Sample struct {
 	// can take new ones (up, weight above zero).
 	Inflight int64
 	// Capacity is the connection slots of those backends that any request
-	// may use: the per-backend limit, less the slots reserved for critical
-	// requests, times their number. 0 means no limit, and leaves the
-	// inflight_ratio signal unused. Critical requests in reserved slots count
+	// may use: the sum of each one's own limit (balancer.Backend.MaxConns),
+	// less the slots it reserves for critical requests, so that unequal
+	// backends count as what they are. 0 means no limit (some backend up
+	// has none), and leaves the inflight_ratio signal unused. Critical requests in reserved slots count
 	// in Inflight, so the ratio may pass 1.
 	Capacity int64
 	// UpWeight and TotalWeight are the summed weights of the up backends and
@@ -48,20 +49,16 @@ type Sample struct {
 
 // PoolSource is the SignalSource of a balancer pool. Sample is safe for
 // concurrent use and reads only atomics: the queue counters of the shared
-// PoolState and, per backend, Up and Inflight.
+// PoolState and, per backend, Up and Inflight. Capacity is read from the
+// current generation's backends, each with its own limit
+// (balancer.Backend.MaxConns, less its Reserved: the slots only critical
+// requests may use are left out, so that a pool whose shared slots are all
+// taken reads an in-flight ratio of 1, not 1 - share).
 type PoolSource struct {
 	// Pool returns the pool's current generation (the wiring reads it from
 	// its snapshot, so a reload that rebuilds the pool is seen at the next
 	// window); nil, or a Pool returning nil, samples an empty pool.
 	Pool func() *balancer.Pool
-	// MaxConnsPerBackend is the limit the pool was built with
-	// (balancer.PoolOptions.MaxConnsPerBackend; the Pool does not expose
-	// it); 0 means unlimited.
-	MaxConnsPerBackend int64
-	// Reserved is the slots per backend only critical requests may use (see
-	// Reserve); they are left out of Capacity, so that a pool whose shared
-	// slots are all taken reads an in-flight ratio of 1, not 1 - share.
-	Reserved int64
 }
 
 var _ SignalSource = (*PoolSource)(nil)
@@ -76,7 +73,7 @@ func (s *PoolSource) Sample() Sample {
 	if p == nil {
 		return out
 	}
-	var up int64
+	unlimited := false
 	for _, b := range p.Backends() {
 		if b.Weight <= 0 {
 			continue // draining: takes no new requests
@@ -85,12 +82,16 @@ func (s *PoolSource) Sample() Sample {
 		if !b.State.Up() {
 			continue
 		}
-		up++
 		out.UpWeight += int64(b.Weight)
 		out.Inflight += b.State.Inflight()
+		if b.MaxConns <= 0 {
+			unlimited = true
+		} else {
+			out.Capacity += max(1, b.MaxConns-b.Reserved)
+		}
 	}
-	if s.MaxConnsPerBackend > 0 {
-		out.Capacity = max(1, s.MaxConnsPerBackend-s.Reserved) * up
+	if unlimited {
+		out.Capacity = 0 // a backend up without a limit: no ratio to speak of
 	}
 	q := p.State().QueueStats()
 	out.QueueDepth = q.Depth

@@ -33,7 +33,7 @@ func TestPoolSource(t *testing.T) {
 	if _, err := p.Acquire(nil); !errors.Is(err, balancer.ErrQueueFull) {
 		t.Fatalf("fifth Acquire: %v, want ErrQueueFull", err)
 	}
-	src := &PoolSource{Pool: func() *balancer.Pool { return p }, MaxConnsPerBackend: 2}
+	src := &PoolSource{Pool: func() *balancer.Pool { return p }}
 	want := Sample{Inflight: 4, Capacity: 4, UpWeight: 4, TotalWeight: 6, QueueRefused: 1}
 	if got := src.Sample(); got != want {
 		t.Errorf("Sample() = %+v, want %+v", got, want)
@@ -60,15 +60,25 @@ func TestPoolSource(t *testing.T) {
 		t.Errorf("after Release: %+v", got)
 	}
 
-	// Reserved slots are not capacity: 4 held of 2 × (2-1) shared slots.
-	if got := (&PoolSource{Pool: src.Pool, MaxConnsPerBackend: 2, Reserved: 1}).Sample(); got.Capacity != 2 || got.Inflight != 0 {
+	// Reserved slots are not capacity: 2 × (2-1) shared slots.
+	reserved, err := balancer.NewPool(balancer.PoolOptions{Name: "shop", MaxConnsPerBackend: 2, Reserved: 1,
+		Backends: []balancer.BackendSpec{{Address: "a", Weight: 1}, {Address: "b", Weight: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (&PoolSource{Pool: func() *balancer.Pool { return reserved }}).Sample(); got.Capacity != 2 || got.Inflight != 0 {
 		t.Errorf("with a reservation: %+v", got)
+	}
+	unlimited, err := balancer.NewPool(balancer.PoolOptions{Name: "shop",
+		Backends: []balancer.BackendSpec{{Address: "a", Weight: 3}, {Address: "b", Weight: 3}}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	for name, s := range map[string]*PoolSource{
 		"nil":       nil,
 		"no getter": {},
 		"nil pool":  {Pool: func() *balancer.Pool { return nil }},
-		"unlimited": {Pool: func() *balancer.Pool { return p }},
+		"unlimited": {Pool: func() *balancer.Pool { return unlimited }},
 	} {
 		got := s.Sample()
 		if name != "unlimited" && got != (Sample{}) || name == "unlimited" && (got.Capacity != 0 || got.TotalWeight != 6) {
@@ -97,7 +107,7 @@ func TestPoolSourceQueueWait(t *testing.T) {
 	if _, err := p.Acquire(nil); !errors.Is(err, balancer.ErrQueueTimeout) {
 		t.Fatalf("queued Acquire: %v, want ErrQueueTimeout", err)
 	}
-	got := (&PoolSource{Pool: func() *balancer.Pool { return p }, MaxConnsPerBackend: 1}).Sample()
+	got := (&PoolSource{Pool: func() *balancer.Pool { return p }}).Sample()
 	if got.QueueWaits != 1 || got.QueueWaitNanos < uint64(5*time.Millisecond) || got.QueueRefused != 1 || got.QueueDepth != 0 {
 		t.Errorf("Sample() = %+v", got)
 	}
@@ -147,7 +157,7 @@ func TestConcurrentUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &PoolSource{Pool: func() *balancer.Pool { return p }, MaxConnsPerBackend: 10}
+	src := &PoolSource{Pool: func() *balancer.Pool { return p }}
 	cfg := PoolConfig{Name: "shop", Source: src, Windows: 1,
 		Enter: Thresholds{InflightRatio: 0.5, P95Latency: time.Millisecond, ErrorRate: 0.5},
 		Exit:  Thresholds{InflightRatio: 0.1, P95Latency: 100 * time.Microsecond, ErrorRate: 0.1}}
@@ -200,4 +210,33 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestPoolSourceCapacityPerBackend: capacity is the sum of the limits of the
+// backends up, each its own (a pool of unequal instances), not the pool's
+// limit times their number.
+func TestPoolSourceCapacityPerBackend(t *testing.T) {
+	p, err := balancer.NewPool(balancer.PoolOptions{
+		Name:               "fleet",
+		MaxConnsPerBackend: 10,
+		Reserved:           1,
+		Backends: []balancer.BackendSpec{
+			{Address: "small", Weight: 1, MaxConns: 1},
+			{Address: "large", Weight: 3, MaxConns: 3},
+			{Address: "pool-sized", Weight: 1},                         // the pool's 10, less its 1 reserved
+			{Address: "critical", Weight: 1, MaxConns: 8, Reserved: 2}, // 6 shared
+			{Address: "draining", Weight: 0, MaxConns: 50},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &PoolSource{Pool: func() *balancer.Pool { return p }}
+	if got := src.Sample().Capacity; got != 1+3+9+6 {
+		t.Errorf("Capacity = %d, want %d", got, 1+3+9+6)
+	}
+	p.Backends()[1].State.SetProbeUp(false)
+	if got := src.Sample().Capacity; got != 1+9+6 {
+		t.Errorf("with the large one down: Capacity = %d, want %d", got, 1+9+6)
+	}
 }

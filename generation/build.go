@@ -36,10 +36,12 @@ type Generation struct {
 }
 
 // policy is one pool's degraded-mode input, comparable across generations.
+// The connection limits are not part of it: the monitor's source reads them
+// from the generation in service (degrade.PoolSource), so a change of a
+// backend's max_conns keeps the monitor's windows.
 type policy struct {
-	name               string
-	maxConns, reserved int64
-	degrade            Degrade
+	name    string
+	degrade Degrade
 }
 
 // gate is a pool's degraded-mode gate and recorder.
@@ -76,7 +78,7 @@ func (m *Manager) Build(c *registry.Contents, prev *Generation) (*Generation, er
 			return nil, fmt.Errorf("generation: pool %q: settings of type %T, want generation.PoolSettings", c.Pools[i].Name, c.Pools[i].Settings)
 		}
 		settings[i] = s
-		g.policy = append(g.policy, policy{name: c.Pools[i].Name, maxConns: int64(s.MaxConnsPerBackend), reserved: s.Reserved, degrade: s.Degrade})
+		g.policy = append(g.policy, policy{name: c.Pools[i].Name, degrade: s.Degrade})
 	}
 	if err := m.prepareMonitor(g, prev); err != nil {
 		return nil, err
@@ -106,9 +108,17 @@ func (m *Manager) Build(c *registry.Contents, prev *Generation) (*Generation, er
 				}
 			}
 			g.states[id] = st
-			bv := &BackendView{Backend: b, State: st}
+			bv := &BackendView{Backend: b, State: st, Limit: int64(s.MaxConnsPerBackend)}
+			if b.MaxConns > 0 {
+				bv.Limit = int64(b.MaxConns)
+			}
 			pv.Backends = append(pv.Backends, bv)
-			opts.Backends = append(opts.Backends, balancer.BackendSpec{Address: b.Address, Weight: b.EffectiveWeight(), State: st})
+			spec := balancer.BackendSpec{Address: b.Address, Weight: b.EffectiveWeight(), State: st}
+			if b.MaxConns > 0 {
+				spec.MaxConns = int64(b.MaxConns)
+				spec.Reserved = degrade.Reserve(spec.MaxConns, s.CriticalShare)
+			}
+			opts.Backends = append(opts.Backends, spec)
 			if b.Removing {
 				// No prober: it would mark the backend up again.
 				g.removing = append(g.removing, st)
@@ -166,7 +176,7 @@ func poolOptions(name string, s PoolSettings, ps *balancer.PoolState, log *slog.
 		MaxFails:           s.MaxFails,
 		EjectFor:           s.EjectFor,
 		MaxEjectionPercent: s.MaxEjectionPercent,
-		Reserved:           s.Reserved,
+		Reserved:           degrade.Reserve(int64(s.MaxConnsPerBackend), s.CriticalShare),
 		Logger:             log,
 		Staged:             true, // adopted by Commit, once in service
 	}
@@ -188,9 +198,7 @@ func (m *Manager) prepareMonitor(g *Generation, prev *Generation) error {
 	for i, p := range g.policy {
 		name := p.name
 		cfgs[i] = p.degrade.PoolConfig(name, &degrade.PoolSource{
-			Pool:               func() *balancer.Pool { return m.currentPool(name) },
-			MaxConnsPerBackend: p.maxConns,
-			Reserved:           p.reserved,
+			Pool: func() *balancer.Pool { return m.currentPool(name) },
 		})
 	}
 	plan, err := m.mon.Prepare(cfgs)

@@ -136,7 +136,7 @@ func TestWriteBuildsOnce(t *testing.T) {
 	h := newHarness(t, Options{})
 	h.init(registry.Config{Pools: []registry.PoolSpec{pool("p", PoolSettings{}, be("10.0.0.1:80", 1))}}, registry.State{})
 	for i := 0; i < 5; i++ {
-		if _, err := h.r.Register(h.ctx, "p", fmt.Sprintf("10.0.1.%d:80", i+1), nil); err != nil {
+		if _, err := h.r.Register(h.ctx, "p", fmt.Sprintf("10.0.1.%d:80", i+1), registry.BackendUpdate{}); err != nil {
 			t.Fatal(err)
 		}
 		if p := h.r.checked.Load(); p != nil {

@@ -115,7 +115,7 @@ func TestRegisterIsIdempotent(t *testing.T) {
 	h.init(registry.Config{Pools: []registry.PoolSpec{pool("shop", PoolSettings{}, be("10.0.0.1:80", 1))}}, registry.State{})
 	gen := h.r.View().Gen
 
-	created, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", nil)
+	created, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", registry.BackendUpdate{})
 	if err != nil || !created {
 		t.Fatalf("first register: created=%v err=%v", created, err)
 	}
@@ -127,14 +127,14 @@ func TestRegisterIsIdempotent(t *testing.T) {
 	if gen2 <= gen {
 		t.Fatalf("generation did not move: %d -> %d", gen, gen2)
 	}
-	created, err = h.r.Register(h.ctx, "shop", "10.0.0.9:80", nil)
+	created, err = h.r.Register(h.ctx, "shop", "10.0.0.9:80", registry.BackendUpdate{})
 	if err != nil || created {
 		t.Fatalf("retry: created=%v err=%v", created, err)
 	}
 	if h.r.View().Gen != gen2 {
 		t.Fatal("an idempotent retry built a new generation")
 	}
-	if _, err = h.r.Register(h.ctx, "shop", "10.0.0.9:80", ptr(5)); err != nil {
+	if _, err = h.r.Register(h.ctx, "shop", "10.0.0.9:80", registry.BackendUpdate{Weight: ptr(5)}); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.weights("shop"); got != "10.0.0.1:80=1 10.0.0.9:80=5" {
@@ -157,7 +157,7 @@ func TestRegisterIsIdempotent(t *testing.T) {
 		{"shop", "10.0.0.3:80", ptr(-1), registry.ErrInvalid},
 		{"nope", "10.0.0.3:80", nil, registry.ErrNotFound},
 	} {
-		if _, err := h.r.Register(h.ctx, tt.pool, tt.addr, tt.weight); !errors.Is(err, tt.want) {
+		if _, err := h.r.Register(h.ctx, tt.pool, tt.addr, registry.BackendUpdate{Weight: tt.weight}); !errors.Is(err, tt.want) {
 			t.Errorf("Register(%s, %s): %v, want %v", tt.pool, tt.addr, err, tt.want)
 		}
 	}
@@ -213,7 +213,7 @@ func TestReloadKeepsAPIBackendsAndLiveState(t *testing.T) {
 		}
 	}
 	h.init(cfg(1), registry.State{})
-	if _, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", ptr(2)); err != nil {
+	if _, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", registry.BackendUpdate{Weight: ptr(2)}); err != nil {
 		t.Fatal(err)
 	}
 	cfgState := h.r.View().Backend("shop", "10.0.0.1:80").State
@@ -286,7 +286,7 @@ func TestOverridesLastUntilTheFileChanges(t *testing.T) {
 func TestFileTakesOverAnAPIBackend(t *testing.T) {
 	h := newHarness(t, Options{})
 	h.init(registry.Config{Pools: []registry.PoolSpec{pool("shop", PoolSettings{}, be("10.0.0.1:80", 1))}}, registry.State{})
-	if _, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", ptr(7)); err != nil {
+	if _, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", registry.BackendUpdate{Weight: ptr(7)}); err != nil {
 		t.Fatal(err)
 	}
 	st := h.r.View().Backend("shop", "10.0.0.9:80").State
@@ -303,7 +303,7 @@ func TestFileTakesOverAnAPIBackend(t *testing.T) {
 func TestRemovingAPoolDropsItsAPIBackends(t *testing.T) {
 	h := newHarness(t, Options{})
 	h.init(registry.Config{Pools: []registry.PoolSpec{pool("a", PoolSettings{}), pool("b", PoolSettings{}, be("10.0.0.1:80", 1))}}, registry.State{})
-	if _, err := h.r.Register(h.ctx, "a", "10.0.0.9:80", nil); err != nil {
+	if _, err := h.r.Register(h.ctx, "a", "10.0.0.9:80", registry.BackendUpdate{}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := h.r.ApplyConfig(h.ctx, registry.Config{Pools: []registry.PoolSpec{pool("b", PoolSettings{}, be("10.0.0.1:80", 1))}})
@@ -353,7 +353,7 @@ func TestPersistFailureAbortsTheChange(t *testing.T) {
 	failing = true
 	mu.Unlock()
 	gen := h.r.View().Gen
-	if _, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", nil); !errors.Is(err, fail) {
+	if _, err := h.r.Register(h.ctx, "shop", "10.0.0.9:80", registry.BackendUpdate{}); !errors.Is(err, fail) {
 		t.Fatalf("register with a failing state file: %v", err)
 	}
 	if h.r.View().Gen != gen || h.r.View().Backend("shop", "10.0.0.9:80") != nil {
@@ -366,7 +366,7 @@ func TestPersistFailureAbortsTheChange(t *testing.T) {
 func soleBackend(t *testing.T, h *harness, addr string) *balancer.Pool {
 	t.Helper()
 	h.init(registry.Config{Pools: []registry.PoolSpec{pool("p", PoolSettings{})}, Routes: Routes(route("r", "/", "p"))}, registry.State{})
-	if _, err := h.r.Register(h.ctx, "p", addr, nil); err != nil {
+	if _, err := h.r.Register(h.ctx, "p", addr, registry.BackendUpdate{}); err != nil {
 		t.Fatal(err)
 	}
 	return h.px.Current().Pool("p")
@@ -463,7 +463,7 @@ func TestConcurrentRemovesShareOneDrain(t *testing.T) {
 	if err := h.r.Update(h.ctx, "p", "10.0.0.9:80", registry.BackendUpdate{Weight: ptr(3)}); !errors.Is(err, registry.ErrConflict) {
 		t.Errorf("update while removing: %v", err)
 	}
-	if _, err := h.r.Register(h.ctx, "p", "10.0.0.9:80", nil); !errors.Is(err, registry.ErrConflict) {
+	if _, err := h.r.Register(h.ctx, "p", "10.0.0.9:80", registry.BackendUpdate{}); !errors.Is(err, registry.ErrConflict) {
 		t.Errorf("register while removing: %v", err)
 	}
 	b.Release()
@@ -493,7 +493,7 @@ func TestHealthGatedAddition(t *testing.T) {
 	h := newHarness(t, Options{Health: hc})
 	check := health.Check{Type: health.TypeHTTP, Path: "/", Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond, Rise: 2, Fall: 2}
 	h.init(registry.Config{Pools: []registry.PoolSpec{pool("p", PoolSettings{Health: check})}}, registry.State{})
-	if _, err := h.r.Register(h.ctx, "p", ln.Addr().String(), nil); err != nil {
+	if _, err := h.r.Register(h.ctx, "p", ln.Addr().String(), registry.BackendUpdate{}); err != nil {
 		t.Fatal(err)
 	}
 	b := h.r.View().Backend("p", ln.Addr().String())
@@ -558,7 +558,7 @@ func TestConcurrentWriters(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 20; i++ {
 				addr := fmt.Sprintf("10.1.%d.%d:80", g, i)
-				if _, err := h.r.Register(h.ctx, "p", addr, ptr(i%5+1)); err != nil {
+				if _, err := h.r.Register(h.ctx, "p", addr, registry.BackendUpdate{Weight: ptr(i%5 + 1)}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -606,7 +606,7 @@ func TestRunWaitsForRemovals(t *testing.T) {
 	if _, err := r.Init(ctx, registry.Config{Pools: []registry.PoolSpec{pool("p", PoolSettings{})}}, registry.State{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Register(ctx, "p", "10.0.0.9:80", nil); err != nil {
+	if _, err := r.Register(ctx, "p", "10.0.0.9:80", registry.BackendUpdate{}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := px.Current().Pool("p").Acquire(nil)

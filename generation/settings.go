@@ -36,9 +36,11 @@ type PoolSettings struct {
 	ResponseTimeout time.Duration
 	// Retries is how many other backends an idempotent request is tried on.
 	Retries int
-	// Reserved is how many of each backend's slots only critical routes may
-	// use; see balancer.PoolOptions.Reserved.
-	Reserved int64
+	// CriticalShare is the share of each backend's connection limit (its
+	// own max_conns, else MaxConnsPerBackend) that only critical routes may
+	// use, rounded by degrade.Reserve; see balancer.PoolOptions.Reserved. 0
+	// reserves nothing.
+	CriticalShare float64
 	// Health is the active check; Type "" or "none" means none.
 	Health health.Check
 	// Degrade is the pool's degraded-mode policy; the zero value never

@@ -61,6 +61,9 @@ type BackendView struct {
 	registry.Backend
 	// State is the backend's live state, shared by its generations.
 	State *balancer.BackendState
+	// Limit is the connection limit in service: the backend's own MaxConns,
+	// else the pool's MaxConnsPerBackend; 0 = unlimited.
+	Limit int64
 }
 
 // Backend states reported by BackendView.Status.

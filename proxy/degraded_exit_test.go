@@ -86,7 +86,7 @@ func newSpikeSite(t *testing.T) *spikeSite {
 	}})
 	err = s.mon.Configure([]degrade.PoolConfig{{
 		Name:        "p",
-		Source:      &degrade.PoolSource{Pool: func() *balancer.Pool { return pool }, MaxConnsPerBackend: spikeSlots},
+		Source:      &degrade.PoolSource{Pool: func() *balancer.Pool { return pool }},
 		Enter:       degrade.Thresholds{InflightRatio: 0.9},
 		Exit:        degrade.Thresholds{InflightRatio: 0.6},
 		Hold:        s.hold,

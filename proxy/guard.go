@@ -233,37 +233,19 @@ func (l *limiter) evictLocked(sh *limiterShard, now time.Time) {
 	if len(sh.ips)+len(sh.strs)+len(sh.long) < l.perShard {
 		return
 	}
-	const sample = 8
 	var oldIP netip.Addr
 	var oldKey string
 	var oldLong [2]uint64
 	const inIPs, inStrs, inLong = 1, 2, 3
-	oldest, from, n := int64(math.MaxInt64), 0, 0
-	for k, b := range sh.ips {
-		if b.lastSeen < oldest {
-			oldest, oldIP, from = b.lastSeen, k, inIPs
-		}
-		if n++; n == sample {
-			break
-		}
+	oldest, from := int64(math.MaxInt64), 0
+	if k, seen, ok := sampleOldest(sh.ips, oldest); ok {
+		oldest, oldIP, from = seen, k, inIPs
 	}
-	n = 0
-	for k, b := range sh.strs {
-		if b.lastSeen < oldest {
-			oldest, oldKey, from = b.lastSeen, k, inStrs
-		}
-		if n++; n == sample {
-			break
-		}
+	if k, seen, ok := sampleOldest(sh.strs, oldest); ok {
+		oldest, oldKey, from = seen, k, inStrs
 	}
-	n = 0
-	for k, b := range sh.long {
-		if b.lastSeen < oldest {
-			oldest, oldLong, from = b.lastSeen, k, inLong
-		}
-		if n++; n == sample {
-			break
-		}
+	if k, _, ok := sampleOldest(sh.long, oldest); ok {
+		oldLong, from = k, inLong
 	}
 	switch from {
 	case inIPs:
@@ -274,6 +256,23 @@ func (l *limiter) evictLocked(sh *limiterShard, now time.Time) {
 		delete(sh.long, oldLong)
 	}
 	l.evicted.Add(1)
+}
+
+// sampleOldest returns, among the first few entries of m in Go's randomised
+// iteration order, the one least recently seen and when, if that was before
+// oldest; ok is false when none was.
+func sampleOldest[K comparable](m map[K]*bucket, oldest int64) (key K, seen int64, ok bool) {
+	const sample = 8
+	n := 0
+	for k, b := range m {
+		if b.lastSeen < oldest {
+			oldest, key, ok = b.lastSeen, k, true
+		}
+		if n++; n == sample {
+			break
+		}
+	}
+	return key, oldest, ok
 }
 
 // keys returns the number of keys tracked.

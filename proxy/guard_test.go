@@ -231,3 +231,15 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 		t.Fatalf("heap grew by %d bytes for %d keys, over the %d-byte bound", heap, keys, limit)
 	}
 }
+
+// BenchmarkLimiterEvict measures a full limiter taking new client addresses:
+// each one evicts the least recently seen of a sample.
+func BenchmarkLimiterEvict(b *testing.B) {
+	l := newLimiter(RateLimitSpec{Rate: 10, Burst: 20, MaxKeys: 1024})
+	now := time.Now()
+	i := 0
+	for b.Loop() {
+		i++
+		l.allowIP(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+	}
+}

@@ -45,6 +45,10 @@ type Backend struct {
 	// FileWeight is the config file's weight for it.
 	Overridden bool
 	FileWeight int
+	// MaxConns is the backend's own connection limit, from the file or the
+	// API; 0 means the pool's (max_conns_per_backend). FileMaxConns is the
+	// config file's, for a config-owned backend.
+	MaxConns, FileMaxConns int
 	// StartUp is the health state the backend starts in when it is new to
 	// the data plane: true for backends known at start or in a pool without
 	// an active check, false for backends added at runtime to a pool with
@@ -126,7 +130,8 @@ func contents(txn *memdb.Txn, idx uint64) *Contents {
 		cp := Pool{Name: p.Name, Settings: p.Settings}
 		for _, b := range poolBackends(txn, p.Name) {
 			cp.Backends = append(cp.Backends, Backend{Pool: b.Pool, Address: b.Address, Weight: b.Weight, Drain: b.Drain,
-				Removing: b.Removing, Source: b.Source, Overridden: b.Overridden, FileWeight: b.FileWeight, StartUp: b.StartUp})
+				Removing: b.Removing, Source: b.Source, Overridden: b.Overridden, FileWeight: b.FileWeight,
+				MaxConns: b.MaxConns, FileMaxConns: b.FileMaxConns, StartUp: b.StartUp})
 		}
 		c.Pools = append(c.Pools, cp)
 	}

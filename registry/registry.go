@@ -261,6 +261,9 @@ type BackendSpec struct {
 	Address string
 	// Weight is 0 to limits.MaxWeight.
 	Weight int
+	// MaxConns is the backend's own connection limit (limits.CheckMaxConns);
+	// 0 means the pool's.
+	MaxConns int
 }
 
 // ApplyResult says what a config apply did.
@@ -275,7 +278,7 @@ type ApplyResult struct {
 	// which the file owns from now on.
 	TakenOver []string
 	// OverridesCleared lists "pool/address" of config backends whose API
-	// override ended because the file changed their weight.
+	// override ended because the file changed their weight or max_conns.
 	OverridesCleared []string
 }
 
@@ -311,8 +314,8 @@ type InitResult struct {
 // backend. Backends known at start begin up; health checks take out the dead
 // ones. Saved API backends of pools the config no longer has are dropped, with a
 // line each in Skipped; saved overrides apply only while the file still gives the
-// backend the weight it had when the override was made. Call it once, before
-// any other write, with the generations' watcher running.
+// backend the weight and max_conns it had when the override was made. Call it
+// once, before any other write, with the generations' watcher running.
 func (r *Registry) Init(ctx context.Context, cfg Config, saved State) (InitResult, error) {
 	var res InitResult
 	idx, _, err := r.writeAndWait(ctx, r.initTxn(cfg, saved, &res))
@@ -352,17 +355,26 @@ func (r *Registry) initTxn(cfg Config, saved State, res *InitResult) func(txn *m
 	}
 }
 
+// addName adds name, that of list[i] (a kind: pool, route), to seen, or
+// refuses it when it is invalid or already there.
+func addName(seen map[string]bool, list, kind string, i int, name string) error {
+	if !validName(name) {
+		return invalidf("%s[%d]: invalid name %q", list, i, name)
+	}
+	if seen[name] {
+		return invalidf("%s[%d]: %s %q defined twice", list, i, kind, name)
+	}
+	seen[name] = true
+	return nil
+}
+
 // applyConfig writes cfg into txn. boot marks backends as known at start.
 func (r *Registry) applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *ApplyResult) error {
 	wantPools := make(map[string]bool, len(cfg.Pools))
 	for i, ps := range cfg.Pools {
-		if !validName(ps.Name) {
-			return invalidf("pools[%d]: invalid name %q", i, ps.Name)
+		if err := addName(wantPools, "pools", "pool", i, ps.Name); err != nil {
+			return err
 		}
-		if wantPools[ps.Name] {
-			return invalidf("pools[%d]: pool %q defined twice", i, ps.Name)
-		}
-		wantPools[ps.Name] = true
 		old, _ := first[poolRow](txn, tablePools, ps.Name)
 		row := &poolRow{Name: ps.Name, Order: i, Settings: ps.Settings}
 		if old == nil || !samePool(old, row) {
@@ -393,13 +405,9 @@ func (r *Registry) applyConfig(txn *memdb.Txn, cfg Config, boot bool, res *Apply
 	}
 	wantRoutes := make(map[string]bool, len(cfg.Routes))
 	for i, rs := range cfg.Routes {
-		if !validName(rs.Name) {
-			return invalidf("routes[%d]: invalid name %q", i, rs.Name)
+		if err := addName(wantRoutes, "routes", "route", i, rs.Name); err != nil {
+			return err
 		}
-		if wantRoutes[rs.Name] {
-			return invalidf("routes[%d]: route %q defined twice", i, rs.Name)
-		}
-		wantRoutes[rs.Name] = true
 		row := &routeRow{Name: rs.Name, Order: i, Pool: rs.Pool, Spec: rs.Spec}
 		old, _ := first[routeRow](txn, tableRoutes, rs.Name)
 		if old != nil && sameRoute(old, row) {
@@ -433,6 +441,9 @@ func applyBackends(txn *memdb.Txn, ps PoolSpec, startUp bool, res *ApplyResult) 
 		if bs.Weight < 0 || bs.Weight > maxWeight {
 			return invalidf("pool %q: backend %s: weight %d out of range 0-%d", ps.Name, bs.Address, bs.Weight, maxWeight)
 		}
+		if err := limits.CheckMaxConns(int64(bs.MaxConns)); err != nil {
+			return invalidf("pool %q: backend %s: max_conns: %v", ps.Name, bs.Address, err)
+		}
 		if want[bs.Address] {
 			return invalidf("pool %q: backend %s listed twice", ps.Name, bs.Address)
 		}
@@ -442,26 +453,26 @@ func applyBackends(txn *memdb.Txn, ps PoolSpec, startUp bool, res *ApplyResult) 
 		switch {
 		case old == nil:
 			row = backendRow{Pool: ps.Name, Address: bs.Address, Weight: bs.Weight, Source: SourceConfig,
-				FileWeight: bs.Weight, Seq: uint64(i), StartUp: startUp}
+				FileWeight: bs.Weight, MaxConns: bs.MaxConns, FileMaxConns: bs.MaxConns, Seq: uint64(i), StartUp: startUp}
 		case old.Source == SourceAPI:
 			// The file now lists a backend the API registered: the file owns it,
 			// with the file's weight. A DELETE draining it is cancelled.
 			res.TakenOver = append(res.TakenOver, BackendID(ps.Name, bs.Address))
 			row = backendRow{Pool: ps.Name, Address: bs.Address, Weight: bs.Weight, Source: SourceConfig,
-				FileWeight: bs.Weight, Seq: uint64(i), StartUp: old.StartUp}
+				FileWeight: bs.Weight, MaxConns: bs.MaxConns, FileMaxConns: bs.MaxConns, Seq: uint64(i), StartUp: old.StartUp}
 		default:
 			row = *old
 			row.Seq = uint64(i)
 			switch {
 			case !old.Overridden:
-				row.Weight = bs.Weight
-			case bs.Weight != old.FileWeight:
+				row.Weight, row.MaxConns = bs.Weight, bs.MaxConns
+			case bs.Weight != old.FileWeight || bs.MaxConns != old.FileMaxConns:
 				// The file changed this backend after the API did: the newer
 				// word wins.
 				res.OverridesCleared = append(res.OverridesCleared, BackendID(ps.Name, bs.Address))
-				row.Weight, row.Drain, row.Overridden = bs.Weight, false, false
+				row.Weight, row.MaxConns, row.Drain, row.Overridden = bs.Weight, bs.MaxConns, false, false
 			}
-			row.FileWeight = bs.Weight
+			row.FileWeight, row.FileMaxConns = bs.Weight, bs.MaxConns
 		}
 		if old == nil || *old != row {
 			if err := txn.Insert(tableBackends, &row); err != nil {
@@ -497,7 +508,7 @@ func restore(txn *memdb.Txn, saved State, res *InitResult) error {
 				continue
 			}
 			row = backendRow{Pool: sb.Pool, Address: sb.Address, Weight: sb.Weight, Drain: sb.Drain,
-				Source: SourceAPI, Seq: nextSeq(txn), StartUp: true}
+				MaxConns: sb.MaxConns, Source: SourceAPI, Seq: nextSeq(txn), StartUp: true}
 		case SourceConfig:
 			if old == nil || old.Source != SourceConfig {
 				res.Skipped = append(res.Skipped, fmt.Sprintf("%s: override of a backend the config file no longer lists", id))
@@ -507,8 +518,12 @@ func restore(txn *memdb.Txn, saved State, res *InitResult) error {
 				res.Skipped = append(res.Skipped, fmt.Sprintf("%s: override dropped, the config file changed the backend's weight since (%d, was %d)", id, old.FileWeight, sb.FileWeight))
 				continue
 			}
+			if old.FileMaxConns != sb.FileMaxConns {
+				res.Skipped = append(res.Skipped, fmt.Sprintf("%s: override dropped, the config file changed the backend's max_conns since (%d, was %d)", id, old.FileMaxConns, sb.FileMaxConns))
+				continue
+			}
 			row = *old
-			row.Weight, row.Drain, row.Overridden = sb.Weight, sb.Drain, true
+			row.Weight, row.Drain, row.MaxConns, row.Overridden = sb.Weight, sb.Drain, sb.MaxConns, true
 		}
 		if err := txn.Insert(tableBackends, &row); err != nil {
 			return fmt.Errorf("registry: %w", err)
@@ -522,23 +537,61 @@ func restore(txn *memdb.Txn, saved State, res *InitResult) error {
 type BackendUpdate struct {
 	// Weight, when set, is the new weight, 0 to limits.MaxWeight.
 	Weight *int
-	// Drain, when set, is the new drain flag.
+	// MaxConns, when set, is the backend's own connection limit
+	// (limits.CheckMaxConns); 0 means the pool's max_conns_per_backend.
+	MaxConns *int
+	// Drain, when set, is the new drain flag. Update only.
 	Drain *bool
 }
 
+// check returns the first problem of u's values, naming the field, as an
+// ErrInvalid.
+func (u BackendUpdate) check() error {
+	if u.Weight != nil && (*u.Weight < 0 || *u.Weight > maxWeight) {
+		return invalidf("weight: %d out of range 0-%d", *u.Weight, maxWeight)
+	}
+	if u.MaxConns != nil {
+		if err := limits.CheckMaxConns(int64(*u.MaxConns)); err != nil {
+			return invalidf("max_conns: %v", err)
+		}
+	}
+	return nil
+}
+
+// apply writes u's fields into row and reports whether anything changed.
+func (u BackendUpdate) apply(row *backendRow) bool {
+	old := *row
+	if u.Weight != nil {
+		row.Weight = *u.Weight
+	}
+	if u.MaxConns != nil {
+		row.MaxConns = *u.MaxConns
+	}
+	if u.Drain != nil {
+		row.Drain = *u.Drain
+	}
+	return *row != old
+}
+
 // Register adds a backend to a pool over the API, or, when the address is
-// already in the pool, sets its weight if weight is non-nil (idempotent, so a
-// script can retry). A new backend gets weight 1 when weight is nil; in a pool
-// with an active health check it starts down until its rise probes pass. It
-// returns whether the backend is new, once its generation is in service.
-// Registering an address of the config file sets an override of its weight.
-func (r *Registry) Register(ctx context.Context, pool, address string, weight *int) (created bool, err error) {
+// already in the pool, sets the fields of u that are non-nil (idempotent, so a
+// script can retry). A new backend gets weight 1 when u.Weight is nil and the
+// pool's connection limit when u.MaxConns is nil or 0; in a pool with an
+// active health check it starts down until its rise probes pass. It returns
+// whether the backend is new, once its generation is in service. Registering
+// an address of the config file sets an override of it. u.Drain must be nil:
+// drain with Update. A bad value is refused, naming the field, and nothing
+// changes.
+func (r *Registry) Register(ctx context.Context, pool, address string, u BackendUpdate) (created bool, err error) {
 	address, err = CanonicalAddress(address)
 	if err != nil {
 		return false, err
 	}
-	if weight != nil && (*weight < 0 || *weight > maxWeight) {
-		return false, invalidf("weight: %d out of range 0-%d", *weight, maxWeight)
+	if u.Drain != nil {
+		return false, invalidf("drain: not accepted when registering; set it with an update")
+	}
+	if err := u.check(); err != nil {
+		return false, err
 	}
 	_, _, err = r.writeAndWait(ctx, func(txn *memdb.Txn) error {
 		created = false
@@ -557,22 +610,19 @@ func (r *Registry) Register(ctx context.Context, pool, address string, weight *i
 			if n := len(poolBackends(txn, pool)); n >= limits.MaxBackends {
 				return conflictf("pool %q is full: %d backends, the most a pool can hold", pool, n)
 			}
-			w := 1
-			if weight != nil {
-				w = *weight
-			}
+			row := &backendRow{Pool: pool, Address: address, Weight: 1,
+				Source: SourceAPI, Seq: nextSeq(txn), StartUp: !r.probed(p.Settings)}
+			u.apply(row)
 			created = true
-			return txn.Insert(tableBackends, &backendRow{Pool: pool, Address: address, Weight: w,
-				Source: SourceAPI, Seq: nextSeq(txn), StartUp: !r.probed(p.Settings)})
+			return txn.Insert(tableBackends, row)
 		}
 		if old.Removing {
 			return conflictf("backend %s of pool %q is being removed; register it again once the DELETE has returned", address, pool)
 		}
-		if weight == nil || *weight == old.Weight {
+		row := *old
+		if !u.apply(&row) {
 			return nil
 		}
-		row := *old
-		row.Weight = *weight
 		if row.Source == SourceConfig {
 			row.Overridden = true
 		}
@@ -581,15 +631,17 @@ func (r *Registry) Register(ctx context.Context, pool, address string, weight *i
 	return created, err
 }
 
-// Update changes a backend's weight or drain flag and returns once the change is
-// in service. Changing a config-owned backend sets an override, kept across
-// reloads until the file changes that backend's weight.
+// Update changes a backend's weight, connection limit or drain flag and
+// returns once the change is in service. Changing a config-owned backend sets
+// an override, kept across reloads until the file changes that backend's
+// weight or max_conns. A bad value is refused, naming the field, and nothing
+// changes (the other fields of u included).
 func (r *Registry) Update(ctx context.Context, pool, address string, u BackendUpdate) error {
-	if u.Weight == nil && u.Drain == nil {
-		return invalidf("nothing to change: give weight, drain or both")
+	if u.Weight == nil && u.MaxConns == nil && u.Drain == nil {
+		return invalidf("nothing to change: give weight, max_conns, drain or several")
 	}
-	if u.Weight != nil && (*u.Weight < 0 || *u.Weight > maxWeight) {
-		return invalidf("weight: %d out of range 0-%d", *u.Weight, maxWeight)
+	if err := u.check(); err != nil {
+		return err
 	}
 	_, _, err := r.writeAndWait(ctx, func(txn *memdb.Txn) error {
 		old, err := r.findBackend(txn, pool, address)
@@ -600,13 +652,7 @@ func (r *Registry) Update(ctx context.Context, pool, address string, u BackendUp
 			return conflictf("backend %s of pool %q is being removed", address, pool)
 		}
 		row := *old
-		if u.Weight != nil {
-			row.Weight = *u.Weight
-		}
-		if u.Drain != nil {
-			row.Drain = *u.Drain
-		}
-		if row == *old {
+		if !u.apply(&row) {
 			return nil
 		}
 		if row.Source == SourceConfig {
@@ -733,9 +779,9 @@ func savedState(txn *memdb.Txn) State {
 		return 0
 	})
 	for _, b := range rows {
-		sb := SavedBackend{Pool: b.Pool, Address: b.Address, Weight: b.Weight, Drain: b.Drain, Source: b.Source}
+		sb := SavedBackend{Pool: b.Pool, Address: b.Address, Weight: b.Weight, Drain: b.Drain, MaxConns: b.MaxConns, Source: b.Source}
 		if b.Source == SourceConfig {
-			sb.FileWeight = b.FileWeight
+			sb.FileWeight, sb.FileMaxConns = b.FileWeight, b.FileMaxConns
 		}
 		st.Backends = append(st.Backends, sb)
 	}

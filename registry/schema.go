@@ -100,10 +100,16 @@ type backendRow struct {
 	Removing bool
 	Source   Source
 	// FileWeight is the weight the config file gave a config-owned backend at
-	// the last reload; Overridden says Weight or Drain were set over the API
-	// since. An override lasts until the file changes FileWeight.
+	// the last reload; Overridden says Weight, Drain or MaxConns were set over
+	// the API since. An override lasts until the file changes FileWeight or
+	// FileMaxConns.
 	FileWeight int
 	Overridden bool
+	// MaxConns is the backend's own connection limit, set by the file or the
+	// API; 0 means the pool's. FileMaxConns is the file's, for config-owned
+	// backends: like FileWeight, a change of it ends an override.
+	MaxConns     int
+	FileMaxConns int
 	// Seq orders a pool's backends: the file position for config backends,
 	// apiSeqBase plus a counter for API backends.
 	Seq uint64

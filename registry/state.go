@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/floodgate/floodgate/internal/limits"
 )
 
 // StateVersion is the version of the state file format written by SaveState.
@@ -48,6 +50,12 @@ type SavedBackend struct {
 	// FileWeight is the weight the config file gave the backend when the
 	// override was made; only for Source "config".
 	FileWeight int `json:"file_weight,omitempty"`
+	// MaxConns is the backend's own connection limit; absent or 0 is the
+	// pool's (files written before backends had one load as such).
+	MaxConns int `json:"max_conns,omitempty"`
+	// FileMaxConns is the max_conns the config file gave the backend when the
+	// override was made; only for Source "config". Absent is 0.
+	FileMaxConns int `json:"file_max_conns,omitempty"`
 }
 
 // CorruptStateError is LoadState's error for a state file that exists but cannot
@@ -131,14 +139,23 @@ func ParseState(data []byte) (State, error) {
 		if b.Weight < 0 || b.Weight > maxWeight {
 			return State{}, fmt.Errorf("%s: weight %d out of range 0-%d", where, b.Weight, maxWeight)
 		}
+		if err := limits.CheckMaxConns(int64(b.MaxConns)); err != nil {
+			return State{}, fmt.Errorf("%s: max_conns: %v", where, err)
+		}
 		switch b.Source {
 		case SourceAPI:
 			if b.FileWeight != 0 {
 				return State{}, fmt.Errorf("%s: file_weight is only for source config", where)
 			}
+			if b.FileMaxConns != 0 {
+				return State{}, fmt.Errorf("%s: file_max_conns is only for source config", where)
+			}
 		case SourceConfig:
 			if b.FileWeight < 0 || b.FileWeight > maxWeight {
 				return State{}, fmt.Errorf("%s: file_weight %d out of range 0-%d", where, b.FileWeight, maxWeight)
+			}
+			if err := limits.CheckMaxConns(int64(b.FileMaxConns)); err != nil {
+				return State{}, fmt.Errorf("%s: file_max_conns: %v", where, err)
 			}
 		default:
 			return State{}, fmt.Errorf("%s: source %q, want api or config", where, b.Source)

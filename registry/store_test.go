@@ -101,7 +101,7 @@ func TestStoreOnItsOwn(t *testing.T) {
 	if _, err := r.Init(ctx, cfg, State{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Register(ctx, "erp", "10.0.0.2:80", nil); err != nil {
+	if _, err := r.Register(ctx, "erp", "10.0.0.2:80", BackendUpdate{}); err != nil {
 		t.Fatal(err)
 	}
 	c := a.last()
@@ -119,7 +119,7 @@ func TestStoreOnItsOwn(t *testing.T) {
 	}
 
 	refuse = true
-	_, err := r.Register(ctx, "shop", "10.0.0.3:80", nil)
+	_, err := r.Register(ctx, "shop", "10.0.0.3:80", BackendUpdate{})
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the builder says no") {
 		t.Fatalf("Register refused by Check: %v, want an ErrInvalid with Check's reason", err)
 	}
@@ -154,7 +154,7 @@ func TestWaitAppliedReportsTheApplierError(t *testing.T) {
 		t.Fatalf("Init: %v, want the applier's error", err)
 	}
 	r.Close()
-	if _, err := r.Register(ctx, "p", "10.0.0.1:80", nil); !errors.Is(err, ErrClosed) {
+	if _, err := r.Register(ctx, "p", "10.0.0.1:80", BackendUpdate{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Register after Close: %v", err)
 	}
 }

@@ -46,15 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("check", false, "validate the config and exit: 0 when valid, 1 with one PATH:LINE: message per problem")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	ignoreState := fs.Bool("ignore-state", false, "start even if admin.state_file is corrupt: move it aside and start without the backends it holds")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage:\n  floodgate -config PATH\n  floodgate -check -config PATH\n  floodgate demo\n  floodgate status [-admin URL] [-token-file F] [-json]\n  floodgate version\n\nflags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
+	if !parseFlags(fs, args, "usage:\n  floodgate -config PATH\n  floodgate -check -config PATH\n  floodgate demo\n  floodgate status [-admin URL] [-token-file F] [-json]\n  floodgate version\n\nflags:\n") {
 		return 2
 	}
 	if *configPath == "" {
@@ -112,4 +104,22 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// parseFlags makes usage, then the flag defaults, fs's usage text, and parses
+// args into fs. It reports false, having said why on fs's output, for a flag
+// it does not know or for any argument left over: the caller exits 2.
+func parseFlags(fs *flag.FlagSet, args []string, usage string) bool {
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return false
+	}
+	return true
 }

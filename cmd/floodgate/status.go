@@ -34,15 +34,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	tokenFile := fs.String("token-file", os.Getenv("FLOODGATE_TOKEN_FILE"), "file holding the admin token, when admin.token_file is set (env FLOODGATE_TOKEN_FILE)")
 	asJSON := fs.Bool("json", false, "print the status as JSON (GET /api/v1/status), for machines")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: floodgate status [-admin URL] [-token-file FILE] [-json]\n\nflags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
+	if !parseFlags(fs, args, "usage: floodgate status [-admin URL] [-token-file FILE] [-json]\n\nflags:\n") {
 		return 2
 	}
 	var token []byte

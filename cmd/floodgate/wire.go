@@ -37,11 +37,14 @@ func unsupported(cfg *conf.Config) error {
 // critical routes (the back office) in pools that serve one.
 const criticalShare = 0.1
 
-// reserved returns the slots per backend kept for critical routes of a pool.
-func reserved(cfg *conf.Config, pc conf.Pool) int64 {
+// reservedShare returns the share of each backend's connection limit kept for
+// critical routes of a pool: criticalShare if one of its routes is critical,
+// else 0. The generation builder turns it into slots per backend
+// (degrade.Reserve of each backend's own limit).
+func reservedShare(cfg *conf.Config, pc conf.Pool) float64 {
 	for _, rt := range cfg.Routes {
 		if rt.Pool == pc.Name && rt.Priority == conf.PriorityCritical {
-			return degrade.Reserve(int64(pc.MaxConnsPerBackend), criticalShare)
+			return criticalShare
 		}
 	}
 	return 0
@@ -117,11 +120,11 @@ func registryConfig(cfg *conf.Config) (registry.Config, error) {
 			ResponseTimeout:    pc.ResponseTimeout,
 			Retries:            pc.Retries,
 			Health:             healthCheck(pc.Health),
-			Reserved:           reserved(cfg, pc),
+			CriticalShare:      reservedShare(cfg, pc),
 			Degrade:            degradeSettings(pc),
 		}}
 		for _, bc := range pc.Backends {
-			ps.Backends = append(ps.Backends, registry.BackendSpec{Address: bc.Address, Weight: bc.Weight})
+			ps.Backends = append(ps.Backends, registry.BackendSpec{Address: bc.Address, Weight: bc.Weight, MaxConns: bc.MaxConns})
 		}
 		out.Pools = append(out.Pools, ps)
 	}

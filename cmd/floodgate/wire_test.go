@@ -105,7 +105,7 @@ routes:
 		t.Fatal(err)
 	}
 	dps := drc.Pools[0].Settings.(generation.PoolSettings)
-	if got := dps.Reserved; got != 10 {
+	if got := degrade.Reserve(int64(dps.MaxConnsPerBackend), dps.CriticalShare); got != 10 {
 		t.Errorf("reserved slots %d, want 10 (10%% of 100 for the critical route)", got)
 	}
 	spec := func(i int) proxy.RouteSpec { return drc.Routes[i].Spec.(proxy.RouteSpec) }

@@ -63,56 +63,38 @@ func EqualFold(b []byte, s string) bool {
 }
 
 // EqualFoldBytes reports whether a and b are equal, ignoring ASCII case.
-func EqualFoldBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
+func EqualFoldBytes(a, b []byte) bool { return equalFold(a, b, LowerASCII) }
 
 // EqualFoldDash is EqualFoldBytes where '_' and '-' are the same: CGI-style
 // backends (PHP, WSGI, Rack) read a field name with underscores as the one
 // with dashes.
-func EqualFoldDash(a []byte, b string) bool {
+func EqualFoldDash(a []byte, b string) bool { return equalFold(a, b, foldDash) }
+
+// equalFold reports whether a and b are equal once fold has mapped each byte of
+// both. It inlines into its callers together with fold.
+func equalFold[T []byte | string](a []byte, b T, fold func(byte) byte) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range len(a) {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x == '_' {
-			x = '-'
-		}
-		if y == '_' {
-			y = '-'
-		}
-		if x != y {
+		if fold(a[i]) != fold(b[i]) {
 			return false
 		}
 	}
 	return true
 }
 
-// cutElement returns the first element of the comma-separated list v and the
-// rest of the list after its comma.
-func cutElement(v []byte) (elem, rest []byte) {
+// foldDash is LowerASCII with '_' read as '-'.
+func foldDash(c byte) byte {
+	if c = LowerASCII(c); c == '_' {
+		return '-'
+	}
+	return c
+}
+
+// CutElement returns the first element of the comma-separated list v, not
+// trimmed, and the rest of the list after its comma (nil when there is none).
+func CutElement(v []byte) (elem, rest []byte) {
 	for i, c := range v {
 		if c == ',' {
 			return v[:i], v[i+1:]
@@ -126,7 +108,7 @@ func cutElement(v []byte) (elem, rest []byte) {
 func HasToken(v []byte, token string) bool {
 	for len(v) > 0 {
 		var t []byte
-		if t, v = cutElement(v); EqualFold(TrimOWS(t), token) {
+		if t, v = CutElement(v); EqualFold(TrimOWS(t), token) {
 			return true
 		}
 	}
@@ -138,7 +120,7 @@ func HasToken(v []byte, token string) bool {
 func HasTokenDash(v []byte, name string) bool {
 	for len(v) > 0 {
 		var t []byte
-		if t, v = cutElement(v); EqualFoldDash(TrimOWS(t), name) {
+		if t, v = CutElement(v); EqualFoldDash(TrimOWS(t), name) {
 			return true
 		}
 	}
@@ -150,7 +132,7 @@ func HasTokenDash(v []byte, name string) bool {
 func ListHas(v, name []byte) bool {
 	for len(v) > 0 {
 		var t []byte
-		t, v = cutElement(v)
+		t, v = CutElement(v)
 		if t = TrimOWS(t); len(t) > 0 && EqualFoldBytes(t, name) {
 			return true
 		}
@@ -164,7 +146,7 @@ func ListHas(v, name []byte) bool {
 func AppendTokens(dst [][]byte, v []byte) (out [][]byte, overflow bool) {
 	for len(v) > 0 {
 		var t []byte
-		t, v = cutElement(v)
+		t, v = CutElement(v)
 		if t = TrimOWS(t); len(t) == 0 {
 			continue
 		}
@@ -193,7 +175,7 @@ func AppendListsTokens(dst [][]byte, lists [][]byte) (out [][]byte, overflow boo
 func AppendAllTokens(dst [][]byte, v []byte) [][]byte {
 	for len(v) > 0 {
 		var t []byte
-		t, v = cutElement(v)
+		t, v = CutElement(v)
 		if t = TrimOWS(t); len(t) > 0 {
 			dst = append(dst, t)
 		}

@@ -141,3 +141,27 @@ func TestIsOriginForm(t *testing.T) {
 		}
 	}
 }
+
+// sinkBool keeps the compiler from dropping the comparisons benchmarked.
+var sinkBool bool
+
+func BenchmarkEqualFold(b *testing.B) {
+	k := []byte("X-Forwarded-For")
+	b.Run("Bytes", func(b *testing.B) {
+		name := []byte("x-forwarded-for")
+		for b.Loop() {
+			sinkBool = EqualFoldBytes(k, name)
+		}
+	})
+	b.Run("Dash", func(b *testing.B) {
+		for b.Loop() {
+			sinkBool = EqualFoldDash(k, "x_forwarded_for")
+		}
+	})
+	b.Run("HasTokenDash", func(b *testing.B) {
+		v := []byte("keep-alive, X-Forwarded-For")
+		for b.Loop() {
+			sinkBool = HasTokenDash(v, "x_forwarded_for")
+		}
+	})
+}

@@ -8,6 +8,8 @@
 // (field, httpwire), so that conf and the runtime packages can both use it.
 package limits
 
+import "fmt"
+
 const (
 	// MaxWeight is the largest backend weight.
 	MaxWeight = 1000
@@ -15,3 +17,21 @@ const (
 	// ring indices in a uint16 and the linear fallback pass of a pick short.
 	MaxBackends = 4096
 )
+
+// MaxConnsPerBackend bounds a backend's connection limit: a pool's
+// max_conns_per_backend and a backend's own max_conns alike.
+const MaxConnsPerBackend = 1_000_000
+
+// CheckMaxConns is the one rule of a connection limit per backend (a pool's
+// max_conns_per_backend, a backend's max_conns in the file or the admin API):
+// 0 to MaxConnsPerBackend, 0 meaning no limit of its own. conf checks the
+// file with it, the registry the admin API's bodies and the state file, and
+// the balancer (balancer.ValidatePool) every pool it builds, so that none
+// accepts what another refuses. The error says what is wrong, for the caller
+// to prefix with the field.
+func CheckMaxConns(n int64) error {
+	if n < 0 || n > MaxConnsPerBackend {
+		return fmt.Errorf("must be between 0 and %d, got %d", MaxConnsPerBackend, n)
+	}
+	return nil
+}

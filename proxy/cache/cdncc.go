@@ -102,14 +102,7 @@ func deltaDirective(k []byte) bool {
 	return false
 }
 
-func allDigits(b []byte) bool {
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return len(b) > 0
-}
+func allDigits(b []byte) bool { return len(b) > 0 && digitRun(b) == len(b) }
 
 // sfKey returns the key at the start of b and its length (0: none).
 func sfKey(b []byte) ([]byte, int) {
@@ -188,6 +181,15 @@ func sfInnerList(b []byte) int {
 	}
 }
 
+// digitRun returns the number of ASCII digits at the start of b.
+func digitRun(b []byte) int {
+	n := 0
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		n++
+	}
+	return n
+}
+
 // sfBareItem returns the length of the bare item at the start of b (0:
 // none): an Integer or Decimal, a String, a Token, a Byte Sequence or a
 // Boolean.
@@ -201,11 +203,8 @@ func sfBareItem(b []byte) int {
 		if c == '-' {
 			i++
 		}
-		d := 0
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-			d++
-		}
+		d := digitRun(b[i:])
+		i += d
 		if d == 0 || d > 15 {
 			return 0
 		}
@@ -214,11 +213,8 @@ func sfBareItem(b []byte) int {
 				return 0
 			}
 			i++
-			f := 0
-			for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-				i++
-				f++
-			}
+			f := digitRun(b[i:])
+			i += f
 			if f == 0 || f > 3 {
 				return 0
 			}

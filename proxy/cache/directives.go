@@ -192,60 +192,31 @@ func (d *respDirectives) parse(v []byte) {
 		case 7:
 			switch {
 			case httpwire.EqualFold(name, "max-age"):
-				if !d.has(rcMaxAge) {
-					d.flags |= rcMaxAge
-					d.maxAge, _ = parseDelta(arg) // invalid: 0, stale
-				}
+				firstDelta(&d.flags, rcMaxAge, &d.maxAge, arg, true) // invalid: 0, stale
 			case httpwire.EqualFold(name, "private"):
-				if hasArg {
-					d.flags |= rcPrivateFields
-					if d.nPrivate < len(d.privateFields) {
-						d.privateFields[d.nPrivate] = arg
-						d.nPrivate++
-					} else {
-						// No room for the list: the fields it names must
-						// still not be shared, so the whole response is
-						// private (RFC 9111 §5.2.2.7 allows it).
-						d.flags |= rcPrivate
-					}
-				} else {
-					d.flags |= rcPrivate
-				}
+				// With no room for the list, the fields it names must
+				// still not be shared, so the whole response is private
+				// (RFC 9111 §5.2.2.7 allows it).
+				d.flags |= fieldList(&d.privateFields, &d.nPrivate, arg, hasArg, rcPrivateFields, rcPrivate)
 			}
 		case 8:
 			switch {
 			case httpwire.EqualFold(name, "no-cache"):
-				if hasArg {
-					d.flags |= rcNoCacheFields
-					if d.nNoCache < len(d.noCacheFields) {
-						d.noCacheFields[d.nNoCache] = arg
-						d.nNoCache++
-					} else {
-						// No room for the list: revalidate the whole
-						// response instead (RFC 9111 §5.2.2.4 allows it).
-						d.flags |= rcNoCache
-					}
-				} else {
-					d.flags |= rcNoCache
-				}
+				// With no room for the list, the whole response is
+				// revalidated instead (RFC 9111 §5.2.2.4 allows it).
+				d.flags |= fieldList(&d.noCacheFields, &d.nNoCache, arg, hasArg, rcNoCacheFields, rcNoCache)
 			case httpwire.EqualFold(name, "no-store"):
 				d.flags |= rcNoStore
 			case httpwire.EqualFold(name, "s-maxage"):
-				if !d.has(rcSMaxAge) {
-					d.flags |= rcSMaxAge
-					d.sMaxAge, _ = parseDelta(arg)
-				}
+				firstDelta(&d.flags, rcSMaxAge, &d.sMaxAge, arg, true)
 			}
 		case 9:
 			if httpwire.EqualFold(name, "immutable") {
 				d.flags |= rcImmutable
 			}
 		case 14:
-			if httpwire.EqualFold(name, "stale-if-error") && !d.has(rcSIE) {
-				if n, ok := parseDelta(arg); ok {
-					d.flags |= rcSIE
-					d.sie = n
-				}
+			if httpwire.EqualFold(name, "stale-if-error") {
+				firstDelta(&d.flags, rcSIE, &d.sie, arg, false)
 			}
 		case 15:
 			if httpwire.EqualFold(name, "must-revalidate") {
@@ -258,11 +229,8 @@ func (d *respDirectives) parse(v []byte) {
 				d.flags |= rcProxyRevalidate
 			}
 		case 22:
-			if httpwire.EqualFold(name, "stale-while-revalidate") && !d.has(rcSWR) {
-				if n, ok := parseDelta(arg); ok {
-					d.flags |= rcSWR
-					d.swr = n
-				}
+			if httpwire.EqualFold(name, "stale-while-revalidate") {
+				firstDelta(&d.flags, rcSWR, &d.swr, arg, false)
 			}
 		}
 	}
@@ -277,6 +245,35 @@ func listsField(lists [][]byte, name []byte) bool {
 		}
 	}
 	return false
+}
+
+// firstDelta records the delta-seconds argument of the directive with flag f
+// in dst, unless an earlier occurrence was recorded: the first one wins. An
+// invalid argument is recorded as 0 when invalidIsZero, and else ignored.
+// Shared by the response and the request directives.
+func firstDelta(flags *uint32, f uint32, dst *int64, arg []byte, invalidIsZero bool) {
+	if *flags&f != 0 {
+		return
+	}
+	if n, ok := parseDelta(arg); ok || invalidIsZero {
+		*flags |= f
+		*dst = n
+	}
+}
+
+// fieldList returns the flags a directive that may qualify field names
+// (private, no-cache) adds: with an argument, listFlag, the list kept in
+// lists; without one, or with lists full, whole.
+func fieldList(lists *[4][]byte, n *int, arg []byte, hasArg bool, listFlag, whole uint32) uint32 {
+	if !hasArg {
+		return whole
+	}
+	if *n == len(lists) {
+		return listFlag | whole
+	}
+	lists[*n] = arg
+	*n++
+	return listFlag
 }
 
 func indexByte(b []byte, c byte) int {
@@ -323,9 +320,8 @@ func (d *reqDirectives) parse(v []byte) {
 		}
 		switch len(name) {
 		case 7:
-			if httpwire.EqualFold(name, "max-age") && !d.has(qcMaxAge) {
-				d.flags |= qcMaxAge
-				d.maxAge, _ = parseDelta(arg)
+			if httpwire.EqualFold(name, "max-age") {
+				firstDelta(&d.flags, qcMaxAge, &d.maxAge, arg, true)
 			}
 		case 8:
 			if httpwire.EqualFold(name, "no-cache") {
@@ -341,20 +337,14 @@ func (d *reqDirectives) parse(v []byte) {
 					d.flags |= qcMaxStale
 					d.maxStale = n
 				}
-			} else if httpwire.EqualFold(name, "min-fresh") && !d.has(qcMinFresh) {
-				if n, ok := parseDelta(arg); ok {
-					d.flags |= qcMinFresh
-					d.minFresh = n
-				}
+			} else if httpwire.EqualFold(name, "min-fresh") {
+				firstDelta(&d.flags, qcMinFresh, &d.minFresh, arg, false)
 			}
 		case 14:
 			if httpwire.EqualFold(name, "only-if-cached") {
 				d.flags |= qcOnlyIfCached
-			} else if httpwire.EqualFold(name, "stale-if-error") && !d.has(qcSIE) {
-				if n, ok := parseDelta(arg); ok {
-					d.flags |= qcSIE
-					d.sie = n
-				}
+			} else if httpwire.EqualFold(name, "stale-if-error") {
+				firstDelta(&d.flags, qcSIE, &d.sie, arg, false)
 			}
 		}
 	}
@@ -530,11 +520,7 @@ func etagListMatch(list, etag []byte) bool {
 	want, _ := opaqueTag(etag)
 	for len(list) > 0 {
 		var f []byte
-		if i := indexByte(list, ','); i >= 0 {
-			f, list = list[:i], list[i+1:]
-		} else {
-			f, list = list, nil
-		}
+		f, list = httpwire.CutElement(list)
 		if got, _ := opaqueTag(f); len(got) > 0 && string(got) == string(want) {
 			return true
 		}

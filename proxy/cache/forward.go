@@ -23,19 +23,11 @@ func (o *op) forward(e *entry, fwd fwdReason) Result {
 	if validate || strip {
 		own = fasthttp.AcquireRequest()
 		ctx.Request.CopyTo(own)
-		delFold(&own.Header, "if-none-match", sc)
-		delFold(&own.Header, "if-modified-since", sc)
 		if validate {
-			// A validation must produce a whole response or a 304;
-			// ranges are served from the stored response.
-			delFold(&own.Header, "if-range", sc)
-			delFold(&own.Header, "range", sc)
-			if et := e.etag(); len(et) > 0 {
-				own.Header.SetBytesV(fasthttp.HeaderIfNoneMatch, et)
-			}
-			if lm := e.lastModRaw(); len(lm) > 0 {
-				own.Header.SetBytesV(fasthttp.HeaderIfModifiedSince, lm)
-			}
+			validation(&own.Header, e, sc)
+		} else {
+			delFold(&own.Header, "if-none-match", sc)
+			delFold(&own.Header, "if-modified-since", sc)
 		}
 		breq = own
 	}
@@ -159,4 +151,21 @@ func (o *op) answer(resp *fasthttp.Response, err error, validated bool) (Result,
 	keep := o.transfer(resp, stored, status)
 	c.count(o.p, respTime, result)
 	return result, keep
+}
+
+// validation makes h the request that revalidates e: the client's own
+// validators and range go, and e's validators come in. A validation must
+// produce a whole response or a 304; ranges are served from the stored
+// response.
+func validation(h *fasthttp.RequestHeader, e *entry, sc *scratch) {
+	delFold(h, "if-none-match", sc)
+	delFold(h, "if-modified-since", sc)
+	delFold(h, "if-range", sc)
+	delFold(h, "range", sc)
+	if et := e.etag(); len(et) > 0 {
+		h.SetBytesV(fasthttp.HeaderIfNoneMatch, et)
+	}
+	if lm := e.lastModRaw(); len(lm) > 0 {
+		h.SetBytesV(fasthttp.HeaderIfModifiedSince, lm)
+	}
 }

@@ -298,3 +298,96 @@ func FuzzDirectives(f *testing.F) {
 		appendVaryKey(nil, names, &h, nil, nil, nil)
 	})
 }
+
+// directiveLines are Cache-Control values with every directive the parsers
+// know, qualified lists and repeats included.
+var directiveLines = struct{ resp, req []byte }{
+	resp: []byte(`public, max-age=60, s-maxage=120, private="Set-Cookie, X-A", no-cache="X-B", no-store, immutable, ` +
+		`stale-if-error=30, must-revalidate, must-understand, proxy-revalidate, stale-while-revalidate=10, max-age=5`),
+	req: []byte(`max-age=0, no-cache, no-store, max-stale=20, min-fresh=5, only-if-cached, stale-if-error=9, max-age=7`),
+}
+
+func TestParseDirectivesAllocatesNothing(t *testing.T) {
+	if n := testing.AllocsPerRun(1000, func() {
+		var rd respDirectives
+		rd.parse(directiveLines.resp)
+		var qd reqDirectives
+		qd.parse(directiveLines.req)
+	}); n != 0 {
+		t.Fatalf("parsing directives allocated %.1f times, want 0", n)
+	}
+}
+
+func BenchmarkParseDirectives(b *testing.B) {
+	b.ReportAllocs()
+	b.Run("Response", func(b *testing.B) {
+		for b.Loop() {
+			var d respDirectives
+			d.parse(directiveLines.resp)
+		}
+	})
+	b.Run("Request", func(b *testing.B) {
+		for b.Loop() {
+			var d reqDirectives
+			d.parse(directiveLines.req)
+		}
+	})
+}
+
+// TestDirectivesRepeatsAndFullLists pins what the shared directive helpers
+// must keep: the first valid occurrence of a delta directive wins, an invalid
+// max-age or s-maxage counts as 0, and a fifth qualified list makes the
+// directive apply to the whole response.
+func TestDirectivesRepeatsAndFullLists(t *testing.T) {
+	var d respDirectives
+	d.parse([]byte(`stale-if-error=x, stale-if-error=4, stale-if-error=9, stale-while-revalidate=3, stale-while-revalidate=8, s-maxage=y, s-maxage=6`))
+	if !d.has(rcSIE) || d.sie != 4 || !d.has(rcSWR) || d.swr != 3 || !d.has(rcSMaxAge) || d.sMaxAge != 0 {
+		t.Errorf("response repeats: %+v", d)
+	}
+	for _, dir := range []struct {
+		name        string
+		list, whole uint32
+		n           func(*respDirectives) int
+	}{
+		{"private", rcPrivateFields, rcPrivate, func(d *respDirectives) int { return d.nPrivate }},
+		{"no-cache", rcNoCacheFields, rcNoCache, func(d *respDirectives) int { return d.nNoCache }},
+	} {
+		var d respDirectives
+		line := ""
+		for i := range 4 {
+			line += dir.name + `="x-` + string(rune('a'+i)) + `", `
+		}
+		d.parse([]byte(line))
+		if d.flags != dir.list || dir.n(&d) != 4 {
+			t.Errorf("%s: four lists: flags %b, %d kept", dir.name, d.flags, dir.n(&d))
+		}
+		d.parse([]byte(dir.name + `="x-e"`))
+		if d.flags != dir.list|dir.whole || dir.n(&d) != 4 {
+			t.Errorf("%s: a fifth list: flags %b, %d kept; want the whole response", dir.name, d.flags, dir.n(&d))
+		}
+	}
+	var q reqDirectives
+	q.parse([]byte(`max-age=x, max-age=5, min-fresh=x, min-fresh=2, min-fresh=7, max-stale=x, max-stale=3, stale-if-error=1, stale-if-error=2`))
+	if !q.has(qcMaxAge) || q.maxAge != 0 || q.minFresh != 2 || q.maxStale != 3 || q.sie != 1 {
+		t.Errorf("request repeats: %+v", q)
+	}
+}
+
+// TestSFNumbers pins the Integer and Decimal rules of sfBareItem (RFC 8941
+// §3.3.1, §3.3.2): at most 15 digits, a Decimal at most 12 before its point
+// and 1 to 3 after it.
+func TestSFNumbers(t *testing.T) {
+	for in, want := range map[string]int{
+		"1": 1, "-1": 2, "-": 0, "12a": 2, "123456789012345": 15, "1234567890123456": 0,
+		"1.5": 3, "1.": 0, "1.123": 5, "1.1234": 0, "-0.25)": 5, "123456789012.1": 14, "1234567890123.1": 0,
+	} {
+		if got := sfBareItem([]byte(in)); got != want {
+			t.Errorf("sfBareItem(%q) = %d, want %d", in, got, want)
+		}
+	}
+	for in, want := range map[string]bool{"": false, "0": true, "0123": true, "1a": false, "-1": false} {
+		if got := allDigits([]byte(in)); got != want {
+			t.Errorf("allDigits(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

@@ -61,16 +61,7 @@ func (c *Cache) refresh(req *fasthttp.Request, p *Policy, fetch Fetcher, e *entr
 	sc.key = append(sc.key[:0], e.key()...)
 	sc.gen = c.genOf(e.hash) // before the fetch
 	rq.parse(&req.Header)
-	delFold(&req.Header, "if-none-match", sc)
-	delFold(&req.Header, "if-modified-since", sc)
-	delFold(&req.Header, "if-range", sc)
-	delFold(&req.Header, "range", sc)
-	if et := e.etag(); len(et) > 0 {
-		req.Header.SetBytesV(fasthttp.HeaderIfNoneMatch, et)
-	}
-	if lm := e.lastModRaw(); len(lm) > 0 {
-		req.Header.SetBytesV(fasthttp.HeaderIfModifiedSince, lm)
-	}
+	validation(&req.Header, e, sc)
 	rq.flags &^= rqINM | rqIMS | rqIfRange | rqRange
 	resp := fasthttp.AcquireResponse()
 	defer func() {

@@ -98,30 +98,18 @@ func (o *op) serve() Result {
 		act, forced = decide(e, rq, o.now)
 		switch act {
 		case actFresh:
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(o.now), "")
-			o.respond(e, o.now)
-			c.count(o.p, o.now, Hit)
-			return Hit
+			return o.answerStored(e, csHit, fwdNone, "", Hit)
 		case actMaxStale:
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(o.now), "max-stale")
-			o.respond(e, o.now)
-			c.count(o.p, o.now, Stale)
-			return Stale
+			return o.answerStored(e, csHit, fwdNone, "max-stale", Stale)
 		case actSWR:
 			if !rq.cc.has(qcNoStore) {
 				// A refresh for a request that forbids storing its answer
 				// could not update the entry: leave it to another request.
 				o.refreshAsync(e)
 			}
-			sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, e.ttlNs(o.now), "stale-while-revalidate")
-			o.respond(e, o.now)
-			c.count(o.p, o.now, Stale)
-			return Stale
+			return o.answerStored(e, csHit, fwdNone, "stale-while-revalidate", Stale)
 		}
-		fwd = fwdStale
-		if forced {
-			fwd = fwdRequest
-		}
+		fwd = storedFwd(forced)
 	}
 	if rq.cc.has(qcOnlyIfCached) {
 		// RFC 9111 §5.2.1.7: no usable stored response, 504.
@@ -175,15 +163,9 @@ func (o *op) serve() Result {
 			if woke {
 				kind = csCollapsed
 			}
-			sc.cs = appendStatus(sc.cs[:0], kind, fwdURIMiss, 0, e.ttlNs(o.now), "")
-			o.respond(e, o.now)
-			c.count(o.p, o.now, Hit)
-			return Hit
+			return o.answerStored(e, kind, fwdURIMiss, "", Hit)
 		}
-		fwd = fwdStale
-		if forced {
-			fwd = fwdRequest
-		}
+		fwd = storedFwd(forced)
 	}
 	// The leader's answer was not reusable (private, uncacheable, an
 	// error) or took too long: go to the backend ourselves. One client's
@@ -228,7 +210,7 @@ func (c *Cache) serveStored(ctx *fasthttp.RequestCtx, p *Policy, maxStaleNs int6
 	o := op{c: c, ctx: ctx, p: p, sc: getScratch()}
 	defer putScratch(o.sc)
 	o.begin()
-	sc, now := o.sc, o.now
+	now := o.now
 	e, _, _ := o.lookup()
 	if e == nil {
 		return false
@@ -237,8 +219,24 @@ func (c *Cache) serveStored(ctx *fasthttp.RequestCtx, p *Policy, maxStaleNs int6
 	if ttl <= 0 && (maxStaleNs < 0 || -ttl > maxStaleNs) {
 		return false
 	}
-	sc.cs = appendStatus(sc.cs[:0], csHit, fwdNone, 0, ttl, detail)
-	o.respond(e, now)
-	c.count(p, now, r)
+	o.answerStored(e, csHit, fwdNone, detail, r)
 	return true
+}
+
+// answerStored answers from the stored entry e, with Cache-Status kind, fwd
+// and detail, and counts r, which it returns.
+func (o *op) answerStored(e *entry, kind int, fwd fwdReason, detail string, r Result) Result {
+	o.sc.cs = appendStatus(o.sc.cs[:0], kind, fwd, 0, e.ttlNs(o.now), detail)
+	o.respond(e, o.now)
+	o.c.count(o.p, o.now, r)
+	return r
+}
+
+// storedFwd is why a request goes to the backend although an entry is
+// stored: to revalidate a stale one, or because the request forced it.
+func storedFwd(forced bool) fwdReason {
+	if forced {
+		return fwdRequest
+	}
+	return fwdStale
 }

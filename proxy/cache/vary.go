@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"encoding/binary"
 
 	"github.com/valyala/fasthttp"
@@ -27,11 +26,7 @@ func appendVaryNames(dst []byte, lines [][]byte) (out []byte, star, tooMany bool
 	for _, l := range lines {
 		for len(l) > 0 {
 			var f []byte
-			if i := indexByte(l, ','); i >= 0 {
-				f, l = l[:i], l[i+1:]
-			} else {
-				f, l = l, nil
-			}
+			f, l = httpwire.CutElement(l)
 			f = httpwire.TrimOWS(f)
 			if len(f) == 0 {
 				continue
@@ -120,11 +115,7 @@ func (c *Cache) appendVaryKey(dst, names []byte, ctx *fasthttp.RequestCtx, sc *s
 func appendVaryKey(dst, names []byte, req *fasthttp.RequestHeader, view Forwarded, ctx *fasthttp.RequestCtx, tmp *[]byte) []byte {
 	for len(names) > 0 {
 		var name []byte
-		if i := bytes.IndexByte(names, ','); i >= 0 {
-			name, names = names[:i], names[i+1:]
-		} else {
-			name, names = names, nil
-		}
+		name, names = httpwire.CutElement(names)
 		fold := caseInsensitiveValue(name)
 		mark := len(dst)
 		dst = append(dst, 0, 0, 0, 0, 0)
@@ -163,11 +154,7 @@ func appendVaryKey(dst, names []byte, req *fasthttp.RequestHeader, view Forwarde
 func appendMembers(dst []byte, start int, v []byte, fold bool) []byte {
 	for len(v) > 0 {
 		var m []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			m, v = v[:i], v[i+1:]
-		} else {
-			m, v = v, nil
-		}
+		m, v = httpwire.CutElement(v)
 		if m = httpwire.TrimOWS(m); len(m) == 0 {
 			continue
 		}
