@@ -44,6 +44,7 @@ var outcomeNames = [numOutcomes]string{"none", "served", "cached", "degraded", "
 type answerInfo struct {
 	status      int
 	fromOrigin  bool   // X-Spike-Origin present
+	otherReq    bool   // X-Spike-Req names another request: a stored response
 	cacheStatus string // Cache-Status, all members
 	degradedHdr bool   // X-Floodgate-Degraded present
 	captureID   bool   // Floodgate-Capture-Id present
@@ -59,7 +60,7 @@ func classify(a answerInfo) outcome {
 		return outCaptured
 	case ok && (a.degradedHdr || cacheDegraded(cs) || !a.fromOrigin):
 		return outDegraded
-	case ok && (strings.Contains(cs, "; hit") || strings.Contains(cs, "collapsed")):
+	case ok && (strings.Contains(cs, "; hit") || strings.Contains(cs, "collapsed") || a.otherReq):
 		return outCached
 	case ok:
 		return outServed
@@ -99,6 +100,7 @@ type record struct {
 type loadConfig struct {
 	target       string // host:port of the proxy
 	publicIP     string // source address of public traffic; empty for the default
+	users        int    // with publicIP empty and users > 0: public traffic from this many addresses
 	backofficeIP string // source address of back-office traffic
 	timeouts     [numClasses]time.Duration
 	maxInflight  int
@@ -107,6 +109,11 @@ type loadConfig struct {
 }
 
 func orderIDOf(runID string, i int) string { return runID + "-" + strconv.Itoa(i) }
+
+// userIP is the source address of public user k: 127.1.0.1 and up, all on the
+// loopback interface, so that a proxy's per-address limits see many visitors
+// rather than one.
+func userIP(k int) string { return "127.1." + strconv.Itoa(k/250) + "." + strconv.Itoa(k%250+1) }
 
 // newHostClient returns a keep-alive client for addr whose connections leave from
 // localIP (any when empty).
@@ -137,29 +144,42 @@ func newHostClient(addr, localIP string, maxConns int) (*fasthttp.HostClient, er
 // generator plays a schedule open loop.
 type generator struct {
 	cfg      loadConfig
-	pub, bo  *fasthttp.HostClient
+	pub      []*fasthttp.HostClient // one per source address
+	bo       *fasthttp.HostClient
 	inflight atomic.Int64
 	counts   [numOutcomes]atomic.Int64
 }
 
 func newGenerator(cfg loadConfig) (*generator, error) {
-	pub, err := newHostClient(cfg.target, cfg.publicIP, cfg.maxInflight+64)
-	if err != nil {
-		return nil, err
+	g := &generator{cfg: cfg}
+	ips := []string{cfg.publicIP}
+	if cfg.publicIP == "" && cfg.users > 0 {
+		ips = ips[:0]
+		for k := range cfg.users {
+			ips = append(ips, userIP(k))
+		}
+	}
+	for _, ip := range ips {
+		hc, err := newHostClient(cfg.target, ip, cfg.maxInflight+64)
+		if err != nil {
+			return nil, err
+		}
+		g.pub = append(g.pub, hc)
 	}
 	bo, err := newHostClient(cfg.target, cfg.backofficeIP, cfg.maxInflight+64)
 	if err != nil {
 		return nil, err
 	}
-	return &generator{cfg: cfg, pub: pub, bo: bo}, nil
+	g.bo = bo
+	return g, nil
 }
 
-// play sends every arrival at its time and returns when all have ended.
-func (g *generator) play(sched []Arrival) []record {
+// play sends every arrival at its time, counted from start, and returns when all
+// have ended.
+func (g *generator) play(sched []Arrival, start time.Time) []record {
 	recs := make([]record, len(sched))
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	start := time.Now()
 	if g.cfg.progress != nil {
 		go g.report(start, stop)
 	}
@@ -216,21 +236,23 @@ func (g *generator) send(i int, a Arrival, start time.Time, rec *record) {
 	defer fasthttp.ReleaseResponse(resp)
 
 	req.Header.SetHost(g.cfg.target)
-	hc := g.pub
+	reqID := strconv.Itoa(i)
+	req.Header.Set("X-Spike-Req", reqID)
+	hc := g.pub[(uint(i)*2654435761)%uint(len(g.pub))] // a pseudo-random visitor
 	switch a.Class {
 	case clsStatic:
-		req.SetRequestURI("/static/app-" + strconv.Itoa(int(a.Item)) + ".css")
+		req.SetRequestURI("/img/app-" + strconv.Itoa(int(a.Item)) + ".png")
 	case clsProduct:
 		req.SetRequestURI("/product/" + strconv.Itoa(int(a.Item)))
 	case clsSearch:
 		req.SetRequestURI("/search?q=term" + strconv.Itoa(int(a.Item)))
 	case clsCheckout:
-		id := orderIDOf(g.cfg.runID, i)
+		id := orderIDOf(g.cfg.runID, int(a.Item))
 		req.SetRequestURI("/checkout")
 		req.Header.SetMethod(fasthttp.MethodPost)
 		req.Header.SetContentType("application/json")
 		req.Header.Set("Idempotency-Key", "key-"+id)
-		req.SetBodyString(`{"order_id":"` + id + `","items":[{"sku":"p-` + strconv.Itoa(i%5000) + `","qty":1}]}`)
+		req.SetBodyString(`{"order_id":"` + id + `","items":[{"sku":"p-` + strconv.Itoa(int(a.Item)%5000) + `","qty":1}]}`)
 	case clsBackoffice:
 		req.SetRequestURI("/admin/orders?page=" + strconv.Itoa(int(a.Item)))
 		hc = g.bo
@@ -250,6 +272,7 @@ func (g *generator) send(i int, a Arrival, start time.Time, rec *record) {
 		rec.out = classify(answerInfo{
 			status:      resp.StatusCode(),
 			fromOrigin:  len(h.Peek("X-Spike-Origin")) > 0,
+			otherReq:    len(h.Peek("X-Spike-Req")) > 0 && string(h.Peek("X-Spike-Req")) != reqID,
 			cacheStatus: allValues(h, "Cache-Status"),
 			degradedHdr: len(h.Peek("X-Floodgate-Degraded")) > 0,
 			captureID:   len(h.Peek("Floodgate-Capture-Id")) > 0,
@@ -309,7 +332,8 @@ func (c *control) stats() (OriginStats, error) {
 	return s, nil
 }
 
-func (c *control) orders() (map[string]bool, error) {
+// orders returns the orders processed at the origin by id.
+func (c *control) orders() (map[string]OrderAt, error) {
 	resp, err := c.hc.Get(c.base + "/orders")
 	if err != nil {
 		return nil, err
@@ -318,12 +342,18 @@ func (c *control) orders() (map[string]bool, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /orders: %s", resp.Status)
 	}
-	set := make(map[string]bool, 1<<16)
+	set := make(map[string]OrderAt, 1<<16)
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if l := sc.Text(); l != "" {
-			set[l] = true
+		f := strings.Fields(sc.Text())
+		if len(f) != 3 {
+			continue
 		}
+		at, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("GET /orders: %q: %w", sc.Text(), err)
+		}
+		set[f[0]] = OrderAt{ID: f[0], AtMS: at, Replayed: f[2] == "1"}
 	}
 	return set, sc.Err()
 }
@@ -402,7 +432,7 @@ func waitReplay(ctl *control, confirmed []string, captured int, maxWait, settle 
 			}
 			all := true
 			for _, id := range confirmed {
-				if !set[id] {
+				if _, ok := set[id]; !ok {
 					all = false
 					break
 				}
@@ -505,8 +535,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	target := fs.String("target", "", "host:port of the proxy under test (required)")
 	name := fs.String("name", "", "name of the proxy, for the report (required)")
-	ctlAddr := fs.String("origin-control", "127.0.0.1:17151", "the origin's control listener")
-	metricsURL := fs.String("metrics", "", "floodgate's /metrics URL, for degraded-mode transitions (optional)")
+	ctlAddr := fs.String("origin-control", "127.0.0.1:17154", "the origin's control listener")
+	metricsURL := fs.String("metrics", "", "floodgate's /metrics URL, for degraded mode over time and its transitions (optional)")
 	scale := fs.Float64("scale", 1, "multiply every duration of the profile")
 	rateScale := fs.Float64("rate-scale", 1, "multiply every rate of the profile")
 	p0 := tvProfile()
@@ -516,11 +546,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	rise := fs.Duration("rise", p0.Rise, "ramp up")
 	hold := fs.Duration("hold", p0.Hold, "plateau")
 	fall := fs.Duration("fall", p0.Fall, "ramp down")
-	tail := fs.Duration("tail", p0.Tail, "baseline after the fall")
+	tail := fs.Duration("tail", p0.Tail, "baseline after the fall (scaled; see -recovery)")
+	recovery := fs.Duration("recovery", 0, "steady traffic after the fall, not scaled; overrides -tail (0: -tail x -scale)")
+	slo := fs.Duration("slo", time.Second, "a 2xx counts as goodput when it arrives within this")
+	retryShare := fs.Float64("retry-share", defaultRetryShare, "share of orders sent again with the same Idempotency-Key")
+	replayRate := fs.Float64("replay-rate", 0, "the proxy's replay rate of captured orders, per second, for the replay budget (0: not judged)")
+	exitBudget := fs.Duration("exit-budget", 0, "issue 15's bound on leaving degraded mode once traffic is steady: the proxy's hold + 3 windows (0: not judged)")
 	mixS := fs.String("mix", defaultMix, "share of each class")
 	timeout := fs.Duration("timeout", 10*time.Second, "client timeout: no answer by then counts as no answer")
 	classTimeout := fs.String("class-timeout", "", "per-class client timeouts, e.g. search=3s")
-	publicIP := fs.String("public-ip", "", "source address of public traffic (default: any)")
+	publicIP := fs.String("public-ip", "", "source address of all public traffic (default: -users addresses)")
+	users := fs.Int("users", 1000, "public traffic comes from this many loopback addresses (127.1.0.1 and up)")
 	boIP := fs.String("backoffice-ip", "127.0.0.2", "source address of back-office traffic")
 	maxInflight := fs.Int("max-inflight", 18000, "bound on requests in flight (stay below the open-file limit)")
 	replayWait := fs.Duration("replay-wait", 120*time.Second, "longest wait after the load for replayed orders")
@@ -540,7 +576,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-mix: %w", err)
 	}
-	cfg := loadConfig{target: *target, publicIP: *publicIP, backofficeIP: *boIP,
+	if *users < 1 || *users > 250*250 || *retryShare < 0 || *retryShare > 1 || *slo <= 0 {
+		return errors.New("want 1 <= -users <= 62500, 0 <= -retry-share <= 1, -slo > 0")
+	}
+	cfg := loadConfig{target: *target, publicIP: *publicIP, users: *users, backofficeIP: *boIP,
 		maxInflight: *maxInflight, runID: "o" + strconv.FormatInt(time.Now().Unix(), 36)}
 	for c := range cfg.timeouts {
 		cfg.timeouts[c] = *timeout
@@ -552,6 +591,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		cfg.progress = stderr
 	}
 	prof := Profile{Base: *base, Peak: *peak, Lead: *lead, Rise: *rise, Hold: *hold, Fall: *fall, Tail: *tail}.Scaled(*scale, *rateScale)
+	if *recovery > 0 {
+		prof.Tail = *recovery
+	}
 
 	ctl := newControl(*ctlAddr)
 	if err := ctl.reset(); err != nil {
@@ -567,7 +609,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if *metricsURL != "" {
 		before, mErr = fetchText(*metricsURL)
 	}
-	sched := prof.Schedule(mix, *seed)
+	sched := prof.Schedule(mix, *seed, *retryShare)
 	gen, err := newGenerator(cfg)
 	if err != nil {
 		return err
@@ -578,11 +620,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		s, err := ctl.stats()
 		return time.Duration(s.CPUS * float64(time.Second)), err
 	})
-	recs := gen.play(sched)
+	start := time.Now()
+	var modes *modePoller
+	if *metricsURL != "" {
+		modes = startModePoller(start, func() (string, error) { return fetchText(*metricsURL) })
+	}
+	recs := gen.play(sched, start)
 	machine := probe.finish()
 
 	// Orders confirmed to clients, for the replay wait and the loss count.
-	var confirmed []string
+	confirmedSet := map[string]bool{}
 	captured := 0
 	for i, a := range sched {
 		if a.Class != clsCheckout {
@@ -590,15 +637,24 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		}
 		switch recs[i].out {
 		case outServed, outCached, outDegraded, outCaptured:
-			confirmed = append(confirmed, orderIDOf(cfg.runID, i))
+			confirmedSet[orderIDOf(cfg.runID, int(a.Item))] = true
 		}
 		if recs[i].out == outCaptured {
 			captured++
 		}
 	}
+	confirmed := make([]string, 0, len(confirmedSet))
+	for id := range confirmedSet {
+		confirmed = append(confirmed, id)
+	}
 	replay, err := waitReplay(ctl, confirmed, captured, *replayWait, *replaySettle, cfg.progress)
 	if err != nil {
 		return fmt.Errorf("replay wait: %w", err)
+	}
+	var samples []modeSample
+	modesNote := "not measured (no -metrics)"
+	if modes != nil {
+		samples, modesNote = modes.finish()
 	}
 	ost, err := ctl.stats()
 	if err != nil {
@@ -609,7 +665,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	in := runData{name: *name, target: *target, prof: prof, mix: mix, model: ost.Model, timeouts: cfg.timeouts,
-		sched: sched, recs: recs, runID: cfg.runID, orders: orders, origin: &ost, replayWait: replay.waited, replayRate: replay.rate}
+		sched: sched, recs: recs, runID: cfg.runID, orders: orders, origin: &ost, replayWait: replay.waited, replayRate: replay.rate,
+		start: start, slo: *slo, modeSamples: samples, modesNote: modesNote, proxyReplayRate: *replayRate, exitBudget: *exitBudget}
 	switch {
 	case *metricsURL == "":
 		in.transNote = "not measured (no -metrics)"
@@ -670,16 +727,16 @@ func cmdSkip(args []string, stdout io.Writer) error {
 	return writeJSON(*out, rep)
 }
 
-// cmdCapacity drives the origin directly with a closed loop of conc clients and the
-// default mix, to check that this machine delivers the model's nominal capacity.
+// cmdCapacity drives each shop backend directly with a closed loop of clients
+// (-conc per slot) and the shop's part of the default mix, to check that this
+// machine delivers the model's nominal capacity.
 func cmdCapacity(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("spike capacity", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	origin := fs.String("origin", "127.0.0.1:17150", "the origin's data listener")
-	ctlAddr := fs.String("control", "127.0.0.1:17151", "the origin's control listener")
-	conc := fs.Int("conc", 0, "closed-loop clients (default: the origin's slots)")
+	ctlAddr := fs.String("control", "127.0.0.1:17154", "the origin's control listener (it names the backends)")
+	conc := fs.Int("conc", 2, "closed-loop clients per service slot")
 	d := fs.Duration("d", 10*time.Second, "duration")
-	mixS := fs.String("mix", defaultMix, "share of each class")
+	mixS := fs.String("mix", defaultMix, "share of each class (the back office is left out)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -687,46 +744,54 @@ func cmdCapacity(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	mix[clsBackoffice] = 0
+	if mix.total() <= 0 {
+		return errors.New("-mix: nothing for the shop")
+	}
 	ctl := newControl(*ctlAddr)
 	st, err := ctl.stats()
 	if err != nil {
 		return err
 	}
 	m := st.Model
-	if *conc <= 0 {
-		*conc = m.Slots
-	}
 	if err := ctl.reset(); err != nil {
 		return err
 	}
-	gen, err := newGenerator(loadConfig{target: *origin, backofficeIP: "127.0.0.2", maxInflight: *conc, runID: "cap"})
-	if err != nil {
-		return err
-	}
-	for c := range gen.cfg.timeouts {
-		gen.cfg.timeouts[c] = 10 * time.Second
-	}
-	sched := Profile{Base: 1, Peak: 1, Lead: time.Hour}.Schedule(mix, 7) // classes and items only
+	sched := Profile{Base: 1, Peak: 1, Lead: time.Hour}.Schedule(mix, 7, 0) // classes and items only
 	var served [numClasses]atomic.Int64
 	var next atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range *conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Since(start) < *d {
-				k := int(next.Add(1) - 1) // unique, for order ids
-				a := sched[k%len(sched)]
-				a.At = time.Since(start)
-				var r record
-				gen.inflight.Add(1)
-				gen.send(k, a, start, &r)
-				if r.out == outServed {
-					served[a.Class].Add(1)
+	for _, b := range m.Backends {
+		if b.Backoffice {
+			continue
+		}
+		n := *conc * b.Slots
+		gen, err := newGenerator(loadConfig{target: b.Addr, publicIP: "127.0.0.1", backofficeIP: "127.0.0.2", maxInflight: n, runID: "cap"})
+		if err != nil {
+			return err
+		}
+		for c := range gen.cfg.timeouts {
+			gen.cfg.timeouts[c] = 10 * time.Second
+		}
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Since(start) < *d {
+					k := int(next.Add(1) - 1) // unique, for order ids
+					a := sched[k%len(sched)]
+					a.At = time.Since(start)
+					a.Item = uint32(k)
+					var r record
+					gen.inflight.Add(1)
+					gen.send(k, a, start, &r)
+					if r.out == outServed {
+						served[a.Class].Add(1)
+					}
 				}
-			}
-		}()
+			}()
+		}
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
@@ -736,7 +801,7 @@ func cmdCapacity(args []string, stdout, stderr io.Writer) error {
 		n += k
 		work += k * m.Service[c].Seconds()
 	}
-	fmt.Fprintf(stdout, "origin direct, %d closed-loop clients for %.0fs: %.0f req/s served (nominal %.0f req/s for %d slots: %.1f%%), slot time used for service %.1f%%\n",
+	fmt.Fprintf(stdout, "origin direct, %d closed-loop clients per slot for %.0fs: %.0f req/s served (nominal %.0f req/s for %d shop slots: %.1f%%), slot time used for service %.1f%%\n",
 		*conc, el, n/el, m.CapacityRPS(mix), m.Slots, 100*n/el/m.CapacityRPS(mix), 100*work/(el*float64(m.Slots)))
 	return nil
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,17 +20,28 @@ const (
 	numClasses
 )
 
-var classNames = [numClasses]string{"static", "product", "search", "checkout", "backoffice"}
+// classNames name the classes in flags and reports: static assets (/img/), cacheable
+// pages (/product/), uncacheable search, orders (POST /checkout) and the back office.
+var classNames = [numClasses]string{"static", "page", "search", "order", "backoffice"}
 
-// classItems is how many distinct URLs each class draws from (checkout: every
-// order is new).
+// classItems is how many distinct URLs each class draws from (orders: every order
+// is new).
 var classItems = [numClasses]uint64{300, 5000, 1000, 0, 50}
 
 // defaultMix is the share of each class in the offered load, in percent.
-const defaultMix = "static=40,product=25,search=20,checkout=10,backoffice=5"
+const defaultMix = "static=40,page=35,search=15,order=5,backoffice=5"
 
-// defaultService is the origin's service time per class.
-const defaultService = "static=2ms,product=8ms,search=20ms,checkout=30ms,backoffice=10ms"
+// defaultService is the origin's service time per class: an order is ten times
+// dearer than a page view.
+const defaultService = "static=2ms,page=6ms,search=20ms,order=60ms,backoffice=10ms"
+
+// defaultRetryShare is the share of orders whose client sends the same order again,
+// with the same Idempotency-Key, retryAfter after the first attempt (a double
+// submit, or a retry after a slow answer): the origin's deduplication must absorb it.
+const (
+	defaultRetryShare = 0.03
+	retryAfter        = 1500 * time.Millisecond
+)
 
 func classIndex(name string) (int, bool) {
 	for i, n := range classNames {
@@ -109,17 +122,23 @@ func (m Mix) pick(u float64) int {
 
 // Profile is the offered request rate over time, piecewise linear: Base for Lead,
 // a ramp to Peak over Rise, Peak for Hold, a ramp back to Base over Fall, then Base
-// for Tail.
+// for Tail, the recovery: steady traffic during which a proxy should leave its
+// degraded mode and replay what it captured.
 type Profile struct {
 	Base, Peak                   float64 // requests per second
 	Lead, Rise, Hold, Fall, Tail time.Duration
 }
 
 // tvProfile is the TV-broadcast spike (sessions x18 within minutes, held, then
-// falling back) scaled to this machine.
+// falling back to steady traffic for the recovery) scaled to this machine.
 func tvProfile() Profile {
 	return Profile{Base: 300, Peak: 5400, Lead: 10 * time.Second, Rise: 20 * time.Second,
-		Hold: 60 * time.Second, Fall: 20 * time.Second, Tail: 30 * time.Second}
+		Hold: 60 * time.Second, Fall: 20 * time.Second, Tail: 150 * time.Second}
+}
+
+// Recovery returns when the steady traffic after the spike starts and ends.
+func (p Profile) Recovery() (from, to time.Duration) {
+	return p.Lead + p.Rise + p.Hold + p.Fall, p.Duration()
 }
 
 // Scaled returns p with every duration multiplied by timeScale and every rate by
@@ -199,14 +218,16 @@ func (p Profile) Expected(t time.Duration) float64 {
 type Arrival struct {
 	At    time.Duration // since the start of the run
 	Class uint8
-	Item  uint32 // which URL of the class (for checkout, unused: the index is the order)
+	Retry bool   // an order sent again by its client, same order id and key
+	Item  uint32 // which URL of the class; for an order, the order's number
 }
 
 // Schedule draws the arrivals of p: a Poisson process whose rate follows the profile
 // (by thinning a process at the top rate), each with a class from mix and an item
-// from a Zipf distribution over the class's URLs. The same seed gives the same
-// schedule.
-func (p Profile) Schedule(mix Mix, seed uint64) []Arrival {
+// from a Zipf distribution over the class's URLs; orders are numbered, and a share
+// retryShare of them is sent again retryAfter later (within the profile). The same
+// seed gives the same schedule.
+func (p Profile) Schedule(mix Mix, seed uint64, retryShare float64) []Arrival {
 	rng := rand.New(rand.NewPCG(seed, 0x5b1ce))
 	top := max(p.Peak, p.Base)
 	if top <= 0 {
@@ -220,6 +241,8 @@ func (p Profile) Schedule(mix Mix, seed uint64) []Arrival {
 	}
 	out := make([]Arrival, 0, int(p.Expected(p.Duration())*1.02)+16)
 	end := p.Duration().Seconds()
+	var orders uint32
+	var retries []Arrival
 	for t := rng.ExpFloat64() / top; t < end; t += rng.ExpFloat64() / top {
 		at := time.Duration(t * float64(time.Second))
 		if rng.Float64()*top >= p.Rate(at) {
@@ -230,7 +253,18 @@ func (p Profile) Schedule(mix Mix, seed uint64) []Arrival {
 		if zipf[c] != nil {
 			item = uint32(zipf[c].Uint64())
 		}
+		if c == clsCheckout {
+			item = orders
+			orders++
+			if rng.Float64() < retryShare && at+retryAfter < p.Duration() {
+				retries = append(retries, Arrival{At: at + retryAfter, Class: clsCheckout, Retry: true, Item: item})
+			}
+		}
 		out = append(out, Arrival{At: at, Class: uint8(c), Item: item})
+	}
+	if len(retries) > 0 {
+		out = append(out, retries...)
+		slices.SortStableFunc(out, func(a, b Arrival) int { return cmp.Compare(a.At, b.At) })
 	}
 	return out
 }

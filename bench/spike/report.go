@@ -97,16 +97,28 @@ type ClassReport struct {
 	P99Allms    float64 `json:"answered_p99_ms"` // every request with an answer of any kind
 }
 
-// Orders follows every checkout.
+// Orders follows every order (an order and its client's retry with the same key
+// count once; its outcome is the best of its attempts).
 type Orders struct {
 	Submitted    int     `json:"submitted"`
+	Retries      int     `json:"retries"`      // second POSTs with the same order id and key
 	Answered2xx  int     `json:"answered_2xx"` // 2xx other than a capture
 	Captured     int     `json:"captured_202"`
 	Failed       int     `json:"failed"` // non-2xx or connection error
 	NoAnswer     int     `json:"no_answer"`
 	ConfirmedPct float64 `json:"confirmed_pct"` // (2xx + 202) / submitted
-	// ReachedOrigin is the submitted orders the origin recorded, after the replay wait.
+	// ReachedOrigin is the submitted orders the origin processed, after the replay
+	// wait; Replayed, those it first processed from a replay (Floodgate-Capture-Id).
 	ReachedOrigin int `json:"reached_origin"`
+	Replayed      int `json:"replayed"`
+	// CapturedLastAtS is when the last captured order reached the origin, in seconds
+	// since the start of the load (-1: none did); CapturedAfterExitS, that less the
+	// proxy's last exit from degraded mode (-1: unknown). ReplayBudgetS is the
+	// issue's bound on the latter: captured / replay rate + 30 s (0: rate unknown).
+	CapturedLastAtS    float64 `json:"captured_last_at_s"`
+	CapturedAfterExitS float64 `json:"captured_after_exit_s"`
+	ReplayBudgetS      float64 `json:"replay_budget_s,omitempty"`
+	CapturedMissing    int     `json:"captured_missing"` // captured, never processed
 	// Lost is the orders confirmed to the client (2xx or 202) that had not reached
 	// the origin when the replay wait ended. While StillArrivingPerS > 0 they may be
 	// late rather than lost: replay was still delivering orders at that rate.
@@ -150,6 +162,41 @@ type Second struct {
 	Shed     int `json:"shed"`
 	Errors   int `json:"errors"`
 	NoAnswer int `json:"no_answer"`
+	// Mode is the proxy's mode in that second from floodgate_degraded: "degraded"
+	// when any reading in it was, "normal" when all were; empty when not measured.
+	Mode string `json:"mode,omitempty"`
+}
+
+// Peak is what became of the requests sent while the offered rate was at its peak,
+// as the client saw it: goodput is a 2xx (served, cached, degraded or captured)
+// within the SLO, as a share of the requests sent.
+type Peak struct {
+	SLOms      float64 `json:"slo_ms"`
+	Sent       int     `json:"sent"`
+	GoodputPct float64 `json:"goodput_pct"`
+	// ClassGoodputPct is the same per class, in class order; for orders a 202
+	// capture counts, as it is a 2xx.
+	ClassGoodputPct []float64 `json:"class_goodput_pct"`
+	ClassSent       []int     `json:"class_sent"`
+	// AdmittedP99ms is the p99 latency of the requests the proxy forwarded to the
+	// origin (answered by it, 2xx or not); AnsweredP99ms of every answer.
+	AdmittedP99ms  float64 `json:"admitted_p99_ms"`
+	AnsweredP99ms  float64 `json:"answered_p99_ms"`
+	ClientTimeouts int     `json:"client_timeouts"` // no answer within the client timeout
+	Refused        int     `json:"refused"`         // shed, errors and no answer
+}
+
+// Recovery is the steady traffic after the spike.
+type Recovery struct {
+	FromS      float64 `json:"from_s"`
+	ToS        float64 `json:"to_s"`
+	Sent       int     `json:"sent"`
+	GoodputPct float64 `json:"goodput_pct"`
+	// RefusedAfterExit is the requests sent after the proxy's last exit from
+	// degraded mode (or, without a known exit, during the whole recovery) that got
+	// no 2xx: shed, errors, no answer; SentAfterExit, how many were sent then.
+	RefusedAfterExit int `json:"refused_after_exit"`
+	SentAfterExit    int `json:"sent_after_exit"`
 }
 
 // Report is one proxy's run. A proxy that could not run has only Name, Date and
@@ -164,6 +211,11 @@ type Report struct {
 	Mix         map[string]float64 `json:"mix,omitempty"`
 	CapacityRPS float64            `json:"capacity_rps,omitempty"`
 	Totals      Counts             `json:"totals"`
+	Peak        *Peak              `json:"peak,omitempty"`
+	Recovery    *Recovery          `json:"recovery,omitempty"`
+	Modes       *Modes             `json:"modes,omitempty"`
+	ExitBudgetS float64            `json:"exit_budget_s,omitempty"` // issue 15: hold + 3 windows
+	ModesNote   string             `json:"modes_note,omitempty"`
 	Plateau     Plateau            `json:"plateau"`
 	Classes     []ClassReport      `json:"classes,omitempty"`
 	Orders      Orders             `json:"orders"`
@@ -183,7 +235,7 @@ type ProfileJSON struct {
 	RiseS   float64 `json:"rise_s"`
 	HoldS   float64 `json:"hold_s"`
 	FallS   float64 `json:"fall_s"`
-	TailS   float64 `json:"tail_s"`
+	TailS   float64 `json:"tail_s"` // the recovery: steady traffic after the fall
 }
 
 // runData is everything analyze needs.
@@ -196,12 +248,19 @@ type runData struct {
 	sched        []Arrival
 	recs         []record
 	runID        string
-	orders       map[string]bool // order ids recorded at the origin
+	orders       map[string]OrderAt // orders processed at the origin, by id
 	origin       *OriginStats
 	replayWait   time.Duration
 	replayRate   float64 // orders/s still arriving when the wait ended
 	trans        *Transitions
 	transNote    string
+	start        time.Time     // wall-clock start of the load
+	slo          time.Duration // goodput deadline
+	modeSamples  []modeSample  // floodgate_degraded over time
+	modesNote    string        // why there are no samples
+	// proxyReplayRate is the proxy's configured replay rate, orders/s (0: unknown).
+	proxyReplayRate float64
+	exitBudget      time.Duration // hold + 3 windows (0: unknown)
 }
 
 // analyze computes the report of one run. It does no I/O.
@@ -259,7 +318,9 @@ func analyze(in runData) Report {
 			s.Served++
 			if inPlateau {
 				p.ServedRPS++
-				work += m.Service[c].Seconds()
+				if c != clsBackoffice { // on its own server, outside the shop's slots
+					work += m.Service[c].Seconds()
+				}
 			}
 		case outCached:
 			s.Cached++
@@ -304,9 +365,19 @@ func analyze(in runData) Report {
 	}
 	p.FromS, p.ToS = from.Seconds(), to.Seconds()
 	rep.Plateau = p
-	// Trim the timeline's empty tail.
+	// Trim the timeline's empty tail, then mark each second's mode.
 	for len(tl) > 0 && tl[len(tl)-1] == (Second{T: tl[len(tl)-1].T}) {
 		tl = tl[:len(tl)-1]
+	}
+	for _, ms := range in.modeSamples {
+		if i := int(ms.at / time.Second); i >= 0 && i < len(tl) {
+			switch {
+			case ms.degraded:
+				tl[i].Mode = "degraded"
+			case tl[i].Mode == "":
+				tl[i].Mode = "normal"
+			}
+		}
 	}
 	rep.Timeline = tl
 
@@ -318,7 +389,14 @@ func analyze(in runData) Report {
 		rep.Classes = append(rep.Classes, cr)
 	}
 
-	rep.Orders = ordersReport(in)
+	rep.ExitBudgetS = in.exitBudget.Seconds()
+	if in.modeSamples != nil {
+		rep.Modes = analyzeModes(in.modeSamples, in.prof)
+	} else {
+		rep.ModesNote = in.modesNote
+	}
+	rep.Peak, rep.Recovery = peakAndRecovery(in, rep.Modes)
+	rep.Orders = ordersReport(in, rep.Modes)
 	rep.Generator = GenStats{LagP99ms: ms(percentile(lags, 0.99)), LagMaxms: ms(percentile(lags, 1)),
 		Overflow: rep.Totals.Overflow, TimeoutS: in.timeouts[clsStatic].Seconds()}
 	for c, t := range in.timeouts {
@@ -332,9 +410,116 @@ func analyze(in runData) Report {
 	return rep
 }
 
-func ordersReport(in runData) Orders {
-	var o Orders
-	ours := 0
+// good reports whether a request's answer is goodput: a 2xx within slo.
+func good(r record, slo time.Duration) bool {
+	switch r.out {
+	case outServed, outCached, outDegraded, outCaptured:
+		return r.lat <= slo
+	}
+	return false
+}
+
+// peakAndRecovery computes the client's view of the plateau and of the recovery,
+// by send time.
+func peakAndRecovery(in runData, modes *Modes) (*Peak, *Recovery) {
+	from, to := in.prof.Plateau()
+	rfrom, rto := in.prof.Recovery()
+	slo := in.slo
+	if slo <= 0 {
+		slo = time.Second
+	}
+	pk := &Peak{SLOms: ms(slo), ClassGoodputPct: make([]float64, numClasses), ClassSent: make([]int, numClasses)}
+	var classGood [numClasses]int
+	var admitted, answered []time.Duration
+	good1 := 0
+	rc := &Recovery{FromS: rfrom.Seconds(), ToS: rto.Seconds()}
+	rgood := 0
+	exit := rfrom
+	if modes != nil && modes.LastExitS >= 0 && !modes.DegradedAtEnd {
+		exit = time.Duration(modes.LastExitS * float64(time.Second))
+	}
+	for i, a := range in.sched {
+		r := in.recs[i]
+		if r.out == outNone || r.out == outOverflow {
+			continue
+		}
+		g := good(r, slo)
+		if a.At >= from && a.At < to {
+			pk.Sent++
+			pk.ClassSent[a.Class]++
+			if g {
+				good1++
+				classGood[a.Class]++
+			}
+			switch r.out {
+			case outServed, outOriginErr:
+				admitted = append(admitted, r.lat)
+			}
+			if r.out != outNoAnswer && r.out != outConnErr {
+				answered = append(answered, r.lat)
+			}
+			if r.out == outNoAnswer {
+				pk.ClientTimeouts++
+			}
+			if !g {
+				pk.Refused++
+			}
+		}
+		if a.At >= rfrom && a.At < rto {
+			rc.Sent++
+			if g {
+				rgood++
+			}
+		}
+		if a.At >= exit && a.At >= rfrom && a.At < rto {
+			rc.SentAfterExit++
+			switch r.out {
+			case outServed, outCached, outDegraded, outCaptured:
+			default:
+				rc.RefusedAfterExit++
+			}
+		}
+	}
+	pk.GoodputPct = pct(good1, pk.Sent)
+	for c := range numClasses {
+		pk.ClassGoodputPct[c] = pct(classGood[c], pk.ClassSent[c])
+	}
+	pk.AdmittedP99ms = ms(percentile(admitted, 0.99))
+	pk.AnsweredP99ms = ms(percentile(answered, 0.99))
+	rc.GoodputPct = pct(rgood, rc.Sent)
+	if pk.Sent == 0 {
+		pk = nil
+	}
+	if rc.Sent == 0 {
+		rc = nil
+	}
+	return pk, rc
+}
+
+// orderState is what became of one order over its attempts.
+type orderState struct {
+	first, best outcome
+	attempts    int
+}
+
+// rank orders outcomes for an order: a 2xx from the origin beats a capture, which
+// beats everything else.
+func rank(o outcome) int {
+	switch o {
+	case outServed, outCached, outDegraded:
+		return 3
+	case outCaptured:
+		return 2
+	case outNone, outOverflow:
+		return 0
+	}
+	return 1
+}
+
+func ordersReport(in runData, modes *Modes) Orders {
+	o := Orders{CapturedLastAtS: -1, CapturedAfterExitS: -1}
+	byOrder := map[uint32]*orderState{}
+	var nums []uint32
 	for i, a := range in.sched {
 		if a.Class != clsCheckout {
 			continue
@@ -343,21 +528,48 @@ func ordersReport(in runData) Orders {
 		if r.out == outOverflow || r.out == outNone {
 			continue
 		}
+		st := byOrder[a.Item]
+		if st == nil {
+			st = &orderState{first: r.out, best: r.out}
+			byOrder[a.Item] = st
+			nums = append(nums, a.Item)
+		}
+		if a.Retry {
+			o.Retries++
+		}
+		st.attempts++
+		if rank(r.out) > rank(st.best) {
+			st.best = r.out
+		}
+	}
+	ours := 0
+	startMS := in.start.UnixMilli()
+	var lastCaptured int64 = -1
+	for _, n := range nums {
+		st := byOrder[n]
 		o.Submitted++
-		id := orderIDOf(in.runID, i)
-		at := in.orders[id]
+		id := orderIDOf(in.runID, int(n))
+		rec, at := in.orders[id]
 		if at {
 			o.ReachedOrigin++
 			ours++
+			if rec.Replayed {
+				o.Replayed++
+			}
 		}
 		confirmed := false
-		switch r.out {
+		switch st.best {
 		case outServed, outCached, outDegraded:
 			o.Answered2xx++
 			confirmed = true
 		case outCaptured:
 			o.Captured++
 			confirmed = true
+			if at {
+				lastCaptured = max(lastCaptured, rec.AtMS-startMS)
+			} else {
+				o.CapturedMissing++
+			}
 		case outNoAnswer:
 			o.NoAnswer++
 		default:
@@ -378,6 +590,15 @@ func ordersReport(in runData) Orders {
 	o.ReplayWaitS = math.Round(in.replayWait.Seconds()*10) / 10
 	if o.Lost > 0 {
 		o.StillArrivingPerS = math.Round(in.replayRate*10) / 10
+	}
+	if lastCaptured >= 0 {
+		o.CapturedLastAtS = round1(float64(lastCaptured) / 1000)
+		if modes != nil && modes.LastExitS >= 0 {
+			o.CapturedAfterExitS = math.Round((o.CapturedLastAtS-modes.LastExitS)*10) / 10
+		}
+	}
+	if in.proxyReplayRate > 0 && o.Captured > 0 {
+		o.ReplayBudgetS = math.Round((float64(o.Captured)/in.proxyReplayRate+30)*10) / 10
 	}
 	return o
 }
@@ -421,8 +642,16 @@ func header(r Report) string {
 		return ""
 	}
 	p, m := r.Profile, r.Model
-	return fmt.Sprintf("profile %.0f -> %.0f req/s (%.0fs lead, %.0fs rise, %.0fs plateau, %.0fs fall, %.0fs tail); origin %d slots, nominal capacity %.0f req/s, accept queue %d, queue timeout %.0fs, backlog penalty %.0f%%; client timeout %.0fs",
-		p.BaseRPS, p.PeakRPS, p.LeadS, p.RiseS, p.HoldS, p.FallS, p.TailS, m.Slots, r.CapacityRPS, m.Backlog, m.QueueTimeS, 100*m.Penalty, r.Generator.TimeoutS)
+	var fleet []string
+	for _, b := range m.Backends {
+		fleet = append(fleet, fmt.Sprintf("%s %d", b.Name, b.Slots))
+	}
+	slo := 1000.0
+	if r.Peak != nil {
+		slo = r.Peak.SLOms
+	}
+	return fmt.Sprintf("profile %.0f -> %.0f req/s (%.0fs lead, %.0fs rise, %.0fs plateau, %.0fs fall, %.0fs recovery); origin slots: %s; shop nominal capacity %.0f req/s uncached, accept queue %d per slot, queue timeout %.0fs, backlog penalty %.0f%%; SLO %s, client timeout %.0fs",
+		p.BaseRPS, p.PeakRPS, p.LeadS, p.RiseS, p.HoldS, p.FallS, p.TailS, strings.Join(fleet, ", "), r.CapacityRPS, m.Backlog, m.QueueTimeS, 100*m.Penalty, fmtMS(slo), r.Generator.TimeoutS)
 }
 
 func transText(r Report) string {
@@ -468,9 +697,21 @@ func printRun(w io.Writer, r Report) {
 		k.Served, k.Cached, k.Degraded, k.Captured, k.Shed, k.OriginErr, k.ProxyErr, k.ConnErr, k.NoAnswer)
 	tw.Flush()
 	o := r.Orders
-	fmt.Fprintf(w, "orders: %d submitted, %d answered 2xx + %d captured 202 = %.1f%% confirmed, %d failed, %d no answer; after %.0fs of replay wait: %d reached the origin, %d confirmed but not there%s, %d recorded without confirmation, %d duplicated at the origin (%d repeated keys deduplicated)\n",
-		o.Submitted, o.Answered2xx, o.Captured, o.ConfirmedPct, o.Failed, o.NoAnswer, o.ReplayWaitS, o.ReachedOrigin, o.Lost, stillArriving(o), o.Unconfirmed, o.DupOrders, o.DupKeys)
+	fmt.Fprintf(w, "orders: %d submitted (+%d retries with the same key), %d answered 2xx + %d captured 202 = %.1f%% confirmed, %d failed, %d no answer; after %.0fs of replay wait: %d reached the origin, %d confirmed but not there%s, %d recorded without confirmation, %d duplicated at the origin (%d repeated keys deduplicated)\n",
+		o.Submitted, o.Retries, o.Answered2xx, o.Captured, o.ConfirmedPct, o.Failed, o.NoAnswer, o.ReplayWaitS, o.ReachedOrigin, o.Lost, stillArriving(o), o.Unconfirmed, o.DupOrders, o.DupKeys)
 	fmt.Fprintf(w, "degraded-mode transitions: %s\n", transText(r))
+	if pk := r.Peak; pk != nil {
+		fmt.Fprintf(w, "at the peak (sent %.0f-%.0fs): goodput %.1f%% of %d sent (2xx within %s);", p.FromS, p.ToS, pk.GoodputPct, pk.Sent, fmtMS(pk.SLOms))
+		for c := range numClasses {
+			fmt.Fprintf(w, " %s %.1f%%", classNames[c], pk.ClassGoodputPct[c])
+		}
+		fmt.Fprintf(w, "; p99 admitted %s, answered %s; client timeouts %d\n", fmtMS(pk.AdmittedP99ms), fmtMS(pk.AnsweredP99ms), pk.ClientTimeouts)
+	}
+	fmt.Fprintf(w, "degraded mode: %s\n", modesText(r))
+	if rc := r.Recovery; rc != nil {
+		fmt.Fprintf(w, "recovery (sent %.0f-%.0fs): goodput %.1f%% of %d; refused after the exit: %d of %d\n", rc.FromS, rc.ToS, rc.GoodputPct, rc.Sent, rc.RefusedAfterExit, rc.SentAfterExit)
+	}
+	fmt.Fprintf(w, "captured orders: %s\n", replayText(o))
 	g := r.Generator
 	fmt.Fprintf(w, "generator: send lag p99 %.1fms, max %.1fms, overflow %d", g.LagP99ms, g.LagMaxms, g.Overflow)
 	if g.LagP99ms > 10 || g.Overflow > 0 {
@@ -491,6 +732,11 @@ func printRun(w io.Writer, r Report) {
 			fmt.Fprintf(w, "; %s served %d, queue full %d, queue timeout %d", c, s.Served, s.Overflow, s.QueueTimeout)
 		}
 		fmt.Fprintln(w)
+		fmt.Fprint(w, "backends:")
+		for _, b := range r.Origin.Backends {
+			fmt.Fprintf(w, " %s (%d slots) served %d, refused %d, queue max %d, busy %.0fs;", b.Name, b.Slots, b.Served, b.Refused, b.MaxWaiting, b.ServiceS)
+		}
+		fmt.Fprintf(w, " replayed POSTs %d\n", r.Origin.Replays)
 	}
 }
 
@@ -517,6 +763,16 @@ func printComparison(w io.Writer, rs []Report) {
 			fmt.Fprintf(w, "# %s\n", h)
 			break
 		}
+	}
+	var ran0 []Report
+	for _, r := range rs {
+		if r.NotRunnable == "" {
+			ran0 = append(ran0, r)
+		}
+	}
+	if len(ran0) > 0 {
+		printIssue15(w, ran0)
+		fmt.Fprintln(w, "plateau, by answer time: origin goodput (share of the shop's slot time doing useful work) and answers per second")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "proxy\tgoodput\tserved/s\tcached/s\tdegraded/s\tcaptured/s\tshed/s\terrors/s\tno-answer/s\tcheckout ok\tsearch ok\tbackoffice ok\tp99 served\ttransitions\t")
@@ -596,6 +852,158 @@ func printComparison(w io.Writer, rs []Report) {
 				r.Name, r.Machine.OtherPct, r.Machine.PeakOtherPct, peakWindow)
 		}
 	}
+}
+
+// modesText describes the polled degraded mode in one line.
+func modesText(r Report) string {
+	m := r.Modes
+	if m == nil {
+		if r.ModesNote != "" {
+			return r.ModesNote
+		}
+		return "n/a"
+	}
+	if m.Entries == 0 {
+		return fmt.Sprintf("never entered (%d samples)", m.Samples)
+	}
+	s := fmt.Sprintf("%d entries, %d exits; first entry at %.1fs, %.0fs degraded", m.Entries, m.Exits, m.FirstEntryS, m.DegradedS)
+	if m.DegradedAtEnd {
+		return s + "; still degraded at the end"
+	}
+	return s + fmt.Sprintf("; last exit at %.1fs: %.1fs after the end of the plateau, %.1fs after the steady traffic began", m.LastExitS, m.ExitAfterPeakS, m.ExitAfterSteadyS)
+}
+
+// replayText describes when the captured orders reached the origin.
+func replayText(o Orders) string {
+	if o.Captured == 0 {
+		return "none"
+	}
+	s := fmt.Sprintf("%d captured, %d processed from a replay, %d never processed", o.Captured, o.Replayed, o.CapturedMissing)
+	if o.CapturedLastAtS >= 0 {
+		s += fmt.Sprintf("; the last at the origin at %.1fs", o.CapturedLastAtS)
+		if o.CapturedAfterExitS != -1 {
+			s += fmt.Sprintf(", %.1fs after the exit", o.CapturedAfterExitS)
+		}
+	}
+	if o.ReplayBudgetS > 0 {
+		s += fmt.Sprintf(" (budget: captured / replay rate + 30s = %.0fs)", o.ReplayBudgetS)
+	}
+	return s
+}
+
+// printIssue15 prints the two tables of issue 15's acceptance: the client's view at
+// the peak, and what followed it.
+func printIssue15(w io.Writer, ran []Report) {
+	fmt.Fprintln(w, "at the peak (requests sent on the plateau; goodput = 2xx within the SLO, share of sent)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "proxy\tgoodput\tpages\tstatic\tsearch\torders 2xx\tback office\tp99 admitted\tclient timeouts\t")
+	for _, r := range ran {
+		pk := r.Peak
+		if pk == nil {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.Name)
+			continue
+		}
+		g := pk.ClassGoodputPct
+		fmt.Fprintf(tw, "%s\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%s\t%d\t\n", r.Name, pk.GoodputPct,
+			g[clsProduct], g[clsStatic], g[clsSearch], g[clsCheckout], g[clsBackoffice], fmtMS(pk.AdmittedP99ms), pk.ClientTimeouts)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nafter the peak (steady traffic; exit = last degraded -> normal on floodgate_degraded)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "proxy\tentries/exits\texit after plateau\texit after steady\trecovery goodput\trefused after exit\tcaptured\tlast at origin after exit\tbudget\tlost\tprocessed twice\tkeys deduplicated\t")
+	for _, r := range ran {
+		ee, ep, es := "n/a", "-", "-"
+		if m := r.Modes; m != nil {
+			ee = fmt.Sprintf("%d/%d", m.Entries, m.Exits)
+			switch {
+			case m.DegradedAtEnd:
+				ep, es = "never", "never"
+			case m.Exits > 0:
+				ep, es = fmt.Sprintf("%.1fs", m.ExitAfterPeakS), fmt.Sprintf("%.1fs", m.ExitAfterSteadyS)
+			}
+		}
+		rg, ra := "-", "-"
+		if rc := r.Recovery; rc != nil {
+			rg, ra = fmt.Sprintf("%.1f%%", rc.GoodputPct), fmt.Sprintf("%d of %d", rc.RefusedAfterExit, rc.SentAfterExit)
+		}
+		o := r.Orders
+		last, budget := "-", "-"
+		if o.CapturedAfterExitS != -1 && o.CapturedLastAtS >= 0 {
+			last = fmt.Sprintf("%.1fs", o.CapturedAfterExitS)
+		} else if o.CapturedLastAtS >= 0 {
+			last = fmt.Sprintf("at %.1fs", o.CapturedLastAtS)
+		}
+		if o.ReplayBudgetS > 0 {
+			budget = fmt.Sprintf("%.0fs", o.ReplayBudgetS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t\n", r.Name, ee, ep, es, rg, ra, o.Captured, last, budget, o.Lost, o.DupOrders, o.DupKeys)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nissue 15's acceptance, judged on this run")
+	for _, r := range ran {
+		if f := acceptance(r); len(f) > 0 {
+			fmt.Fprintf(w, "  %s: fails: %s\n", r.Name, strings.Join(f, "; "))
+		} else {
+			fmt.Fprintf(w, "  %s: passes\n", r.Name)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// acceptance lists the checks of issue 15's acceptance that run r fails; a proxy
+// without a degraded mode (no floodgate_degraded) is not judged on leaving it.
+func acceptance(r Report) []string {
+	var f []string
+	fail := func(format string, a ...any) { f = append(f, fmt.Sprintf(format, a...)) }
+	pk := r.Peak
+	if pk == nil {
+		return []string{"no peak measured"}
+	}
+	g := pk.ClassGoodputPct
+	if pk.GoodputPct < 95 {
+		fail("goodput %.1f%% < 95%%", pk.GoodputPct)
+	}
+	if g[clsProduct] < 99 {
+		fail("pages %.1f%% < 99%%", g[clsProduct])
+	}
+	if g[clsBackoffice] < 99.9 {
+		fail("back office %.1f%% < 99.9%%", g[clsBackoffice])
+	}
+	if g[clsCheckout] < 100 {
+		fail("orders 2xx %.1f%% < 100%%", g[clsCheckout])
+	}
+	if pk.AdmittedP99ms >= pk.SLOms {
+		fail("p99 admitted %s >= %s", fmtMS(pk.AdmittedP99ms), fmtMS(pk.SLOms))
+	}
+	if pk.ClientTimeouts > 0 {
+		fail("%d client timeouts", pk.ClientTimeouts)
+	}
+	if m := r.Modes; m != nil {
+		switch {
+		case m.Entries != 1 || m.Exits != 1:
+			fail("%d entries, %d exits (want 1 and 1)", m.Entries, m.Exits)
+		case m.DegradedAtEnd:
+			fail("still degraded at the end")
+		case r.ExitBudgetS > 0 && m.ExitAfterSteadyS > r.ExitBudgetS:
+			fail("exit %.1fs after steady traffic > hold + 3 windows = %.0fs", m.ExitAfterSteadyS, r.ExitBudgetS)
+		}
+	}
+	if rc := r.Recovery; rc != nil && rc.RefusedAfterExit > 0 {
+		fail("%d refused after the exit", rc.RefusedAfterExit)
+	}
+	o := r.Orders
+	if o.CapturedMissing > 0 {
+		fail("%d captured orders never reached the origin", o.CapturedMissing)
+	} else if o.ReplayBudgetS > 0 && o.CapturedAfterExitS > o.ReplayBudgetS {
+		fail("last captured order %.0fs after the exit > %.0fs", o.CapturedAfterExitS, o.ReplayBudgetS)
+	}
+	if o.Lost > 0 {
+		fail("%d orders lost", o.Lost)
+	}
+	if o.DupOrders > 0 {
+		fail("%d orders processed twice", o.DupOrders)
+	}
+	return f
 }
 
 // stillArriving says, after a count of missing orders, whether replay was still

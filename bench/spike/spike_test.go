@@ -14,8 +14,11 @@ import (
 func TestProfileShape(t *testing.T) {
 	t.Parallel()
 	p := tvProfile()
-	if got := p.Duration(); got != 140*time.Second {
-		t.Fatalf("Duration = %v, want 140s", got)
+	if got := p.Duration(); got != 260*time.Second {
+		t.Fatalf("Duration = %v, want 260s", got)
+	}
+	if from, to := p.Recovery(); from != 110*time.Second || to != 260*time.Second {
+		t.Fatalf("Recovery = %v..%v, want 110s..260s", from, to)
 	}
 	from, to := p.Plateau()
 	if from != 30*time.Second || to != 90*time.Second {
@@ -29,39 +32,59 @@ func TestProfileShape(t *testing.T) {
 		{20 * time.Second, 2850}, // half way up
 		{30 * time.Second, 5400}, {60 * time.Second, 5400}, {89 * time.Second, 5400},
 		{100 * time.Second, 2850}, // half way down
-		{110 * time.Second, 300}, {139 * time.Second, 300},
-		{140 * time.Second, 0}, {-time.Second, 0},
+		{110 * time.Second, 300}, {259 * time.Second, 300},
+		{260 * time.Second, 0}, {-time.Second, 0},
 	}
 	for _, r := range rates {
 		if got := p.Rate(r.at); math.Abs(got-r.want) > 1e-9 {
 			t.Errorf("Rate(%v) = %v, want %v", r.at, got, r.want)
 		}
 	}
-	// 10s x 300 + 20s x 2850 + 60s x 5400 + 20s x 2850 + 30s x 300
+	// 10s x 300 + 20s x 2850 + 60s x 5400 + 20s x 2850 + 150s x 300
 	expected := []struct {
 		at   time.Duration
 		want float64
 	}{
 		{10 * time.Second, 3000}, {20 * time.Second, 3000 + 10*(300+2850)/2.0},
-		{30 * time.Second, 60000}, {90 * time.Second, 384000}, {140 * time.Second, 450000}, {time.Hour, 450000},
+		{30 * time.Second, 60000}, {90 * time.Second, 384000}, {140 * time.Second, 450000}, {260 * time.Second, 486000}, {time.Hour, 486000},
 	}
 	for _, e := range expected {
 		if got := p.Expected(e.at); math.Abs(got-e.want) > 1e-6 {
 			t.Errorf("Expected(%v) = %v, want %v", e.at, got, e.want)
 		}
 	}
-	if got := p.Scaled(0.25, 0.5); got.Duration() != 35*time.Second || got.Peak != 2700 || got.Base != 150 {
+	if got := p.Scaled(0.25, 0.5); got.Duration() != 65*time.Second || got.Peak != 2700 || got.Base != 150 {
 		t.Errorf("Scaled(0.25, 0.5) = %+v", got)
 	}
 }
 
 func TestSchedule(t *testing.T) {
 	t.Parallel()
-	p := tvProfile().Scaled(0.25, 1) // 112,500 requests expected
+	p := tvProfile().Scaled(0.25, 1) // 121,500 requests expected
 	mix := mustMix(defaultMix)
-	s := p.Schedule(mix, 1)
+	s := p.Schedule(mix, 1, 0.1)
 	want := p.Expected(p.Duration())
-	if d := math.Abs(float64(len(s)) - want); d > 5*math.Sqrt(want) {
+	retries := 0
+	firstAt := map[uint32]time.Duration{}
+	for _, a := range s {
+		switch {
+		case a.Class != clsCheckout:
+		case !a.Retry:
+			if _, dup := firstAt[a.Item]; dup {
+				t.Fatalf("order %d sent twice without being a retry", a.Item)
+			}
+			firstAt[a.Item] = a.At
+		default:
+			retries++
+			if at, ok := firstAt[a.Item]; !ok || a.At-at != retryAfter {
+				t.Fatalf("retry of order %d at %v, first sent at %v (%v)", a.Item, a.At, at, ok)
+			}
+		}
+	}
+	if r := float64(retries) / float64(len(firstAt)); math.Abs(r-0.1) > 0.02 {
+		t.Errorf("%d retries of %d orders, want about 10%%", retries, len(firstAt))
+	}
+	if d := math.Abs(float64(len(s)-retries) - want); d > 5*math.Sqrt(want) {
 		t.Fatalf("%d arrivals, want %.0f ± %.0f", len(s), want, 5*math.Sqrt(want))
 	}
 	var byClass [numClasses]int
@@ -77,13 +100,16 @@ func TestSchedule(t *testing.T) {
 		if n := classItems[a.Class]; n > 0 && uint64(a.Item) >= n {
 			t.Fatalf("arrival %d: item %d of %s, want < %d", i, a.Item, classNames[a.Class], n)
 		}
+		if a.Retry {
+			continue
+		}
 		byClass[a.Class]++
 		if a.At >= from && a.At < to {
 			inPlateau++
 		}
 	}
 	for c, n := range byClass {
-		got, want := float64(n)/float64(len(s)), mix.Share(c)
+		got, want := float64(n)/float64(len(s)-retries), mix.Share(c)
 		if math.Abs(got-want) > 0.01 {
 			t.Errorf("%s: %.3f of arrivals, want %.3f", classNames[c], got, want)
 		}
@@ -91,7 +117,7 @@ func TestSchedule(t *testing.T) {
 	if rate := float64(inPlateau) / (to - from).Seconds(); math.Abs(rate-5400) > 5400*0.02 {
 		t.Errorf("plateau rate %.0f req/s, want 5400", rate)
 	}
-	again := p.Schedule(mix, 1)
+	again := p.Schedule(mix, 1, 0.1)
 	if len(again) != len(s) || again[len(s)/2] != s[len(s)/2] {
 		t.Error("the same seed gave another schedule")
 	}
@@ -103,19 +129,20 @@ func TestModel(t *testing.T) {
 	if err := parseClassList(defaultService, &m.Service, time.ParseDuration); err != nil {
 		t.Fatal(err)
 	}
-	m.Slots, m.Backlog, m.Penalty = 16, 4096, 0.15
+	m.Slots, m.Backlog, m.Penalty = 16, 256, 0.15
 	mix := mustMix(defaultMix)
-	if got := m.MeanService(mix); got != 10300*time.Microsecond {
-		t.Errorf("MeanService = %v, want 10.3ms", got)
+	// The shop's 95%: (0.40 x 2 + 0.35 x 6 + 0.15 x 20 + 0.05 x 60) / 0.95 = 9.368 ms.
+	if got := m.MeanService(mix); got != 9368421*time.Nanosecond {
+		t.Errorf("MeanService = %v, want 9.368ms", got)
 	}
-	if got := m.CapacityRPS(mix); math.Abs(got-1553.4) > 0.1 {
-		t.Errorf("CapacityRPS = %.1f, want 1553.4", got)
+	if got := m.CapacityRPS(mix); math.Abs(got-1707.9) > 0.1 {
+		t.Errorf("CapacityRPS = %.1f, want 1707.9", got)
 	}
 	for _, tt := range []struct {
 		waiting int64
 		want    time.Duration
 	}{{0, 20 * time.Millisecond}, {2048, 21500 * time.Microsecond}, {4096, 23 * time.Millisecond}, {99999, 23 * time.Millisecond}} {
-		if got := m.serviceTime(clsSearch, tt.waiting); got != tt.want {
+		if got := m.serviceTime(clsSearch, tt.waiting, 4096); got != tt.want {
 			t.Errorf("serviceTime(search, %d waiting) = %v, want %v", tt.waiting, got, tt.want)
 		}
 	}
@@ -123,12 +150,12 @@ func TestModel(t *testing.T) {
 
 func TestParseLists(t *testing.T) {
 	t.Parallel()
-	for _, bad := range []string{"static", "nosuch=1", "static=-1", "static=0,product=0,search=0,checkout=0,backoffice=0"} {
+	for _, bad := range []string{"static", "nosuch=1", "static=-1", "static=0,page=0,search=0,order=0,backoffice=0"} {
 		if _, err := parseMix(bad); err == nil {
 			t.Errorf("parseMix(%q) accepted", bad)
 		}
 	}
-	m, err := parseMix("static=1,checkout=3")
+	m, err := parseMix("static=1,order=3")
 	if err != nil || m.Share(clsCheckout) != 0.75 || m.pick(0.1) != clsStatic || m.pick(0.5) != clsCheckout {
 		t.Errorf("parseMix: %v, %v", m, err)
 	}
@@ -144,6 +171,8 @@ func TestClassify(t *testing.T) {
 		{"origin 200", answerInfo{status: 200, fromOrigin: true}, outServed},
 		{"miss stored", answerInfo{status: 200, fromOrigin: true, cacheStatus: "floodgate; fwd=uri-miss; fwd-status=200; stored; ttl=30"}, outServed},
 		{"revalidated", answerInfo{status: 200, fromOrigin: true, cacheStatus: "floodgate; fwd=stale; fwd-status=304; ttl=30"}, outServed},
+		{"another request's answer", answerInfo{status: 200, fromOrigin: true, otherReq: true}, outCached},
+		{"another request's, stale", answerInfo{status: 200, fromOrigin: true, otherReq: true, cacheStatus: "nginx; detail=stale"}, outDegraded},
 		{"fresh hit", answerInfo{status: 200, fromOrigin: true, cacheStatus: "floodgate; hit; ttl=12"}, outCached},
 		{"collapsed", answerInfo{status: 200, fromOrigin: true, cacheStatus: "floodgate; fwd=uri-miss; collapsed; ttl=3"}, outCached},
 		{"degraded hit", answerInfo{status: 200, fromOrigin: true, cacheStatus: "floodgate; hit; ttl=-40; detail=degraded"}, outDegraded},
@@ -196,7 +225,7 @@ func TestAnalyze(t *testing.T) {
 		m.Service[c] = 10 * time.Millisecond
 	}
 	m.Service[clsCheckout] = 20 * time.Millisecond
-	mix := mustMix("static=3,checkout=1")
+	mix := mustMix("static=3,order=1")
 	sec := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 	type req struct {
 		at    float64
@@ -219,15 +248,16 @@ func TestAnalyze(t *testing.T) {
 		{6.6, clsCheckout, 0, outOverflow, false},   // never sent
 		{6.9, clsStatic, 1.5, outServed, false},     // sent in the plateau, answered after it
 	}
-	in := runData{name: "test", prof: prof, mix: mix, model: m, runID: "r", orders: map[string]bool{"elsewhere": true}}
+	start := time.Unix(1000, 0)
+	in := runData{name: "test", prof: prof, mix: mix, model: m, runID: "r", orders: map[string]OrderAt{"elsewhere": {}}, start: start, slo: time.Second}
 	for c := range in.timeouts {
 		in.timeouts[c] = 10 * time.Second
 	}
 	for i, r := range reqs {
-		in.sched = append(in.sched, Arrival{At: sec(r.at), Class: uint8(r.cls)})
+		in.sched = append(in.sched, Arrival{At: sec(r.at), Class: uint8(r.cls), Item: uint32(i)})
 		in.recs = append(in.recs, record{lat: sec(r.lat), out: r.out, lagUS: int32(i * 1000)})
 		if r.atOri {
-			in.orders[orderIDOf("r", i)] = true
+			in.orders[orderIDOf("r", i)] = OrderAt{AtMS: start.Add(sec(r.at + 0.5)).UnixMilli()}
 		}
 	}
 	in.origin = &OriginStats{DupOrders: 1, DupKeys: 2}
@@ -265,7 +295,8 @@ func TestAnalyze(t *testing.T) {
 	}
 	o := rep.Orders
 	want := Orders{Submitted: 4, Answered2xx: 1, Captured: 2, Failed: 1, ConfirmedPct: 75,
-		ReachedOrigin: 3, Lost: 1, StillArrivingPerS: 2.5, Unconfirmed: 1, DupOrders: 1, DupKeys: 2, Foreign: 1}
+		ReachedOrigin: 3, Lost: 1, StillArrivingPerS: 2.5, Unconfirmed: 1, DupOrders: 1, DupKeys: 2, Foreign: 1,
+		CapturedLastAtS: 6.5, CapturedAfterExitS: -1, CapturedMissing: 1}
 	if o != want {
 		t.Errorf("orders\n got %+v\nwant %+v", o, want)
 	}
@@ -313,14 +344,16 @@ func TestOrigin(t *testing.T) {
 		m.Service[c] = time.Millisecond
 	}
 	m.Service[clsSearch] = 200 * time.Millisecond
-	o := NewOrigin(m)
+	m.Backends = []BackendModel{{Name: "shop1", Slots: 1}}
+	f := NewFleet(m)
+	o := f.backends[0]
 	ln := fasthttputil.NewInmemoryListener()
 	srv := newOriginServer(o)
 	go srv.Serve(ln) //nolint:errcheck // ends with ln.Close
 	defer ln.Close()
 	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
 
-	do := func(method, uri, key, body string) (int, string) {
+	do := func(method, uri, key, body string, hdr ...string) (int, string) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
@@ -329,13 +362,16 @@ func TestOrigin(t *testing.T) {
 		if key != "" {
 			req.Header.Set("Idempotency-Key", key)
 		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
 		req.SetBodyString(body)
 		if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
 			t.Fatalf("%s %s: %v", method, uri, err)
 		}
 		return resp.StatusCode(), string(resp.Header.Peek("X-Spike-Origin"))
 	}
-	if s, cls := do("GET", "/static/app-1.css", "", ""); s != 200 || cls != "static" {
+	if s, cls := do("GET", "/img/app-1.png", "", ""); s != 200 || cls != "static" {
 		t.Errorf("static: %d %q", s, cls)
 	}
 	if s, _ := do("GET", "/nosuch", "", ""); s != 404 {
@@ -352,12 +388,26 @@ func TestOrigin(t *testing.T) {
 			t.Errorf("checkout %s: %d", r.key, s)
 		}
 	}
-	st := o.Stats()
-	if st.Orders != 3 || st.DupKeys != 1 || st.DupOrders != 1 || st.Classes["checkout"].Served != 5 {
-		t.Errorf("stats after checkouts: %+v", st)
+	// A replay: the client's key kept, the capture id in its own header. Once with
+	// a key already processed (deduplicated), once with a new order.
+	for _, r := range []struct{ key, body string }{{"k3", `{"order_id":"o2"}`}, {"k5", `{"order_id":"o3"}`}} {
+		if s, _ := do("POST", "/checkout", r.key, r.body, "Floodgate-Capture-Id", "c-"+r.key); s != 200 {
+			t.Errorf("replay %s: %d", r.key, s)
+		}
 	}
-	if got := strings.Join(o.OrderIDs(), ","); got != "k4,o1,o2" {
-		t.Errorf("OrderIDs = %s", got)
+	st := f.Stats()
+	if st.Orders != 4 || st.DupKeys != 2 || st.DupOrders != 1 || st.Replays != 2 || st.Classes["order"].Served != 7 {
+		t.Errorf("stats after orders: %+v", st)
+	}
+	var ids []string
+	for _, o := range f.Orders() {
+		ids = append(ids, o.ID)
+		if o.AtMS <= 0 || o.Replayed != (o.ID == "o3") {
+			t.Errorf("order %+v", o)
+		}
+	}
+	if got := strings.Join(ids, ","); got != "k4,o1,o2,o3" {
+		t.Errorf("Orders = %s", got)
 	}
 
 	// One slot busy with a 200 ms search, one request waiting: a third is refused
@@ -374,12 +424,15 @@ func TestOrigin(t *testing.T) {
 	if got[0] != 503 || got[1] != 200 {
 		t.Errorf("waiting then searching: %v, want [503 200]", got)
 	}
-	st = o.Stats()
-	if pc := st.Classes["product"]; pc.Overflow != 1 || pc.QueueTimeout != 1 {
-		t.Errorf("product counters %+v", pc)
+	st = f.Stats()
+	if pc := st.Classes["page"]; pc.Overflow != 1 || pc.QueueTimeout != 1 {
+		t.Errorf("page counters %+v", pc)
 	}
-	o.Reset()
-	if st := o.Stats(); st.Orders != 0 || st.Classes["search"].Served != 0 {
+	if b := st.Backends[0]; b.Refused != 2 || b.Slots != 1 {
+		t.Errorf("backend counters %+v", b)
+	}
+	f.Reset()
+	if st := f.Stats(); st.Orders != 0 || st.Classes["search"].Served != 0 {
 		t.Errorf("after Reset: %+v", st)
 	}
 }
