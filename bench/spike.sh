@@ -261,7 +261,7 @@ for key in "${list[@]}"; do
       cp "$(dirname "$fg_cfg")/busy.html" "$work/busy.html"
       msg=$(cd "$work" && "$bin" -check -config "$work/$key.yaml" 2>&1) || true
       if grep -q 'backends\[[0-9]*\]\.max_conns: unknown key' <<<"$msg"; then
-        # Per-backend limits (issue 15) are not built yet: every backend gets the
+        # A binary older than per-backend limits (issue 15): every backend gets the
         # pool's max_conns_per_backend instead. The row's name says so.
         sed -i -E 's/, max_conns: [0-9]+\}/}/' "$work/$key.yaml"
         name="floodgate (no per-backend max_conns)"
