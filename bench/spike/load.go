@@ -460,28 +460,7 @@ func waitReplay(ctl *control, confirmed []string, captured int, maxWait, settle 
 // text exposition, per value of its "to" label.
 func transitions(text string) (byTo map[string]float64, found bool) {
 	byTo = map[string]float64{}
-	const name = "floodgate_degrade_transitions_total"
-	for _, l := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(l, name) || (len(l) > len(name) && l[len(name)] != '{' && l[len(name)] != ' ') {
-			continue
-		}
-		// NAME{LABELS} VALUE [TIMESTAMP]
-		rest := l[len(name):]
-		if strings.HasPrefix(rest, "{") {
-			j := strings.LastIndexByte(rest, '}')
-			if j < 0 {
-				continue
-			}
-			rest = rest[j+1:]
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			continue
-		}
+	eachSample(text, "floodgate_degrade_transitions_total", func(l string, v float64) {
 		to := "?"
 		if i := strings.Index(l, `to="`); i >= 0 {
 			rest := l[i+4:]
@@ -491,7 +470,7 @@ func transitions(text string) (byTo map[string]float64, found bool) {
 		}
 		byTo[to] += v
 		found = true
-	}
+	})
 	return byTo, found
 }
 

@@ -168,23 +168,13 @@ func (p *machineProbe) take() (reading, error) {
 
 func startMachineProbe(proxyPID int, originCPU func() (time.Duration, error)) *machineProbe {
 	p := &machineProbe{proxyPID: proxyPID, originCPU: originCPU, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			if r, err := p.take(); err == nil {
-				p.mu.Lock()
-				p.readings = append(p.readings, r)
-				p.mu.Unlock()
-			}
-			select {
-			case <-p.stop:
-				return
-			case <-t.C:
-			}
+	go tick(time.Second, p.stop, p.done, func() {
+		if r, err := p.take(); err == nil {
+			p.mu.Lock()
+			p.readings = append(p.readings, r)
+			p.mu.Unlock()
 		}
-	}()
+	})
 	return p
 }
 

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -26,30 +24,10 @@ type modeSample struct {
 // degradedGauge reads floodgate_degraded from a Prometheus text exposition: whether
 // any pool is degraded, and whether the gauge was there at all.
 func degradedGauge(text string) (degraded, found bool) {
-	const name = "floodgate_degraded"
-	for _, l := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(l, name) || (len(l) > len(name) && l[len(name)] != '{' && l[len(name)] != ' ') {
-			continue
-		}
-		rest := l[len(name):]
-		if strings.HasPrefix(rest, "{") {
-			j := strings.LastIndexByte(rest, '}')
-			if j < 0 {
-				continue
-			}
-			rest = rest[j+1:]
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			continue
-		}
+	eachSample(text, "floodgate_degraded", func(_ string, v float64) {
 		found = true
 		degraded = degraded || v > 0
-	}
+	})
 	return degraded, found
 }
 
@@ -68,28 +46,18 @@ type modePoller struct {
 // times are counted from start.
 func startModePoller(start time.Time, get func() (string, error)) *modePoller {
 	p := &modePoller{start: start, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(modePollEvery)
-		defer t.Stop()
-		for {
-			text, err := get()
-			at := time.Since(start)
-			p.mu.Lock()
-			if err != nil {
-				p.lastErr = err
-			} else if d, ok := degradedGauge(text); ok {
-				p.found = true
-				p.samples = append(p.samples, modeSample{at: at, degraded: d})
-			}
-			p.mu.Unlock()
-			select {
-			case <-p.stop:
-				return
-			case <-t.C:
-			}
+	go tick(modePollEvery, p.stop, p.done, func() {
+		text, err := get()
+		at := time.Since(start)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if err != nil {
+			p.lastErr = err
+		} else if d, ok := degradedGauge(text); ok {
+			p.found = true
+			p.samples = append(p.samples, modeSample{at: at, degraded: d})
 		}
-	}()
+	})
 	return p
 }
 
