@@ -43,11 +43,8 @@ done
 
 p_origin=17002 p_nginx=17015 p_varnish=17016 p_fg=17017 p_fg_admin=17018
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need nginx || ! need varnishd || ! need curl || ! need taskset; then
-  echo "installing wrk, nginx, varnish, curl from Debian packages..." >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light varnish curl util-linux) >/dev/null
-fi
+. "$(dirname "$0")/lib.sh"
+require wrk:wrk nginx:nginx-light varnishd:varnish curl:curl taskset:util-linux
 
 # Refuse to start on top of another run: the ports would clash and the CPUs be shared.
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -27,11 +27,8 @@ while getopts "b:n:i:d:p:o:h" opt; do
   esac
 done
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need haproxy || ! need nginx; then
-  echo "installing wrk, haproxy, nginx from Debian packages..." >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk haproxy nginx-light) >/dev/null
-fi
+. "$(dirname "$0")/lib.sh"
+require wrk:wrk haproxy:haproxy nginx:nginx-light
 most=$(( n > idle ? n : idle ))
 ulimit -n "$(ulimit -Hn)"
 # HAProxy wants two descriptors per connection it may hold (client and server side).

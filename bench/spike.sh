@@ -72,11 +72,8 @@ for p in $s1 $s2 $s3 $bo $cp $hp $np $fp $ap; do
   fi
 done
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need haproxy || ! need nginx; then
-  echo "installing haproxy, nginx from Debian packages..." >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy nginx-light) >/dev/null
-fi
+. "$(dirname "$0")/lib.sh"
+require haproxy:haproxy nginx:nginx-light
 
 # Up to ~11k connections are open at once on each side of the proxy at the peak.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

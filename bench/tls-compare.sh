@@ -49,11 +49,8 @@ stime_procs=8
 
 p_backend=17003 p_haproxy=17019 p_fg_tls=17020 p_fg=17004 p_fg_admin=17005
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need haproxy || ! need nginx || ! need openssl || ! need curl || ! need taskset; then
-  echo "installing wrk, haproxy, nginx, openssl, curl from Debian packages..." >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk haproxy nginx-light openssl curl util-linux) >/dev/null
-fi
+. "$(dirname "$0")/lib.sh"
+require wrk:wrk haproxy:haproxy nginx:nginx-light openssl:openssl curl:curl taskset:util-linux
 
 # Refuse to start on top of another run: the ports would clash and the CPUs be shared.
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
